@@ -1,0 +1,1 @@
+"""Code shared by the tokenizer, the generators and the evaluation: data, checkpoints, runtime helpers."""

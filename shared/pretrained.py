@@ -1,0 +1,62 @@
+"""save_pretrained / from_pretrained for our models, in the diffusers layout: config.json + model.safetensors.
+
+A model class using `PretrainedMixin` sets `config_class` (a dataclass) and keeps its config in
+`self.config`. Weights are safetensors only (no pickle); files are written atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_write, atomic_write_json
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def config_from_dict(config_class, values: dict, source: str = "config"):
+    """Build a config dataclass from a dict, with a clear error for unknown fields."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{source}: unknown {config_class.__name__} field(s) {unknown}; "
+                         f"known fields are {sorted(names)}")
+    return config_class(**values)
+
+
+class PretrainedMixin:
+    config_class: type
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_json(path / CONFIG_NAME, {"class": type(self).__name__, **dataclasses.asdict(self.config)})
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu"):
+        path = Path(path)
+        config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: not found; expected a folder written by save_pretrained "
+                                        f"({CONFIG_NAME} + {WEIGHTS_NAME})")
+        try:
+            values = json.loads(config_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{config_file}: not valid JSON ({exc})") from None
+        saved_class = values.pop("class", cls.__name__)
+        if saved_class != cls.__name__:
+            raise ValueError(f"{config_file}: holds a {saved_class}, not a {cls.__name__}")
+        model = cls(config_from_dict(cls.config_class, values, str(config_file)))
+        state = load_file(str(weights_file), device=str(map_location))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights_file}: does not match the config (missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+        return model.to(map_location)

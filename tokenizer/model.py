@@ -1,0 +1,369 @@
+"""OmniTokenizer: one transformer tokenizer for images and videos (paper section 3.1.1).
+
+    pixels (B, 3, T, H, W), T = 1 + k*t, an image has T = 1
+      -> patchify: first frame in p x p patches, later frames in t x p x p tubes, two embeddings
+      -> encoder: spatial blocks on each latent frame (window or global attention, 2-D RoPE)
+                  causal PEG (depth-wise 3x3x3 conv, padded only on the past side)
+                  temporal blocks on each spatial position (causal attention + ALiBi)
+      -> head: VQ (l2-normalised factorised codes) or KL (diagonal Gaussian), latents (B, C, T', h, w)
+      -> decoder: the mirror image (PEG, temporal blocks, spatial blocks), two linear projections to pixels
+
+Because patch embedding, spatial blocks and the head act on one latent frame at a time, and PEG and
+temporal attention only look at the past, latent frame j depends on input frames 0..1+jt-1 only, and
+an image is tokenised exactly as the first frame of a video that starts with it.
+
+Any size: frames are padded (replicate) to a multiple of p and cropped back; window attention pads its
+token grid to whole windows and masks the padding out of every window, so padding never leaks into
+real tokens. Long videos: `max_tokens` processes the spatial stage in chunks of frames and the temporal
+stage in chunks of spatial positions, which is exact (no approximation), so memory is bounded by the
+chunk, not by the length of the video.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from shared.pretrained import PretrainedMixin
+
+from .config import OmniTokenizerConfig, model_config
+from .quantizers import DiagonalGaussian, GaussianHead, VectorQuantizer
+
+
+# ----------------------------------------------------------------------------- position encodings
+
+
+def rope_2d(h: int, w: int, head_dim: int, theta: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (h, w, head_dim/2): half of each head rotates with the row, half with the column."""
+    quarter = head_dim // 4
+    freqs = theta ** (-torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    rows = torch.arange(h, device=device, dtype=torch.float32)[:, None, None] * freqs
+    cols = torch.arange(w, device=device, dtype=torch.float32)[None, :, None] * freqs
+    angles = torch.cat([rows.expand(h, w, quarter), cols.expand(h, w, quarter)], -1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+
+
+def alibi_bias(heads: int, length: int, causal: bool, device) -> torch.Tensor:
+    """(heads, T, T) additive bias: -slope * distance, and -inf on the future when causal."""
+    slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=device, dtype=torch.float32) / heads)
+    pos = torch.arange(length, device=device, dtype=torch.float32)
+    distance = pos[:, None] - pos[None, :]  # query minus key
+    bias = -slopes[:, None, None] * distance.abs()
+    if causal:
+        bias = bias.masked_fill(distance < 0, float("-inf"))
+    return bias
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+class Attention(nn.Module):
+    """Multi-head attention over the second-to-last axis; biases and masks really reach SDPA."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "... l (three h d) -> three ... h l d", three=3, h=self.heads)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
+        return self.proj(rearrange(out, "... h l d -> ... l (h d)"))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim: int, mult: float):
+        super().__init__()
+        inner = int(dim * mult * 2 / 3)
+        self.proj_in = nn.Linear(dim, 2 * inner)
+        self.proj_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, gate = self.proj_in(x).chunk(2, dim=-1)
+        return self.proj_out(a * F.gelu(gate))
+
+
+class SpatialBlock(nn.Module):
+    """Pre-norm transformer block over the tokens of one frame (N, h, w, D): window or global attention."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: float, window: int | None):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn, self.ff = Attention(dim, heads), GEGLU(dim, ff_mult)
+        self.window = window
+        if window:  # Swin-style relative position bias, one table per block
+            self.rel_bias = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+            nn.init.trunc_normal_(self.rel_bias, std=0.02)
+            coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+            rel = (coords[:, :, None] - coords[:, None, :]) + (window - 1)
+            self.register_buffer("rel_index", rel[0] * (2 * window - 1) + rel[1], persistent=False)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        y = self.norm1(x)
+        y = self._window_attention(y, rope) if self.window else self._global_attention(y, rope)
+        x = x + y
+        return x + self.ff(self.norm2(x))
+
+    def _global_attention(self, y, rope):
+        n, h, w, d = y.shape
+        cos, sin = (r.reshape(h * w, -1) for r in rope)
+        return self.attn(y.reshape(n, h * w, d), rope=(cos, sin)).view(n, h, w, d)
+
+    def _window_attention(self, y, rope):
+        n, h, w, d = y.shape
+        ws = self.window
+        ph, pw = -h % ws, -w % ws
+        y = F.pad(y, (0, 0, 0, pw, 0, ph))
+        cos, sin = (F.pad(r, (0, 0, 0, pw, 0, ph)) for r in rope)
+        part = "b (nh s1) (nw s2) c -> b (nh nw) (s1 s2) c"
+        windows = rearrange(y, part, s1=ws, s2=ws)  # (N, nW, ws*ws, D)
+        cos, sin = (rearrange(r[None], part, s1=ws, s2=ws)[0][:, None] for r in (cos, sin))  # (nW, 1, L, d/2)
+        bias = self.rel_bias[self.rel_index].permute(2, 0, 1)  # (heads, L, L)
+        if ph or pw:  # keys that are padding get -inf in every window
+            valid = torch.zeros(h + ph, w + pw, dtype=torch.bool, device=y.device)
+            valid[:h, :w] = True
+            valid = rearrange(valid[None, :, :, None], part, s1=ws, s2=ws)[0, :, :, 0]  # (nW, L)
+            bias = bias[None] + torch.zeros_like(valid, dtype=bias.dtype).masked_fill(~valid, float("-inf"))[:, None, None, :]
+        out = self.attn(windows, bias=bias, rope=(cos, sin))
+        out = rearrange(out, "b (nh nw) (s1 s2) c -> b (nh s1) (nw s2) c", nh=(h + ph) // ws, s1=ws, s2=ws)
+        return out[:, :h, :w]
+
+
+class TemporalBlock(nn.Module):
+    """Pre-norm transformer block over the latent frames of one spatial position (N, T', D)."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn, self.ff = Attention(dim, heads), GEGLU(dim, ff_mult)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias=bias)
+        return x + self.ff(self.norm2(x))
+
+
+class CausalPEG(nn.Module):
+    """Position-encoding generator: residual depth-wise 3x3x3 conv, zero-padded on the past side only."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv3d(dim, dim, 3, groups=dim)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T', h, w, D)
+        y = x.permute(0, 4, 1, 2, 3)
+        y = self.conv(F.pad(y, (1, 1, 1, 1, 2, 0)))
+        return x + y.permute(0, 2, 3, 4, 1)
+
+
+class PatchEmbed(nn.Module):
+    """LayerNorm -> Linear -> LayerNorm on flattened patches (or tubes)."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int | None) -> torch.Tensor:
+    """fn over x in slices of `rows` along dim 0 (fn must treat rows independently); None: one call."""
+    if rows is None or x.shape[0] <= rows:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(rows)])
+
+
+class SpaceTimeStack(nn.Module):
+    """Spatial blocks (per latent frame) and temporal blocks (per position, after a causal PEG).
+
+    `order` is "st" for the encoder (space then time) and "ts" for the decoder (time then space).
+    """
+
+    def __init__(self, cfg: OmniTokenizerConfig, spatial: str, temporal: int, order: str):
+        super().__init__()
+        self.cfg, self.order = cfg, order
+        self.spatial = nn.ModuleList(
+            SpatialBlock(cfg.dim, cfg.heads, cfg.ff_mult, cfg.window_size if kind == "w" else None) for kind in spatial
+        )
+        self.peg = CausalPEG(cfg.dim)
+        self.temporal = nn.ModuleList(TemporalBlock(cfg.dim, cfg.heads, cfg.ff_mult) for _ in range(temporal))
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def _space(self, x: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+        b, t, h, w, d = x.shape
+        rope = rope_2d(h, w, d // self.cfg.heads, self.cfg.rope_theta, x.device)
+
+        def run(frames):
+            for block in self.spatial:
+                frames = block(frames, rope)
+            return frames
+
+        rows = None if max_tokens is None else max(1, max_tokens // (h * w))
+        return chunked(run, x.reshape(b * t, h, w, d), rows).view(b, t, h, w, d)
+
+    def _time(self, x: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+        b, t, h, w, d = x.shape
+        x = self.peg(x)
+        bias = alibi_bias(self.cfg.heads, t, self.cfg.causal, x.device)
+
+        def run(seqs):
+            for block in self.temporal:
+                seqs = block(seqs, bias)
+            return seqs
+
+        rows = None if max_tokens is None else max(1, max_tokens // t)
+        seqs = rearrange(x, "b t h w d -> (b h w) t d")
+        return rearrange(chunked(run, seqs, rows), "(b h w) t d -> b t h w d", b=b, h=h, w=w)
+
+    def forward(self, x: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
+        for stage in self.order:
+            x = self._space(x, max_tokens) if stage == "s" else self._time(x, max_tokens)
+        return self.norm(x)
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+
+
+@dataclass
+class EncoderOutput:
+    latents: torch.Tensor  # (B, C, T', h, w): quantised codes (vq) or posterior mode/sample (kl)
+    loss: torch.Tensor  # the head's loss term: eq. (1) or eq. (2), weighted
+    size: tuple[int, int, int]  # (T, H, W) of the input, for decode(..., size=...)
+    indices: torch.Tensor | None = None  # (B, T', h, w) long, vq only
+    posterior: DiagonalGaussian | None = None  # kl only, tensors (B, C, T', h, w)
+    stats: dict = field(default_factory=dict)
+
+
+class OmniTokenizer(nn.Module, PretrainedMixin):
+    config_class = OmniTokenizerConfig
+
+    def __init__(self, config: OmniTokenizerConfig):
+        super().__init__()
+        self.config = cfg = config
+        p, t, d = cfg.patch_size, cfg.temporal_patch_size, cfg.dim
+        self.embed_first = PatchEmbed(3 * p * p, d)
+        self.embed_rest = PatchEmbed(3 * t * p * p, d)
+        self.encoder = SpaceTimeStack(cfg, cfg.encoder_spatial, cfg.encoder_temporal, order="st")
+        if cfg.quantizer == "vq":
+            self.head = VectorQuantizer(d, cfg.latent_dim, cfg.codebook_size, cfg.codebook_weight,
+                                        cfg.commitment_weight)
+        else:
+            self.head = GaussianHead(d, cfg.latent_dim, cfg.kl_weight, cfg.logvar_min, cfg.logvar_max)
+        self.post_head = nn.Linear(cfg.latent_dim, d)
+        self.decoder = SpaceTimeStack(cfg, cfg.decoder_spatial, cfg.decoder_temporal, order="ts")
+        self.out_first = nn.Linear(d, 3 * p * p)
+        self.out_rest = nn.Linear(d, 3 * t * p * p)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_config(cls, config: str | OmniTokenizerConfig = "small", **overrides) -> "OmniTokenizer":
+        """A fresh model from a scale name ("tiny", "small", "paper"), a YAML path or a config object."""
+        return cls(model_config(config, **overrides))
+
+    # ---- shapes
+
+    def latent_frames(self, num_frames: int) -> int:
+        t = self.config.temporal_patch_size
+        if num_frames < 1 or (num_frames - 1) % t:
+            valid = ", ".join(str(1 + k * t) for k in range(5))
+            raise ValueError(f"a clip must have 1 + k*{t} frames ({valid}, ...); got {num_frames}. "
+                             f"Trim or pad the clip to such a length.")
+        return 1 + (num_frames - 1) // t
+
+    def _check_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or not x.is_floating_point():
+            raise TypeError(f"pixels must be a float tensor in [-1, 1], got {getattr(x, 'dtype', type(x))}")
+        if x.dim() == 4:
+            x = x.unsqueeze(2)
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"pixels must be (B, 3, T, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
+        self.latent_frames(x.shape[2])
+        return x
+
+    # ---- encode / decode
+
+    def encode(self, x: torch.Tensor, sample: bool = False, max_tokens: int | None = None) -> EncoderOutput:
+        """Pixels (B, 3, T, H, W) or (B, 3, H, W) in [-1, 1] -> latents (B, C, T', ceil(H/p), ceil(W/p)).
+
+        sample: draw from the posterior (kl) instead of taking its mode. max_tokens: process in
+        chunks of at most this many tokens (same result, bounded memory).
+        """
+        x = self._check_pixels(x)
+        b, _, t_in, h_in, w_in = x.shape
+        p, t = self.config.patch_size, self.config.temporal_patch_size
+        x = F.pad(x, (0, -w_in % p, 0, -h_in % p, 0, 0), mode="replicate") if (h_in % p or w_in % p) else x
+        first = self.embed_first(rearrange(x[:, :, :1], "b c 1 (h p) (w q) -> b 1 h w (c p q)", p=p, q=p))
+        tokens = first
+        if t_in > 1:
+            rest = rearrange(x[:, :, 1:], "b c (n t) (h p) (w q) -> b n h w (c t p q)", t=t, p=p, q=p)
+            tokens = torch.cat([first, self.embed_rest(rest)], 1)
+        out = self.head(self.encoder(tokens, max_tokens), sample=sample)
+        to_channels_first = lambda z: z.permute(0, 4, 1, 2, 3)  # noqa: E731
+        posterior = None
+        if out.posterior is not None:
+            posterior = DiagonalGaussian(to_channels_first(out.posterior.mean), to_channels_first(out.posterior.logvar),
+                                         self.config.logvar_min, self.config.logvar_max)
+        return EncoderOutput(latents=to_channels_first(out.latents), loss=out.loss, size=(t_in, h_in, w_in),
+                             indices=out.indices, posterior=posterior, stats=out.stats)
+
+    def decode(self, latents: torch.Tensor, size: tuple[int, int, int] | tuple[int, int] | None = None,
+               max_tokens: int | None = None) -> torch.Tensor:
+        """Latents (B, C, T', h, w) -> pixels (B, 3, 1 + (T'-1)t, h*p, w*p), cropped to `size` (H, W or T, H, W)."""
+        if latents.dim() != 5 or latents.shape[1] != self.config.latent_dim:
+            raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w), got {tuple(latents.shape)}")
+        p, t = self.config.patch_size, self.config.temporal_patch_size
+        tokens = self.decoder(self.post_head(latents.permute(0, 2, 3, 4, 1)), max_tokens)
+        first = rearrange(self.out_first(tokens[:, :1]), "b 1 h w (c p q) -> b c 1 (h p) (w q)", p=p, q=p)
+        frames = first
+        if tokens.shape[1] > 1:
+            rest = rearrange(self.out_rest(tokens[:, 1:]), "b n h w (c t p q) -> b c (n t) (h p) (w q)", t=t, p=p, q=p)
+            frames = torch.cat([first, rest], 2)
+        if size is not None:
+            frames = frames[..., : size[-2], : size[-1]]
+        return frames
+
+    def decode_indices(self, indices: torch.Tensor, size=None, max_tokens: int | None = None) -> torch.Tensor:
+        """Code indices (B, T', h, w) -> pixels; vq only. Same as decode(encode(x).latents)."""
+        if self.config.quantizer != "vq":
+            raise TypeError("decode_indices needs a VQ tokenizer (quantizer='vq')")
+        if indices.dim() != 4:
+            raise ValueError(f"indices must be (B, T', h, w), got {tuple(indices.shape)}")
+        return self.decode(self.head.lookup(indices).permute(0, 4, 1, 2, 3), size, max_tokens)
+
+    def forward(self, x: torch.Tensor, sample_posterior: bool | None = None) -> tuple[torch.Tensor, EncoderOutput]:
+        """Reconstruction with the input's shape, and the encoder output (loss terms, stats)."""
+        sample = self.training if sample_posterior is None else sample_posterior
+        enc = self.encode(x, sample=sample)
+        x_hat = self.decode(enc.latents, size=enc.size)
+        return (x_hat.squeeze(2) if x.dim() == 4 else x_hat), enc
+
+    def num_parameters(self, part: str = "all") -> int:
+        groups = {
+            "encoder": [self.embed_first, self.embed_rest, self.encoder, self.head],
+            "decoder": [self.post_head, self.decoder, self.out_first, self.out_rest],
+            "all": [self],
+        }
+        return sum(p.numel() for m in groups[part] for p in m.parameters())
