@@ -55,8 +55,13 @@ class PretrainedMixin:
             raise ValueError(f"{config_file}: holds a {saved_class}, not a {cls.__name__}")
         model = cls(config_from_dict(cls.config_class, values, str(config_file)))
         state = load_file(str(weights_file), device=str(map_location))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{weights_file}: does not match the config (missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]})")
+        expected = model.state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                 if k in state and state[k].shape != v.shape]
+        if missing or unexpected or wrong:
+            raise ValueError(f"{weights_file}: does not match {config_file.name} (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}, shape mismatch {wrong[:3]})")
+        model.load_state_dict(state)
         return model.to(map_location)

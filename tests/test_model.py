@@ -1,0 +1,193 @@
+"""OmniTokenizer invariants (issue 3), each on the tiny preset."""
+import json
+
+import pytest
+import torch
+
+from tokenizer import OmniTokenizer
+from tokenizer.model import SpatialBlock, rope_2d
+
+
+def make(quantizer="vq", **overrides):
+    torch.manual_seed(0)
+    model = OmniTokenizer.from_config("tiny", quantizer=quantizer, **overrides).eval()
+    with torch.no_grad():  # the PEG starts at zero; give it weight so that it is really tested
+        for stack in (model.encoder, model.decoder):
+            stack.peg.conv.weight.normal_(0, 0.2)
+    return model
+
+
+def video(b=2, t=9, h=32, w=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "kl"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_encoder_and_decoder_causality(quantizer, causal):
+    model = make(quantizer, causal=causal)
+    t = model.config.temporal_patch_size
+    x = video()
+    f = 1 + 2 * t - 1  # the last frame covered by latent frame 2
+    x2 = x.clone()
+    x2[:, :, f + 1 :] = torch.rand_like(x2[:, :, f + 1 :])
+    with torch.no_grad():
+        z, z2 = model.encode(x).latents, model.encode(x2).latents
+        past_same = torch.allclose(z[:, :, :3], z2[:, :, :3], atol=1e-5)
+        assert not torch.allclose(z[:, :, 3:], z2[:, :, 3:], atol=1e-5)
+        # decoder: change latent frames >= 3; output frames 0..f must not move
+        zd = z.clone()
+        zd[:, :, 3:] = torch.randn_like(zd[:, :, 3:])
+        y, y2 = model.decode(z), model.decode(zd)
+        out_past_same = torch.allclose(y[:, :, : f + 1], y2[:, :, : f + 1], atol=1e-5)
+    assert past_same == causal and out_past_same == causal  # plain attention must leak the future
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "kl"])
+def test_image_is_first_frame_of_video(quantizer):
+    model = make(quantizer)
+    clip = video(t=9, h=24, w=40)
+    with torch.no_grad():
+        as_image, as_video = model.encode(clip[:, :, 0]), model.encode(clip)
+    assert as_image.latents.shape[2] == 1
+    torch.testing.assert_close(as_image.latents[:, :, 0], as_video.latents[:, :, 0], atol=1e-5, rtol=1e-5)
+    if quantizer == "vq":
+        assert torch.equal(as_image.indices[:, 0], as_video.indices[:, 0])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 30, 22), (2, 3, 1, 17, 45), (1, 3, 50, 18)])
+def test_any_size_keeps_input_shape(shape):
+    model = make()
+    x = torch.rand(shape) * 2 - 1
+    with torch.no_grad():
+        y, enc = model(x)
+    assert y.shape == x.shape
+    p = model.config.patch_size
+    assert enc.latents.shape[-2:] == (-(-shape[-2] // p), -(-shape[-1] // p))
+    assert model.decode(enc.latents, size=enc.size).shape[-2:] == shape[-2:]
+
+
+def test_bad_frame_count_and_bad_input_are_clear_errors():
+    model = make()
+    with pytest.raises(ValueError, match=r"1 \+ k\*2 frames"):
+        model.encode(video(t=4))
+    with pytest.raises(ValueError, match=r"\(B, 3, T, H, W\)"):
+        model.encode(torch.rand(2, 1, 5, 16, 16))
+    with pytest.raises(TypeError, match="float tensor"):
+        model.encode(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"indices must lie in"):
+        model.decode_indices(torch.full((1, 1, 4, 4), 10_000))
+
+
+def test_window_padding_never_leaks_into_real_tokens():
+    torch.manual_seed(0)
+    block = SpatialBlock(16, 2, 2.0, window=4).eval()
+    x = torch.randn(3, 2, 2, 16)  # a 2x2 grid inside one 4x4 window: 12 keys are padding
+    rope = rope_2d(2, 2, 8, 1e4, "cpu")
+    with torch.no_grad():
+        out = block(x, rope)
+        real = torch.tensor([0, 1, 4, 5])  # where the 2x2 tokens sit in the 4x4 window
+        bias = block.rel_bias[block.rel_index[real][:, real]].permute(2, 0, 1)
+        cos, sin = (r.reshape(4, -1) for r in rope)
+        ref = x + block.attn(block.norm1(x).reshape(3, 4, 16), bias=bias, rope=(cos, sin)).view(3, 2, 2, 16)
+        ref = ref + block.ff(block.norm2(ref))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "kl"])
+def test_chunked_encode_decode_equals_one_pass(quantizer):
+    model = make(quantizer)
+    x = video(b=1, t=13, h=24, w=28)
+    with torch.no_grad():
+        full, part = model.encode(x), model.encode(x, max_tokens=10)
+        torch.testing.assert_close(part.latents, full.latents, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.decode(full.latents, max_tokens=10), model.decode(full.latents),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_vq_codes_and_decode_indices():
+    model = make("vq")
+    x = video(t=5)
+    with torch.no_grad():
+        enc = model.encode(x)
+        assert enc.indices.dtype == torch.long and enc.indices.shape == enc.latents[:, 0].shape
+        torch.testing.assert_close(enc.latents.norm(dim=1), torch.ones_like(enc.latents[:, 0]))
+        torch.testing.assert_close(model.decode_indices(enc.indices), model.decode(enc.latents))
+        assert 0 < enc.stats["codebook_usage"] <= 1 and enc.stats["perplexity"] >= 1
+
+
+def test_kl_encode_is_deterministic_and_decode_takes_its_output():
+    model = make("kl")
+    x = video(t=5)
+    with torch.no_grad():
+        a, b = model.encode(x), model.encode(x)
+        torch.testing.assert_close(a.latents, b.latents)
+        torch.testing.assert_close(a.latents, a.posterior.mode())
+        s1, s2 = a.posterior.sample(), a.posterior.sample()
+        assert not torch.equal(s1, s2) and s1.shape == a.latents.shape
+        assert model.decode(a.latents).shape == x.shape
+        assert torch.all(a.posterior.logvar >= model.config.logvar_min)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "kl"])
+def test_save_load_round_trip_without_pickle(tmp_path, quantizer):
+    model = make(quantizer)
+    if quantizer == "vq":
+        model.train()
+        model(video(t=5))  # initialises the codebook from data
+        model.eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = OmniTokenizer.from_pretrained(tmp_path / "ckpt").eval()
+    x = video(t=5, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0], model(x)[0], rtol=0, atol=0)
+    if quantizer == "vq":
+        assert bool(loaded.head.initialized)
+        before = loaded.head.codebook.detach().clone()
+        loaded.train()
+        loaded(x)  # must not re-initialise after loading
+        assert torch.equal(loaded.head.codebook, before)
+
+
+def test_from_pretrained_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        OmniTokenizer.from_pretrained(tmp_path)
+    make().save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["dim"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="model.safetensors: does not match"):
+        OmniTokenizer.from_pretrained(tmp_path)
+    cfg["wings"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"unknown OmniTokenizerConfig field\(s\) \['wings'\]"):
+        OmniTokenizer.from_pretrained(tmp_path)
+
+
+def test_ablation_switches_are_real_code_paths():
+    plain = make(encoder_spatial="gg", decoder_spatial="gg")
+    window = make()
+    assert not any("rel_bias" in n for n, _ in plain.named_parameters())
+    assert any("rel_bias" in n for n, _ in window.named_parameters())
+    x = video(b=1, t=1, h=32, w=32)
+    with torch.no_grad():
+        assert not torch.allclose(plain.encode(x).latents, window.encode(x).latents)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "kl"])
+def test_gradients_reach_every_parameter(quantizer):
+    model = make(quantizer).train()
+    x = video(t=5, h=24, w=20)
+    y, enc = model(x)
+    ((y - x).pow(2).mean() + enc.loss).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not dead, dead
+
+
+def test_paper_preset_parameter_counts():
+    model = OmniTokenizer.from_config("paper")
+    # SPEC: encoder ~26.8 M, decoder ~26.9 M; within 10 %
+    assert abs(model.num_parameters("encoder") / 26.8e6 - 1) < 0.1
+    assert abs(model.num_parameters("decoder") / 26.9e6 - 1) < 0.1
+    assert model.config.dim == 512 and model.config.codebook_size == 8192 and model.config.window_size == 8
