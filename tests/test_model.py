@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tokenizer import OmniTokenizer
-from tokenizer.model import SpatialBlock, rope_2d
+from tokenizer.model import Attention, SpatialBlock, alibi_bias, attend, rope_2d
 
 
 def make(quantizer="vq", **overrides):
@@ -191,3 +191,16 @@ def test_paper_preset_parameter_counts():
     assert abs(model.num_parameters("encoder") / 26.8e6 - 1) < 0.1
     assert abs(model.num_parameters("decoder") / 26.9e6 - 1) < 0.1
     assert model.config.dim == 512 and model.config.codebook_size == 8192 and model.config.window_size == 8
+
+
+def test_cpu_attention_matches_sdpa_with_bias_and_single_key_shortcut():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 6, 8) for _ in range(3))
+    bias = alibi_bias(4, 6, causal=True, device="cpu")
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    torch.testing.assert_close(attend(q, k, v, bias), ref, atol=1e-5, rtol=1e-5)
+    attn = Attention(16, 4)
+    x = torch.randn(5, 1, 16)  # one key: the shortcut must equal full attention
+    q1, k1, v1 = attn.qkv(x).view(5, 1, 3, 4, 4).permute(2, 0, 3, 1, 4)
+    full = attn.proj(torch.nn.functional.scaled_dot_product_attention(q1, k1, v1).transpose(1, 2).reshape(5, 1, 16))
+    torch.testing.assert_close(attn(x, bias=alibi_bias(4, 1, True, "cpu")), full, atol=1e-6, rtol=1e-6)

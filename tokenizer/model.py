@@ -67,8 +67,18 @@ def alibi_bias(heads: int, length: int, causal: bool, device) -> torch.Tensor:
 # ----------------------------------------------------------------------------- building blocks
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v. The bias (relative position, ALiBi, causal and padding masks)
+    always takes part. SDPA on CUDA or without a bias; on the CPU with a bias the explicit form is used,
+    being 1.5-2x faster than SDPA's CPU math path for these short sequences (bench/tokenizer_speed.py)."""
+    if bias is None or q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5).add_(bias.to(q.dtype))
+    return torch.matmul(scores.softmax(-1), v)
+
+
 class Attention(nn.Module):
-    """Multi-head attention over the second-to-last axis; biases and masks really reach SDPA."""
+    """Multi-head attention over the second-to-last axis."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -78,11 +88,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if x.shape[-2] == 1:  # one key: its softmax weight is exactly 1, the output is its value
+            return self.proj(F.linear(x, self.qkv.weight[2 * x.shape[-1] :]))
         q, k, v = rearrange(self.qkv(x), "... l (three h d) -> three ... h l d", three=3, h=self.heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
-        return self.proj(rearrange(out, "... h l d -> ... l (h d)"))
+        return self.proj(rearrange(attend(q, k, v, bias), "... h l d -> ... l (h d)"))
 
 
 class GEGLU(nn.Module):
