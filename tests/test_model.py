@@ -27,7 +27,7 @@ def video(b=2, t=9, h=32, w=32, seed=1):
 def test_encoder_and_decoder_causality(quantizer, causal):
     model = make(quantizer, causal=causal)
     t = model.config.temporal_patch_size
-    x = video()
+    x = video(t=1 + 4 * t)  # 5 latent frames
     f = 1 + 2 * t - 1  # the last frame covered by latent frame 2
     x2 = x.clone()
     x2[:, :, f + 1 :] = torch.rand_like(x2[:, :, f + 1 :])
@@ -46,7 +46,7 @@ def test_encoder_and_decoder_causality(quantizer, causal):
 @pytest.mark.parametrize("quantizer", ["vq", "kl"])
 def test_image_is_first_frame_of_video(quantizer):
     model = make(quantizer)
-    clip = video(t=9, h=24, w=40)
+    clip = video(t=1 + 2 * model.config.temporal_patch_size, h=24, w=40)
     with torch.no_grad():
         as_image, as_video = model.encode(clip[:, :, 0]), model.encode(clip)
     assert as_image.latents.shape[2] == 1
@@ -69,7 +69,7 @@ def test_any_size_keeps_input_shape(shape):
 
 def test_bad_frame_count_and_bad_input_are_clear_errors():
     model = make()
-    with pytest.raises(ValueError, match=r"1 \+ k\*2 frames"):
+    with pytest.raises(ValueError, match=r"1 \+ k\*4 frames"):
         model.encode(video(t=4))
     with pytest.raises(ValueError, match=r"\(B, 3, T, H, W\)"):
         model.encode(torch.rand(2, 1, 5, 16, 16))
@@ -97,7 +97,7 @@ def test_window_padding_never_leaks_into_real_tokens():
 @pytest.mark.parametrize("quantizer", ["vq", "kl"])
 def test_chunked_encode_decode_equals_one_pass(quantizer):
     model = make(quantizer)
-    x = video(b=1, t=13, h=24, w=28)
+    x = video(b=1, t=1 + 3 * model.config.temporal_patch_size, h=24, w=28)
     with torch.no_grad():
         full, part = model.encode(x), model.encode(x, max_tokens=10)
         torch.testing.assert_close(part.latents, full.latents, atol=1e-5, rtol=1e-5)
@@ -204,3 +204,9 @@ def test_cpu_attention_matches_sdpa_with_bias_and_single_key_shortcut():
     q1, k1, v1 = attn.qkv(x).view(5, 1, 3, 4, 4).permute(2, 0, 3, 1, 4)
     full = attn.proj(torch.nn.functional.scaled_dot_product_attention(q1, k1, v1).transpose(1, 2).reshape(5, 1, 16))
     torch.testing.assert_close(attn(x, bias=alibi_bias(4, 1, True, "cpu")), full, atol=1e-6, rtol=1e-6)
+
+
+def test_patch_embedding_keeps_absolute_brightness():
+    model = make("kl")
+    levels = [model.encode(torch.full((1, 3, 16, 16), v)).latents for v in (-0.9, -0.5, 0.5)]
+    assert not torch.allclose(levels[0], levels[1], atol=1e-4) and not torch.allclose(levels[1], levels[2], atol=1e-4)

@@ -1,7 +1,7 @@
 """OmniTokenizer: one transformer tokenizer for images and videos (paper section 3.1.1).
 
     pixels (B, 3, T, H, W), T = 1 + k*t, an image has T = 1
-      -> patchify: first frame in p x p patches, later frames in t x p x p tubes, two embeddings
+      -> patchify: first frame in p x p patches, later frames in t x p x p tubes, two linear embeddings
       -> encoder: spatial blocks on each latent frame (window or global attention, 2-D RoPE)
                   causal PEG (depth-wise 3x3x3 conv, padded only on the past side)
                   temporal blocks on each spatial position (causal attention + ALiBi)
@@ -183,14 +183,21 @@ class CausalPEG(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """LayerNorm -> Linear -> LayerNorm on flattened patches (or tubes)."""
+    """A linear embedding of flattened patches (or tubes), as in ViT and DiT.
+
+    The public release wraps it in LayerNorms (LN -> Linear -> LN). Over raw pixels a LayerNorm removes
+    each patch's mean brightness and contrast, and one right after the (bias-free at start) Linear is
+    scale-invariant too: a constant patch at -0.9 and one at -0.5 embed the same, so the decoder has to
+    guess brightness, and fails on photos unlike its training set. The transformer blocks are pre-norm,
+    so nothing else needs the normalisation.
+    """
 
     def __init__(self, in_dim: int, dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, dim), nn.LayerNorm(dim))
+        self.proj = nn.Linear(in_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.proj(x)
 
 
 def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int | None) -> torch.Tensor:

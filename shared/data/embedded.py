@@ -1,6 +1,8 @@
 """Embedded default datasets built offline from real images and videos that ship inside PyPI packages.
 
-`photos`: the colour photos of scikit-image, scikit-learn and matplotlib. Training draws random crops
+`photos`: the colour photos of scikit-image, scikit-learn and matplotlib, and scikit-image's greyscale
+photos (as RGB) for training only: without them a held-out grey or dark photo is far outside what
+training saw. Training draws random crops
 at several scales from the training photos; validation uses fixed crops of held-out photos
 (VAL_PHOTOS). Label = source photo.
 
@@ -65,6 +67,8 @@ PHOTO_SOURCES = {
     "china": lambda: _sklearn("china.jpg"),
     "flower": lambda: _sklearn("flower.jpg"),
     "grace_hopper": lambda: _matplotlib("grace_hopper.jpg"),
+    **{name: (lambda n=name: _skimage(n)) for name in
+       ("camera", "brick", "grass", "gravel", "moon", "coins", "page", "text", "clock", "cell")},
 }
 PHOTO_NAMES = tuple(PHOTO_SOURCES)
 

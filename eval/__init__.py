@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction metrics (PSNR, SSIM, LPIPS) and distribution metrics."""

@@ -1,0 +1,63 @@
+"""Training checkpoints: model weights in safetensors, optimizer state loaded with weights_only=True.
+
+Each checkpoint is a folder `step_00001234/` that is written under a temporary name and renamed into
+place, so an interrupted write never leaves a checkpoint that looks complete. The last `keep` are kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+PREFIX = "step_"
+
+
+def checkpoint_dirs(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "meta.json").is_file())
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    dirs = checkpoint_dirs(folder)
+    return dirs[-1] if dirs else None
+
+
+def save_checkpoint(folder: str | Path, step: int, models: dict[str, dict], optimizers: dict[str, dict],
+                    meta: dict, keep: int = 2) -> Path:
+    """models: name -> state dict; optimizers: name -> optimizer state dict."""
+    folder = Path(folder)
+    target = folder / f"{PREFIX}{step:08d}"
+    tmp = folder / f".tmp_{PREFIX}{step:08d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, state in models.items():
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / f"{name}.safetensors"))
+    torch.save(optimizers, tmp / "optimizers.pt")
+    (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    for old in checkpoint_dirs(folder)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict, dict]:
+    """(models, optimizers, meta) as saved; optimizer state is read with weights_only=True."""
+    path = Path(path)
+    meta_file = path / "meta.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path}: not a checkpoint (no meta.json)")
+    models = {f.name[: -len(".safetensors")]: load_file(str(f), device=str(map_location))
+              for f in sorted(path.glob("*.safetensors"))}
+    try:
+        optimizers = torch.load(path / "optimizers.pt", map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path / 'optimizers.pt'}: cannot be read ({exc.__class__.__name__}: {exc})") from None
+    return models, optimizers, json.loads(meta_file.read_text())

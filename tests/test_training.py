@@ -1,0 +1,161 @@
+"""Tokenizer training (issue 4) at the tiny preset: stages, exact resume, transfer, losses, DDP."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tokenizer import OmniTokenizer
+from tokenizer.discriminators import PatchGAN
+from tokenizer.losses import PerceptualLoss, hinge_d_loss
+from tokenizer.train import lr_at, run
+from tokenizer.train_config import StageConfig, train_config
+from tokenizer.transfer import transfer_weights
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE = dict(name="image", quantizer="vq", steps=6, pattern="iv", resolutions=[32], batch_size_image=2,
+             batch_size_video=1, warmup_steps=1, lr=1e-3)
+
+
+def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
+    report = run("tiny", tmp_path / "run", results=tmp_path / "results.json")
+    assert list(report["stages"]) == ["image", "joint", "kl"]
+    for stage in ("image", "joint", "kl"):
+        d = tmp_path / "run" / stage
+        assert (d / "final" / "model.safetensors").is_file() and (d / "samples" / "images.png").is_file()
+        assert (d / "samples" / "video_0.gif").is_file()
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        assert len(lines) == report["stages"][stage]["steps"]
+        val = report["stages"][stage]["validation"]
+        assert set(val) == {"image", "video"} and 5 < val["video"]["psnr"] < 60
+    assert "inflated tube embedding and output from t=2 to t=4" in report["stages"]["joint"]["init_notes"]
+    assert OmniTokenizer.from_pretrained(tmp_path / "run" / "kl" / "final").config.quantizer == "kl"
+    assert "random-init vgg16" in report["stages"]["image"]["perceptual_network"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["stages"]["kl"]["validation"]["image"]["psnr"] == report["stages"]["kl"]["validation"]["image"]["psnr"]
+    again = run("tiny", tmp_path / "run")  # finished stages are reused, not retrained
+    assert again["stages"]["kl"]["wall_seconds"] == report["stages"]["kl"]["wall_seconds"]
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
+    kw = dict(stages=[dict(STAGE, loss={"disc_start": 2})], checkpoint_every=2, keep_checkpoints=5)
+    run("tiny", tmp_path / "a", **kw)
+    stopped = run("tiny", tmp_path / "b", stop_at=3, **kw)
+    assert stopped["image"] == {"stage": "image", "stopped_at": 3}
+    assert not (tmp_path / "b" / "image" / "final").exists()
+    run("tiny", tmp_path / "b", **kw)
+    a = load_file(str(tmp_path / "a" / "image" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "image" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    last = lambda d: sorted((d / "image" / "checkpoints").iterdir())[-1]  # noqa: E731
+    da, db = load_file(str(last(tmp_path / "a") / "disc3d.safetensors")), load_file(str(last(tmp_path / "b") / "disc3d.safetensors"))
+    assert all(torch.equal(da[k], db[k]) for k in da)
+
+
+def test_reconstruction_loss_goes_down(tmp_path):
+    stage = dict(STAGE, steps=60, pattern="i", batch_size_image=4, warmup_steps=5, lr=2e-3, loss={"gan_weight": 0.0})
+    run("tiny", tmp_path, stages=[stage], log_every=1, checkpoint_every=100,
+        loss={"perceptual_weight": 0.0})
+    recon = [json.loads(ln)["recon"] for ln in (tmp_path / "image" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(recon[-10:]) / 10 < 0.6 * sum(recon[:10]) / 10
+
+
+def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path):
+    stage = dict(STAGE, steps=30, pattern="i", lr=1e12, warmup_steps=1, grad_clip=0.0)
+    with pytest.raises(RuntimeError, match="non-finite losses in a row"):
+        run("tiny", tmp_path, stages=[stage], max_nonfinite_in_row=2, checkpoint_every=100,
+            loss={"perceptual_weight": 0.0, "gan_weight": 0.0})
+    assert any((tmp_path / "image" / "checkpoints").glob("step_*/model.safetensors"))
+
+
+def test_tube_inflation_keeps_the_function_on_repeated_frames():
+    torch.manual_seed(0)
+    old = OmniTokenizer.from_config("tiny", temporal_patch_size=2).eval()
+    new = OmniTokenizer.from_config("tiny", temporal_patch_size=4).eval()
+    notes = transfer_weights(old, new)
+    assert any("inflated" in n for n in notes)
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1  # 1 + 2 tubes of 2 frames
+    x4 = torch.cat([x[:, :, :1], x[:, :, 1:].repeat_interleave(2, dim=2)], 2)  # 1 + 2 tubes of 4 frames
+    with torch.no_grad():
+        z_old, z_new = old.encode(x), new.encode(x4)
+        assert torch.equal(z_old.indices, z_new.indices)
+        y_old, y_new = old.decode(z_old.latents), new.decode(z_new.latents)
+    torch.testing.assert_close(y_new, torch.cat([y_old[:, :, :1], y_old[:, :, 1:].repeat_interleave(2, dim=2)], 2),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_vq_to_kl_transfer_starts_at_the_vq_projection():
+    vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
+    kl = OmniTokenizer.from_config("tiny", quantizer="kl").eval()
+    transfer_weights(vq, kl)
+    c = kl.config.latent_dim
+    assert torch.equal(kl.head.proj.weight[:c], vq.head.proj.weight) and torch.equal(kl.head.proj.bias[:c], vq.head.proj.bias)
+    assert torch.equal(kl.decoder.temporal[0].attn.qkv.weight, vq.decoder.temporal[0].attn.qkv.weight)
+    with torch.no_grad():
+        post = kl.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1).posterior
+    assert post.std.max() < 0.01  # starts nearly deterministic
+    back = OmniTokenizer.from_config("tiny", quantizer="vq")
+    transfer_weights(kl, back)  # KL -> VQ (Table 10's other order): the codebook will start from data
+    assert torch.equal(back.head.proj.weight, vq.head.proj.weight) and not bool(back.head.initialized)
+
+
+def test_learning_rate_schedule():
+    stage = StageConfig(name="s", steps=100, warmup_steps=10, lr=1e-3, min_lr=5e-5)
+    assert lr_at(0, stage) == pytest.approx(1e-4) and lr_at(9, stage) == pytest.approx(1e-3)
+    assert lr_at(99, stage) == pytest.approx(5e-5, rel=0.01)
+    assert all(lr_at(s, stage) >= lr_at(s + 1, stage) for s in range(10, 99))
+
+
+def test_perceptual_weight_sources(tmp_path):
+    from torchvision.models import vgg16
+
+    with pytest.raises(RuntimeError, match="LPIPS needs VGG16 ImageNet weights"):
+        PerceptualLoss(weights=None, allow_random=False)
+    with pytest.raises(FileNotFoundError, match="nowhere.pth: VGG16 weights file not found"):
+        PerceptualLoss(weights=str(tmp_path / "nowhere.pth"))
+    torch.manual_seed(5)
+    state = vgg16(weights=None).state_dict()
+    torch.save(state, tmp_path / "vgg16.pth")
+    loss = PerceptualLoss(weights=str(tmp_path / "vgg16.pth"))
+    assert loss.source == f"vgg16 from {tmp_path / 'vgg16.pth'}"
+    assert torch.equal(getattr(loss.lpips.net.slice3, "10").weight, state["features.10.weight"])
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert loss(x, x).item() == pytest.approx(0.0, abs=1e-6) and loss(x, -x).item() > 0
+    assert not any(p.requires_grad for p in loss.parameters())
+
+
+def test_discriminators_take_images_and_17_frame_clips():
+    d2, d3 = PatchGAN(2, 8, 3), PatchGAN(3, 8, 3)
+    logits2, feats2 = d2(torch.randn(2, 3, 64, 64))
+    logits3, feats3 = d3(torch.randn(2, 3, 17, 64, 64))
+    assert logits2.shape[0] == 2 and logits3.dim() == 5 and logits3.shape[2] >= 1 and len(feats3) == 4
+    assert hinge_d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)) == 0
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match=r"tiny train config stage x: unknown StageConfig field\(s\) \['stepz'\]"):
+        train_config("tiny", stages=[{"name": "x", "stepz": 3}])
+    with pytest.raises(FileNotFoundError, match="nope.yaml: no such config"):
+        train_config("nope")
+    with pytest.raises(ValueError, match=r"1 \+ k\*4 frames"):
+        run("tiny", tmp_path, stages=[dict(STAGE)], data={"num_frames": 6})
+
+
+def test_two_process_ddp_keeps_weights_identical(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "true"}
+    code = ("from tokenizer.train import run; import json; r = run('tiny', %r, stages=[%r]); "
+            "print('CHECKSUMS', json.dumps(r['stages']['image']['rank_weight_checksums']))") % (
+        str(tmp_path / "ddp"), dict(STAGE, steps=3, loss={"disc_start": 1}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "tests.ddp_entry", code]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHECKSUMS")][0]
+    sums = json.loads(line.split(" ", 1)[1])
+    assert len(sums) == 2 and sums[0] == sums[1]
+    summary = json.loads((tmp_path / "ddp" / "image" / "summary.json").read_text())
+    assert summary["processes"] == 2

@@ -1,0 +1,111 @@
+"""Training losses: reconstruction, LPIPS perceptual loss, hinge GAN and feature matching.
+
+LPIPS uses the `lpips` package's linear heads (shipped in its wheel) on a VGG16 trunk whose ImageNet
+weights come from, in this order: an explicit local file (a torchvision vgg16 state dict, loaded with
+weights_only=True), torchvision's normal download, or, only when the config allows it, a fixed-seed
+random initialisation. `PerceptualLoss.source` says which, and the trainer records it in the run's
+metadata so that no result is passed off as made with the real network.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # lpips' five VGG16 slices over `features`
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    if kind == "l2":
+        return F.mse_loss(x_hat, x)
+    if kind == "l1":
+        return F.l1_loss(x_hat, x)
+    raise ValueError(f"reconstruction loss must be 'l2' or 'l1', got {kind!r}")
+
+
+def _vgg16_features_state(weights: str | None) -> tuple[dict | None, str]:
+    """VGG16 `features.*` tensors and where they came from; (None, reason) when none can be had."""
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: VGG16 weights file not found (perceptual_weights)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        if not feats:
+            raise ValueError(f"{path}: not a torchvision vgg16 state dict (no 'features.*' tensors)")
+        return feats, f"vgg16 from {path}"
+    from torchvision.models import VGG16_Weights
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        state = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as exc:  # offline: URLError, socket errors, ...
+        return None, f"download failed ({exc.__class__.__name__}: {str(exc)[:120]})"
+    finally:
+        socket.setdefaulttimeout(previous)
+    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}, "vgg16 IMAGENET1K_V1 (torchvision)"
+
+
+class PerceptualLoss(nn.Module):
+    """LPIPS (VGG16) between frames in [-1, 1]; frozen."""
+
+    def __init__(self, weights: str | None = None, allow_random: bool = False, seed: int = 0):
+        super().__init__()
+        import lpips
+
+        feats, source = _vgg16_features_state(weights)
+        if feats is None and not allow_random:
+            raise RuntimeError(
+                f"LPIPS needs VGG16 ImageNet weights: {source}. Give a local torchvision vgg16 state dict "
+                f"(loss.perceptual_weights in the config), or set loss.allow_random_perceptual: true to use a "
+                f"fixed-seed random VGG16, which is recorded in the run's metadata.")
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Arguments other than a weight enum", category=UserWarning)
+            torch.manual_seed(seed)
+            self.lpips = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+        if feats is not None:
+            for i, (lo, hi) in enumerate(VGG_SLICES):
+                slice_ = getattr(self.lpips.net, f"slice{i + 1}")
+                slice_.load_state_dict({k: v for k, v in feats.items() if lo <= int(k.split(".")[0]) < hi})
+        else:
+            log.warning("LPIPS uses a RANDOM-INIT VGG16 (seed %d): %s. Perceptual numbers are not LPIPS.", seed, source)
+            source = f"random-init vgg16 (seed {seed}); {source}"
+        self.source = source
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always frozen, eval mode
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Mean LPIPS over (B, 3, H, W) frames in [-1, 1]."""
+        return self.lpips(x_hat, x, normalize=False).mean()
+
+
+def video_frames_for_perceptual(x_hat: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None):
+    """(B, 3, T, H, W) -> one random frame per video, (B, 3, H, W) each (as published)."""
+    b, _, t = x.shape[:3]
+    idx = torch.randint(0, t, (b,), generator=generator).to(x.device)
+    pick = lambda v: v[torch.arange(b, device=v.device), :, idx]  # noqa: E731
+    return pick(x_hat), pick(x)
+
+
+def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+
+
+def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
+    return -logits_fake.mean()
+
+
+def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake)) / len(real)

@@ -1,0 +1,113 @@
+"""Training configuration: one YAML per scale (configs/<scale>.yaml, section `train`) mapped onto dataclasses.
+
+A run is a list of stages. The published schedule is image (VQ, fixed resolution) -> joint (VQ, images
+and videos alternating, several resolutions) -> kl (KL fine-tuning); the ablations of Tables 7 and 10
+are other stage lists in the same file (`variants`), not code.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from shared.pretrained import config_from_dict
+
+from .config import load_scale
+
+
+@dataclass
+class LossConfig:
+    recon: str = "l2"  # the paper's L2; "l1" as in the release
+    recon_weight: float = 1.0
+    perceptual_weight: float = 4.0  # LPIPS (VGG16); one random frame per video
+    perceptual_weights: str | None = None  # local torchvision vgg16 state dict; None: torchvision download
+    allow_random_perceptual: bool = False  # offline only: fixed-seed random VGG16, recorded in the metadata
+    gan_weight: float = 0.01  # hinge; 2-D PatchGAN for images, 3-D for videos
+    feature_matching_weight: float = 4.0
+    disc_start: int = 0  # step of the stage at which the GAN terms start
+    disc_lr_ratio: float = 1.0  # discriminator lr = ratio * generator lr
+    disc_channels: int = 64
+    disc_layers: int = 3
+
+
+@dataclass
+class DataConfig:
+    images: str = "embedded"  # "embedded" (photos) or a folder: ImageNet layout or a plain folder
+    videos: str = "embedded"  # "embedded" (clips) or a folder (layout below)
+    video_layout: str = "ucf101"  # ucf101 | classes | plain
+    image_splits: tuple[str, str] = ("train", "val")
+    video_splits: tuple[str, str] = ("train", "test")
+    num_frames: int = 17
+    frame_stride: int = 1
+    fps: float | None = None  # when set, the stride follows each video's frame rate
+    eval_resolution: int | None = None  # validation size; None: the stage's first training resolution
+    num_workers: int = 0
+    val_images: int = 50_000  # at most this many validation items are evaluated
+    val_videos: int = 10_000
+
+
+@dataclass
+class StageConfig:
+    name: str
+    quantizer: str = "vq"
+    init_from: str | None = None  # a previous stage of this run, or a save_pretrained folder
+    steps: int = 1000
+    pattern: str = "i"  # one letter a step, cycling: i = image batch, v = video batch
+    resolutions: list = field(default_factory=lambda: [256])
+    batch_size_image: int = 8  # per process
+    batch_size_video: int = 2
+    temporal_patch_size: int | None = None  # overrides the model's t (stage 1 of the paper uses 2)
+    lr: float = 1e-3
+    min_lr: float = 5e-5
+    warmup_steps: int = 100
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    loss: dict = field(default_factory=dict)  # overrides of LossConfig for this stage
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stages: list[StageConfig] = field(default_factory=list)
+    variants: dict[str, list[StageConfig]] = field(default_factory=dict)
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    max_nonfinite_in_row: int = 20
+    eval_batch_size: int = 4
+    eval_max_tokens: int | None = 65536
+
+    def stage_loss(self, stage: StageConfig) -> LossConfig:
+        return config_from_dict(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")
+
+    def stage_list(self, variant: str | None = None) -> list[StageConfig]:
+        if variant is None:
+            return self.stages
+        if variant not in self.variants:
+            raise ValueError(f"unknown variant {variant!r}; this config has {sorted(self.variants)}")
+        return self.variants[variant]
+
+
+def _stages(items: list[dict], source: str) -> list[StageConfig]:
+    return [config_from_dict(StageConfig, s, f"{source} stage {s.get('name', i)}") for i, s in enumerate(items)]
+
+
+def train_config(scale: str, **overrides) -> TrainConfig:
+    """The `train` section of a scale's YAML; overrides replace top-level fields (data/loss as dicts merge)."""
+    raw = dict(load_scale(scale).get("train", {}))
+    for key in ("data", "loss"):
+        if key in overrides:
+            raw[key] = {**raw.get(key, {}), **overrides.pop(key)}
+    raw.update(overrides)
+    source = f"{scale} train config"
+    data = config_from_dict(DataConfig, raw.pop("data", {}), f"{source} data")
+    loss = config_from_dict(LossConfig, raw.pop("loss", {}), f"{source} loss")
+    stages = _stages(raw.pop("stages", []), source)
+    variants = {k: _stages(v, f"{source} variant {k}") for k, v in raw.pop("variants", {}).items()}
+    cfg = config_from_dict(TrainConfig, {**raw, "data": data, "loss": loss, "stages": stages, "variants": variants},
+                           source)
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: stage names must be unique, got {names}")
+    return cfg

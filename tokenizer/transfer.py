@@ -1,0 +1,59 @@
+"""Initialising one stage's model from another's: same-shape weights copy; the tube embedding and the
+tube output projection are inflated when the temporal patch size changes (t = 2 -> 4 in the paper);
+the head converts between VQ and KL (the mean of a Gaussian head starts from the VQ projection)."""
+from __future__ import annotations
+
+import torch
+
+from .model import OmniTokenizer
+
+INITIAL_LOGVAR = -10.0  # a new Gaussian head starts nearly deterministic (std ~ 0.007)
+
+
+def _inflate(w: torch.Tensor, t_src: int, t_dst: int, axis: int, scale: bool) -> torch.Tensor:
+    """Map the t axis inside a flattened (3, t, p*p) axis from t_src to t_dst frames.
+
+    New frame j copies old frame j * t_src // t_dst; for an input embedding (`scale`) the weight is
+    multiplied by t_src / t_dst, so a tube whose frames repeat the old tube's gives the old embedding.
+    """
+    shape = list(w.shape)
+    n = shape[axis]
+    pp = n // (3 * t_src)
+    grid = w.reshape(shape[:axis] + [3, t_src, pp] + shape[axis + 1 :])
+    pick = torch.tensor([j * t_src // t_dst for j in range(t_dst)])
+    out = grid.index_select(axis + 1, pick)
+    if scale:
+        out = out * (t_src / t_dst)
+    return out.reshape(shape[:axis] + [3 * t_dst * pp] + shape[axis + 1 :])
+
+
+def transfer_weights(src: OmniTokenizer, dst: OmniTokenizer) -> list[str]:
+    """Load src's weights into dst wherever they fit; returns notes on what was converted."""
+    s, d = src.state_dict(), dst.state_dict()
+    t_src, t_dst = src.config.temporal_patch_size, dst.config.temporal_patch_size
+    notes = []
+    if t_src != t_dst:
+        for key, axis, scale in (("embed_rest.proj.weight", 1, True), ("out_rest.weight", 0, False),
+                                 ("out_rest.bias", 0, False)):
+            s[key] = _inflate(s[key], t_src, t_dst, axis, scale)
+        notes.append(f"inflated tube embedding and output from t={t_src} to t={t_dst}")
+    c = dst.config.latent_dim
+    q_src, q_dst = src.config.quantizer, dst.config.quantizer
+    if q_src == "vq" and q_dst == "kl":
+        w, b = s.pop("head.proj.weight"), s.pop("head.proj.bias")
+        s["head.proj.weight"] = torch.cat([w, torch.zeros_like(w)])
+        s["head.proj.bias"] = torch.cat([b, torch.full_like(b, INITIAL_LOGVAR)])
+        notes.append("Gaussian head: mean from the VQ projection, logvar starts at -10")
+    elif q_src == "kl" and q_dst == "vq":
+        s["head.proj.weight"], s["head.proj.bias"] = s["head.proj.weight"][:c], s["head.proj.bias"][:c]
+        notes.append("VQ head: projection from the Gaussian mean; codebook initialised from data")
+    copied, skipped = 0, []
+    for key, value in d.items():
+        if key in s and s[key].shape == value.shape:
+            d[key] = s[key]
+            copied += 1
+        else:
+            skipped.append(key)
+    dst.load_state_dict(d)
+    notes.append(f"copied {copied} tensors; fresh: {skipped}" if skipped else f"copied {copied} tensors")
+    return notes
