@@ -80,7 +80,7 @@ def lr_at(step: int, stage: StageConfig) -> float:
 
 
 def stage_model(cfg_scale: str, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
-    overrides = {"quantizer": stage.quantizer}
+    overrides = {**stage.model, "quantizer": stage.quantizer}
     if stage.temporal_patch_size:
         overrides["temporal_patch_size"] = stage.temporal_patch_size
     model = OmniTokenizer(model_config(cfg_scale, **overrides))

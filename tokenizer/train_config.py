@@ -62,6 +62,7 @@ class StageConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0
     loss: dict = field(default_factory=dict)  # overrides of LossConfig for this stage
+    model: dict = field(default_factory=dict)  # overrides of the model config (ablations: attention kinds)
 
 
 @dataclass

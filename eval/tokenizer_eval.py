@@ -1,0 +1,121 @@
+"""Evaluate a trained tokenizer on a validation split: PSNR, SSIM, LPIPS, rFID (images), rFVD (videos).
+
+    python -m eval.tokenizer_eval --model runs/small/tokenizer/joint/final --out results/small/eval_joint.json
+        [--images DIR|embedded] [--videos DIR|embedded] [--resolution 64] [--frames 17]
+        [--inception-weights F] [--i3d-weights F] [--i3d-kind videogpt|styleganv] [--lpips-weights F]
+        [--allow-random-features]
+
+rFID compares Inception features of reconstructions with those of the inputs; rFVD does the same with I3D.
+Without the networks' weights nothing is computed unless --allow-random-features, and then every such
+number is labelled RANDOM-INIT in the result file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
+from shared.data.sampling import collate
+from tokenizer import OmniTokenizer
+from tokenizer.evaluate import reconstruct
+from tokenizer.losses import PerceptualLoss
+
+from .frechet import frechet_from_features
+from .image_fidelity import InceptionFeatures
+from .reconstruction import psnr, ssim
+from .results import write_result
+from .video_fidelity import I3DFeatures, fvd
+from .weights import file_sha256
+
+
+def _datasets(args) -> dict:
+    out = {}
+    if args.images:
+        out["image"] = (EmbeddedPhotos("val", args.resolution) if args.images == "embedded"
+                        else ImageFolder(args.images, args.image_split, args.resolution))
+    if args.videos:
+        out["video"] = (EmbeddedClips("val", args.resolution, num_frames=args.frames) if args.videos == "embedded"
+                        else VideoFolder(args.videos, args.video_layout, split=args.video_split, num_frames=args.frames,
+                                         fps=args.fps, resolution=args.resolution))
+    return out
+
+
+@torch.no_grad()
+def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args) -> dict:
+    device = next(model.parameters()).device
+    perceptual = PerceptualLoss(args.lpips_weights, args.allow_random_features).to(device)
+    results = {}
+    for kind, dataset in datasets.items():
+        if args.limit and args.limit < len(dataset):
+            dataset = Subset(dataset, range(args.limit))
+        frame_net = InceptionFeatures(args.inception_weights, args.allow_random_features, device) if kind == "image" else None
+        video_net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device) if kind == "video" else None
+        psnrs, ssims, lpips_values, real, fake = [], [], [], [], []
+        for batch in tqdm(DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate), desc=f"eval {kind}"):
+            x = batch["pixels"].to(device)
+            x_hat, _ = reconstruct(model, x, args.max_tokens)
+            x_hat = x_hat.clamp(-1, 1)
+            psnrs.append(psnr(x_hat, x).cpu())
+            ssims.append(ssim(x_hat, x).cpu())
+            frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731
+            lpips_values.append(perceptual.lpips(frames(x_hat), frames(x), normalize=False).flatten().cpu())
+            if frame_net is not None:
+                real.append(frame_net(frames(x))[0])
+                fake.append(frame_net(frames(x_hat))[0])
+            else:
+                real.append(video_net(x))
+                fake.append(video_net(x_hat))
+        n_frames = int(torch.cat(psnrs).numel())
+        entry = {"psnr": torch.cat(psnrs).mean().item(), "ssim": torch.cat(ssims).mean().item(),
+                 "lpips": {"value": torch.cat(lpips_values).mean().item(), "network": perceptual.source},
+                 "items": len(dataset), "frames": n_frames}
+        real, fake = torch.cat(real), torch.cat(fake)
+        if frame_net is not None:
+            entry["rfid"] = {**frechet_from_features(fake.double().numpy(), real.double().numpy()),
+                             "network": frame_net.weights.source, "weights_sha256": frame_net.weights.sha256}
+        else:
+            entry["rfvd"] = {**fvd(fake, real), "network": video_net.source, "kind": args.i3d_kind,
+                             "weights_sha256": video_net.sha256}
+        results[kind] = entry
+    return results
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a save_pretrained folder")
+    ap.add_argument("--out", required=True, help="result JSON")
+    ap.add_argument("--scale", default=None, help="label: tiny | small | paper")
+    ap.add_argument("--images", default="embedded")
+    ap.add_argument("--videos", default="embedded")
+    ap.add_argument("--image-split", default="val")
+    ap.add_argument("--video-split", default="test")
+    ap.add_argument("--video-layout", default="ucf101")
+    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--frames", type=int, default=17)
+    ap.add_argument("--fps", type=float, default=None)
+    ap.add_argument("--limit", type=int, default=None, help="evaluate at most this many items per split")
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=65536)
+    ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--i3d-weights", default=None)
+    ap.add_argument("--i3d-kind", default="videogpt", choices=["videogpt", "styleganv"])
+    ap.add_argument("--lpips-weights", default=None, help="torchvision vgg16 state dict")
+    ap.add_argument("--allow-random-features", action="store_true",
+                    help="offline: fixed-seed random feature networks; every such number is labelled")
+    args = ap.parse_args(argv)
+    model = OmniTokenizer.from_pretrained(args.model, "cuda" if torch.cuda.is_available() else "cpu").eval()
+    start = time.perf_counter()
+    results = evaluate_tokenizer(model, _datasets(args), args)
+    write_result(args.out, results, eval_seconds=time.perf_counter() - start, checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
+                 scale=args.scale, resolution=args.resolution, frames=args.frames,
+                 data={"images": args.images, "videos": args.videos})
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""FVD features from an I3D network (Kinetics-400), in one of the two forms people use:
+
+- "videogpt": the PyTorch I3D state dict `i3d_pretrained_400.pt` (VideoGPT, and OmniTokenizer's release).
+  Features: the 400 class logits averaged over time. Frames resized to 224x224 (bilinear), in [-1, 1].
+- "styleganv": StyleGAN-V's TorchScript detector `i3d_torchscript.pt`, called as StyleGAN-V calls it:
+  frames as floats in [0, 255], rescale=True, resize=True, return_features=True. The feature width is
+  whatever the network returns, and is stored with every result.
+
+Weights come from a local file (argument or OMNITOK_I3D_WEIGHTS): neither file has a stable public
+download address, so without one FVD stops with a clear error, or, only when allowed, uses a fixed-seed
+random "videogpt" I3D, labelled as such.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .frechet import frechet_from_features
+from .i3d import InceptionI3d
+from .image_fidelity import variance_preserving_init
+from .weights import file_sha256, resolve_weights
+
+ENV_VAR = "OMNITOK_I3D_WEIGHTS"
+KINDS = ("videogpt", "styleganv")
+
+
+class I3DFeatures:
+    def __init__(self, kind: str = "videogpt", weights: str | None = None, allow_random: bool = False,
+                 device: str | torch.device = "cpu"):
+        if kind not in KINDS:
+            raise ValueError(f"I3D kind must be one of {KINDS}, got {kind!r}")
+        self.kind, self.device = kind, device
+        if kind == "styleganv":
+            path = weights or os.environ.get(ENV_VAR)
+            if not path or not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: StyleGAN-V's i3d_torchscript.pt is needed for kind='styleganv' "
+                                        f"(pass its path or set {ENV_VAR})")
+            self.net = torch.jit.load(str(path), map_location=device).eval()
+            self.source, self.sha256, self.random = f"i3d-styleganv torchscript from {path}", file_sha256(path), False
+            return
+        resolved = resolve_weights("i3d-kinetics400-videogpt", weights, ENV_VAR, None, allow_random)
+        self.net = InceptionI3d(400)
+        if resolved.state_dict is not None:
+            self.net.load_state_dict(resolved.state_dict)
+        else:
+            variance_preserving_init(self.net)
+        self.net.to(device).eval()
+        self.source, self.sha256, self.random = resolved.source, resolved.sha256, resolved.random
+
+    @torch.no_grad()
+    def __call__(self, videos: torch.Tensor) -> torch.Tensor:
+        """videos (B, 3, T, H, W) in [-1, 1] -> features (B, d)."""
+        if videos.dim() != 5 or videos.shape[1] != 3:
+            raise ValueError(f"videos must be (B, 3, T, H, W), got {tuple(videos.shape)}")
+        x = videos.to(self.device).float()
+        if self.kind == "styleganv":
+            return self.net((x.clamp(-1, 1) + 1) * 127.5, rescale=True, resize=True, return_features=True).cpu()
+        b, c, t, h, w = x.shape
+        if (h, w) != (224, 224):
+            x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), size=(224, 224), mode="bilinear",
+                              align_corners=False).reshape(b, t, c, 224, 224).transpose(1, 2)
+        return self.net(x.clamp(-1, 1)).cpu()
+
+    def extract(self, batches: Iterable[torch.Tensor], desc: str = "i3d") -> torch.Tensor:
+        return torch.cat([self(v) for v in tqdm(batches, desc=desc, leave=False)])
+
+
+def fvd(features_a: torch.Tensor, features_b: torch.Tensor) -> dict:
+    return frechet_from_features(features_a.double().numpy(), features_b.double().numpy())

@@ -1,0 +1,59 @@
+"""Where a metric's feature network gets its weights: an explicit local file (argument or environment
+variable), else the library's normal download, else (offline) a clear error; only when the caller allows
+it, a fixed-seed random initialisation of the same network, which every result then names as such."""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class FeatureWeights:
+    state_dict: dict | None  # None: use a random initialisation
+    source: str  # where they came from, for result files
+    sha256: str | None  # of the weights file, when there is one
+    random: bool = False
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, allow_random: bool) -> FeatureWeights:
+    """Weights of feature network `name` (e.g. "inception-v3-fid"); see the module docstring for the order."""
+    given = path
+    path = path or os.environ.get(env_var)
+    if path:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: {name} weights not found (from {'the argument' if given else env_var})")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot be read as a {name} state dict ({exc.__class__.__name__}: {exc})") from None
+        return FeatureWeights(state.get("state_dict", state), f"{name} from {path}", file_sha256(path))
+    reason = "no download address"
+    if url:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)
+        try:
+            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+            return FeatureWeights(state, f"{name} from {url}", file_sha256(cached) if cached.is_file() else None)
+        except Exception as exc:  # offline: URLError, socket errors
+            reason = f"download failed ({exc.__class__.__name__}: {str(exc)[:120]})"
+        finally:
+            socket.setdefaulttimeout(previous)
+    if not allow_random:
+        raise RuntimeError(f"{name}: no weights ({reason}). Give a local weights file (set {env_var} or pass a path); "
+                           f"--allow-random-features uses a fixed-seed random network instead, and every number it "
+                           f"gives is labelled as such.")
+    return FeatureWeights(None, f"RANDOM-INIT {name} (seed 0; {reason}): not the published metric", None, random=True)

@@ -1,0 +1,116 @@
+"""Metrics (issue 5): reconstruction metrics, the Fréchet distance, feature-network weight handling."""
+import numpy as np
+import pytest
+import torch
+from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+from eval.frechet import frechet_distance, frechet_from_features, gaussian_statistics
+from eval.i3d import InceptionI3d
+from eval.image_fidelity import InceptionFeatures, image_metrics
+from eval.reconstruction import psnr, ssim
+from eval.video_fidelity import I3DFeatures, fvd
+from shared.data import EmbeddedPhotos
+
+
+def real_frames(n=12, size=64):
+    ds = EmbeddedPhotos("val", size)
+    return torch.stack([ds[i]["pixels"][:, 0] for i in range(n)])
+
+
+def test_psnr_and_ssim_match_scikit_image():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    x = real_frames(2)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(-1, 1)
+    a, b = ((x[0] + 1) / 2).permute(1, 2, 0).numpy(), ((y[0] + 1) / 2).permute(1, 2, 0).numpy()
+    assert psnr(y, x)[0].item() == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1), abs=1e-4)
+    ref = structural_similarity(a, b, channel_axis=2, data_range=1, gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False)
+    assert ssim(y, x)[0].item() == pytest.approx(ref, abs=1e-4)
+    assert ssim(x, x).min().item() == pytest.approx(1.0, abs=1e-5)
+    video = torch.stack([x, y], 2)  # (B, 3, T=2, H, W): one value per frame
+    assert psnr(video, video.roll(1, 2)).shape == (4,)
+
+
+def test_frechet_distance_closed_form():
+    rng = np.random.default_rng(0)
+    d = 6
+    a = rng.normal(size=(d, d))
+    s1 = a @ a.T + np.eye(d)
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    # same covariance: the distance is the squared mean difference
+    assert frechet_distance(mu1, s1, mu2, s1) == pytest.approx(np.sum((mu1 - mu2) ** 2), rel=1e-9)
+    # diagonal covariances: sum of (sqrt(a) - sqrt(b))^2 plus the mean term
+    v1, v2 = rng.uniform(0.5, 2, d), rng.uniform(0.5, 2, d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(v1) - np.sqrt(v2)) ** 2)
+    assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_agrees_with_torch_fidelity():
+    rng = np.random.default_rng(1)
+    fa, fb = rng.normal(size=(300, 32)), rng.normal(0.3, 1.2, size=(400, 32))
+    ours = frechet_from_features(fa, fb)
+    sa, sb = gaussian_statistics(fa), gaussian_statistics(fb)
+    theirs = fid_statistics_to_metric(sa, sb, verbose=False)["frechet_inception_distance"]
+    assert ours["value"] == pytest.approx(theirs, rel=1e-6)
+    assert ours["n"] == [300, 400] and ours["dim"] == 32 and ours["full_rank_covariance"]
+    assert not frechet_from_features(fa[:20], fb[:20])["full_rank_covariance"]  # n <= d is reported
+
+
+def test_inception_metrics_offline_error_and_labelled_random_fallback():
+    with pytest.raises(RuntimeError, match="--allow-random-features"):
+        InceptionFeatures(allow_random=False)
+    net = InceptionFeatures(allow_random=True)
+    assert net.weights.random and "RANDOM-INIT" in net.weights.source
+    x = real_frames()
+    feats, logits = net(x)
+    assert feats.shape == (12, 2048) and logits.shape == (12, 1008)
+    same = image_metrics(feats, logits, feats)
+    noisy = image_metrics(net((x + 0.4 * torch.randn_like(x)).clamp(-1, 1))[0], logits, feats)
+    assert abs(same["fid"]["value"]) < 1e-3 < noisy["fid"]["value"]
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    assert set(noisy) == {"fid", "inception_score", "kid", "precision", "recall"}
+
+
+def test_inception_loads_a_local_state_dict_with_the_right_shapes(tmp_path):
+    net = InceptionFeatures(allow_random=True)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.net.state_dict().items()}
+    torch.save(state, tmp_path / "inception.pth")
+    loaded = InceptionFeatures(weights=str(tmp_path / "inception.pth"))
+    assert not loaded.weights.random and loaded.weights.sha256 and str(tmp_path) in loaded.weights.source
+    assert torch.equal(loaded.net.fc.weight, state["fc.weight"])
+    with pytest.raises(FileNotFoundError, match="missing.pth: inception-v3-fid weights not found"):
+        InceptionFeatures(weights=str(tmp_path / "missing.pth"))
+
+
+def test_i3d_videogpt_weights_load_and_give_400_logits(tmp_path):
+    torch.manual_seed(0)
+    state = InceptionI3d(400).state_dict()
+    assert "Mixed_5c.b3b.conv3d.weight" in state and "logits.conv3d.bias" in state  # the port's names
+    torch.save(state, tmp_path / "i3d_pretrained_400.pt")
+    net = I3DFeatures("videogpt", weights=str(tmp_path / "i3d_pretrained_400.pt"))
+    feats = net(torch.rand(2, 3, 17, 32, 32) * 2 - 1)
+    assert feats.shape == (2, 400) and torch.isfinite(feats).all()
+    with pytest.raises(RuntimeError, match="no weights"):
+        I3DFeatures("videogpt")
+
+
+def test_i3d_styleganv_torchscript_is_called_as_stylegan_v_does(tmp_path):
+    class Detector(torch.nn.Module):
+        def forward(self, x: torch.Tensor, rescale: bool, resize: bool, return_features: bool) -> torch.Tensor:
+            assert rescale and resize and return_features
+            return torch.cat([x.mean((1, 2, 3, 4))[:, None], x.amax((1, 2, 3, 4))[:, None]], 1)
+
+    torch.jit.script(Detector()).save(str(tmp_path / "i3d_torchscript.pt"))
+    net = I3DFeatures("styleganv", weights=str(tmp_path / "i3d_torchscript.pt"))
+    feats = net(torch.ones(2, 3, 5, 16, 16))
+    assert torch.allclose(feats, torch.full((2, 2), 255.0))  # frames reach it in [0, 255]
+    with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt is needed"):
+        I3DFeatures("styleganv")
+
+
+def test_fvd_of_identical_and_shifted_sets():
+    rng = np.random.default_rng(2)
+    a = torch.from_numpy(rng.normal(size=(64, 8)))
+    assert fvd(a, a)["value"] == pytest.approx(0.0, abs=1e-9)
+    assert fvd(a, a + 1.0)["value"] == pytest.approx(8.0, rel=1e-6)

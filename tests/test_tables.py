@@ -1,0 +1,49 @@
+"""Evaluation CLI and table builder (issue 5), end to end on a tiny run."""
+import json
+
+import pytest
+
+from eval import tables, tokenizer_eval
+from tokenizer.train import run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tables")
+    stages = [dict(name="image", quantizer="vq", steps=2, pattern="iv", resolutions=[32], batch_size_image=2,
+                   batch_size_video=1, warmup_steps=1), dict(name="joint", quantizer="vq", init_from="image", steps=2,
+                   pattern="iv", resolutions=[32], batch_size_image=2, batch_size_video=1, warmup_steps=1)]
+    run("tiny", root / "runs" / "tiny" / "tokenizer", results=root / "results" / "tiny" / "tokenizer.json",
+        stages=stages, loss={"perceptual_weight": 0.0})
+    return root
+
+
+def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
+    out = tiny_run / "results" / "tiny" / "eval" / "tokenizer" / "joint.json"
+    tokenizer_eval.main(["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"), "--out", str(out),
+                         "--scale", "tiny", "--resolution", "32", "--frames", "9", "--limit", "4",
+                         "--allow-random-features"])
+    rec = json.loads(out.read_text())
+    image, video = rec["metrics"]["image"], rec["metrics"]["video"]
+    assert image["items"] == 4 and video["frames"] == 4 * 9
+    assert "RANDOM-INIT" in image["rfid"]["network"] and "RANDOM-INIT" in video["rfvd"]["network"]
+    assert image["rfid"]["n"] == [4, 4] and not image["rfid"]["full_rank_covariance"] and video["rfvd"]["dim"] == 400
+    assert "random-init vgg16" in image["lpips"]["network"] and 0 < image["lpips"]["value"]
+    assert rec["scale"] == "tiny" and rec["checkpoint_sha256"] and rec["eval_seconds"] > 0 and "git_commit" in rec
+
+    built = tables.build("tiny", tiny_run / "results", tiny_run)
+    md = (tiny_run / "TABLES.md").read_text()
+    assert all(f"## Table {n}:" in md for n in range(1, 11))
+    assert "| Ours-VQVAE | ImageNet | 32x32 | 8192 | 1.11 |" in md  # the paper's row
+    vq_row = built[1]["ours"][0]
+    assert vq_row[2] == f"{image['rfid']['value']:.2f}" and "RANDOM-INIT network" in vq_row[1] and vq_row[6] == "tiny"
+    assert built[1]["ours"][1][2] == "not run"  # no VAE evaluated here
+    assert "Ours: not run: lm_generation/" in md
+    assert (tiny_run / "tables.csv").read_text().count("\n") > 60
+
+
+def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
+    with pytest.raises(RuntimeError, match="(VGG16|inception-v3-fid).*weights"):
+        tokenizer_eval.main(["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"),
+                             "--out", str(tiny_run / "x.json"), "--resolution", "32", "--limit", "2"])
+    assert not (tiny_run / "x.json").exists()
