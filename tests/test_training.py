@@ -51,6 +51,9 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     a = load_file(str(tmp_path / "a" / "image" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "image" / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="written with a different configuration of stage 'image'"):
+        run("tiny", tmp_path / "c", stop_at=2, **kw)
+        run("tiny", tmp_path / "c", **{**kw, "stages": [dict(STAGE, lr=5e-4, loss={"disc_start": 2})]})
     last = lambda d: sorted((d / "image" / "checkpoints").iterdir())[-1]  # noqa: E731
     da, db = load_file(str(last(tmp_path / "a") / "disc3d.safetensors")), load_file(str(last(tmp_path / "b") / "disc3d.safetensors"))
     assert all(torch.equal(da[k], db[k]) for k in da)
@@ -159,3 +162,12 @@ def test_two_process_ddp_keeps_weights_identical(tmp_path):
     assert len(sums) == 2 and sums[0] == sums[1]
     summary = json.loads((tmp_path / "ddp" / "image" / "summary.json").read_text())
     assert summary["processes"] == 2
+
+
+def test_stage_model_overrides_build_the_ablation_models(tmp_path):
+    stage = dict(STAGE, steps=1, pattern="i", model={"causal": False, "encoder_spatial": "gg"})
+    run("tiny", tmp_path, stages=[stage], loss={"perceptual_weight": 0.0, "gan_weight": 0.0})
+    cfg = OmniTokenizer.from_pretrained(tmp_path / "image" / "final").config
+    assert cfg.causal is False and cfg.encoder_spatial == "gg" and cfg.decoder_spatial == "wg"
+    with pytest.raises(ValueError, match=r"unknown OmniTokenizerConfig field\(s\) \['wings'\]"):
+        run("tiny", tmp_path / "bad", stages=[dict(STAGE, model={"wings": 2})])

@@ -123,6 +123,9 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
     resume_from = latest_checkpoint(ckpt_dir)
     if resume_from is not None:
         models, optims, meta = load_checkpoint(resume_from)
+        if meta["stage"] != json.loads(json.dumps(dataclasses.asdict(stage))):
+            raise ValueError(f"{resume_from}: written with a different configuration of stage '{stage.name}' "
+                             f"({meta['stage']}); resume with that configuration, or pass --restart to train again")
         model.load_state_dict(models["model"])
         disc2d.load_state_dict(models["disc2d"])
         disc3d.load_state_dict(models["disc3d"])
