@@ -1,7 +1,7 @@
 """Image distribution metrics with torch-fidelity's Inception-v3 (the FID network): FID, IS, KID, precision/recall.
 
 Features are extracted once, in batches, and every metric is computed from them. torch-fidelity's own
-constructor would load weights with pickle enabled; we load them with weights_only=True (eval/weights.py)
+constructor would load weights with pickle enabled; we load them with weights_only=True (shared/feature_weights.py)
 and hand the network an empty state dict.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from shared.data.transforms import to_uint8
 
 from .frechet import frechet_from_features
-from .weights import FeatureWeights, resolve_weights
+from shared.feature_weights import FeatureWeights, resolve_weights
 
 ENV_VAR = "OMNITOK_INCEPTION_WEIGHTS"
 

@@ -30,7 +30,7 @@ from .image_fidelity import InceptionFeatures
 from .reconstruction import psnr, ssim
 from .results import write_result
 from .video_fidelity import I3DFeatures, fvd
-from .weights import file_sha256
+from shared.feature_weights import file_sha256
 
 
 def _datasets(args) -> dict:

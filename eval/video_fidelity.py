@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .frechet import frechet_from_features
 from .i3d import InceptionI3d
 from .image_fidelity import variance_preserving_init
-from .weights import file_sha256, resolve_weights
+from shared.feature_weights import file_sha256, resolve_weights
 
 ENV_VAR = "OMNITOK_I3D_WEIGHTS"
 KINDS = ("videogpt", "styleganv")

@@ -28,7 +28,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     assert image["items"] == 4 and video["frames"] == 4 * 9
     assert "RANDOM-INIT" in image["rfid"]["network"] and "RANDOM-INIT" in video["rfvd"]["network"]
     assert image["rfid"]["n"] == [4, 4] and not image["rfid"]["full_rank_covariance"] and video["rfvd"]["dim"] == 400
-    assert "random-init vgg16" in image["lpips"]["network"] and 0 < image["lpips"]["value"]
+    assert "RANDOM-INIT vgg16-imagenet" in image["lpips"]["network"] and 0 < image["lpips"]["value"]
     assert rec["scale"] == "tiny" and rec["checkpoint_sha256"] and rec["eval_seconds"] > 0 and "git_commit" in rec
 
     built = tables.build("tiny", tiny_run / "results", tiny_run)
@@ -43,7 +43,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
 
 
 def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
-    with pytest.raises(RuntimeError, match="(VGG16|inception-v3-fid).*weights"):
+    with pytest.raises(RuntimeError, match="(vgg16-imagenet|inception-v3-fid): no weights"):
         tokenizer_eval.main(["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"),
                              "--out", str(tiny_run / "x.json"), "--resolution", "32", "--limit", "2"])
     assert not (tiny_run / "x.json").exists()

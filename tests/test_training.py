@@ -34,7 +34,7 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
         assert set(val) == {"image", "video"} and 5 < val["video"]["psnr"] < 60
     assert "inflated tube embedding and output from t=2 to t=4" in report["stages"]["joint"]["init_notes"]
     assert OmniTokenizer.from_pretrained(tmp_path / "run" / "kl" / "final").config.quantizer == "kl"
-    assert "random-init vgg16" in report["stages"]["image"]["perceptual_network"]
+    assert "RANDOM-INIT vgg16-imagenet" in report["stages"]["image"]["perceptual_network"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["stages"]["kl"]["validation"]["image"]["psnr"] == report["stages"]["kl"]["validation"]["image"]["psnr"]
     again = run("tiny", tmp_path / "run")  # finished stages are reused, not retrained
@@ -116,15 +116,15 @@ def test_learning_rate_schedule():
 def test_perceptual_weight_sources(tmp_path):
     from torchvision.models import vgg16
 
-    with pytest.raises(RuntimeError, match="LPIPS needs VGG16 ImageNet weights"):
+    with pytest.raises(RuntimeError, match=r"vgg16-imagenet: no weights .*loss.allow_random_perceptual: true"):
         PerceptualLoss(weights=None, allow_random=False)
-    with pytest.raises(FileNotFoundError, match="nowhere.pth: VGG16 weights file not found"):
+    with pytest.raises(FileNotFoundError, match="nowhere.pth: vgg16-imagenet weights not found"):
         PerceptualLoss(weights=str(tmp_path / "nowhere.pth"))
     torch.manual_seed(5)
     state = vgg16(weights=None).state_dict()
     torch.save(state, tmp_path / "vgg16.pth")
     loss = PerceptualLoss(weights=str(tmp_path / "vgg16.pth"))
-    assert loss.source == f"vgg16 from {tmp_path / 'vgg16.pth'}"
+    assert loss.source == f"vgg16-imagenet from {tmp_path / 'vgg16.pth'}"
     assert torch.equal(getattr(loss.lpips.net.slice3, "10").weight, state["features.10.weight"])
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert loss(x, x).item() == pytest.approx(0.0, abs=1e-6) and loss(x, -x).item() > 0

@@ -1,21 +1,21 @@
 """Training losses: reconstruction, LPIPS perceptual loss, hinge GAN and feature matching.
 
 LPIPS uses the `lpips` package's linear heads (shipped in its wheel) on a VGG16 trunk whose ImageNet
-weights come from, in this order: an explicit local file (a torchvision vgg16 state dict, loaded with
-weights_only=True), torchvision's normal download, or, only when the config allows it, a fixed-seed
-random initialisation. `PerceptualLoss.source` says which, and the trainer records it in the run's
-metadata so that no result is passed off as made with the real network.
+weights come from shared/feature_weights.py: an explicit local file (a torchvision vgg16 state dict, or
+OMNITOK_VGG16_WEIGHTS), torchvision's download, or, only when allowed, a fixed-seed random initialisation.
+`PerceptualLoss.source` says which, and the trainer records it in the run's metadata so that no result is
+passed off as made with the real network.
 """
 from __future__ import annotations
 
 import logging
-import socket
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from shared.feature_weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -30,31 +30,6 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "l2") 
     raise ValueError(f"reconstruction loss must be 'l2' or 'l1', got {kind!r}")
 
 
-def _vgg16_features_state(weights: str | None) -> tuple[dict | None, str]:
-    """VGG16 `features.*` tensors and where they came from; (None, reason) when none can be had."""
-    if weights:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: VGG16 weights file not found (perceptual_weights)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        if not feats:
-            raise ValueError(f"{path}: not a torchvision vgg16 state dict (no 'features.*' tensors)")
-        return feats, f"vgg16 from {path}"
-    from torchvision.models import VGG16_Weights
-
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
-        state = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-    except Exception as exc:  # offline: URLError, socket errors, ...
-        return None, f"download failed ({exc.__class__.__name__}: {str(exc)[:120]})"
-    finally:
-        socket.setdefaulttimeout(previous)
-    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}, "vgg16 IMAGENET1K_V1 (torchvision)"
-
-
 class PerceptualLoss(nn.Module):
     """LPIPS (VGG16) between frames in [-1, 1]; frozen."""
 
@@ -62,12 +37,16 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         import lpips
 
-        feats, source = _vgg16_features_state(weights)
-        if feats is None and not allow_random:
-            raise RuntimeError(
-                f"LPIPS needs VGG16 ImageNet weights: {source}. Give a local torchvision vgg16 state dict "
-                f"(loss.perceptual_weights in the config), or set loss.allow_random_perceptual: true to use a "
-                f"fixed-seed random VGG16, which is recorded in the run's metadata.")
+        from torchvision.models import VGG16_Weights
+
+        resolved = resolve_weights("vgg16-imagenet", weights, "OMNITOK_VGG16_WEIGHTS", VGG16_Weights.IMAGENET1K_V1.url,
+                                   allow_random, "loss.allow_random_perceptual: true (training) or "
+                                                 "--allow-random-features (evaluation)")
+        feats = None
+        if resolved.state_dict is not None:
+            feats = {k[len("features."):]: v for k, v in resolved.state_dict.items() if k.startswith("features.")}
+            if not feats:
+                raise ValueError(f"{resolved.source}: not a torchvision vgg16 state dict (no 'features.*' tensors)")
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Arguments other than a weight enum", category=UserWarning)
             torch.manual_seed(seed)
@@ -77,9 +56,8 @@ class PerceptualLoss(nn.Module):
                 slice_ = getattr(self.lpips.net, f"slice{i + 1}")
                 slice_.load_state_dict({k: v for k, v in feats.items() if lo <= int(k.split(".")[0]) < hi})
         else:
-            log.warning("LPIPS uses a RANDOM-INIT VGG16 (seed %d): %s. Perceptual numbers are not LPIPS.", seed, source)
-            source = f"random-init vgg16 (seed {seed}); {source}"
-        self.source = source
+            log.warning("LPIPS uses %s. Perceptual numbers are not LPIPS.", resolved.source)
+        self.source = resolved.source
         self.requires_grad_(False)
         self.eval()
 

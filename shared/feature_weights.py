@@ -1,6 +1,7 @@
-"""Where a metric's feature network gets its weights: an explicit local file (argument or environment
-variable), else the library's normal download, else (offline) a clear error; only when the caller allows
-it, a fixed-seed random initialisation of the same network, which every result then names as such."""
+"""Where a pretrained network (LPIPS' VGG16, FID's Inception-v3, FVD's I3D) gets its weights: an explicit
+local file (argument or environment variable), loaded with weights_only=True; else the library's normal
+download; else (offline) a clear error; only when the caller allows it, a fixed-seed random initialisation
+of the same network, which every loss record and result then names as such."""
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,11 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, allow_random: bool) -> FeatureWeights:
-    """Weights of feature network `name` (e.g. "inception-v3-fid"); see the module docstring for the order."""
+def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, allow_random: bool,
+                    allow_hint: str = "--allow-random-features") -> FeatureWeights:
+    """Weights of network `name` (e.g. "inception-v3-fid"); see the module docstring for the order.
+
+    allow_hint: how the caller's user allows the random fallback, for the error message."""
     given = path
     path = path or os.environ.get(env_var)
     if path:
@@ -54,6 +58,6 @@ def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, 
             socket.setdefaulttimeout(previous)
     if not allow_random:
         raise RuntimeError(f"{name}: no weights ({reason}). Give a local weights file (set {env_var} or pass a path); "
-                           f"--allow-random-features uses a fixed-seed random network instead, and every number it "
-                           f"gives is labelled as such.")
+                           f"{allow_hint} uses a fixed-seed random network instead, and every number it gives is "
+                           f"labelled as such.")
     return FeatureWeights(None, f"RANDOM-INIT {name} (seed 0; {reason}): not the published metric", None, random=True)
