@@ -18,9 +18,9 @@ from torch_fidelity.metric_prc import prc_features_to_metric
 from tqdm.auto import tqdm
 
 from shared.data.transforms import to_uint8
+from shared.feature_weights import FeatureWeights, resolve_weights
 
 from .frechet import frechet_from_features
-from shared.feature_weights import FeatureWeights, resolve_weights
 
 ENV_VAR = "OMNITOK_INCEPTION_WEIGHTS"
 

@@ -16,21 +16,17 @@ import json
 import time
 
 import torch
-from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
-from shared.data.sampling import collate
+from shared.feature_weights import file_sha256
 from tokenizer import OmniTokenizer
-from tokenizer.evaluate import reconstruct
+from tokenizer.evaluate import evaluate
 from tokenizer.losses import PerceptualLoss
 
 from .frechet import frechet_from_features
 from .image_fidelity import InceptionFeatures
-from .reconstruction import psnr, ssim
 from .results import write_result
 from .video_fidelity import I3DFeatures, fvd
-from shared.feature_weights import file_sha256
 
 
 def _datasets(args) -> dict:
@@ -51,17 +47,11 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args) -> dict:
     perceptual = PerceptualLoss(args.lpips_weights, args.allow_random_features).to(device)
     results = {}
     for kind, dataset in datasets.items():
-        if args.limit and args.limit < len(dataset):
-            dataset = Subset(dataset, range(args.limit))
         frame_net = InceptionFeatures(args.inception_weights, args.allow_random_features, device) if kind == "image" else None
         video_net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device) if kind == "video" else None
-        psnrs, ssims, lpips_values, real, fake = [], [], [], [], []
-        for batch in tqdm(DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate), desc=f"eval {kind}"):
-            x = batch["pixels"].to(device)
-            x_hat, _ = reconstruct(model, x, args.max_tokens)
-            x_hat = x_hat.clamp(-1, 1)
-            psnrs.append(psnr(x_hat, x).cpu())
-            ssims.append(ssim(x_hat, x).cpu())
+        lpips_values, real, fake = [], [], []
+
+        def collect(x: torch.Tensor, x_hat: torch.Tensor) -> None:
             frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731
             lpips_values.append(perceptual.lpips(frames(x_hat), frames(x), normalize=False).flatten().cpu())
             if frame_net is not None:
@@ -70,10 +60,9 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args) -> dict:
             else:
                 real.append(video_net(x))
                 fake.append(video_net(x_hat))
-        n_frames = int(torch.cat(psnrs).numel())
-        entry = {"psnr": torch.cat(psnrs).mean().item(), "ssim": torch.cat(ssims).mean().item(),
-                 "lpips": {"value": torch.cat(lpips_values).mean().item(), "network": perceptual.source},
-                 "items": len(dataset), "frames": n_frames}
+
+        entry = evaluate(model, dataset, args.batch_size, args.limit, args.max_tokens, f"eval {kind}", on_batch=collect)
+        entry["lpips"] = {"value": torch.cat(lpips_values).mean().item(), "network": perceptual.source}
         real, fake = torch.cat(real), torch.cat(fake)
         if frame_net is not None:
             entry["rfid"] = {**frechet_from_features(fake.double().numpy(), real.double().numpy()),

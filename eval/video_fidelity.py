@@ -19,11 +19,11 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from shared.feature_weights import file_sha256, resolve_weights
 
 from .frechet import frechet_from_features
 from .i3d import InceptionI3d
 from .image_fidelity import variance_preserving_init
-from shared.feature_weights import file_sha256, resolve_weights
 
 ENV_VAR = "OMNITOK_I3D_WEIGHTS"
 KINDS = ("videogpt", "styleganv")

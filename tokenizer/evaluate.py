@@ -1,6 +1,8 @@
 """Validation of a tokenizer on image and video splits: PSNR, SSIM, codebook usage."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
@@ -19,8 +21,12 @@ def reconstruct(model: OmniTokenizer, x: torch.Tensor, max_tokens: int | None = 
 
 @torch.no_grad()
 def evaluate(model: OmniTokenizer, dataset: Dataset, batch_size: int = 4, limit: int | None = None,
-             max_tokens: int | None = None, desc: str = "eval") -> dict:
-    """Mean PSNR / SSIM over every frame of the split (at most `limit` items), and VQ codebook usage."""
+             max_tokens: int | None = None, desc: str = "eval",
+             on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> dict:
+    """Mean PSNR / SSIM over every frame of the split (at most `limit` items), and VQ codebook usage.
+
+    on_batch(x, x_hat) sees every batch and its reconstruction (clamped to [-1, 1]), for further metrics.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -33,6 +39,8 @@ def evaluate(model: OmniTokenizer, dataset: Dataset, batch_size: int = 4, limit:
         x_hat, enc = reconstruct(model, x, max_tokens)
         psnrs.append(psnr(x_hat, x).cpu())
         ssims.append(ssim(x_hat, x).cpu())
+        if on_batch is not None:
+            on_batch(x, x_hat.clamp(-1, 1))
         if enc.indices is not None:
             counts = torch.bincount(enc.indices.flatten().cpu(), minlength=model.config.codebook_size)
             used = counts > 0 if used is None else used | (counts > 0)
