@@ -19,6 +19,7 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
 from shared.feature_weights import file_sha256, resolve_weights
 
 from .frechet import frechet_from_features
