@@ -171,3 +171,13 @@ def test_stage_model_overrides_build_the_ablation_models(tmp_path):
     assert cfg.causal is False and cfg.encoder_spatial == "gg" and cfg.decoder_spatial == "wg"
     with pytest.raises(ValueError, match=r"unknown OmniTokenizerConfig field\(s\) \['wings'\]"):
         run("tiny", tmp_path / "bad", stages=[dict(STAGE, model={"wings": 2})])
+
+
+def test_training_reads_imagenet_and_ucf101_folders(tmp_path, imagenet_dir, ucf_dir):
+    stage = dict(STAGE, steps=2, loss={"gan_weight": 0.0})
+    report = run("tiny", tmp_path, stages=[stage],
+                 data={"images": str(imagenet_dir), "videos": str(ucf_dir), "val_images": 100, "val_videos": 100},
+                 loss={"perceptual_weight": 0.0})
+    val = report["stages"]["image"]["validation"]
+    assert val["image"]["items"] == 10 and val["video"]["items"] == 2  # the val split and testlist01
+    assert report["data"] == {"images": str(imagenet_dir), "videos": str(ucf_dir)}
