@@ -41,7 +41,8 @@ OUR_ROWS = {
 NOT_BUILT = {3: "lm_generation/ (the autoregressive generator) has not landed",
              4: "lm_generation/ (the autoregressive generator) has not landed",
              5: "diffusion_generation/ (DiT) has not landed", 6: "diffusion_generation/ (Latte) has not landed"}
-OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR", "SSIM", "Data", "Scale", "Minutes to produce"]
+OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR", "SSIM", "Data", "Scale",
+               "Minutes (this run's training + evaluation, on the machine that made it)"]
 
 
 def required_results(scale: str) -> list[str]:
