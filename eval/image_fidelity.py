@@ -1,6 +1,6 @@
 """Image distribution metrics with torch-fidelity's Inception-v3 (the FID network): FID, IS, KID, precision/recall.
 
-Features are extracted once, in batches, and every metric is computed from them. torch-fidelity's own
+Features are extracted once per batch and every metric is computed from them. torch-fidelity's own
 constructor would load weights with pickle enabled; we load them with weights_only=True (shared/feature_weights.py)
 and hand the network an empty state dict.
 """
@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
-from tqdm.auto import tqdm
 
 from shared.data.transforms import to_uint8
 from shared.feature_weights import FeatureWeights, resolve_weights
@@ -54,14 +52,6 @@ class InceptionFeatures:
         """frames (N, 3, H, W) in [-1, 1] -> (pool (N, 2048), logits (N, 1008))."""
         pool, logits = self.net(to_uint8(frames).to(self.device))
         return pool.cpu(), logits.cpu()
-
-    def extract(self, batches: Iterable[torch.Tensor], desc: str = "inception") -> tuple[torch.Tensor, torch.Tensor]:
-        pools, logits = [], []
-        for frames in tqdm(batches, desc=desc, leave=False):
-            p, lg = self(frames)
-            pools.append(p)
-            logits.append(lg)
-        return torch.cat(pools), torch.cat(logits)
 
 
 def image_metrics(features_a: torch.Tensor, logits_a: torch.Tensor, features_b: torch.Tensor,

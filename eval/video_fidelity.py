@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from shared.feature_weights import file_sha256, resolve_weights
 
@@ -66,9 +64,6 @@ class I3DFeatures:
             x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), size=(224, 224), mode="bilinear",
                               align_corners=False).reshape(b, t, c, 224, 224).transpose(1, 2)
         return self.net(x.clamp(-1, 1)).cpu()
-
-    def extract(self, batches: Iterable[torch.Tensor], desc: str = "i3d") -> torch.Tensor:
-        return torch.cat([self(v) for v in tqdm(batches, desc=desc, leave=False)])
 
 
 def fvd(features_a: torch.Tensor, features_b: torch.Tensor) -> dict:
