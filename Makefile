@@ -53,15 +53,25 @@ EVAL_FLAGS = --scale $(SCALE) $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if 
 $(RESULTS)/tokenizer.json: | $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) $(DATA_FLAGS)
 
-$(RESULTS)/tokenizer_%.json: | $(RESULTS)/tokenizer.json
+$(RESULTS)/tokenizer_%.json: | $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) --variant $* $(DATA_FLAGS)
 
+# these variants start from the default run's image stage (init_from in the config); the others are independent
+FROM_DEFAULT_IMAGE_STAGE := joint_fixed temporal_plain kl_vq
+$(FROM_DEFAULT_IMAGE_STAGE:%=$(RESULTS)/tokenizer_%.json): | $(RESULTS)/tokenizer.json
+
+# results made through pattern rules are kept, not deleted as intermediates
+.PRECIOUS: $(RESULTS)/tokenizer_%.json $(RESULTS)/eval/%.json
 .SECONDEXPANSION:
 $(RESULTS)/eval/%.json: | $(RESULTS)/$$(firstword $$(subst /, ,$$*)).json
 	$(PY) -m eval.tokenizer_eval --model runs/$(SCALE)/$*/final --out $@ $(EVAL_FLAGS)
 
+# The runs and evaluations are independent jobs, TABLES_JOBS at a time, the cores shared among them: on 2 cores,
+# two 1-thread jobs finish ~1.3x sooner than one 2-thread job after another (small matrices scale poorly).
+TABLES_JOBS ?= 2
+TABLES_THREADS := $(shell n=$$(( $$(nproc) / $(TABLES_JOBS) )); echo $$(( n > 0 ? n : 1 )))
 tables: $(STAMP)
-	$(MAKE) --no-print-directory tables-build SCALE=$(SCALE)
+	OMP_NUM_THREADS=$(TABLES_THREADS) $(MAKE) --no-print-directory -j$(TABLES_JOBS) tables-build SCALE=$(SCALE)
 
 ifeq ($(MAKECMDGOALS),tables-build)
 TABLE_INPUTS := $(shell $(PY) -m eval.tables --scale $(SCALE) --list-required)

@@ -23,6 +23,7 @@ from tokenizer import OmniTokenizer
 from tokenizer.evaluate import evaluate
 from tokenizer.losses import PerceptualLoss
 
+from .feature_cache import FeatureCache
 from .frechet import frechet_from_features
 from .image_fidelity import InceptionFeatures
 from .results import write_result
@@ -49,19 +50,23 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args) -> dict:
     for kind, dataset in datasets.items():
         frame_net = InceptionFeatures(args.inception_weights, args.allow_random_features, device) if kind == "image" else None
         video_net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device) if kind == "video" else None
+        net = frame_net.net if frame_net is not None else video_net.net
+        cache = FeatureCache(args.feature_cache or None, kind, net)
         lpips_values, real, fake = [], [], []
 
         def collect(x: torch.Tensor, x_hat: torch.Tensor) -> None:
             frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731
             lpips_values.append(perceptual.lpips(frames(x_hat), frames(x), normalize=False).flatten().cpu())
             if frame_net is not None:
-                real.append(frame_net(frames(x))[0])
+                real.append(cache.features(x, lambda v: frame_net(frames(v))[0]))
                 fake.append(frame_net(frames(x_hat))[0])
             else:
-                real.append(video_net(x))
+                real.append(cache.features(x, video_net))
                 fake.append(video_net(x_hat))
 
         entry = evaluate(model, dataset, args.batch_size, args.limit, args.max_tokens, f"eval {kind}", on_batch=collect)
+        cache.save()
+        entry["real_features_cached"] = cache.hits
         entry["lpips"] = {"value": torch.cat(lpips_values).mean().item(), "network": perceptual.source}
         real, fake = torch.cat(real), torch.cat(fake)
         if frame_net is not None:
@@ -94,13 +99,16 @@ def main(argv=None) -> None:
     ap.add_argument("--i3d-weights", default=None)
     ap.add_argument("--i3d-kind", default="videogpt", choices=["videogpt", "styleganv"])
     ap.add_argument("--lpips-weights", default=None, help="torchvision vgg16 state dict")
+    ap.add_argument("--feature-cache", default="results/feature_cache",
+                    help="folder keeping the inputs' Inception/I3D features between evaluations ('' for none)")
     ap.add_argument("--allow-random-features", action="store_true",
                     help="offline: fixed-seed random feature networks; every such number is labelled")
     args = ap.parse_args(argv)
     model = OmniTokenizer.from_pretrained(args.model, "cuda" if torch.cuda.is_available() else "cpu").eval()
     start = time.perf_counter()
     results = evaluate_tokenizer(model, _datasets(args), args)
-    write_result(args.out, results, eval_seconds=time.perf_counter() - start, checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
+    write_result(args.out, results, eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(),
+                 checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
                  scale=args.scale, resolution=args.resolution, frames=args.frames,
                  data={"images": args.images, "videos": args.videos})
     print(json.dumps(results, indent=1))

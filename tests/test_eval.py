@@ -114,3 +114,25 @@ def test_fvd_of_identical_and_shifted_sets():
     a = torch.from_numpy(rng.normal(size=(64, 8)))
     assert fvd(a, a)["value"] == pytest.approx(0.0, abs=1e-9)
     assert fvd(a, a + 1.0)["value"] == pytest.approx(8.0, rel=1e-6)
+
+
+def test_feature_cache_hits_only_the_same_batch_and_network(tmp_path):
+    from eval.feature_cache import FeatureCache
+
+    net_a, net_b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    calls = []
+
+    def compute(net):
+        return lambda x: calls.append(1) or net(x)
+
+    batch = torch.randn(2, 4)
+    cache = FeatureCache(tmp_path, "image", net_a)
+    first = cache.features(batch, compute(net_a))
+    cache.save()
+    again = FeatureCache(tmp_path, "image", net_a)  # a later evaluation: read back from the file
+    assert torch.equal(again.features(batch.clone(), compute(net_a)), first) and len(calls) == 1
+    again.features(batch + 1e-6, compute(net_a))  # different pixels: computed
+    other = FeatureCache(tmp_path, "image", net_b)  # different weights: a different file
+    assert other.path != again.path and not other.entries
+    assert torch.equal(other.features(batch, compute(net_b)), net_b(batch).detach()) and len(calls) == 3
+    assert FeatureCache(None, "image", net_a).path is None

@@ -20,10 +20,17 @@ def tiny_run(tmp_path_factory):
 
 def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     out = tiny_run / "results" / "tiny" / "eval" / "tokenizer" / "joint.json"
-    tokenizer_eval.main(["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"), "--out", str(out),
-                         "--scale", "tiny", "--resolution", "32", "--frames", "9", "--limit", "4",
-                         "--allow-random-features"])
-    rec = json.loads(out.read_text())
+    argv = ["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"), "--scale", "tiny",
+            "--resolution", "32", "--frames", "9", "--limit", "4", "--batch-size", "2", "--allow-random-features",
+            "--feature-cache", str(tiny_run / "feature_cache")]
+    tokenizer_eval.main(argv + ["--out", str(tiny_run / "first.json")])
+    tokenizer_eval.main(argv + ["--out", str(out)])
+    first, rec = json.loads((tiny_run / "first.json").read_text()), json.loads(out.read_text())
+    # the second evaluation takes the inputs' features from the cache, and gets the same numbers
+    assert [first["metrics"][k]["real_features_cached"] for k in ("image", "video")] == [0, 0]
+    assert [rec["metrics"][k]["real_features_cached"] for k in ("image", "video")] == [2, 2]
+    assert rec["metrics"]["image"]["rfid"] == first["metrics"]["image"]["rfid"]
+    assert rec["metrics"]["video"]["rfvd"] == first["metrics"]["video"]["rfvd"]
     image, video = rec["metrics"]["image"], rec["metrics"]["video"]
     assert image["items"] == 4 and video["frames"] == 4 * 9
     assert "RANDOM-INIT" in image["rfid"]["network"] and "RANDOM-INIT" in video["rfvd"]["network"]
@@ -45,5 +52,6 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
 def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
     with pytest.raises(RuntimeError, match="(vgg16-imagenet|inception-v3-fid): no weights"):
         tokenizer_eval.main(["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"),
-                             "--out", str(tiny_run / "x.json"), "--resolution", "32", "--limit", "2"])
+                             "--out", str(tiny_run / "x.json"), "--resolution", "32", "--limit", "2",
+                             "--feature-cache", ""])
     assert not (tiny_run / "x.json").exists()

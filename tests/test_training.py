@@ -54,6 +54,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     with pytest.raises(ValueError, match="written with a different configuration of stage 'image'"):
         run("tiny", tmp_path / "c", stop_at=2, **kw)
         run("tiny", tmp_path / "c", **{**kw, "stages": [dict(STAGE, lr=5e-4, loss={"disc_start": 2})]})
+    with pytest.raises(ValueError, match="finished with a different configuration of stage 'image'"):
+        run("tiny", tmp_path / "a", **{**kw, "stages": [dict(STAGE, steps=STAGE["steps"] + 1, loss={"disc_start": 2})]})
     last = lambda d: sorted((d / "image" / "checkpoints").iterdir())[-1]  # noqa: E731
     da, db = load_file(str(last(tmp_path / "a") / "disc3d.safetensors")), load_file(str(last(tmp_path / "b") / "disc3d.safetensors"))
     assert all(torch.equal(da[k], db[k]) for k in da)

@@ -240,7 +240,8 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
     checksum = torch.tensor([sum(p.double().sum().item() for p in raw.parameters())], device=accelerator.device)
     checksums = accelerator.gather(checksum).tolist()
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
-               "processes": accelerator.num_processes, "wall_seconds": elapsed, "nonfinite_skipped": skipped_total,
+               "processes": accelerator.num_processes, "threads": torch.get_num_threads(), "wall_seconds": elapsed,
+               "nonfinite_skipped": skipped_total,
                "perceptual_network": perceptual.source if perceptual is not None else None,
                "init_notes": notes, "rank_weight_checksums": checksums, "config": dataclasses.asdict(stage),
                "loss": dataclasses.asdict(loss_cfg)}
@@ -308,6 +309,9 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         accelerator.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
+            if summaries[stage.name].get("config") != json.loads(json.dumps(dataclasses.asdict(stage))):
+                raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
+                                 f"({summaries[stage.name].get('config')}); pass --restart to train it again")
             if accelerator.is_main_process:
                 log.info("stage %s: finished earlier, reusing %s", stage.name, stage_dir / "final")
         else:
