@@ -17,12 +17,12 @@ import time
 
 import torch
 
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.feature_weights import file_sha256
 from tokenizer import OmniTokenizer
 from tokenizer.evaluate import evaluate
 from tokenizer.losses import PerceptualLoss
 
+from .datasets import image_split, video_split
 from .feature_cache import FeatureCache
 from .frechet import frechet_from_features
 from .image_fidelity import InceptionFeatures
@@ -33,12 +33,10 @@ from .video_fidelity import I3DFeatures, fvd
 def _datasets(args) -> dict:
     out = {}
     if args.images:
-        out["image"] = (EmbeddedPhotos("val", args.resolution) if args.images == "embedded"
-                        else ImageFolder(args.images, args.image_split, args.resolution))
+        out["image"] = image_split(args.images, args.image_split, args.resolution)
     if args.videos:
-        out["video"] = (EmbeddedClips("val", args.resolution, num_frames=args.frames) if args.videos == "embedded"
-                        else VideoFolder(args.videos, args.video_layout, split=args.video_split, num_frames=args.frames,
-                                         fps=args.fps, resolution=args.resolution))
+        out["video"] = video_split(args.videos, args.video_layout, args.video_split, args.frames, args.fps,
+                                   args.resolution)
     return out
 
 

@@ -147,3 +147,22 @@ def test_step_loader_resumes_with_identical_batches():
     assert full[1]["pixels"].shape[2] == 5 and full[0]["pixels"].shape[2] == 1
     for a, b in zip(full[2:], resumed):
         assert torch.equal(a["pixels"], b["pixels"])
+
+
+def test_unreadable_training_items_are_replaced_and_named(tmp_path):
+    from shared.data.sampling import KindRouter, collate
+
+    for name in ("a", "c"):
+        photo("chelsea", (40, 30)).save(tmp_path / f"{name}.jpg")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    ds = ImageFolder(tmp_path, resolution=16)
+    router = KindRouter({"image": ds})
+    key = SampleKey(1, 7, 16, 16, "image")  # b.jpg
+    item = router[key]
+    assert item["path"].endswith("c.jpg") and len(item["unreadable"]) == 1 and "b.jpg: cannot decode" in item["unreadable"][0]
+    assert torch.equal(item["pixels"], router[key]["pixels"])  # the same replacement every time (exact resume)
+    batch = collate([router[SampleKey(i, 7, 16, 16, "image")] for i in range(3)])
+    assert batch["unreadable"] == item["unreadable"]
+    (tmp_path / "c.jpg").write_bytes(b"broken too")
+    with pytest.raises(DataError, match=r"b\.jpg: cannot decode image.*next 1 items of the image dataset"):
+        KindRouter({"image": ds}, max_replacements=1)[key]

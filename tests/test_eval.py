@@ -136,3 +136,48 @@ def test_feature_cache_hits_only_the_same_batch_and_network(tmp_path):
     assert other.path != again.path and not other.entries
     assert torch.equal(other.features(batch, compute(net_b)), net_b(batch).detach()) and len(calls) == 3
     assert FeatureCache(None, "image", net_a).path is None
+
+
+def test_generation_metrics_of_a_sample_folder_against_a_reference(tmp_path, imagenet_dir):
+    import json
+
+    from PIL import Image
+
+    from eval import sample_metrics
+    from shared.data import DataError
+
+    same, dark = tmp_path / "same", tmp_path / "dark"
+    for i, f in enumerate(sorted((imagenet_dir / "val").rglob("*.*"))):
+        img = Image.open(f).convert("RGB")
+        for folder, out in ((same, img), (dark, img.point(lambda v: v // 3))):
+            folder.mkdir(exist_ok=True)
+            out.save(folder / f"{i}.png")
+    common = ["--kind", "image", "--reference", str(imagenet_dir), "--split", "val", "--resolution", "64",
+              "--batch-size", "4", "--allow-random-features", "--feature-cache", str(tmp_path / "cache")]
+    sample_metrics.main(common + ["--samples", str(same), "--out", str(tmp_path / "same.json")])
+    sample_metrics.main(common + ["--samples", str(dark), "--out", str(tmp_path / "dark.json")])
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("same", "dark"))
+    assert a["n_samples"] == a["n_reference"] == 10 and "RANDOM-INIT" in a["metrics"]["network"]
+    assert abs(a["metrics"]["fid"]["value"]) < 1e-3 and a["metrics"]["precision"] == a["metrics"]["recall"] == 1.0
+    assert b["metrics"]["fid"]["value"] > 1.0 and b["metrics"]["kid"]["mean"] > a["metrics"]["kid"]["mean"]
+    assert len(list((tmp_path / "cache").glob("image-*.safetensors"))) == 1  # the reference, kept for next time
+    with pytest.raises(DataError, match="no images found"):
+        sample_metrics.main(common + ["--samples", str(tmp_path / "cache"), "--out", str(tmp_path / "x.json")])
+
+
+def test_fvd_of_a_sample_folder_against_ucf101(tmp_path, ucf_dir):
+    import json
+    import shutil
+
+    from eval import sample_metrics
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for line in (ucf_dir / "ucfTrainTestlist" / "testlist01.txt").read_text().split():
+        shutil.copy(ucf_dir / line, samples / line.replace("/", "_"))
+    sample_metrics.main(["--kind", "video", "--samples", str(samples), "--reference", str(ucf_dir), "--split", "test",
+                         "--frames", "8", "--resolution", "32", "--allow-random-features", "--feature-cache", "",
+                         "--out", str(tmp_path / "fvd.json")])
+    rec = json.loads((tmp_path / "fvd.json").read_text())
+    assert rec["n_samples"] == rec["n_reference"] == 2 and rec["metrics"]["fvd"]["dim"] == 400
+    assert abs(rec["metrics"]["fvd"]["value"]) < 1e-3  # the same clips, decoded the same way

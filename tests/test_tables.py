@@ -44,8 +44,13 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     assert "| Ours-VQVAE | ImageNet | 32x32 | 8192 | 1.11 |" in md  # the paper's row
     vq_row = built[1]["ours"][0]
     assert vq_row[2] == f"{image['rfid']['value']:.2f}" and "RANDOM-INIT network" in vq_row[1] and vq_row[6] == "tiny"
+    stages = json.loads((tiny_run / "results" / "tiny" / "tokenizer.json").read_text())["stages"]
+    behind = stages["image"]["wall_seconds"] + stages["joint"]["wall_seconds"]  # joint starts from image
+    assert vq_row[7] == f"{(behind + rec['eval_seconds']) / 60:.1f} ({rec['threads']} thr.)"
     assert built[1]["ours"][1][2] == "not run"  # no VAE evaluated here
     assert "Ours: not run: lm_generation/" in md
+    assert "not run (the tiny config has no variant 'spatial_plain')" in md  # tiny has no ablation variants
+    assert "## Do our ablations point the same way as the paper's?" in md
     assert (tiny_run / "tables.csv").read_text().count("\n") > 60
 
 
@@ -55,3 +60,29 @@ def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
                              "--out", str(tiny_run / "x.json"), "--resolution", "32", "--limit", "2",
                              "--feature-cache", ""])
     assert not (tiny_run / "x.json").exists()
+
+
+def test_ablation_directions_compare_winners_with_the_paper(tmp_path):
+    from eval import ablations
+
+    results = tmp_path / "small"
+
+    def result(run, stage, rfid, psnr):
+        f = results / "eval" / run / f"{stage}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"metrics": {"image": {"rfid": {"value": rfid}, "psnr": psnr}}}))
+
+    result("tokenizer_spatial_plain", "image", 2.0, 18.0)  # Table 8, paper: window 1.28 beats plain 1.55
+    result("tokenizer_spatial_window", "image", 1.0, 19.0)
+    result("tokenizer", "image", 1.0, 18.5)  # Table 7 image-only, paper: fixed 1.28 beats multi 1.44
+    result("tokenizer_image_multi", "image", 0.5, 18.0)
+    rows = {r[1]: r for r in ablations.compare(results)}
+    spatial = rows["spatial attention: plain vs window, rFID"]
+    assert spatial[2] == "plain 1.55 vs window 1.28: window better by 17 %"
+    assert spatial[3] == "plain 2.00 vs window 1.00: window better by 50 %" and spatial[4] == "yes"
+    assert spatial[5] == "plain 18.00 vs window 19.00: window better by 1.00"
+    image = rows["image-only: fixed vs multi-resolution, rFID"]
+    assert image[4] == "no" and image[5].endswith("fixed better by 0.50")
+    assert rows["temporal attention: plain vs causal, rFVD"][2:5] == [
+        "plain 26.43 vs causal 25.97: causal better by 2 %", "not run", ""]
+    assert len(rows) == len(ablations.COMPARISONS)  # every comparison finds its paper numbers

@@ -183,3 +183,16 @@ def test_training_reads_imagenet_and_ucf101_folders(tmp_path, imagenet_dir, ucf_
     val = report["stages"]["image"]["validation"]
     assert val["image"]["items"] == 10 and val["video"]["items"] == 2  # the val split and testlist01
     assert report["data"] == {"images": str(imagenet_dir), "videos": str(ucf_dir)}
+
+
+def test_a_corrupt_file_in_training_data_is_skipped_and_reported(tmp_path, imagenet_dir):
+    import shutil
+
+    images = tmp_path / "imagenet"
+    shutil.copytree(imagenet_dir, images)
+    (images / "train" / "n01_cat" / "zz_broken.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    stage = dict(STAGE, pattern="i", steps=3, batch_size_image=4, loss={"gan_weight": 0.0})  # 12 items: one epoch
+    report = run("tiny", tmp_path / "run", stages=[stage], data={"images": str(images), "videos": ""},
+                 loss={"perceptual_weight": 0.0})
+    summary = report["stages"]["image"]
+    assert summary["unreadable_skipped"] == 1 and "zz_broken.JPEG: cannot decode image" in summary["unreadable_first"][0]

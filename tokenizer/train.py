@@ -120,6 +120,7 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
     opt_d = torch.optim.Adam(list(disc2d.parameters()) + list(disc3d.parameters()), lr=stage.lr * loss_cfg.disc_lr_ratio,
                              betas=tuple(stage.betas))
     start, elapsed, skipped_total = 0, 0.0, 0
+    unreadable = {"count": 0, "first": []}  # items replaced because they could not be read, and the first errors
     resume_from = latest_checkpoint(ckpt_dir)
     if resume_from is not None:
         models, optims, meta = load_checkpoint(resume_from)
@@ -132,6 +133,7 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
         opt_g.load_state_dict(optims["opt_g"])
         opt_d.load_state_dict(optims["opt_d"])
         start, elapsed, skipped_total = meta["step"], meta["elapsed"], meta["nonfinite_skipped"]
+        unreadable = meta.get("unreadable", unreadable)
         notes = meta["notes"]
         if main:
             log.info("stage %s: resuming from %s (step %d)", stage.name, resume_from, start)
@@ -155,7 +157,8 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
                              "disc3d": accelerator.unwrap_model(disc3d).state_dict()},
                             {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()},
                             {"elapsed": elapsed + time.perf_counter() - t0, "nonfinite_skipped": skipped_total,
-                             "notes": notes, "stage": dataclasses.asdict(stage)}, keep=cfg.keep_checkpoints)
+                             "unreadable": unreadable, "notes": notes, "stage": dataclasses.asdict(stage)},
+                            keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
     t0 = time.perf_counter()
@@ -168,6 +171,11 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
             group["lr"] = lr
         for group in opt_d.param_groups:
             group["lr"] = lr * loss_cfg.disc_lr_ratio
+        for error in batch["unreadable"]:
+            log.warning("stage %s, step %d (rank %d): skipped unreadable item: %s", stage.name, step,
+                        accelerator.process_index, error)
+        unreadable["count"] += len(batch["unreadable"])
+        unreadable["first"] = sorted(set(unreadable["first"]) | set(batch["unreadable"]))[:20]
         x = batch["pixels"].to(accelerator.device)
         is_video = x.shape[2] > 1
         disc = disc3d if is_video else disc2d
@@ -221,6 +229,7 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
             record = {"step": done, "kind": "video" if is_video else "image", "resolution": list(x.shape[-2:]),
                       "lr": lr, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                       **{k: v.item() for k, v in enc.stats.items()}, "nonfinite_skipped": skipped_total,
+                      "unreadable_skipped": unreadable["count"],
                       "seconds": elapsed + time.perf_counter() - t0}
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
@@ -239,9 +248,11 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
 
     checksum = torch.tensor([sum(p.double().sum().item() for p in raw.parameters())], device=accelerator.device)
     checksums = accelerator.gather(checksum).tolist()
+    unreadable_total = int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item())
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
                "processes": accelerator.num_processes, "threads": torch.get_num_threads(), "wall_seconds": elapsed,
-               "nonfinite_skipped": skipped_total,
+               "nonfinite_skipped": skipped_total, "unreadable_skipped": unreadable_total,
+               "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own
                "perceptual_network": perceptual.source if perceptual is not None else None,
                "init_notes": notes, "rank_weight_checksums": checksums, "config": dataclasses.asdict(stage),
                "loss": dataclasses.asdict(loss_cfg)}

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .errors import DataError
 from .keys import SampleKey
 
 
@@ -88,22 +89,39 @@ class StepBatchSampler(Sampler):
 
 
 class KindRouter(Dataset):
-    """Serves each key from the dataset of its kind ("image" or "video")."""
+    """Serves each key from the dataset of its kind ("image" or "video").
 
-    def __init__(self, datasets: dict[str, Dataset]):
-        self.datasets = datasets
+    An item that cannot be read (a DataError: a corrupt file, a video too short) is replaced by the next
+    readable item of its dataset, and its error is listed in the item's "unreadable", so that one bad file
+    in a long run costs a warning instead of the run. The replacement depends only on the files, so resume
+    stays exact. `max_replacements` unreadable items in a row stop the run with the first one's error.
+    """
+
+    def __init__(self, datasets: dict[str, Dataset], max_replacements: int = 8):
+        self.datasets, self.max_replacements = datasets, max_replacements
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.datasets.values())
 
     def __getitem__(self, key: SampleKey) -> dict:
-        return self.datasets[key.kind][key]
+        dataset = self.datasets[key.kind]
+        errors: list[DataError] = []
+        for attempt in range(self.max_replacements + 1):
+            try:
+                item = dataset[key._replace(index=(key.index + attempt) % len(dataset))]
+            except DataError as exc:
+                errors.append(exc)
+                continue
+            return {**item, "unreadable": [str(e) for e in errors]}
+        raise DataError(errors[0].path, f"{errors[0].problem}; and the next {self.max_replacements} items of the "
+                                        f"{key.kind} dataset could not be read either: {errors[-1]}")
 
 
 def collate(items: list[dict]) -> dict:
     return {"pixels": torch.stack([it["pixels"] for it in items]),
             "label": torch.stack([it["label"] for it in items]),
-            "path": [it["path"] for it in items]}
+            "path": [it["path"] for it in items],
+            "unreadable": [e for it in items for e in it.get("unreadable", [])]}
 
 
 def step_loader(datasets: dict[str, Dataset], schedule: StepSchedule, start: int, stop: int,

@@ -1,0 +1,114 @@
+"""Generation metrics: a folder of samples written by a generator, against a reference split.
+
+    python -m eval.sample_metrics --kind image --samples samples/ --reference /data/imagenet --split val \
+        --resolution 256 --out results/paper/gen_lm.json                      # FID, IS, KID, precision/recall
+    python -m eval.sample_metrics --kind video --samples samples/ --reference /data/ucf101 --split train \
+        --frames 16 --resolution 128 --out results/paper/gen_latte.json       # FVD
+
+Samples are image files (PNG, JPEG) or videos anywhere below `--samples`. The reference set's features are
+computed once and kept in the feature cache (eval/feature_cache.py): every later generator evaluated against
+the same reference, at the same resolution and with the same network, costs only its own samples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from shared.data import ImageFolder, VideoFolder
+from shared.data.sampling import collate
+
+from .datasets import image_split, video_split
+from .feature_cache import FeatureCache
+from .image_fidelity import InceptionFeatures, image_metrics
+from .results import write_result
+from .video_fidelity import I3DFeatures, fvd
+
+
+@torch.no_grad()
+def dataset_features(dataset: Dataset, extract: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+                     desc: str, cache: FeatureCache | None = None, limit: int | None = None) -> torch.Tensor:
+    """Features of every item (at most `limit`), batch by batch; through `cache` when one is given."""
+    if limit is not None and limit < len(dataset):
+        dataset = Subset(dataset, range(limit))
+    out = []
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc=desc, leave=False):
+        x = batch["pixels"]
+        out.append(cache.features(x, extract) if cache is not None else extract(x))
+    if cache is not None:
+        cache.save()
+    return torch.cat(out)
+
+
+def image_generation_metrics(samples: Dataset, reference: Dataset, net: InceptionFeatures, batch_size: int = 32,
+                             cache_folder: str | None = None, limit: int | None = None) -> dict:
+    """FID, IS (of the samples), KID and precision/recall of samples against reference images."""
+    frames = lambda x: x[:, :, 0]  # noqa: E731  (B, 3, 1, H, W) -> (B, 3, H, W)
+    pooled = dataset_features(samples, lambda x: torch.cat(net(frames(x)), dim=1), batch_size, "samples",
+                              limit=limit)
+    fake, fake_logits = pooled[:, :2048], pooled[:, 2048:]
+    real = dataset_features(reference, lambda x: net(frames(x))[0], batch_size, "reference",
+                            FeatureCache(cache_folder, "image", net.net), limit)
+    out = image_metrics(fake, fake_logits, real)
+    return {**out, "network": net.weights.source, "weights_sha256": net.weights.sha256}
+
+
+def video_generation_metrics(samples: Dataset, reference: Dataset, net: I3DFeatures, batch_size: int = 8,
+                             cache_folder: str | None = None, limit: int | None = None) -> dict:
+    """FVD of sample clips against reference clips."""
+    fake = dataset_features(samples, net, batch_size, "samples", limit=limit)
+    real = dataset_features(reference, net, batch_size, "reference", FeatureCache(cache_folder, "video", net.net), limit)
+    return {"fvd": fvd(fake, real), "network": net.source, "weights_sha256": net.sha256}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kind", required=True, choices=["image", "video"])
+    ap.add_argument("--samples", required=True, help="folder of generated images or videos")
+    ap.add_argument("--reference", required=True, help="reference folder, or 'embedded'")
+    ap.add_argument("--split", default=None, help="reference split (ImageNet: val; UCF-101: train or test)")
+    ap.add_argument("--video-layout", default="ucf101", choices=["ucf101", "classes", "plain"])
+    ap.add_argument("--out", required=True, help="result JSON")
+    ap.add_argument("--scale", default=None, help="label: tiny | small | paper")
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--fps", type=float, default=None)
+    ap.add_argument("--limit", type=int, default=None, help="at most this many samples and reference items")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--inception-weights", default=None)
+    ap.add_argument("--i3d-weights", default=None)
+    ap.add_argument("--i3d-kind", default="videogpt", choices=["videogpt", "styleganv"])
+    ap.add_argument("--feature-cache", default="results/feature_cache",
+                    help="folder keeping the reference features between evaluations ('' for none)")
+    ap.add_argument("--allow-random-features", action="store_true",
+                    help="offline: fixed-seed random feature networks; every such number is labelled")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    start = time.perf_counter()
+    if args.kind == "image":
+        samples = ImageFolder(args.samples, None, args.resolution)
+        reference = image_split(args.reference, args.split, args.resolution)
+        net = InceptionFeatures(args.inception_weights, args.allow_random_features, device)
+        metrics = image_generation_metrics(samples, reference, net, args.batch_size, args.feature_cache or None,
+                                           args.limit)
+    else:
+        samples = VideoFolder(args.samples, "plain", num_frames=args.frames, fps=args.fps, resolution=args.resolution)
+        reference = video_split(args.reference, args.video_layout, args.split, args.frames, args.fps, args.resolution)
+        net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device)
+        metrics = video_generation_metrics(samples, reference, net, args.batch_size, args.feature_cache or None,
+                                           args.limit)
+    n_samples, n_reference = (min(len(d), args.limit or len(d)) for d in (samples, reference))
+    write_result(args.out, metrics, eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(),
+                 kind=args.kind, samples=args.samples, n_samples=n_samples, reference=args.reference,
+                 split=args.split, n_reference=n_reference, resolution=args.resolution,
+                 frames=args.frames if args.kind == "video" else 1, scale=args.scale)
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()
