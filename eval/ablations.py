@@ -8,46 +8,40 @@ from pathlib import Path
 
 from .paper_tables import PAPER_TABLES
 
-# (table, what is compared, (name, paper row, paper column, our run, stage, split, metric) for each side);
-# a paper row is named by its first cell, or as (column, cell)
+# (table, what is compared, paper column, our split, then for each side: (name, paper row, our run, stage)); a
+# paper row is named by its first cell, or as (column, cell). The metric follows the split: rFID for images,
+# rFVD for videos.
 COMPARISONS = [
-    (7, "image-only: fixed vs multi-resolution, rFID",
-     ("fixed", "Ours-Image (Fix)", "ImageNet 256", "tokenizer", "image", "image", "rfid"),
-     ("multi", "Ours-Image (Multi)", "ImageNet 256", "tokenizer_image_multi", "image", "image", "rfid")),
-    (7, "video-only: fixed vs multi-resolution, rFVD (paper: UCF 128)",
-     ("fixed", "Ours-Video (Fix)", "UCF 128", "tokenizer_video_fixed", "video", "video", "rfvd"),
-     ("multi", "Ours-Video (Multi)", "UCF 128", "tokenizer_video_multi", "video", "video", "rfvd")),
-    (7, "joint: fixed vs multi-resolution, rFID",
-     ("fixed", "Ours-Joint (Fix)", "ImageNet 256", "tokenizer_joint_fixed", "joint", "image", "rfid"),
-     ("multi", "Ours-Joint (Multi)", "ImageNet 256", "tokenizer", "joint", "image", "rfid")),
-    (7, "joint: fixed vs multi-resolution, rFVD (paper: UCF 128)",
-     ("fixed", "Ours-Joint (Fix)", "UCF 128", "tokenizer_joint_fixed", "joint", "video", "rfvd"),
-     ("multi", "Ours-Joint (Multi)", "UCF 128", "tokenizer", "joint", "video", "rfvd")),
-    (7, "image-only vs joint (both multi-resolution), rFID",
-     ("image-only", "Ours-Image (Multi)", "ImageNet 256", "tokenizer_image_multi", "image", "image", "rfid"),
-     ("joint", "Ours-Joint (Multi)", "ImageNet 256", "tokenizer", "joint", "image", "rfid")),
-    (7, "video-only vs joint (both multi-resolution), rFVD (paper: UCF 128)",
-     ("video-only", "Ours-Video (Multi)", "UCF 128", "tokenizer_video_multi", "video", "video", "rfvd"),
-     ("joint", "Ours-Joint (Multi)", "UCF 128", "tokenizer", "joint", "video", "rfvd")),
-    (8, "spatial attention: plain vs window, rFID",
-     ("plain", "Plain", "rFID", "tokenizer_spatial_plain", "image", "image", "rfid"),
-     ("window", "Window", "rFID", "tokenizer_spatial_window", "image", "image", "rfid")),
-    (9, "temporal attention: plain vs causal, rFVD",
-     ("plain", ("Temporal", "Plain"), "rFVD", "tokenizer_temporal_plain", "joint", "video", "rfvd"),
-     ("causal", ("Temporal", "Causal"), "rFVD", "tokenizer", "joint", "video", "rfvd")),
-    (10, "VQVAE: VQ-KL vs KL-VQ order, rFID",
-     ("VQ-KL", "Joint (VQ-KL)", "ImageNet VQVAE", "tokenizer", "joint", "image", "rfid"),
-     ("KL-VQ", "Joint (KL-VQ)", "ImageNet VQVAE", "tokenizer_kl_vq", "vq", "image", "rfid")),
-    (10, "VAE: VQ-KL vs KL-VQ order, rFID",
-     ("VQ-KL", "Joint (VQ-KL)", "ImageNet VAE", "tokenizer", "kl", "image", "rfid"),
-     ("KL-VQ", "Joint (KL-VQ)", "ImageNet VAE", "tokenizer_kl_vq", "kl", "image", "rfid")),
-    (10, "VQVAE: VQ-KL vs KL-VQ order, rFVD",
-     ("VQ-KL", "Joint (VQ-KL)", "K600 VQVAE", "tokenizer", "joint", "video", "rfvd"),
-     ("KL-VQ", "Joint (KL-VQ)", "K600 VQVAE", "tokenizer_kl_vq", "vq", "video", "rfvd")),
-    (10, "VAE: VQ-KL vs KL-VQ order, rFVD",
-     ("VQ-KL", "Joint (VQ-KL)", "K600 VAE", "tokenizer", "kl", "video", "rfvd"),
-     ("KL-VQ", "Joint (KL-VQ)", "K600 VAE", "tokenizer_kl_vq", "kl", "video", "rfvd")),
+    (7, "image-only: fixed vs multi-resolution, rFID", "ImageNet 256", "image",
+     ("fixed", "Ours-Image (Fix)", "tokenizer", "image"), ("multi", "Ours-Image (Multi)", "tokenizer_image_multi", "image")),
+    (7, "video-only: fixed vs multi-resolution, rFVD (paper: UCF 128)", "UCF 128", "video",
+     ("fixed", "Ours-Video (Fix)", "tokenizer_video_fixed", "video"),
+     ("multi", "Ours-Video (Multi)", "tokenizer_video_multi", "video")),
+    (7, "joint: fixed vs multi-resolution, rFID", "ImageNet 256", "image",
+     ("fixed", "Ours-Joint (Fix)", "tokenizer_joint_fixed", "joint"), ("multi", "Ours-Joint (Multi)", "tokenizer", "joint")),
+    (7, "joint: fixed vs multi-resolution, rFVD (paper: UCF 128)", "UCF 128", "video",
+     ("fixed", "Ours-Joint (Fix)", "tokenizer_joint_fixed", "joint"), ("multi", "Ours-Joint (Multi)", "tokenizer", "joint")),
+    (7, "image-only vs joint (both multi-resolution), rFID", "ImageNet 256", "image",
+     ("image-only", "Ours-Image (Multi)", "tokenizer_image_multi", "image"),
+     ("joint", "Ours-Joint (Multi)", "tokenizer", "joint")),
+    (7, "video-only vs joint (both multi-resolution), rFVD (paper: UCF 128)", "UCF 128", "video",
+     ("video-only", "Ours-Video (Multi)", "tokenizer_video_multi", "video"),
+     ("joint", "Ours-Joint (Multi)", "tokenizer", "joint")),
+    (8, "spatial attention: plain vs window, rFID", "rFID", "image",
+     ("plain", "Plain", "tokenizer_spatial_plain", "image"), ("window", "Window", "tokenizer_spatial_window", "image")),
+    (9, "temporal attention: plain vs causal, rFVD", "rFVD", "video",
+     ("plain", ("Temporal", "Plain"), "tokenizer_temporal_plain", "joint"),
+     ("causal", ("Temporal", "Causal"), "tokenizer", "joint")),
+    (10, "VQVAE: VQ-KL vs KL-VQ order, rFID", "ImageNet VQVAE", "image",
+     ("VQ-KL", "Joint (VQ-KL)", "tokenizer", "joint"), ("KL-VQ", "Joint (KL-VQ)", "tokenizer_kl_vq", "vq")),
+    (10, "VAE: VQ-KL vs KL-VQ order, rFID", "ImageNet VAE", "image",
+     ("VQ-KL", "Joint (VQ-KL)", "tokenizer", "kl"), ("KL-VQ", "Joint (KL-VQ)", "tokenizer_kl_vq", "kl")),
+    (10, "VQVAE: VQ-KL vs KL-VQ order, rFVD", "K600 VQVAE", "video",
+     ("VQ-KL", "Joint (VQ-KL)", "tokenizer", "joint"), ("KL-VQ", "Joint (KL-VQ)", "tokenizer_kl_vq", "vq")),
+    (10, "VAE: VQ-KL vs KL-VQ order, rFVD", "K600 VAE", "video",
+     ("VQ-KL", "Joint (VQ-KL)", "tokenizer", "kl"), ("KL-VQ", "Joint (KL-VQ)", "tokenizer_kl_vq", "kl")),
 ]
+METRIC = {"image": "rfid", "video": "rfvd"}
 COLUMNS = ["Table", "Comparison", "Paper", "Ours", "Same direction?", "Ours, PSNR of the same split (dB, higher is better)"]
 
 
@@ -81,11 +75,11 @@ def _verdict(name_a: str, a: float, name_b: str, b: float) -> tuple[str, str | N
 
 def compare(results: str | Path) -> list[list[str]]:
     rows = []
-    for table, what, side_a, side_b in COMPARISONS:
-        (name_a, prow_a, pcol_a, *ours_a), (name_b, prow_b, pcol_b, *ours_b) = side_a, side_b
-        pa, pb = paper_value(table, prow_a, pcol_a), paper_value(table, prow_b, pcol_b)
-        paper_text, paper_winner = _verdict(name_a, pa, name_b, pb)
-        oa, ob = our_value(Path(results), *ours_a), our_value(Path(results), *ours_b)
+    for table, what, column, split, (name_a, paper_a, run_a, stage_a), (name_b, paper_b, run_b, stage_b) in COMPARISONS:
+        paper_text, paper_winner = _verdict(name_a, paper_value(table, paper_a, column),
+                                            name_b, paper_value(table, paper_b, column))
+        oa = our_value(Path(results), run_a, stage_a, split, METRIC[split])
+        ob = our_value(Path(results), run_b, stage_b, split, METRIC[split])
         if oa is None or ob is None:
             rows.append([str(table), what, paper_text, "not run", "", ""])
             continue

@@ -94,6 +94,12 @@ def stage_model(cfg_scale: str, stage: StageConfig, stages_done: dict[str, Path]
     return model, notes
 
 
+def stage_record(stage: StageConfig) -> dict:
+    """A stage's configuration as checkpoints and summaries store it (JSON: tuples become lists), for the check
+    that a resumed or reused stage was trained with the configuration asked for."""
+    return json.loads(json.dumps(dataclasses.asdict(stage)))
+
+
 # ----------------------------------------------------------------------------- one stage
 
 
@@ -124,7 +130,7 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
     resume_from = latest_checkpoint(ckpt_dir)
     if resume_from is not None:
         models, optims, meta = load_checkpoint(resume_from)
-        if meta["stage"] != json.loads(json.dumps(dataclasses.asdict(stage))):
+        if meta["stage"] != stage_record(stage):
             raise ValueError(f"{resume_from}: written with a different configuration of stage '{stage.name}' "
                              f"({meta['stage']}); resume with that configuration, or pass --restart to train again")
         model.load_state_dict(models["model"])
@@ -320,7 +326,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         accelerator.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            if summaries[stage.name].get("config") != json.loads(json.dumps(dataclasses.asdict(stage))):
+            if summaries[stage.name].get("config") != stage_record(stage):
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({summaries[stage.name].get('config')}); pass --restart to train it again")
             if accelerator.is_main_process:
