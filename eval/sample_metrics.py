@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from shared.data import ImageFolder, VideoFolder
-from shared.data.sampling import collate
+from shared.data.collate import collate
 
 from .datasets import image_split, video_split
 from .feature_cache import FeatureCache

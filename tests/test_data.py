@@ -150,7 +150,8 @@ def test_step_loader_resumes_with_identical_batches():
 
 
 def test_unreadable_training_items_are_replaced_and_named(tmp_path):
-    from shared.data.sampling import KindRouter, collate
+    from shared.data.collate import collate
+    from shared.data.sampling import KindRouter
 
     for name in ("a", "c"):
         photo("chelsea", (40, 30)).save(tmp_path / f"{name}.jpg")

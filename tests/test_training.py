@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from tokenizer import OmniTokenizer
 from tokenizer.discriminators import PatchGAN
 from tokenizer.losses import PerceptualLoss, hinge_d_loss
-from tokenizer.train import lr_at, run
+from tokenizer.train import run
 from tokenizer.train_config import StageConfig, train_config
 from tokenizer.transfer import transfer_weights
 
@@ -106,13 +106,6 @@ def test_vq_to_kl_transfer_starts_at_the_vq_projection():
     back = OmniTokenizer.from_config("tiny", quantizer="vq")
     transfer_weights(kl, back)  # KL -> VQ (Table 10's other order): the codebook will start from data
     assert torch.equal(back.head.proj.weight, vq.head.proj.weight) and not bool(back.head.initialized)
-
-
-def test_learning_rate_schedule():
-    stage = StageConfig(name="s", steps=100, warmup_steps=10, lr=1e-3, min_lr=5e-5)
-    assert lr_at(0, stage) == pytest.approx(1e-4) and lr_at(9, stage) == pytest.approx(1e-3)
-    assert lr_at(99, stage) == pytest.approx(5e-5, rel=0.01)
-    assert all(lr_at(s, stage) >= lr_at(s + 1, stage) for s in range(10, 99))
 
 
 def test_perceptual_weight_sources(tmp_path):

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from eval.reconstruction import psnr, ssim
-from shared.data.sampling import collate
+from shared.data.collate import collate
 
 from .model import OmniTokenizer
 

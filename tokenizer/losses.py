@@ -1,4 +1,6 @@
-"""Training losses: reconstruction, LPIPS perceptual loss, hinge GAN and feature matching.
+"""Training losses: reconstruction, LPIPS perceptual loss, hinge GAN and feature matching, and `TokenizerLoss`,
+which composes them and owns the discriminators (as LlamaGen's VQLoss does), so that the trainer's loop calls
+one object for the generator's loss and one for the discriminators'.
 
 LPIPS uses the `lpips` package's linear heads (shipped in its wheel) on a VGG16 trunk whose ImageNet
 weights come from shared/feature_weights.py: an explicit local file (a torchvision vgg16 state dict, or
@@ -16,6 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.feature_weights import resolve_weights
+
+from .discriminators import PatchGAN
+from .train_config import LossConfig
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +92,61 @@ def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
 
 def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     return sum(F.l1_loss(f, r.detach()) for r, f in zip(real, fake)) / len(real)
+
+
+class TokenizerLoss(nn.Module):
+    """Everything the tokenizer's training minimises.
+
+    Generator: recon_weight * L2/L1 + the head's VQ or KL term + perceptual_weight * LPIPS (one random frame per
+    video) + gan_weight * hinge + feature_matching_weight * feature matching, the last two from `disc_start` on.
+    Discriminators: hinge on real vs reconstructed, a 2-D PatchGAN for images and a 3-D one for videos.
+    Call it inside the accelerator's autocast: `loss_fn(x, x_hat, enc, step)` for the generator,
+    `loss_fn(x, x_hat.detach(), None, step, discriminator=True)` for the discriminators (a forward call each, so
+    that DDP sees both).
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.disc2d = PatchGAN(2, cfg.disc_channels, cfg.disc_layers)
+        self.disc3d = PatchGAN(3, cfg.disc_channels, cfg.disc_layers)
+        self.perceptual = (PerceptualLoss(cfg.perceptual_weights, cfg.allow_random_perceptual)
+                           if cfg.perceptual_weight > 0 else None)
+
+    def gan_on(self, step: int) -> bool:
+        return self.cfg.gan_weight > 0 and step >= self.cfg.disc_start
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return list(self.disc2d.parameters()) + list(self.disc3d.parameters())
+
+    def discriminator_state(self) -> dict[str, dict]:
+        """The discriminators' weights, as checkpoints store them ("disc2d", "disc3d")."""
+        return {"disc2d": self.disc2d.state_dict(), "disc3d": self.disc3d.state_dict()}
+
+    def _disc(self, x: torch.Tensor, x_hat: torch.Tensor):
+        """Logits and features of the discriminator of this batch's kind, on [real; reconstructed]."""
+        if x.shape[2] > 1:
+            return self.disc3d(torch.cat([x, x_hat]))
+        return self.disc2d(torch.cat([x[:, :, 0], x_hat[:, :, 0]]))
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, enc, step: int,
+                discriminator: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, named terms) of the generator, or of the discriminators when `discriminator`."""
+        cfg, n = self.cfg, x.shape[0]
+        if discriminator:
+            logits, _ = self._disc(x, x_hat)
+            loss = hinge_d_loss(logits[:n].float(), logits[n:].float())
+            return loss, {"gan_d": loss}
+        terms = {"recon": reconstruction_loss(x_hat.float(), x, cfg.recon),
+                 "quant" if enc.indices is not None else "kl": enc.loss}
+        loss = cfg.recon_weight * terms["recon"] + enc.loss
+        if self.perceptual is not None:
+            a, b = video_frames_for_perceptual(x_hat, x) if x.shape[2] > 1 else (x_hat[:, :, 0], x[:, :, 0])
+            terms["perceptual"] = self.perceptual(a.float(), b)
+            loss = loss + cfg.perceptual_weight * terms["perceptual"]
+        if self.gan_on(step):
+            logits, feats = self._disc(x, x_hat)
+            terms["gan_g"] = hinge_g_loss(logits[n:].float())
+            terms["feature_matching"] = feature_matching_loss([f[:n] for f in feats], [f[n:] for f in feats])
+            loss = loss + cfg.gan_weight * terms["gan_g"] + cfg.feature_matching_weight * terms["feature_matching"]
+        return loss, terms

@@ -15,26 +15,24 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
-from torch.utils.tensorboard import SummaryWriter
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json
-from shared.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint, seed_step,
+                             set_lr)
+from shared.training.checkpoint import as_record
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
 
 from .config import model_config
-from .discriminators import PatchGAN
 from .evaluate import evaluate, reconstruct
-from .losses import (PerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss, reconstruction_loss,
-                     video_frames_for_perceptual)
+from .losses import TokenizerLoss
 from .model import OmniTokenizer
 from .train_config import DataConfig, StageConfig, TrainConfig, train_config
 from .transfer import transfer_weights
@@ -68,15 +66,7 @@ def build_datasets(data: DataConfig, stage: StageConfig, eval_resolution) -> tup
     return {k: v for k, v in train.items() if k in kinds}, val
 
 
-# ----------------------------------------------------------------------------- schedule
-
-
-def lr_at(step: int, stage: StageConfig) -> float:
-    """Linear warm-up to stage.lr, then cosine to stage.min_lr at the last step."""
-    if step < stage.warmup_steps:
-        return stage.lr * (step + 1) / stage.warmup_steps
-    progress = (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps)
-    return stage.min_lr + 0.5 * (stage.lr - stage.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+# ----------------------------------------------------------------------------- model of a stage
 
 
 def stage_model(cfg_scale: str, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
@@ -94,12 +84,6 @@ def stage_model(cfg_scale: str, stage: StageConfig, stages_done: dict[str, Path]
     return model, notes
 
 
-def stage_record(stage: StageConfig) -> dict:
-    """A stage's configuration as checkpoints and summaries store it (JSON: tuples become lists), for the check
-    that a resumed or reused stage was trained with the configuration asked for."""
-    return json.loads(json.dumps(dataclasses.asdict(stage)))
-
-
 # ----------------------------------------------------------------------------- one stage
 
 
@@ -109,170 +93,128 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
 
     stop_at: leave after that many steps (a checkpoint is written), as if the run had been killed.
     """
-    stage_dir = out / stage.name
+    stage_dir, main = out / stage.name, accelerator.is_main_process
     ckpt_dir = stage_dir / "checkpoints"
-    main = accelerator.is_main_process
-    loss_cfg = cfg.stage_loss(stage)
+
+    # Model, losses, optimizers:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every run of this config
     model, notes = stage_model(scale, stage, stages_done)
-    eval_res = cfg.data.eval_resolution or as_size(stage.resolutions[0])
     model.latent_frames(cfg.data.num_frames)  # a clear error now if the clip length does not fit t
-    disc2d = PatchGAN(2, loss_cfg.disc_channels, loss_cfg.disc_layers)
-    disc3d = PatchGAN(3, loss_cfg.disc_channels, loss_cfg.disc_layers)
-    perceptual = None
-    if loss_cfg.perceptual_weight > 0:
-        perceptual = PerceptualLoss(loss_cfg.perceptual_weights, loss_cfg.allow_random_perceptual).to(accelerator.device)
-    opt_g = torch.optim.Adam(model.parameters(), lr=stage.lr, betas=tuple(stage.betas))
-    opt_d = torch.optim.Adam(list(disc2d.parameters()) + list(disc3d.parameters()), lr=stage.lr * loss_cfg.disc_lr_ratio,
-                             betas=tuple(stage.betas))
-    start, elapsed, skipped_total = 0, 0.0, 0
-    unreadable = {"count": 0, "first": []}  # items replaced because they could not be read, and the first errors
-    resume_from = latest_checkpoint(ckpt_dir)
-    if resume_from is not None:
-        models, optims, meta = load_checkpoint(resume_from)
-        if meta["stage"] != stage_record(stage):
-            raise ValueError(f"{resume_from}: written with a different configuration of stage '{stage.name}' "
-                             f"({meta['stage']}); resume with that configuration, or pass --restart to train again")
-        model.load_state_dict(models["model"])
-        disc2d.load_state_dict(models["disc2d"])
-        disc3d.load_state_dict(models["disc3d"])
-        opt_g.load_state_dict(optims["opt_g"])
-        opt_d.load_state_dict(optims["opt_d"])
-        start, elapsed, skipped_total = meta["step"], meta["elapsed"], meta["nonfinite_skipped"]
-        unreadable = meta.get("unreadable", unreadable)
-        notes = meta["notes"]
-        if main:
-            log.info("stage %s: resuming from %s (step %d)", stage.name, resume_from, start)
-    model, disc2d, disc3d, opt_g, opt_d = accelerator.prepare(model, disc2d, disc3d, opt_g, opt_d)
-    raw = accelerator.unwrap_model(model)
+    loss_cfg = cfg.stage_loss(stage)
+    loss_fn = TokenizerLoss(loss_cfg)
+    opt_g = torch.optim.Adam(model.parameters(), lr=stage.lr, betas=stage.betas)
+    opt_d = torch.optim.Adam(loss_fn.discriminator_parameters(), lr=stage.lr * loss_cfg.disc_lr_ratio, betas=stage.betas)
 
-    train_sets, val_sets = build_datasets(cfg.data, stage, eval_res)
+    # Resume:
+    state = {"elapsed": 0.0, "nonfinite_skipped": 0, "unreadable": {"count": 0, "first": []}, "notes": notes}
+    meta = resume(ckpt_dir, stage, {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d},
+                  {"opt_g": opt_g, "opt_d": opt_d}, what=f"stage '{stage.name}'")
+    start = meta["step"] if meta else 0
+    if meta:
+        state = {k: meta[k] for k in state}
+        if main:
+            log.info("stage %s: resuming from %s (step %d)", stage.name, meta["path"], start)
+    model, loss_fn, opt_g, opt_d = accelerator.prepare(model, loss_fn, opt_g, opt_d)
+    raw, raw_loss = accelerator.unwrap_model(model), accelerator.unwrap_model(loss_fn)
+
+    # Data:
+    train_sets, val_sets = build_datasets(cfg.data, stage, cfg.data.eval_resolution or as_size(stage.resolutions[0]))
     schedule = StepSchedule(lengths={k: len(v) for k, v in train_sets.items()},
                             batch_sizes={"image": stage.batch_size_image, "video": stage.batch_size_video},
                             pattern=stage.pattern, resolutions=stage.resolutions, seed=cfg.seed,
                             rank=accelerator.process_index, world_size=accelerator.num_processes)
     stop = stage.steps if stop_at is None else min(stage.steps, stop_at)
     loader = step_loader(train_sets, schedule, start, stop, cfg.data.num_workers)
-    writer = SummaryWriter(str(stage_dir / "tb")) if main else None
-    metrics_file = open(stage_dir / "metrics.jsonl", "a") if main else None
+    metrics = MetricsLog(stage_dir, start, enabled=main)
+    guard = NonFiniteGuard(cfg.max_nonfinite_in_row, state["nonfinite_skipped"])
+    t0 = time.perf_counter()
 
     def checkpoint(step: int):
         if main:
-            save_checkpoint(ckpt_dir, step,
-                            {"model": raw.state_dict(), "disc2d": accelerator.unwrap_model(disc2d).state_dict(),
-                             "disc3d": accelerator.unwrap_model(disc3d).state_dict()},
+            save_checkpoint(ckpt_dir, step, {"model": raw.state_dict(), **raw_loss.discriminator_state()},
                             {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()},
-                            {"elapsed": elapsed + time.perf_counter() - t0, "nonfinite_skipped": skipped_total,
-                             "unreadable": unreadable, "notes": notes, "stage": dataclasses.asdict(stage)},
+                            {**state, "elapsed": state["elapsed"] + time.perf_counter() - t0,
+                             "nonfinite_skipped": guard.skipped, "config": as_record(stage)},
                             keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
-    t0 = time.perf_counter()
-    in_a_row = 0
+    # Train:
     bar = tqdm(total=stage.steps, initial=start, desc=f"{stage.name}", disable=not main, dynamic_ncols=True)
     for step, batch in zip(range(start, stop), loader):
-        torch.manual_seed(cfg.seed * 1_000_003 + step * accelerator.num_processes + accelerator.process_index)
-        lr = lr_at(step, stage)
-        for group in opt_g.param_groups:
-            group["lr"] = lr
-        for group in opt_d.param_groups:
-            group["lr"] = lr * loss_cfg.disc_lr_ratio
-        for error in batch["unreadable"]:
-            log.warning("stage %s, step %d (rank %d): skipped unreadable item: %s", stage.name, step,
-                        accelerator.process_index, error)
-        unreadable["count"] += len(batch["unreadable"])
-        unreadable["first"] = sorted(set(unreadable["first"]) | set(batch["unreadable"]))[:20]
+        seed_step(cfg.seed, step, accelerator.process_index, accelerator.num_processes)
+        lr = lr_at(step, stage.lr, stage.min_lr, stage.warmup_steps, stage.steps)
+        set_lr(opt_g, lr)
+        set_lr(opt_d, lr * loss_cfg.disc_lr_ratio)
+        count_unreadable(state["unreadable"], batch["unreadable"], f"stage {stage.name}, step {step}", accelerator)
         x = batch["pixels"].to(accelerator.device)
-        is_video = x.shape[2] > 1
-        disc = disc3d if is_video else disc2d
-        as_disc_input = (lambda v: v) if is_video else (lambda v: v[:, :, 0])  # noqa: E731
-        gan_on = loss_cfg.gan_weight > 0 and step >= loss_cfg.disc_start
-        terms = {}
         with accelerator.autocast():
             x_hat, enc = model(x)
-            terms["recon"] = reconstruction_loss(x_hat.float(), x, loss_cfg.recon)
-            terms["quant" if stage.quantizer == "vq" else "kl"] = enc.loss
-            loss = loss_cfg.recon_weight * terms["recon"] + enc.loss
-            if perceptual is not None:
-                a, b = video_frames_for_perceptual(x_hat, x) if is_video else (x_hat[:, :, 0], x[:, :, 0])
-                terms["perceptual"] = perceptual(a.float(), b)
-                loss = loss + loss_cfg.perceptual_weight * terms["perceptual"]
-            if gan_on:
-                n = x.shape[0]
-                logits, feats = disc(torch.cat([as_disc_input(x), as_disc_input(x_hat)]))
-                terms["gan_g"] = hinge_g_loss(logits[n:].float())
-                terms["feature_matching"] = feature_matching_loss([f[:n] for f in feats], [f[n:] for f in feats])
-                loss = loss + loss_cfg.gan_weight * terms["gan_g"] + loss_cfg.feature_matching_weight * terms["feature_matching"]
-        bad = accelerator.reduce((~torch.isfinite(loss.detach())).float().reshape(1), "sum").item() > 0
+            loss, terms = loss_fn(x, x_hat, enc, step)
+        bad = guard.is_bad(loss, accelerator)
         opt_g.zero_grad(set_to_none=True)
         accelerator.backward(loss)  # always, so that every rank's reducer sees a backward
+        if guard.record(bad):
+            checkpoint(step)
+            raise guard.error(f"stage {stage.name}", step, terms, ckpt_dir)
+        bar.update(1)
         if bad:
             opt_g.zero_grad(set_to_none=True)
-            skipped_total += 1
-            in_a_row += 1
-            if in_a_row >= cfg.max_nonfinite_in_row:
-                checkpoint(step)
-                raise RuntimeError(f"stage {stage.name}: {in_a_row} non-finite losses in a row at step {step} "
-                                   f"(last terms {({k: v.item() for k, v in terms.items()})}); the last good weights "
-                                   f"are in {ckpt_dir}. Lower the learning rate or check the data.")
-            bar.update(1)
             continue
-        in_a_row = 0
         if stage.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), stage.grad_clip)
         opt_g.step()
-        if gan_on:
+        if raw_loss.gan_on(step):
             with accelerator.autocast():
-                logits, _ = disc(torch.cat([as_disc_input(x), as_disc_input(x_hat.detach())]))
-                terms["gan_d"] = hinge_d_loss(logits[:n].float(), logits[n:].float())
+                _, d_terms = loss_fn(x, x_hat.detach(), None, step, discriminator=True)
+            terms.update(d_terms)
             opt_d.zero_grad(set_to_none=True)
-            accelerator.backward(terms["gan_d"])
+            accelerator.backward(d_terms["gan_d"])
             opt_d.step()
             opt_d.zero_grad(set_to_none=True)
-        bar.update(1)
         done = step + 1
-        if main and (done % cfg.log_every == 0 or done == stop):
-            record = {"step": done, "kind": "video" if is_video else "image", "resolution": list(x.shape[-2:]),
-                      "lr": lr, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                      **{k: v.item() for k, v in enc.stats.items()}, "nonfinite_skipped": skipped_total,
-                      "unreadable_skipped": unreadable["count"],
-                      "seconds": elapsed + time.perf_counter() - t0}
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-            for k, v in record.items():
-                if isinstance(v, float):
-                    writer.add_scalar(f"train/{k}", v, done)
+        if done % cfg.log_every == 0 or done == stop:
+            record = {"kind": "video" if x.shape[2] > 1 else "image", "resolution": list(x.shape[-2:]), "lr": lr,
+                      "loss": loss.item(), **{k: v.item() for k, v in {**terms, **enc.stats}.items()},
+                      "nonfinite_skipped": guard.skipped, "unreadable_skipped": state["unreadable"]["count"],
+                      "seconds": state["elapsed"] + time.perf_counter() - t0}
+            metrics.log(done, record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", recon=f"{record['recon']:.4f}")
         if done % cfg.checkpoint_every == 0 or done == stop:
             checkpoint(done)
     bar.close()
-    if metrics_file:
-        metrics_file.close()
-    elapsed += time.perf_counter() - t0
+    elapsed = state["elapsed"] + time.perf_counter() - t0
     if stop < stage.steps:
+        metrics.close()
         return {"stage": stage.name, "stopped_at": stop}
 
+    # Final weights, validation, summary:
     checksum = torch.tensor([sum(p.double().sum().item() for p in raw.parameters())], device=accelerator.device)
-    checksums = accelerator.gather(checksum).tolist()
-    unreadable_total = int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item())
+    unreadable = state["unreadable"]
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
                "processes": accelerator.num_processes, "threads": torch.get_num_threads(), "wall_seconds": elapsed,
-               "nonfinite_skipped": skipped_total, "unreadable_skipped": unreadable_total,
+               "nonfinite_skipped": guard.skipped,
+               "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item()),
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own
-               "perceptual_network": perceptual.source if perceptual is not None else None,
-               "init_notes": notes, "rank_weight_checksums": checksums, "config": dataclasses.asdict(stage),
-               "loss": dataclasses.asdict(loss_cfg)}
+               "perceptual_network": raw_loss.perceptual.source if raw_loss.perceptual is not None else None,
+               "init_notes": state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
+               "config": dataclasses.asdict(stage), "loss": dataclasses.asdict(loss_cfg)}
     if main:
         raw.save_pretrained(stage_dir / "final")
         summary["validation"] = validate(raw, val_sets, cfg, stage_dir / "samples", stage.name)
-        if writer:
-            for kind, m in summary["validation"].items():
-                for k, v in m.items():
-                    writer.add_scalar(f"val_{kind}/{k}", v, stage.steps)
-            writer.close()
+        for kind, m in summary["validation"].items():
+            metrics.scalars(stage.steps, m, f"val_{kind}")
         atomic_write_json(stage_dir / "summary.json", summary)
+    metrics.close()
     accelerator.wait_for_everyone()
     return summary
+
+
+def count_unreadable(unreadable: dict, errors: list[str], where: str, accelerator: Accelerator) -> None:
+    """Log the items of a batch that were replaced because they could not be read; keep a count and the first 20."""
+    for error in errors:
+        log.warning("%s (rank %d): skipped unreadable item: %s", where, accelerator.process_index, error)
+    unreadable["count"] += len(errors)
+    unreadable["first"] = sorted(set(unreadable["first"]) | set(errors))[:20]
 
 
 def validate(model: OmniTokenizer, val_sets: dict, cfg: TrainConfig, samples_dir: Path, name: str) -> dict:
@@ -310,9 +252,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; this run has {[s.name for s in stages]}")
     out = Path(out)
-    accelerator = accelerator or Accelerator(
-        mixed_precision="bf16" if torch.cuda.is_available() else "no",
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = accelerator or make_accelerator(find_unused_parameters=True)
     done: dict[str, Path] = {}
     summaries = {}
     for stage in stages:
@@ -326,7 +266,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         accelerator.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            if summaries[stage.name].get("config") != stage_record(stage):
+            if summaries[stage.name].get("config") != as_record(stage):
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({summaries[stage.name].get('config')}); pass --restart to train it again")
             if accelerator.is_main_process:

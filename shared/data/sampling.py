@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .collate import collate
 from .errors import DataError
 from .keys import SampleKey
 
@@ -115,13 +116,6 @@ class KindRouter(Dataset):
             return {**item, "unreadable": [str(e) for e in errors]}
         raise DataError(errors[0].path, f"{errors[0].problem}; and the next {self.max_replacements} items of the "
                                         f"{key.kind} dataset could not be read either: {errors[-1]}")
-
-
-def collate(items: list[dict]) -> dict:
-    return {"pixels": torch.stack([it["pixels"] for it in items]),
-            "label": torch.stack([it["label"] for it in items]),
-            "path": [it["path"] for it in items],
-            "unreadable": [e for it in items for e in it.get("unreadable", [])]}
 
 
 def step_loader(datasets: dict[str, Dataset], schedule: StepSchedule, start: int, stop: int,

@@ -1,10 +1,14 @@
 """Training checkpoints: model weights in safetensors, optimizer state loaded with weights_only=True.
 
+`resume` restores the latest checkpoint of a folder into modules and optimizers after checking that it was
+written with the same configuration (a dict the trainer chooses; JSON-normalised before comparing).
+
 Each checkpoint is a folder `step_00001234/` that is written under a temporary name and renamed into
 place, so an interrupted write never leaves a checkpoint that looks complete. The last `keep` are kept.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -61,3 +65,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:
         raise ValueError(f"{path / 'optimizers.pt'}: cannot be read ({exc.__class__.__name__}: {exc})") from None
     return models, optimizers, json.loads(meta_file.read_text())
+
+
+def as_record(config) -> dict:
+    """A configuration as checkpoints and summaries store it: a dataclass or dict, JSON-normalised (tuples become
+    lists), so that a stored record and a fresh one compare equal."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    return json.loads(json.dumps(config))
+
+
+def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module],
+           optimizers: dict[str, torch.optim.Optimizer], what: str = "run") -> dict | None:
+    """Load the latest checkpoint of `folder` into `modules` and `optimizers` (by name) and return its meta, or
+    None when there is none. A checkpoint written with another `record` (meta["config"]) is refused."""
+    path = latest_checkpoint(folder)
+    if path is None:
+        return None
+    models, optims, meta = load_checkpoint(path)
+    if meta.get("config") != as_record(record):
+        raise ValueError(f"{path}: written with a different configuration of {what} ({meta.get('config')}); "
+                         f"resume with that configuration, or pass --restart to train again")
+    for name, module in modules.items():
+        module.load_state_dict(models[name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(optims[name])
+    return {**meta, "path": str(path)}

@@ -1,0 +1,19 @@
+"""The pieces every trainer here shares (tokenizer, LM, DiT, Latte). No Trainer class: each train.py is a
+script that calls these.
+
+- accelerator.py   Accelerator set-up (bf16 autocast on CUDA only; DDP / FSDP through `accelerate launch`)
+- schedule.py      per-step seeding, warm-up + cosine (or constant) learning rate
+- guard.py         the non-finite loss guard (skip, count, stop after too many in a row)
+- metrics_log.py   metrics.jsonl + TensorBoard that never repeat a step after a resume
+- checkpoint.py    atomic checkpoints (safetensors + weights_only optimizer state), resume with a config check
+- ema.py           an exponential moving average of weights, saved and resumed with the checkpoint
+"""
+from .accelerator import make_accelerator
+from .checkpoint import latest_checkpoint, load_checkpoint, resume, save_checkpoint
+from .ema import EMA
+from .guard import NonFiniteGuard
+from .metrics_log import MetricsLog
+from .schedule import lr_at, seed_step, set_lr
+
+__all__ = ["EMA", "MetricsLog", "NonFiniteGuard", "latest_checkpoint", "load_checkpoint", "lr_at",
+           "make_accelerator", "resume", "save_checkpoint", "seed_step", "set_lr"]

@@ -1,0 +1,30 @@
+"""Per-step seeding and the learning-rate schedule."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def seed_step(seed: int, step: int, rank: int = 0, world_size: int = 1) -> None:
+    """Seed torch's global generator from (seed, step, rank): the randomness of step s (dropout, noise, random
+    frames) is the same whether the run went straight through or resumed at s, and differs between ranks."""
+    torch.manual_seed(seed * 1_000_003 + step * world_size + rank)
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, total_steps: int, decay: str = "cosine") -> float:
+    """Linear warm-up to `lr` over `warmup_steps`, then cosine to `min_lr` at `total_steps` ("cosine"), or
+    `lr` throughout ("constant")."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if decay == "constant":
+        return lr
+    if decay != "cosine":
+        raise ValueError(f"lr decay must be 'cosine' or 'constant', got {decay!r}")
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

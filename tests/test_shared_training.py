@@ -1,0 +1,104 @@
+"""The shared training pieces (shared/training, shared/config.py, shared/data/collate.py) on their own."""
+import json
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+import torch.nn as nn
+
+from shared.config import ConfigError, apply_overrides, build
+from shared.data.collate import collate
+from shared.training import EMA, MetricsLog, NonFiniteGuard, lr_at, resume, save_checkpoint
+
+
+def test_learning_rate_schedule_warms_up_then_decays_or_stays():
+    assert lr_at(0, 1e-3, 5e-5, 10, 100) == pytest.approx(1e-4) and lr_at(9, 1e-3, 5e-5, 10, 100) == pytest.approx(1e-3)
+    assert lr_at(99, 1e-3, 5e-5, 10, 100) == pytest.approx(5e-5, rel=0.01)
+    assert all(lr_at(s, 1e-3, 5e-5, 10, 100) >= lr_at(s + 1, 1e-3, 5e-5, 10, 100) for s in range(10, 99))
+    assert {lr_at(s, 1e-3, 0.0, 0, 100, "constant") for s in range(100)} == {1e-3}
+    with pytest.raises(ValueError, match="cosine"):
+        lr_at(5, 1e-3, 0.0, 0, 10, "linear")
+
+
+def test_metrics_log_keeps_each_step_once_after_a_resume(tmp_path):
+    log = MetricsLog(tmp_path)
+    for step in range(1, 31):
+        log.log(step, {"loss": float(step)})
+    log.close()
+    log = MetricsLog(tmp_path, start_step=20)  # resumed from the checkpoint at step 20
+    for step in range(21, 31):
+        log.log(step, {"loss": float(step)})
+    log.close()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))
+
+
+def test_ema_starts_at_the_model_and_follows_it():
+    model = nn.Linear(3, 2)
+    ema = EMA(model, decay=0.9)
+    assert torch.equal(ema.model.weight, model.weight) and not ema.model.weight.requires_grad
+    before = ema.model.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.model.weight, before + 0.1)
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, 1.0)
+
+
+def test_nonfinite_guard_counts_and_stops_after_too_many_in_a_row():
+    guard = NonFiniteGuard(max_in_row=2)
+    assert guard.record(True) is False and guard.record(False) is False  # a good step resets the run
+    assert guard.record(True) is False and guard.record(True) is True and guard.skipped == 3
+
+
+def test_resume_restores_weights_and_refuses_another_config(tmp_path):
+    model, other = nn.Linear(2, 2), nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    save_checkpoint(tmp_path, 5, {"model": model.state_dict()}, {"opt": opt.state_dict()}, {"config": {"lr": 1}})
+    opt2 = torch.optim.AdamW(other.parameters())
+    meta = resume(tmp_path, {"lr": 1}, {"model": other}, {"opt": opt2})
+    assert meta["step"] == 5 and torch.equal(other.weight, model.weight)
+    assert opt2.state_dict()["state"][0]["step"] == 1
+    with pytest.raises(ValueError, match="different configuration.*--restart"):
+        resume(tmp_path, {"lr": 2}, {"model": other}, {})
+    assert resume(tmp_path / "none", {"lr": 1}, {}, {}) is None
+
+
+@dataclass
+class _Model:
+    dim: int = 4
+    causal: bool = True
+    betas: tuple[float, float] = (0.9, 0.99)
+    scale: float | None = None
+
+
+@dataclass
+class _Config:
+    model: _Model = field(default_factory=_Model)
+    stages: list[str] = field(default_factory=list)
+
+
+def test_config_values_are_type_checked_and_overridable():
+    cfg = build(_Config, apply_overrides({"model": {"dim": 8}}, ["model.betas=[0.5, 0.9]", "model.scale=2"]))
+    assert cfg.model == _Model(dim=8, betas=(0.5, 0.9), scale=2.0)
+    for bad, message in [({"model": {"causal": "false"}}, "causal: expected true or false"),
+                         ({"model": {"dim": "64"}}, "dim: expected an integer"),
+                         ({"model": {"betas": [1, 2, 3]}}, "expected 2 values"),
+                         ({"model": {"heads": 2}}, r"unknown _Model field\(s\) \['heads'\]")]:
+        with pytest.raises(ConfigError, match=message):
+            build(_Config, bad, "my.yaml")
+    with pytest.raises(ConfigError, match="section.field=value"):
+        apply_overrides({}, ["model.dim"])
+
+
+def test_collate_stacks_tensors_and_lists_the_rest():
+    items = [{"pixels": torch.zeros(3, 1, 4, 4), "codes": torch.arange(n), "path": f"p{n}", "unreadable": [f"e{n}"]}
+             for n in (2, 3)]
+    batch = collate(items)
+    assert batch["pixels"].shape == (2, 3, 1, 4, 4) and isinstance(batch["codes"], list)
+    assert batch["path"] == ["p2", "p3"] and batch["unreadable"] == ["e2", "e3"]
+    with pytest.raises(ValueError, match="fields"):
+        collate([{"a": 1}, {"b": 2}])
