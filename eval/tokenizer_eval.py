@@ -20,7 +20,7 @@ import torch
 from shared.feature_weights import file_sha256
 from tokenizer import OmniTokenizer
 from tokenizer.evaluate import evaluate
-from tokenizer.losses import PerceptualLoss
+from shared.metrics.lpips import PerceptualLoss
 
 from .datasets import image_split, video_split
 from .feature_cache import FeatureCache

@@ -7,7 +7,7 @@ from torch_fidelity.metric_fid import fid_statistics_to_metric
 from eval.frechet import frechet_distance, frechet_from_features, gaussian_statistics
 from eval.i3d import InceptionI3d
 from eval.image_fidelity import InceptionFeatures, image_metrics
-from eval.reconstruction import psnr, ssim
+from shared.metrics.reconstruction import psnr, ssim
 from eval.video_fidelity import I3DFeatures, fvd
 from shared.data import EmbeddedPhotos
 

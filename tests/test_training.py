@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from tokenizer import OmniTokenizer
 from tokenizer.discriminators import PatchGAN
-from tokenizer.losses import PerceptualLoss, hinge_d_loss
+from shared.metrics.lpips import PerceptualLoss
+from tokenizer.losses import hinge_d_loss
 from tokenizer.train import run
 from tokenizer.train_config import StageConfig, train_config
 from tokenizer.transfer import transfer_weights

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from eval.reconstruction import psnr, ssim
+from shared.metrics.reconstruction import psnr, ssim
 from shared.data.collate import collate
 
 from .model import OmniTokenizer

@@ -1,0 +1,1 @@
+"""Metric primitives that training and evaluation share: PSNR, SSIM (reconstruction.py) and LPIPS (lpips.py)."""
