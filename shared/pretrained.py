@@ -1,7 +1,7 @@
 """save_pretrained / from_pretrained for our models, in the diffusers layout: config.json + model.safetensors.
 
 A model class using `PretrainedMixin` sets `config_class` (a dataclass) and keeps its config in
-`self.config`. Weights are safetensors only (no pickle); files are written atomically.
+`self.config`; config.json values are type-checked against it. Weights are safetensors only (no pickle); files are written atomically.
 """
 from __future__ import annotations
 
@@ -13,19 +13,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_write, atomic_write_json
+from .config import build
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-def config_from_dict(config_class, values: dict, source: str = "config"):
-    """Build a config dataclass from a dict, with a clear error for unknown fields."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{source}: unknown {config_class.__name__} field(s) {unknown}; "
-                         f"known fields are {sorted(names)}")
-    return config_class(**values)
 
 
 class PretrainedMixin:
@@ -53,7 +44,7 @@ class PretrainedMixin:
         saved_class = values.pop("class", cls.__name__)
         if saved_class != cls.__name__:
             raise ValueError(f"{config_file}: holds a {saved_class}, not a {cls.__name__}")
-        model = cls(config_from_dict(cls.config_class, values, str(config_file)))
+        model = cls(build(cls.config_class, values, str(config_file)))
         state = load_file(str(weights_file), device=str(map_location))
         expected = model.state_dict()
         missing = [k for k in expected if k not in state]

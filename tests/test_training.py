@@ -14,7 +14,7 @@ from tokenizer.discriminators import PatchGAN
 from shared.metrics.lpips import PerceptualLoss
 from tokenizer.losses import hinge_d_loss
 from tokenizer.train import run
-from tokenizer.train_config import StageConfig, train_config
+from tokenizer.train_config import load_config, train_config
 from tokenizer.transfer import transfer_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,8 +136,18 @@ def test_discriminators_take_images_and_17_frame_clips():
 
 
 def test_config_errors_are_clear(tmp_path):
-    with pytest.raises(ValueError, match=r"tiny train config stage x: unknown StageConfig field\(s\) \['stepz'\]"):
+    with pytest.raises(ValueError, match=r"tiny.yaml train stage x: unknown StageConfig field\(s\) \['stepz'\]"):
         train_config("tiny", stages=[{"name": "x", "stepz": 3}])
+    cfg = load_config("tiny", ["model.causal=false", "train.stage_defaults.lr=0.5"])  # --set, checked and typed
+    assert cfg.model.causal is False and {s.lr for s in cfg.train.stages} == {0.001, 0.0005}  # stages state lr
+    assert load_config("tiny", ["train.stage_defaults.grad_clip=0.5"]).train.stages[0].grad_clip == 0.5
+    with pytest.raises(ValueError, match="tiny.yaml model: causal: expected true or false, got 'false'"):
+        load_config("tiny", ['model.causal="false"'])
+    saved = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "saved")
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, "dim": "64"}))
+    with pytest.raises(ValueError, match="config.json: dim: expected an integer, got '64'"):
+        OmniTokenizer.from_pretrained(saved)
     with pytest.raises(FileNotFoundError, match="nope.yaml: no such config"):
         train_config("nope")
     with pytest.raises(ValueError, match=r"1 \+ k\*4 frames"):

@@ -1,15 +1,12 @@
-"""The tokenizer's model configuration, and loading of the per-scale YAML files (configs/<scale>.yaml)."""
+"""The tokenizer's model configuration (the `model:` section of configs/<scale>.yaml and of a saved config.json)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from shared.pretrained import config_from_dict
+from shared.config import build, read_yaml, scale_file
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-SCALES = ("tiny", "small", "paper")
 
 
 @dataclass
@@ -49,20 +46,13 @@ class OmniTokenizerConfig:
 
 def load_scale(scale: str) -> dict:
     """The whole YAML of a scale ("tiny", "small", "paper") or of a YAML file path."""
-    path = Path(scale) if str(scale).endswith((".yaml", ".yml")) else CONFIG_DIR / f"{scale}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config; scales are {', '.join(SCALES)} or a path to a YAML file")
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    return read_yaml(scale_file(scale, CONFIG_DIR))
 
 
 def model_config(scale: str | OmniTokenizerConfig, **overrides) -> OmniTokenizerConfig:
-    """The model config of a scale (or a given config), with field overrides."""
+    """The model config of a scale (or a given config), with field overrides; every value type-checked."""
     if isinstance(scale, OmniTokenizerConfig):
-        values = {**scale.__dict__}
-        source = "config"
+        values, source = {**scale.__dict__}, "config"
     else:
-        values = dict(load_scale(scale).get("model", {}))
-        source = f"{scale} config"
-    values.update(overrides)
-    return config_from_dict(OmniTokenizerConfig, values, source)
+        values, source = dict(load_scale(scale).get("model") or {}), f"{scale} config model"
+    return build(OmniTokenizerConfig, {**values, **overrides}, source)

@@ -30,11 +30,11 @@ from shared.training.checkpoint import as_record
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
 
-from .config import model_config
+from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
 from .losses import TokenizerLoss
 from .model import OmniTokenizer
-from .train_config import DataConfig, StageConfig, TrainConfig, train_config
+from .train_config import DataConfig, StageConfig, TrainConfig, load_config
 from .transfer import transfer_weights
 from .visualize import image_grid, side_by_side_video
 
@@ -69,11 +69,11 @@ def build_datasets(data: DataConfig, stage: StageConfig, eval_resolution) -> tup
 # ----------------------------------------------------------------------------- model of a stage
 
 
-def stage_model(cfg_scale: str, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
+def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
     overrides = {**stage.model, "quantizer": stage.quantizer}
     if stage.temporal_patch_size:
         overrides["temporal_patch_size"] = stage.temporal_patch_size
-    model = OmniTokenizer(model_config(cfg_scale, **overrides))
+    model = OmniTokenizer(model_config(model_cfg, **overrides))
     notes = []
     if stage.init_from:
         src_dir = stages_done.get(stage.init_from) or Path(stage.init_from)
@@ -87,8 +87,8 @@ def stage_model(cfg_scale: str, stage: StageConfig, stages_done: dict[str, Path]
 # ----------------------------------------------------------------------------- one stage
 
 
-def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, accelerator: Accelerator,
-                stages_done: dict[str, Path], stop_at: int | None = None) -> dict:
+def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig, out: Path,
+                accelerator: Accelerator, stages_done: dict[str, Path], stop_at: int | None = None) -> dict:
     """Train one stage (resuming from its latest checkpoint); returns its summary.
 
     stop_at: leave after that many steps (a checkpoint is written), as if the run had been killed.
@@ -98,7 +98,7 @@ def train_stage(cfg: TrainConfig, scale: str, stage: StageConfig, out: Path, acc
 
     # Model, losses, optimizers:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every run of this config
-    model, notes = stage_model(scale, stage, stages_done)
+    model, notes = stage_model(model_cfg, stage, stages_done)
     model.latent_frames(cfg.data.num_frames)  # a clear error now if the clip length does not fit t
     loss_cfg = cfg.stage_loss(stage)
     loss_fn = TokenizerLoss(loss_cfg)
@@ -243,9 +243,12 @@ def validate(model: OmniTokenizer, val_sets: dict, cfg: TrainConfig, samples_dir
 
 def run(scale: str, out: str | Path, stage_names: list[str] | None = None, variant: str | None = None,
         restart: bool = False, results: str | Path | None = None, accelerator: Accelerator | None = None,
-        stop_at: int | None = None, **overrides) -> dict:
-    """Run the stages of a scale's config in order; finished stages (summary.json present) are reused."""
-    cfg = train_config(scale, **overrides)
+        stop_at: int | None = None, overrides: list[str] | None = None, **train_overrides) -> dict:
+    """Run the stages of a scale's config in order; finished stages (summary.json present) are reused.
+
+    overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge)."""
+    full = load_config(scale, overrides, **train_overrides)
+    cfg = full.train
     stages = cfg.stage_list(variant)
     if stage_names:
         unknown = set(stage_names) - {s.name for s in stages}
@@ -273,7 +276,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
                 log.info("stage %s: finished earlier, reusing %s", stage.name, stage_dir / "final")
         else:
             stage_dir.mkdir(parents=True, exist_ok=True)
-            summaries[stage.name] = train_stage(cfg, scale, stage, out, accelerator, done, stop_at)
+            summaries[stage.name] = train_stage(cfg, full.model, stage, out, accelerator, done, stop_at)
             if "stopped_at" in summaries[stage.name]:
                 return summaries
         done[stage.name] = stage_dir / "final"
@@ -308,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--video-layout", default=None, choices=["ucf101", "classes", "plain"])
     ap.add_argument("--restart", action="store_true", help="discard the stages' checkpoints and train again")
     ap.add_argument("--results", default=None, help="results JSON (default results/<scale>/tokenizer[_<variant>].json)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override a config value, e.g. --set train.data.num_workers=4 (repeatable; type-checked)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = {k: v for k, v in {"images": args.images, "videos": args.videos, "video_layout": args.video_layout}.items() if v}
@@ -315,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     suffix = f"_{args.variant}" if args.variant else ""
     out = args.out or f"runs/{name}/tokenizer{suffix}"
     results = args.results or f"results/{name}/tokenizer{suffix}.json"
-    report = run(args.scale, out, args.stage, args.variant, args.restart, results, **({"data": data} if data else {}))
+    report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set,
+                 **({"data": data} if data else {}))
     print_summary(report)
     print(f"results: {results}")
 

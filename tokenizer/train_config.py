@@ -2,16 +2,20 @@
 
 A run is a list of stages. The published schedule is image (VQ, fixed resolution) -> joint (VQ, images
 and videos alternating, several resolutions) -> kl (KL fine-tuning); the ablations of Tables 7 and 10
-are other stage lists in the same file (`variants`), not code.
+are other stage lists in the same file (`variants`), not code. `stage_defaults` holds what the stages of a
+file share, so that each stage states only what differs.
+
+`load_config(scale, overrides)` reads a scale's YAML once into a `TokenizerConfig` (model + train), applying
+`--set section.field=value` overrides; every value is type-checked (shared/config.py).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-from shared.pretrained import config_from_dict
+from shared.config import apply_overrides, build, read_yaml, scale_file
 
-from .config import load_scale
+from .config import CONFIG_DIR, OmniTokenizerConfig
 
 
 @dataclass
@@ -52,7 +56,7 @@ class StageConfig:
     init_from: str | None = None  # a previous stage of this run, or a save_pretrained folder
     steps: int = 1000
     pattern: str = "i"  # one letter a step, cycling: i = image batch, v = video batch
-    resolutions: list = field(default_factory=lambda: [256])
+    resolutions: list[int | tuple[int, int]] = field(default_factory=lambda: [256])  # per batch: side or (h, w)
     batch_size_image: int = 8  # per process
     batch_size_video: int = 2
     temporal_patch_size: int | None = None  # overrides the model's t (stage 1 of the paper uses 2)
@@ -80,7 +84,7 @@ class TrainConfig:
     eval_max_tokens: int | None = 65536
 
     def stage_loss(self, stage: StageConfig) -> LossConfig:
-        return config_from_dict(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")
+        return build(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")
 
     def stage_list(self, variant: str | None = None) -> list[StageConfig]:
         if variant is None:
@@ -90,25 +94,47 @@ class TrainConfig:
         return self.variants[variant]
 
 
-def _stages(items: list[dict], source: str) -> list[StageConfig]:
-    return [config_from_dict(StageConfig, s, f"{source} stage {s.get('name', i)}") for i, s in enumerate(items)]
+@dataclass
+class TokenizerConfig:
+    """A whole scale: the model and its training."""
+    model: OmniTokenizerConfig
+    train: TrainConfig
 
 
-def train_config(scale: str, **overrides) -> TrainConfig:
-    """The `train` section of a scale's YAML; overrides replace top-level fields (data/loss as dicts merge)."""
-    raw = dict(load_scale(scale).get("train", {}))
+def _stages(items: list[dict], defaults: dict, source: str) -> list[StageConfig]:
+    return [build(StageConfig, {**defaults, **s}, f"{source} stage {s.get('name', i)}") for i, s in enumerate(items)]
+
+
+def _train(raw: dict, overrides: dict, source: str) -> TrainConfig:
+    raw = dict(raw)
     for key in ("data", "loss"):
         if key in overrides:
-            raw[key] = {**raw.get(key, {}), **overrides.pop(key)}
+            raw[key] = {**(raw.get(key) or {}), **overrides.pop(key)}
     raw.update(overrides)
-    source = f"{scale} train config"
-    data = config_from_dict(DataConfig, raw.pop("data", {}), f"{source} data")
-    loss = config_from_dict(LossConfig, raw.pop("loss", {}), f"{source} loss")
-    stages = _stages(raw.pop("stages", []), source)
-    variants = {k: _stages(v, f"{source} variant {k}") for k, v in raw.pop("variants", {}).items()}
-    cfg = config_from_dict(TrainConfig, {**raw, "data": data, "loss": loss, "stages": stages, "variants": variants},
-                           source)
+    defaults = raw.pop("stage_defaults", None) or {}
+    data = build(DataConfig, raw.pop("data", None) or {}, f"{source} data")
+    loss = build(LossConfig, raw.pop("loss", None) or {}, f"{source} loss")
+    stages = _stages(raw.pop("stages", None) or [], defaults, source)
+    variants = {k: _stages(v, defaults, f"{source} variant {k}") for k, v in (raw.pop("variants", None) or {}).items()}
+    cfg = build(TrainConfig, {**raw, "data": data, "loss": loss, "stages": stages, "variants": variants}, source)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: stage names must be unique, got {names}")
     return cfg
+
+
+def load_config(scale: str, overrides: list[str] | None = None, **train_overrides) -> TokenizerConfig:
+    """A scale's YAML (or a YAML path) as a TokenizerConfig. overrides: `section.field=value` strings (--set);
+    train_overrides: top-level `train` fields (data/loss given as dicts merge into the file's)."""
+    path = scale_file(scale, CONFIG_DIR)
+    values = apply_overrides(read_yaml(path), overrides)
+    unknown = sorted(set(values) - {"model", "train"})
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {unknown}; a tokenizer config has `model:` and `train:`")
+    return TokenizerConfig(build(OmniTokenizerConfig, values.get("model") or {}, f"{path} model"),
+                           _train(values.get("train") or {}, train_overrides, f"{path} train"))
+
+
+def train_config(scale: str, **overrides) -> TrainConfig:
+    """The `train` section of a scale's YAML; overrides replace top-level fields (data/loss as dicts merge)."""
+    return load_config(scale, **overrides).train
