@@ -8,6 +8,7 @@ STAMP := $(VENV)/.stamp
 SCALE ?= small
 DATA_IMAGES ?=
 DATA_VIDEOS ?=
+DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
 OUT ?= runs/$(SCALE)/tokenizer
 export OMP_NUM_THREADS ?= 2
 
@@ -32,15 +33,15 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 tokenizer: $(STAMP)
-	$(PY) -m tokenizer.train --scale $(SCALE) --out $(OUT) \
-		$(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
+	$(PY) -m tokenizer.train --scale $(SCALE) --out $(OUT) --results results/$(SCALE)/tokenizer.json $(DATA_FLAGS)
 
 bench: $(STAMP)
 	$(PY) bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json
 
-# ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it.
+# ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
+# experiments (which result files the tables read, which run starts from which) is eval/experiments.py.
 RESULTS := results/$(SCALE)
-DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
+RUNS := runs/$(SCALE)
 # Feature-network weights (FID Inception-v3, FVD I3D, LPIPS VGG16): local files, else the normal download.
 # Offline with none, the tiny/small scales fall back to fixed-seed random networks, labelled as such in
 # every result and table; the paper scale never does.
@@ -51,20 +52,16 @@ EVAL_FLAGS = --scale $(SCALE) $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if 
 	$(if $(filter paper,$(SCALE)),--resolution 256,--resolution 64)
 
 $(RESULTS)/tokenizer.json: | $(STAMP)
-	$(PY) -m tokenizer.train --scale $(SCALE) $(DATA_FLAGS)
+	$(PY) -m tokenizer.train --scale $(SCALE) --out $(RUNS)/tokenizer --results $@ $(DATA_FLAGS)
 
 $(RESULTS)/tokenizer_%.json: | $(STAMP)
-	$(PY) -m tokenizer.train --scale $(SCALE) --variant $* $(DATA_FLAGS)
-
-# these variants start from the default run's image stage (init_from in the config); the others are independent
-FROM_DEFAULT_IMAGE_STAGE := joint_fixed temporal_plain kl_vq
-$(FROM_DEFAULT_IMAGE_STAGE:%=$(RESULTS)/tokenizer_%.json): | $(RESULTS)/tokenizer.json
+	$(PY) -m tokenizer.train --scale $(SCALE) --variant $* --out $(RUNS)/tokenizer_$* --results $@ $(DATA_FLAGS)
 
 # results made through pattern rules are kept, not deleted as intermediates
 .PRECIOUS: $(RESULTS)/tokenizer_%.json $(RESULTS)/eval/%.json
 .SECONDEXPANSION:
 $(RESULTS)/eval/%.json: | $(RESULTS)/$$(firstword $$(subst /, ,$$*)).json
-	$(PY) -m eval.tokenizer_eval --model runs/$(SCALE)/$*/final --out $@ $(EVAL_FLAGS)
+	$(PY) -m eval.tokenizer_eval --model $(RUNS)/$*/final --out $@ $(EVAL_FLAGS)
 
 # The runs and evaluations are independent jobs, TABLES_JOBS at a time, the cores shared among them: on 2 cores,
 # two 1-thread jobs finish ~1.3x sooner than one 2-thread job after another (small matrices scale poorly).
@@ -73,8 +70,12 @@ TABLES_THREADS := $(shell n=$$(( $$(nproc) / $(TABLES_JOBS) )); echo $$(( n > 0 
 tables: $(STAMP)
 	OMP_NUM_THREADS=$(TABLES_THREADS) $(MAKE) --no-print-directory -j$(TABLES_JOBS) tables-build SCALE=$(SCALE)
 
+# TABLE_INPUTS and the order of runs (a run waits for the run whose stage it starts from), from eval/experiments.py
+$(RESULTS)/experiments.mk: eval/experiments.py tokenizer/configs/$(SCALE).yaml | $(STAMP)
+	@mkdir -p $(@D)
+	$(PY) -m eval.experiments --scale $(SCALE) --make > $@.tmp && mv $@.tmp $@
 ifeq ($(MAKECMDGOALS),tables-build)
-TABLE_INPUTS := $(shell $(PY) -m eval.tables --scale $(SCALE) --list-required)
+include $(RESULTS)/experiments.mk
 endif
 tables-build: $(TABLE_INPUTS)
 	$(PY) -m eval.tables --scale $(SCALE)

@@ -86,3 +86,18 @@ def test_ablation_directions_compare_winners_with_the_paper(tmp_path):
     assert rows["temporal attention: plain vs causal, rFVD"][2:5] == [
         "plain 26.43 vs causal 25.97: causal better by 2 %", "not run", ""]
     assert len(rows) == len(ablations.COMPARISONS)  # every comparison finds its paper numbers
+
+
+def test_the_experiment_list_drives_make_rules_and_comparisons():
+    from eval import experiments
+
+    rules = experiments.make_rules("small").splitlines()
+    assert "results/small/eval/tokenizer_video_fixed/video.json" in rules[0].split()
+    # a run that starts from another run's stage waits for it; independent runs do not
+    assert "results/small/tokenizer_kl_vq.json: | results/small/tokenizer.json" in rules
+    assert not any(line.startswith("results/small/tokenizer_video_fixed.json") for line in rules)
+    assert experiments.make_rules("tiny").splitlines()[1:] == []  # tiny has no variants
+    for table, _, _, split, side_a, side_b in experiments.COMPARISONS:
+        assert experiments.row(table, side_a[2], split) != experiments.row(table, side_b[2], split)
+    with pytest.raises(KeyError, match="eval/experiments.py"):
+        experiments.row(1, "nobody", "image")

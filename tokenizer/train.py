@@ -29,6 +29,7 @@ from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator
 from shared.training.checkpoint import as_record
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
+from shared.paths import run_dir, run_result, tokenizer_run
 
 from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
@@ -316,10 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = {k: v for k, v in {"images": args.images, "videos": args.videos, "video_layout": args.video_layout}.items() if v}
-    name = Path(args.scale).stem
-    suffix = f"_{args.variant}" if args.variant else ""
-    out = args.out or f"runs/{name}/tokenizer{suffix}"
-    results = args.results or f"results/{name}/tokenizer{suffix}.json"
+    name, run_name = Path(args.scale).stem, tokenizer_run(args.variant)
+    out = args.out or run_dir(name, run_name)
+    results = args.results or run_result(name, run_name)
     report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set,
                  **({"data": data} if data else {}))
     print_summary(report)

@@ -1,0 +1,141 @@
+"""The one list of experiments behind the tables: each row of ours, what makes it, and what it is compared with.
+
+A tokenizer row names a run ("tokenizer" or "tokenizer_<variant>"), the stage whose model it evaluates, and the
+split (image -> rFID, video -> rFVD). From this list come the tables' rows (eval/tables.py), the ablation
+comparisons (eval/ablations.py) and the Makefile's inputs and dependencies (`python -m eval.experiments --make`):
+adding a row is one entry here.
+
+    python -m eval.experiments --scale small --make    # Make rules: the result files the tables read, and the
+                                                       # runs each run waits for (init_from another run's stage)
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.paths import eval_result, run_of_model_dir, run_result, tokenizer_run
+
+METRIC = {"image": "rfid", "video": "rfvd"}
+
+
+@dataclass(frozen=True)
+class TokenizerRow:
+    table: int
+    label: str
+    run: str
+    stage: str
+    split: str  # "image" (rFID) or "video" (rFVD)
+
+    @property
+    def metric(self) -> str:
+        return METRIC[self.split]
+
+    def result(self, scale: str, root: str | Path = "results") -> Path:
+        return eval_result(scale, self.run, self.stage, root)
+
+
+def _both(table: int, label: str, run: str, stage: str) -> list[TokenizerRow]:
+    return [TokenizerRow(table, label, run, stage, "image"), TokenizerRow(table, label, run, stage, "video")]
+
+
+DEFAULT, VARIANT = tokenizer_run(), tokenizer_run
+ROWS: list[TokenizerRow] = [
+    TokenizerRow(1, "Ours-VQVAE", DEFAULT, "joint", "image"), TokenizerRow(1, "Ours-VAE", DEFAULT, "kl", "image"),
+    TokenizerRow(2, "Ours-VQVAE", DEFAULT, "joint", "video"), TokenizerRow(2, "Ours-VAE", DEFAULT, "kl", "video"),
+    TokenizerRow(7, "Ours-Image (Fix)", DEFAULT, "image", "image"),  # stage 1 of the default schedule
+    TokenizerRow(7, "Ours-Image (Multi)", VARIANT("image_multi"), "image", "image"),
+    TokenizerRow(7, "Ours-Video (Fix)", VARIANT("video_fixed"), "video", "video"),
+    TokenizerRow(7, "Ours-Video (Multi)", VARIANT("video_multi"), "video", "video"),
+    *_both(7, "Ours-Joint (Fix)", VARIANT("joint_fixed"), "joint"),
+    *_both(7, "Ours-Joint (Multi)", DEFAULT, "joint"),
+    TokenizerRow(8, "Plain", VARIANT("spatial_plain"), "image", "image"),
+    TokenizerRow(8, "Window", VARIANT("spatial_window"), "image", "image"),
+    TokenizerRow(9, "Window / Plain", VARIANT("temporal_plain"), "joint", "video"),
+    TokenizerRow(9, "Window / Causal", DEFAULT, "joint", "video"),
+    *_both(10, "Joint (VQ-KL) VQVAE", DEFAULT, "joint"), *_both(10, "Joint (VQ-KL) VAE", DEFAULT, "kl"),
+    *_both(10, "Joint (KL-VQ) VQVAE", VARIANT("kl_vq"), "vq"), *_both(10, "Joint (KL-VQ) VAE", VARIANT("kl_vq"), "kl"),
+]
+ROWS.sort(key=lambda r: r.table)  # stable: the order above within each table
+
+
+def row(table: int, label: str, split: str) -> TokenizerRow:
+    for r in ROWS:
+        if (r.table, r.label, r.split) == (table, label, split):
+            return r
+    raise KeyError(f"no row ({table}, {label!r}, {split}) in eval/experiments.py")
+
+
+# Two-setting comparisons of Tables 7-10, as (table, what, paper column, split, side, side); a side is
+# (name, paper row, our row's label). A paper row is named by its first cell, or as (column, cell).
+COMPARISONS = [
+    (7, "image-only: fixed vs multi-resolution, rFID", "ImageNet 256", "image",
+     ("fixed", "Ours-Image (Fix)", "Ours-Image (Fix)"), ("multi", "Ours-Image (Multi)", "Ours-Image (Multi)")),
+    (7, "video-only: fixed vs multi-resolution, rFVD (paper: UCF 128)", "UCF 128", "video",
+     ("fixed", "Ours-Video (Fix)", "Ours-Video (Fix)"), ("multi", "Ours-Video (Multi)", "Ours-Video (Multi)")),
+    (7, "joint: fixed vs multi-resolution, rFID", "ImageNet 256", "image",
+     ("fixed", "Ours-Joint (Fix)", "Ours-Joint (Fix)"), ("multi", "Ours-Joint (Multi)", "Ours-Joint (Multi)")),
+    (7, "joint: fixed vs multi-resolution, rFVD (paper: UCF 128)", "UCF 128", "video",
+     ("fixed", "Ours-Joint (Fix)", "Ours-Joint (Fix)"), ("multi", "Ours-Joint (Multi)", "Ours-Joint (Multi)")),
+    (7, "image-only vs joint (both multi-resolution), rFID", "ImageNet 256", "image",
+     ("image-only", "Ours-Image (Multi)", "Ours-Image (Multi)"), ("joint", "Ours-Joint (Multi)", "Ours-Joint (Multi)")),
+    (7, "video-only vs joint (both multi-resolution), rFVD (paper: UCF 128)", "UCF 128", "video",
+     ("video-only", "Ours-Video (Multi)", "Ours-Video (Multi)"), ("joint", "Ours-Joint (Multi)", "Ours-Joint (Multi)")),
+    (8, "spatial attention: plain vs window, rFID", "rFID", "image",
+     ("plain", "Plain", "Plain"), ("window", "Window", "Window")),
+    (9, "temporal attention: plain vs causal, rFVD", "rFVD", "video",
+     ("plain", ("Temporal", "Plain"), "Window / Plain"), ("causal", ("Temporal", "Causal"), "Window / Causal")),
+    (10, "VQVAE: VQ-KL vs KL-VQ order, rFID", "ImageNet VQVAE", "image",
+     ("VQ-KL", "Joint (VQ-KL)", "Joint (VQ-KL) VQVAE"), ("KL-VQ", "Joint (KL-VQ)", "Joint (KL-VQ) VQVAE")),
+    (10, "VAE: VQ-KL vs KL-VQ order, rFID", "ImageNet VAE", "image",
+     ("VQ-KL", "Joint (VQ-KL)", "Joint (VQ-KL) VAE"), ("KL-VQ", "Joint (KL-VQ)", "Joint (KL-VQ) VAE")),
+    (10, "VQVAE: VQ-KL vs KL-VQ order, rFVD", "K600 VQVAE", "video",
+     ("VQ-KL", "Joint (VQ-KL)", "Joint (VQ-KL) VQVAE"), ("KL-VQ", "Joint (KL-VQ)", "Joint (KL-VQ) VQVAE")),
+    (10, "VAE: VQ-KL vs KL-VQ order, rFVD", "K600 VAE", "video",
+     ("VQ-KL", "Joint (VQ-KL)", "Joint (VQ-KL) VAE"), ("KL-VQ", "Joint (KL-VQ)", "Joint (KL-VQ) VAE")),
+]
+
+
+def runs_in_config(scale: str) -> set[str]:
+    """The tokenizer runs a scale's config can make: the default schedule and one per entry of its `variants`."""
+    from tokenizer.train_config import train_config
+
+    return {DEFAULT} | {VARIANT(v) for v in train_config(scale).variants}
+
+
+def run_dependencies(scale: str) -> dict[str, set[str]]:
+    """run -> the other runs it starts from (a stage's init_from pointing into runs/<scale>/<run>/<stage>/final)."""
+    from tokenizer.train_config import train_config
+
+    cfg = train_config(scale)
+    deps = {}
+    for variant, stages in [(None, cfg.stages), *cfg.variants.items()]:
+        found = {run_of_model_dir(s.init_from)[0] for s in stages if s.init_from and run_of_model_dir(s.init_from)}
+        deps[VARIANT(variant)] = found - {VARIANT(variant)}
+    return deps
+
+
+def make_rules(scale: str, root: str = "results") -> str:
+    """Make text: TABLE_INPUTS (the eval files the tables read that this scale's config can make) and the order of
+    runs (a run waits for the run whose stage it starts from)."""
+    runs = runs_in_config(scale)
+    inputs = sorted({str(r.result(scale, root)) for r in ROWS if r.run in runs})
+    lines = [f"TABLE_INPUTS := {' '.join(inputs)}"]
+    for run, deps in sorted(run_dependencies(scale).items()):
+        if deps:
+            lines.append(f"{run_result(scale, run, root)}: | {' '.join(str(run_result(scale, d, root)) for d in sorted(deps))}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="small")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--make", action="store_true", help="print Make rules for this scale")
+    args = ap.parse_args(argv)
+    if args.make:
+        print(make_rules(args.scale, args.results), end="")
+
+
+if __name__ == "__main__":
+    main()

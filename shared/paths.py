@@ -1,0 +1,37 @@
+"""Where runs and results live: the one place that names them (trainers, evaluation, tables and Make use it).
+
+    runs/<scale>/<run>/<stage>/final        a trained model (save_pretrained folder)
+    results/<scale>/<run>.json              a training run's report
+    results/<scale>/eval/<run>/<stage>.json an evaluation of one stage's model
+
+A tokenizer run is "tokenizer" (the default schedule) or "tokenizer_<variant>" (an ablation of Tables 7-10).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tokenizer_run(variant: str | None = None) -> str:
+    return f"tokenizer_{variant}" if variant else "tokenizer"
+
+
+def run_dir(scale: str, run: str, root: str | Path = "runs") -> Path:
+    return Path(root) / scale / run
+
+
+def stage_model_dir(scale: str, run: str, stage: str, root: str | Path = "runs") -> Path:
+    return run_dir(scale, run, root) / stage / "final"
+
+
+def run_result(scale: str, run: str, root: str | Path = "results") -> Path:
+    return Path(root) / scale / f"{run}.json"
+
+
+def eval_result(scale: str, run: str, stage: str, root: str | Path = "results") -> Path:
+    return Path(root) / scale / "eval" / run / f"{stage}.json"
+
+
+def run_of_model_dir(path: str | Path) -> tuple[str, str] | None:
+    """(run, stage) of a runs/<scale>/<run>/<stage>/final path, or None for any other folder."""
+    parts = Path(path).parts
+    return (parts[-3], parts[-2]) if len(parts) >= 3 and parts[-1] == "final" else None
