@@ -12,11 +12,11 @@ DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--
 OUT ?= runs/$(SCALE)/tokenizer
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test tokenizer bench tables tables-build lm-imagenet dit-imagenet latte-ucf clean help
+.PHONY: setup test test-fast tokenizer bench tables tables-build lm-imagenet dit-imagenet latte-ucf clean help
 
 help:
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
-	@echo "make test        run the test suite"
+	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default); runs what is missing"
 	@echo "make bench       run the speed/memory benchmarks (writes bench/out/*.json)"
 	@echo "make setup       create .venv and install the project (other targets do this for you)"
@@ -31,6 +31,9 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 tokenizer: $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) --out $(OUT) --results results/$(SCALE)/tokenizer.json $(DATA_FLAGS)

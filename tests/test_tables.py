@@ -18,6 +18,7 @@ def tiny_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     out = tiny_run / "results" / "tiny" / "eval" / "tokenizer" / "joint.json"
     argv = ["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"), "--scale", "tiny",
@@ -54,6 +55,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     assert (tiny_run / "tables.csv").read_text().count("\n") > 60
 
 
+@pytest.mark.slow
 def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
     with pytest.raises(RuntimeError, match="(vgg16-imagenet|inception-v3-fid): no weights"):
         tokenizer_eval.main(["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"),

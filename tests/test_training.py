@@ -22,6 +22,7 @@ STAGE = dict(name="image", quantizer="vq", steps=6, pattern="iv", resolutions=[3
              batch_size_video=1, warmup_steps=1, lr=1e-3)
 
 
+@pytest.mark.slow
 def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     report = run("tiny", tmp_path / "run", results=tmp_path / "results.json")
     assert list(report["stages"]) == ["image", "joint", "kl"]
@@ -42,6 +43,7 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     assert again["stages"]["kl"]["wall_seconds"] == report["stages"]["kl"]["wall_seconds"]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     kw = dict(stages=[dict(STAGE, loss={"disc_start": 2})], checkpoint_every=2, keep_checkpoints=5)
     run("tiny", tmp_path / "a", **kw)
@@ -154,6 +156,7 @@ def test_config_errors_are_clear(tmp_path):
         run("tiny", tmp_path, stages=[dict(STAGE)], data={"num_frames": 6})
 
 
+@pytest.mark.slow
 def test_two_process_ddp_keeps_weights_identical(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "true"}
     code = ("from tokenizer.train import run; import json; r = run('tiny', %r, stages=[%r]); "
