@@ -19,6 +19,15 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def load_safetensors(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or corrupt file is an error naming it."""
+    try:
+        return load_file(str(path), device=str(map_location))
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, or a Rust panic
+        raise ValueError(f"{path}: cannot be read as safetensors ({exc.__class__.__name__}: {exc}); the file is "
+                         f"truncated or corrupt") from None
+
+
 class PretrainedMixin:
     config_class: type
 
@@ -45,7 +54,7 @@ class PretrainedMixin:
         if saved_class != cls.__name__:
             raise ValueError(f"{config_file}: holds a {saved_class}, not a {cls.__name__}")
         model = cls(build(cls.config_class, values, str(config_file)))
-        state = load_file(str(weights_file), device=str(map_location))
+        state = load_safetensors(weights_file, map_location)
         expected = model.state_dict()
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]

@@ -167,3 +167,25 @@ def test_unreadable_training_items_are_replaced_and_named(tmp_path):
     (tmp_path / "c.jpg").write_bytes(b"broken too")
     with pytest.raises(DataError, match=r"b\.jpg: cannot decode image.*next 1 items of the image dataset"):
         KindRouter({"image": ds}, max_replacements=1)[key]
+
+
+def test_hostile_images_cost_little_and_fail_clearly(tmp_path):
+    """Issue 12, items 2, 3 and 6: extreme aspect ratios are cut before resizing, a decompression bomb is a
+    DataError naming the file, and a 16-bit image is scaled by its bit depth."""
+    import resource
+
+    from shared.data.transforms import load_image_rgb
+
+    Image.new("RGB", (1, 5000), (200, 10, 10)).save(tmp_path / "thin.png")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    item = ImageFolder(tmp_path, resolution=256)[0]
+    assert item["pixels"].shape == (3, 1, 256, 256)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200_000  # KB: far below the 3.9 GB of old
+    bomb = tmp_path / "bomb" / "bomb.png"
+    bomb.parent.mkdir()
+    Image.new("1", (14000, 14000)).save(bomb)
+    with pytest.raises(DataError, match=r"bomb.png: image too large to decode safely"):
+        load_image_rgb(bomb)
+    ramp = (np.arange(64 * 64, dtype=np.float64).reshape(64, 64) / (64 * 64) * 14 * 257).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "dark16.png")  # a dark 16-bit ramp: mean 7 of 255
+    assert abs(load_image_rgb(tmp_path / "dark16.png").float().mean().item() - 7.0) < 0.6

@@ -102,3 +102,40 @@ def test_collate_stacks_tensors_and_lists_the_rest():
     assert batch["path"] == ["p2", "p3"] and batch["unreadable"] == ["e2", "e3"]
     with pytest.raises(ValueError, match="fields"):
         collate([{"a": 1}, {"b": 2}])
+
+
+def test_crash_leftovers_are_cleaned_and_complete_checkpoints_kept(tmp_path):
+    """Issue 12, item 5: a kill while writing or pruning leaves folders that the next start removes."""
+    from shared.atomic import remove_temporary_files
+
+    model = nn.Linear(2, 2)
+    done = save_checkpoint(tmp_path / "ckpt", 4, {"model": model.state_dict()}, {}, {"config": {}})
+    (tmp_path / "ckpt" / ".tmp_step_00000006_123").mkdir()  # killed while writing
+    (tmp_path / "ckpt" / "step_00000002").mkdir()  # killed while pruning: no meta.json
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / ".model.safetensors.abc123.tmp").write_bytes(b"half")
+    (tmp_path / "final" / "config.json").write_text("{}")
+    assert resume(tmp_path / "ckpt", {}, {"model": model}, {})["step"] == 4
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [done.name]
+    assert [p.name for p in remove_temporary_files(tmp_path / "final")] == [".model.safetensors.abc123.tmp"]
+    assert [p.name for p in (tmp_path / "final").iterdir()] == ["config.json"]
+
+
+def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path):
+    """Issue 12, items 7 and 9."""
+    import os
+
+    from shared.atomic import atomic_write_json
+    from shared.pretrained import load_safetensors
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "result.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    save_checkpoint(tmp_path / "ckpt", 1, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
+    weights = tmp_path / "ckpt" / "step_00000001" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"model.safetensors: cannot be read as safetensors .* truncated or corrupt"):
+        load_safetensors(weights)

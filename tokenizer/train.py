@@ -23,7 +23,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write_json
+from shared.atomic import atomic_write_json, remove_temporary_files
 from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint, seed_step,
                              set_lr)
 from shared.training.checkpoint import as_record
@@ -96,6 +96,9 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
     """
     stage_dir, main = out / stage.name, accelerator.is_main_process
     ckpt_dir = stage_dir / "checkpoints"
+    if main:  # what a killed run left half-written (resume below cleans the checkpoint folder)
+        for folder in (stage_dir, stage_dir / "final"):
+            remove_temporary_files(folder)
 
     # Model, losses, optimizers:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every run of this config

@@ -34,14 +34,18 @@ def load_image_rgb(path: str | Path) -> torch.Tensor:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit samples (PNG's "I;16", or "I" holding 16-bit values): scaled by the bit depth, never by
+                # the image's own maximum, so a dark 16-bit image stays dark
                 arr = np.asarray(im, dtype=np.float64)
-                arr = arr / max(float(arr.max()), 1.0) * 255.0
-                im = Image.fromarray(arr.astype(np.uint8), mode="L")
+                arr = np.clip(arr, 0, 65535) / 65535.0 * 255.0
+                im = Image.fromarray(np.round(arr).astype(np.uint8), mode="L")
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
                 background = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, im)
             rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise DataError(path, f"image too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(path, f"cannot decode image ({exc.__class__.__name__}: {exc})") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
@@ -60,25 +64,25 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 def resize_and_crop(
     frames: torch.Tensor, size: tuple[int, int], rng: random.Random | None, flip: bool = False
 ) -> torch.Tensor:
-    """Scale (C, T, H0, W0) so that it covers `size` with its aspect kept, then crop to `size`.
+    """Crop (C, T, H0, W0) to the largest box of `size`'s aspect ratio, then resize the box to `size`.
 
-    rng None: centre crop, no flip (evaluation). Otherwise a random crop and, with `flip`, a random
-    horizontal flip (training). Never squashes: the aspect ratio of the content is preserved.
+    rng None: centre box, no flip (evaluation). Otherwise a random box position and, with `flip`, a random
+    horizontal flip (training). Never squashes: the aspect ratio of the content is kept (to within half a source
+    pixel). The box is cut before resizing, so the work and memory follow the output size, never the source's
+    (a 1 x 5000 image costs as little as any other).
     """
     out_h, out_w = size
     _, _, h0, w0 = frames.shape
-    scale = max(out_h / h0, out_w / w0)
-    new_h, new_w = max(out_h, round(h0 * scale)), max(out_w, round(w0 * scale))
-    x = frames.float()
-    if (new_h, new_w) != (h0, w0):
-        x = F.interpolate(
-            x.permute(1, 0, 2, 3), size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
-        ).permute(1, 0, 2, 3)
+    scale = max(out_h / h0, out_w / w0)  # the source scale at which the output just fits
+    box_h, box_w = min(h0, max(1, round(out_h / scale))), min(w0, max(1, round(out_w / scale)))
     if rng is None:
-        top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+        top, left = (h0 - box_h) // 2, (w0 - box_w) // 2
     else:
-        top, left = rng.randint(0, new_h - out_h), rng.randint(0, new_w - out_w)
-    x = x[:, :, top : top + out_h, left : left + out_w]
+        top, left = rng.randint(0, h0 - box_h), rng.randint(0, w0 - box_w)
+    x = frames[:, :, top : top + box_h, left : left + box_w].float()
+    if (box_h, box_w) != (out_h, out_w):
+        x = F.interpolate(x.permute(1, 0, 2, 3), size=(out_h, out_w), mode="bilinear", antialias=True,
+                          align_corners=False).permute(1, 0, 2, 3)
     if rng is not None and flip and rng.random() < 0.5:
         x = x.flip(-1)
     return x.clamp_(0, 255)

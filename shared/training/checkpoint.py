@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from shared.pretrained import load_safetensors
 
 PREFIX = "step_"
 
@@ -25,6 +27,19 @@ def checkpoint_dirs(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / "meta.json").is_file())
+
+
+def clean_leftovers(folder: str | Path) -> list[Path]:
+    """Delete what a killed run left in a checkpoint folder: `.tmp_step_*` folders (killed while writing) and
+    `step_*` folders without meta.json (killed while pruning). Complete checkpoints are never touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_dir() and (
+        p.name.startswith(f".tmp_{PREFIX}") or (p.name.startswith(PREFIX) and not (p / "meta.json").is_file()))]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
@@ -58,8 +73,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     meta_file = path / "meta.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint (no meta.json)")
-    models = {f.name[: -len(".safetensors")]: load_file(str(f), device=str(map_location))
-              for f in sorted(path.glob("*.safetensors"))}
+    models = {f.name[: -len(".safetensors")]: load_safetensors(f, map_location) for f in sorted(path.glob("*.safetensors"))}
     try:
         optimizers = torch.load(path / "optimizers.pt", map_location=map_location, weights_only=True)
     except Exception as exc:
@@ -78,7 +92,9 @@ def as_record(config) -> dict:
 def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module],
            optimizers: dict[str, torch.optim.Optimizer], what: str = "run") -> dict | None:
     """Load the latest checkpoint of `folder` into `modules` and `optimizers` (by name) and return its meta, or
-    None when there is none. A checkpoint written with another `record` (meta["config"]) is refused."""
+    None when there is none. A checkpoint written with another `record` (meta["config"]) is refused. What a
+    killed run left half-written in the folder is deleted first."""
+    clean_leftovers(folder)
     path = latest_checkpoint(folder)
     if path is None:
         return None
