@@ -190,6 +190,13 @@ def test_training_reads_imagenet_and_ucf101_folders(tmp_path, imagenet_dir, ucf_
     val = report["stages"]["image"]["validation"]
     assert val["image"]["items"] == 10 and val["video"]["items"] == 2  # the val split and testlist01
     assert report["data"] == {"images": str(imagenet_dir), "videos": str(ucf_dir)}
+    # Issue 12, item 1: the same run on other data is neither reused nor resumed
+    with pytest.raises(ValueError, match=r"finished with a different configuration .*data.images: '.*' -> 'embedded'"):
+        run("tiny", tmp_path, stages=[stage], data={"videos": str(ucf_dir)}, loss={"perceptual_weight": 0.0})
+    run("tiny", tmp_path / "half", stages=[stage], stop_at=1, data={"images": str(imagenet_dir)},
+        loss={"perceptual_weight": 0.0})
+    with pytest.raises(ValueError, match=r"written with a different configuration .*data.images: '.*' -> 'embedded'"):
+        run("tiny", tmp_path / "half", stages=[stage], loss={"perceptual_weight": 0.0})
 
 
 def test_a_corrupt_file_in_training_data_is_skipped_and_reported(tmp_path, imagenet_dir):

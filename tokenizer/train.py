@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from shared.atomic import atomic_write_json, remove_temporary_files
 from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint, seed_step,
                              set_lr)
-from shared.training.checkpoint import as_record
+from shared.training.checkpoint import as_record, config_difference
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
 from shared.paths import run_dir, run_result, tokenizer_run
@@ -85,6 +85,14 @@ def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done:
     return model, notes
 
 
+def stage_record(cfg: TrainConfig, stage: StageConfig) -> dict:
+    """What a stage's checkpoints and summary record of its configuration, and what a resumed or reused stage
+    must match: the stage's settings and the data it trains on (folders, layouts, splits, frames; not the
+    number of loader workers)."""
+    data = {k: v for k, v in as_record(cfg.data).items() if k != "num_workers"}
+    return {**as_record(stage), "data": data}
+
+
 # ----------------------------------------------------------------------------- one stage
 
 
@@ -111,7 +119,8 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
 
     # Resume:
     state = {"elapsed": 0.0, "nonfinite_skipped": 0, "unreadable": {"count": 0, "first": []}, "notes": notes}
-    meta = resume(ckpt_dir, stage, {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d},
+    config_record = stage_record(cfg, stage)
+    meta = resume(ckpt_dir, config_record, {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d},
                   {"opt_g": opt_g, "opt_d": opt_d}, what=f"stage '{stage.name}'")
     start = meta["step"] if meta else 0
     if meta:
@@ -138,7 +147,7 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
             save_checkpoint(ckpt_dir, step, {"model": raw.state_dict(), **raw_loss.discriminator_state()},
                             {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()},
                             {**state, "elapsed": state["elapsed"] + time.perf_counter() - t0,
-                             "nonfinite_skipped": guard.skipped, "config": as_record(stage)},
+                             "nonfinite_skipped": guard.skipped, "config": config_record},
                             keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
@@ -201,7 +210,7 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own
                "perceptual_network": raw_loss.perceptual.source if raw_loss.perceptual is not None else None,
                "init_notes": state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
-               "config": dataclasses.asdict(stage), "loss": dataclasses.asdict(loss_cfg)}
+               "config": config_record, "loss": dataclasses.asdict(loss_cfg)}
     if main:
         raw.save_pretrained(stage_dir / "final")
         summary["validation"] = validate(raw, val_sets, cfg, stage_dir / "samples", stage.name)
@@ -273,9 +282,10 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         accelerator.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            if summaries[stage.name].get("config") != as_record(stage):
+            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, stage))
+            if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
-                                 f"({summaries[stage.name].get('config')}); pass --restart to train it again")
+                                 f"({'; '.join(differences)}); pass --restart to train it again")
             if accelerator.is_main_process:
                 log.info("stage %s: finished earlier, reusing %s", stage.name, stage_dir / "final")
         else:

@@ -89,6 +89,19 @@ def as_record(config) -> dict:
     return json.loads(json.dumps(config))
 
 
+def config_difference(saved: dict | None, wanted: dict, prefix: str = "") -> list[str]:
+    """The fields in which a stored configuration record differs from the one asked for, as 'name: saved -> wanted'."""
+    saved = saved or {}
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_difference(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module],
            optimizers: dict[str, torch.optim.Optimizer], what: str = "run") -> dict | None:
     """Load the latest checkpoint of `folder` into `modules` and `optimizers` (by name) and return its meta, or
@@ -99,8 +112,9 @@ def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module]
     if path is None:
         return None
     models, optims, meta = load_checkpoint(path)
-    if meta.get("config") != as_record(record):
-        raise ValueError(f"{path}: written with a different configuration of {what} ({meta.get('config')}); "
+    differences = config_difference(meta.get("config"), as_record(record))
+    if differences:
+        raise ValueError(f"{path}: written with a different configuration of {what} ({'; '.join(differences)}); "
                          f"resume with that configuration, or pass --restart to train again")
     for name, module in modules.items():
         module.load_state_dict(models[name])
