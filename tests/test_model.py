@@ -81,6 +81,29 @@ def test_bad_frame_count_and_bad_input_are_clear_errors():
         model.decode_indices(torch.full((1, 1, 4, 4), 10_000))
 
 
+def test_inputs_that_would_give_silent_wrong_codes_are_refused_or_converted():
+    """Issue 12, item 8."""
+    model = make()
+    x = video(b=1, t=5, h=16, w=16)
+    bad = x.clone()
+    bad[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.encode(bad)
+    with pytest.raises(ValueError, match=r"must be in \[-1, 1\].*x / 127.5 - 1"):
+        model.encode((x + 1) * 127.5)
+    assert model.encode((x + 1) * 127.5, check_range=False).indices.shape == (1, 2, 4, 4)  # on purpose: allowed
+    ref = model.encode(x).indices
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):  # converted to the weights' dtype
+        assert model.encode(x.to(dtype)).latents.dtype == torch.float32
+    assert torch.equal(model.encode(x.double()).indices, ref)
+    with pytest.raises(ValueError, match="must not be empty"):
+        model.encode(torch.zeros(1, 3, 1, 0, 16))
+    enc = model.encode(x)
+    with pytest.raises(ValueError, match=r"size can only crop"):
+        model.decode(enc.latents, size=(5, 40, 16))
+    assert model.decode(enc.latents, size=(5, 12, 10)).shape == (1, 3, 5, 12, 10)
+
+
 def test_window_padding_never_leaks_into_real_tokens():
     torch.manual_seed(0)
     block = SpatialBlock(16, 2, 2.0, window=4).eval()

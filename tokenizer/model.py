@@ -311,25 +311,37 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
                              f"Trim or pad the clip to such a length.")
         return 1 + (num_frames - 1) // t
 
-    def _check_pixels(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_pixels(self, x: torch.Tensor, check_range: bool = True) -> torch.Tensor:
+        """(B, 3, T, H, W) in the weights' dtype; clear errors for what would otherwise give silent wrong codes."""
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(f"pixels must be a float tensor in [-1, 1], got {getattr(x, 'dtype', type(x))}")
         if x.dim() == 4:
             x = x.unsqueeze(2)
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(f"pixels must be (B, 3, T, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
+        if 0 in x.shape:
+            raise ValueError(f"pixels must not be empty, got shape {tuple(x.shape)}")
         self.latent_frames(x.shape[2])
+        x = x.to(self.out_first.weight.dtype)  # fp16 / bf16 / fp64 input: the weights' dtype (autocast still applies)
+        if not torch.isfinite(x).all():
+            raise ValueError("pixels contain NaN or inf; every code of such a sample would be wrong")
+        lo, hi = torch.aminmax(x)
+        if check_range and (lo < -1.05 or hi > 1.05):
+            raise ValueError(f"pixels must be in [-1, 1], got values in [{lo.item():.3g}, {hi.item():.3g}] (uint8-range "
+                             f"images: x / 127.5 - 1); pass check_range=False to encode values outside on purpose")
         return x
 
     # ---- encode / decode
 
-    def encode(self, x: torch.Tensor, sample: bool = False, max_tokens: int | None = None) -> EncoderOutput:
+    def encode(self, x: torch.Tensor, sample: bool = False, max_tokens: int | None = None,
+               check_range: bool = True) -> EncoderOutput:
         """Pixels (B, 3, T, H, W) or (B, 3, H, W) in [-1, 1] -> latents (B, C, T', ceil(H/p), ceil(W/p)).
 
         sample: draw from the posterior (kl) instead of taking its mode. max_tokens: process in
-        chunks of at most this many tokens (same result, bounded memory).
+        chunks of at most this many tokens (same result, bounded memory). check_range: refuse pixels clearly
+        outside [-1, 1] (a [0, 255] image, say).
         """
-        x = self._check_pixels(x)
+        x = self._check_pixels(x, check_range)
         b, _, t_in, h_in, w_in = x.shape
         p, t = self.config.patch_size, self.config.temporal_patch_size
         x = F.pad(x, (0, -w_in % p, 0, -h_in % p, 0, 0), mode="replicate") if (h_in % p or w_in % p) else x
@@ -360,6 +372,9 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
             rest = rearrange(self.out_rest(tokens[:, 1:]), "b n h w (c t p q) -> b c (n t) (h p) (w q)", t=t, p=p, q=p)
             frames = torch.cat([first, rest], 2)
         if size is not None:
+            if size[-2] > frames.shape[-2] or size[-1] > frames.shape[-1] or (len(size) == 3 and size[0] != frames.shape[2]):
+                raise ValueError(f"decode(size={tuple(size)}): the latents decode to {tuple(frames.shape[2:])} "
+                                 f"(T, H, W); size can only crop, and T must match")
             frames = frames[..., : size[-2], : size[-1]]
         return frames
 
