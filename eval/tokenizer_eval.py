@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -41,11 +43,16 @@ def _datasets(args) -> dict:
 
 
 @torch.no_grad()
-def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args) -> dict:
+def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | None = None,
+                       on_part: Callable[[dict], None] | None = None) -> dict:
+    """Metrics per split kind. done: kinds already evaluated (kept, not redone); on_part(results) is called after
+    each finished kind, so that a failure in a later one keeps the earlier ones."""
     device = next(model.parameters()).device
     perceptual = PerceptualLoss(args.lpips_weights, args.allow_random_features).to(device)
-    results = {}
+    results = dict(done or {})
     for kind, dataset in datasets.items():
+        if kind in results:
+            continue
         frame_net = InceptionFeatures(args.inception_weights, args.allow_random_features, device) if kind == "image" else None
         video_net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device) if kind == "video" else None
         net = frame_net.net if frame_net is not None else video_net.net
@@ -74,6 +81,8 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args) -> dict:
             entry["rfvd"] = {**fvd(fake, real), "network": video_net.source, "kind": args.i3d_kind,
                              "weights_sha256": video_net.sha256}
         results[kind] = entry
+        if on_part is not None:
+            on_part(results)
     return results
 
 
@@ -102,13 +111,27 @@ def main(argv=None) -> None:
     ap.add_argument("--allow-random-features", action="store_true",
                     help="offline: fixed-seed random feature networks; every such number is labelled")
     args = ap.parse_args(argv)
+    # everything that can be wrong with the arguments is found before any work
     model = OmniTokenizer.from_pretrained(args.model, "cuda" if torch.cuda.is_available() else "cpu").eval()
+    if args.videos:
+        model.latent_frames(args.frames)
+    datasets = _datasets(args)
+    context = dict(checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
+                   scale=args.scale, resolution=args.resolution, frames=args.frames, limit=args.limit,
+                   data={"images": args.images, "videos": args.videos})
+    # each finished split kind is kept in <out>.partial.json at once; a rerun with the same context resumes from it
+    partial = Path(f"{args.out}.partial.json")
+    done, seconds = {}, 0.0
+    if partial.is_file():
+        saved = json.loads(partial.read_text())
+        if all(saved.get(k) == json.loads(json.dumps(v)) for k, v in context.items()):
+            done, seconds = saved["metrics"], saved["eval_seconds"]
+            print(f"resuming: {sorted(done)} already evaluated in {partial}")
     start = time.perf_counter()
-    results = evaluate_tokenizer(model, _datasets(args), args)
-    write_result(args.out, results, eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(),
-                 checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
-                 scale=args.scale, resolution=args.resolution, frames=args.frames,
-                 data={"images": args.images, "videos": args.videos})
+    extra = lambda: dict(eval_seconds=seconds + time.perf_counter() - start, threads=torch.get_num_threads(), **context)  # noqa: E731
+    results = evaluate_tokenizer(model, datasets, args, done, lambda r: write_result(partial, r, **extra()))
+    write_result(args.out, results, **extra())
+    partial.unlink(missing_ok=True)
     print(json.dumps(results, indent=1))
 
 

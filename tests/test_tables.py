@@ -4,6 +4,7 @@ import json
 import pytest
 
 from eval import tables, tokenizer_eval
+from shared.data.embedded import load_video
 from tokenizer.train import run
 
 
@@ -62,6 +63,37 @@ def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
                              "--out", str(tiny_run / "x.json"), "--resolution", "32", "--limit", "2",
                              "--feature-cache", ""])
     assert not (tiny_run / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_eval_keeps_finished_parts_and_checks_arguments_first(tiny_run, tmp_path):
+    """Issue 12, item 4: a bad video split costs only the video part; a bad frame count costs nothing."""
+    from shared.data import DataError
+
+    from .conftest import write_avi
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "eval.json"
+    argv = ["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"), "--out", str(out),
+            "--resolution", "32", "--frames", "5", "--limit", "2", "--batch-size", "2", "--allow-random-features",
+            "--feature-cache", "", "--videos", str(videos), "--video-layout", "plain"]
+    with pytest.raises(ValueError, match=r"1 \+ k\*4 frames"):
+        tokenizer_eval.main([*argv[:-4], "--frames", "16"])
+    assert not list(tmp_path.glob("eval.json*"))  # nothing was evaluated before the check
+    with pytest.raises(DataError, match="broken.mp4"):
+        tokenizer_eval.main(argv)
+    partial = json.loads((tmp_path / "eval.json.partial.json").read_text())
+    assert list(partial["metrics"]) == ["image"] and not out.exists()
+    (videos / "broken.mp4").unlink()
+    real = load_video("carphone", 48).permute(1, 2, 3, 0).numpy()
+    for i in range(2):
+        write_avi(videos / f"good{i}.avi", real[i * 12 : i * 12 + 12, :, : real.shape[2] // 2 * 2])
+    tokenizer_eval.main(argv)
+    final = json.loads(out.read_text())
+    assert final["metrics"]["image"] == partial["metrics"]["image"] and "rfvd" in final["metrics"]["video"]
+    assert not (tmp_path / "eval.json.partial.json").exists()
 
 
 def test_ablation_directions_compare_winners_with_the_paper(tmp_path):

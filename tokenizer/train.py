@@ -132,6 +132,8 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
 
     # Data:
     train_sets, val_sets = build_datasets(cfg.data, stage, cfg.data.eval_resolution or as_size(stage.resolutions[0]))
+    for dataset in val_sets.values():  # a validation split that cannot be read fails now, not after the last step
+        dataset[0]
     schedule = StepSchedule(lengths={k: len(v) for k, v in train_sets.items()},
                             batch_sizes={"image": stage.batch_size_image, "video": stage.batch_size_video},
                             pattern=stage.pattern, resolutions=stage.resolutions, seed=cfg.seed,
