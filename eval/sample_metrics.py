@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from shared.data import ImageFolder, VideoFolder
+from shared.data import DataError, ImageFolder, VideoFolder
 from shared.data.collate import collate
 
 from .datasets import image_split, video_split
@@ -93,12 +93,18 @@ def main(argv=None) -> None:
     if args.kind == "image":
         samples = ImageFolder(args.samples, None, args.resolution)
         reference = image_split(args.reference, args.split, args.resolution)
+    else:
+        samples = VideoFolder(args.samples, "plain", num_frames=args.frames, fps=args.fps, resolution=args.resolution)
+        reference = video_split(args.reference, args.video_layout, args.split, args.frames, args.fps, args.resolution)
+    for name, folder, data in (("samples", args.samples, samples), ("reference", args.reference, reference)):
+        if min(len(data), args.limit or len(data)) < 2:  # checked before any feature is computed
+            raise DataError(folder, f"the {name} set has {min(len(data), args.limit or len(data))} item(s); "
+                                    f"the Frechet distance needs at least 2")
+    if args.kind == "image":
         net = InceptionFeatures(args.inception_weights, args.allow_random_features, device)
         metrics = image_generation_metrics(samples, reference, net, args.batch_size, args.feature_cache or None,
                                            args.limit)
     else:
-        samples = VideoFolder(args.samples, "plain", num_frames=args.frames, fps=args.fps, resolution=args.resolution)
-        reference = video_split(args.reference, args.video_layout, args.split, args.frames, args.fps, args.resolution)
         net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device)
         metrics = video_generation_metrics(samples, reference, net, args.batch_size, args.feature_cache or None,
                                            args.limit)

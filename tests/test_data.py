@@ -79,9 +79,13 @@ def test_fps_rule_sets_the_stride(ucf_dir):
     assert ds.stride_for(25.0) == 2 and ds.stride_for(50.0) == 4
 
 
-def test_short_videos_loop_or_fail_clearly(ucf_dir):
+def test_short_videos_loop_or_fail_clearly(ucf_dir, caplog):
     looped = VideoFolder(ucf_dir, layout="ucf101", num_frames=17, frame_stride=3, resolution=16)
     assert looped[0]["pixels"].shape == (3, 17, 16, 16)
+    # issue 12, item 11: looping is said in the log, once per file, and counted
+    assert "v_ApplyEyeMakeup_g01_c01.avi: 30 frames, shorter than a clip (49); its frames are looped" in caplog.text
+    looped[0]
+    assert caplog.text.count("are looped") == 1 and len(looped.looped) == 1
     strict = VideoFolder(ucf_dir, layout="ucf101", num_frames=17, frame_stride=3, resolution=16,
                          short_policy="error")
     with pytest.raises(DataError, match=r"v_ApplyEyeMakeup_g01_c01\.avi: video has 30 frames, a clip needs 49"):
@@ -189,3 +193,24 @@ def test_hostile_images_cost_little_and_fail_clearly(tmp_path):
     ramp = (np.arange(64 * 64, dtype=np.float64).reshape(64, 64) / (64 * 64) * 14 * 257).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "dark16.png")  # a dark 16-bit ramp: mean 7 of 255
     assert abs(load_image_rgb(tmp_path / "dark16.png").float().mean().item() - 7.0) < 0.6
+
+
+def test_layout_mistakes_get_a_hint(tmp_path, ucf_dir, caplog):
+    """Issue 12, item 11: a plain folder read as UCF-101 points to --video-layout; a plain image folder that
+    validates on its own training files says so."""
+    import shutil
+
+    from tokenizer.train import build_datasets
+    from tokenizer.train_config import DataConfig, StageConfig
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(next(ucf_dir.rglob("*.avi")), plain / "a.avi")
+    with pytest.raises(DataError, match=r"classInd.txt: UCF-101 split file not found; .*--video-layout"):
+        VideoFolder(plain, layout="ucf101")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        photo("chelsea", (40, 30)).save(images / f"{i}.png")
+    build_datasets(DataConfig(images=str(images), videos=""), StageConfig(name="s", pattern="i"), 32)
+    assert "the image validation split is the training files themselves" in caplog.text

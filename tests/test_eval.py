@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 
 from eval.frechet import frechet_distance, frechet_from_features, gaussian_statistics
 from eval.i3d import InceptionI3d
 from eval.image_fidelity import InceptionFeatures, image_metrics
-from shared.metrics.reconstruction import psnr, ssim
 from eval.video_fidelity import I3DFeatures, fvd
-from shared.data import EmbeddedPhotos
+from shared.data import DataError, EmbeddedPhotos
+from shared.metrics.reconstruction import psnr, ssim
 
 
 def real_frames(n=12, size=64):
@@ -181,3 +182,14 @@ def test_fvd_of_a_sample_folder_against_ucf101(tmp_path, ucf_dir):
     rec = json.loads((tmp_path / "fvd.json").read_text())
     assert rec["n_samples"] == rec["n_reference"] == 2 and rec["metrics"]["fvd"]["dim"] == 400
     assert abs(rec["metrics"]["fvd"]["value"]) < 1e-3  # the same clips, decoded the same way
+
+
+def test_sample_metrics_needs_two_samples_and_says_so_before_any_work(tmp_path):
+    """Issue 12, item 11."""
+    from eval import sample_metrics
+
+    (tmp_path / "one").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "one" / "only.png")
+    with pytest.raises(DataError, match=r"one: the samples set has 1 item\(s\); the Frechet distance needs at least 2"):
+        sample_metrics.main(["--kind", "image", "--samples", str(tmp_path / "one"), "--reference", "embedded",
+                             "--resolution", "32", "--out", str(tmp_path / "r.json")])

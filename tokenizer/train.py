@@ -64,6 +64,11 @@ def build_datasets(data: DataConfig, stage: StageConfig, eval_resolution) -> tup
         train["video"] = VideoFolder(data.videos, split=data.video_splits[0], resolution=base, **folder)
         val["video"] = VideoFolder(data.videos, split=data.video_splits[1], resolution=eval_resolution, **folder)
     kinds = {StepSchedule.KINDS[c] for c in stage.pattern}
+    for kind in kinds & set(val):
+        files = lambda d: {str(p) for p, _ in getattr(d, "samples", [])}  # noqa: E731
+        if files(val[kind]) and files(val[kind]) <= files(train[kind]):
+            log.warning("the %s validation split is the training files themselves (a plain folder has no split): "
+                        "its figures measure fitting, not generalisation", kind)
     return {k: v for k, v in train.items() if k in kinds}, val
 
 
@@ -210,6 +215,7 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
                "nonfinite_skipped": guard.skipped,
                "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item()),
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own
+               "short_videos_looped": sorted(str(p) for p in getattr(train_sets.get("video"), "looped", ())),
                "perceptual_network": raw_loss.perceptual.source if raw_loss.perceptual is not None else None,
                "init_notes": state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
                "config": config_record, "loss": dataclasses.asdict(loss_cfg)}

@@ -8,6 +8,7 @@ a random start, evaluation the centre clip. Videos shorter than a clip follow `s
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from .errors import DataError
 from .keys import SampleKey
 from .transforms import VIDEO_SUFFIXES, as_size, list_files, resize_and_crop, to_unit_range
 
+log = logging.getLogger(__name__)
 SHORT_POLICIES = ("loop", "error")
 
 
@@ -82,6 +84,7 @@ class VideoFolder(Dataset):
             raise DataError(root, f"no videos found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
         self.num_frames, self.frame_stride, self.fps = num_frames, frame_stride, fps
         self.size, self.flip, self.short_policy = as_size(resolution), flip, short_policy
+        self.looped: set[Path] = set()  # videos shorter than a clip whose frames were looped (short_policy "loop")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -102,6 +105,9 @@ class VideoFolder(Dataset):
         span = (self.num_frames - 1) * stride + 1
         start = None if rng is None else rng.randint(0, max(0, n - span))
         idx = clip_indices(n, self.num_frames, stride, start, self.short_policy, path)
+        if n < span and path not in self.looped:  # said once per file; the trainer reports the count
+            self.looped.add(path)
+            log.warning("%s: %d frames, shorter than a clip (%d); its frames are looped", path, n, span)
         try:
             frames = vr.get_batch(list(map(int, idx))).asnumpy()  # (T, H, W, 3) uint8
         except Exception as exc:  # decord raises several unrelated types for broken streams
@@ -120,7 +126,11 @@ def _read_lines(path: Path) -> list[str]:
 
 def _ucf101_samples(root: Path, split: str, fold: int, split_dir: str | Path | None):
     candidates = [Path(split_dir)] if split_dir else [root / "ucfTrainTestlist", root]
-    base = next((d for d in candidates if (d / "classInd.txt").is_file()), candidates[0])
+    base = next((d for d in candidates if (d / "classInd.txt").is_file()), None)
+    if base is None:
+        raise DataError(candidates[0] / "classInd.txt", "UCF-101 split file not found; for Kinetics-style class "
+                                                         "folders or a plain folder of videos, set the video layout "
+                                                         "to 'classes' or 'plain' (--video-layout)")
     classes = []
     for ln in _read_lines(base / "classInd.txt"):
         parts = ln.split()
