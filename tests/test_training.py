@@ -54,6 +54,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     a = load_file(str(tmp_path / "a" / "image" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "image" / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = lambda d: [json.loads(ln)["step"] for ln in (d / "image" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert rows(tmp_path / "b") == rows(tmp_path / "a") == list(range(1, STAGE["steps"] + 1))  # no step twice
     with pytest.raises(ValueError, match="written with a different configuration of stage 'image'"):
         run("tiny", tmp_path / "c", stop_at=2, **kw)
         run("tiny", tmp_path / "c", **{**kw, "stages": [dict(STAGE, lr=5e-4, loss={"disc_start": 2})]})
