@@ -24,7 +24,7 @@ from .paper_tables import PAPER_TABLES
 NOT_BUILT = {3: "lm_generation/ (the autoregressive generator) has not landed",
              4: "lm_generation/ (the autoregressive generator) has not landed",
              5: "diffusion_generation/ (DiT) has not landed", 6: "diffusion_generation/ (Latte) has not landed"}
-OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR", "SSIM", "Data", "Scale",
+OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)", "Data", "Scale",
                "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
 
 
@@ -70,7 +70,14 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
     data = rec.get("data", {}).get("images" if kind == "image" else "videos", "")
     data = f"{data} {kind}s, val, n={m['items']}, {rec.get('resolution')}px" + (f", {rec.get('frames')} frames" if kind == "video" else "")
     return [label, f"{metric} ({label_net}; n={m[metric]['n'][0]}, d={m[metric]['dim']})", f"{value:.2f}",
-            f"{m['psnr']:.2f}", f"{m['ssim']:.3f}", data, rec.get("scale") or results.name, minutes]
+            _with_baseline(m, "psnr", ".2f"), _with_baseline(m, "ssim", ".3f"), data, rec.get("scale") or results.name,
+            minutes]
+
+
+def _with_baseline(m: dict, key: str, fmt: str) -> str:
+    """A reconstruction figure, with bicubic interpolation keeping as many numbers beside it where evaluated."""
+    same = (m.get("bicubic") or {}).get("same_numbers")
+    return f"{m[key]:{fmt}}" + (f" (bicubic {same[key]:{fmt}})" if same else "")
 
 
 def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".") -> dict:

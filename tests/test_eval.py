@@ -193,3 +193,19 @@ def test_sample_metrics_needs_two_samples_and_says_so_before_any_work(tmp_path):
     with pytest.raises(DataError, match=r"one: the samples set has 1 item\(s\); the Frechet distance needs at least 2"):
         sample_metrics.main(["--kind", "image", "--samples", str(tmp_path / "one"), "--reference", "embedded",
                              "--resolution", "32", "--out", str(tmp_path / "r.json")])
+
+
+def test_bicubic_baselines_keep_as_many_numbers_as_the_tokenizer():
+    """Issue 13, item 1: the baseline beside every reconstruction figure."""
+    from shared.metrics.bicubic import BicubicBaselines, bicubic_down_up, matched_factors
+
+    factors = matched_factors(8, 8, 1, codebook_size=1024)
+    assert factors["same_numbers"] == pytest.approx(8 * (3 / 8) ** 0.5)  # 3 values per (8/f)^2 pixels = 8 numbers
+    assert factors["same_bits"] == pytest.approx(8 * (3 / 1.25) ** 0.5)  # 10 bits = 1.25 bytes a token
+    assert matched_factors(8, 8, 4)["same_numbers"] == pytest.approx(2 * factors["same_numbers"])  # tubes of 4
+    x = real_frames(6).unsqueeze(2)
+    assert bicubic_down_up(x, 4.0).shape == x.shape
+    baselines = BicubicBaselines(factors)
+    baselines.add(x)
+    got = baselines.result()
+    assert got["4x"]["psnr"] > got["same_numbers"]["psnr"] > got["8x"]["psnr"] > got["same_bits"]["psnr"] > 10

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tokenizer import OmniTokenizer
 from tokenizer.model import Attention, SpatialBlock, alibi_bias, attend, rope_2d
@@ -227,7 +228,7 @@ class _TokenizerTester(ModelTesterMixin):
 
 class TestVQTokenizer(_TokenizerTester):
     def test_codebook_is_not_reinitialised_after_loading(self, tmp_path):
-        model = self.make_model()
+        model = make("vq", dead_code_steps=0)  # no restarts: the codebook must stay exactly as loaded
         self.prepare(model)
         loaded = OmniTokenizer.from_pretrained(model.save_pretrained(tmp_path / "ckpt"))
         assert bool(loaded.head.initialized)
@@ -239,3 +240,28 @@ class TestVQTokenizer(_TokenizerTester):
 
 class TestKLTokenizer(_TokenizerTester):
     quantizer = "kl"
+
+
+def test_dead_code_restarts_bring_unused_codes_back_into_use():
+    """Issue 13, item 3: with restarts, a codebook initialised badly (every code on one point) spreads over the
+    data within a few steps; without, it stays collapsed. Eval mode never restarts."""
+    from tokenizer.quantizers import VectorQuantizer
+
+    usage = {}
+    for steps in (0, 2):
+        torch.manual_seed(0)
+        vq = VectorQuantizer(16, 4, 64, 1.0, 1.0, dead_code_steps=steps).train()
+        vq.initialized.fill_(True)
+        with torch.no_grad():
+            vq.codebook.copy_(F.normalize(torch.ones(64, 4), dim=-1))
+        h = torch.randn(512, 16)
+        for _ in range(6):
+            out = vq(h)
+        usage[steps] = out.stats["codebook_usage"].item()
+        if steps:
+            before = vq.codebook.detach().clone()
+            vq.eval()(h)
+            assert torch.equal(vq.codebook, before) and "codes_restarted" not in vq.eval()(h).stats
+    assert usage[0] < 0.1 and usage[2] > 0.5, usage
+    assert "code_age" in VectorQuantizer(16, 4, 8, 1.0, 1.0, dead_code_steps=2).state_dict()
+    assert "code_age" not in VectorQuantizer(16, 4, 8, 1.0, 1.0).state_dict()  # older checkpoints load unchanged

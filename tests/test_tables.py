@@ -35,6 +35,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     assert rec["metrics"]["video"]["rfvd"] == first["metrics"]["video"]["rfvd"]
     image, video = rec["metrics"]["image"], rec["metrics"]["video"]
     assert image["items"] == 4 and video["frames"] == 4 * 9
+    assert image["bicubic"]["same_numbers"]["psnr"] > 0 and "same_bits" in video["bicubic"]  # issue 13, item 1
     assert "RANDOM-INIT" in image["rfid"]["network"] and "RANDOM-INIT" in video["rfvd"]["network"]
     assert image["rfid"]["n"] == [4, 4] and not image["rfid"]["full_rank_covariance"] and video["rfvd"]["dim"] == 400
     assert "RANDOM-INIT vgg16-imagenet" in image["lpips"]["network"] and 0 < image["lpips"]["value"]

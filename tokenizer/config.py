@@ -28,6 +28,7 @@ class OmniTokenizerConfig:
     codebook_size: int = 8192
     codebook_weight: float = 1.0  # lambda_1 of eq. (1)
     commitment_weight: float = 1.0  # lambda_2 of eq. (1)
+    dead_code_steps: int = 0  # restart a code no token chose in this many training steps (0: off)
     kl_weight: float = 1e-6  # lambda_3 of eq. (2)
     logvar_min: float = -30.0
     logvar_max: float = 20.0

@@ -280,7 +280,7 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         self.encoder = SpaceTimeStack(cfg, cfg.encoder_spatial, cfg.encoder_temporal, order="st")
         if cfg.quantizer == "vq":
             self.head = VectorQuantizer(d, cfg.latent_dim, cfg.codebook_size, cfg.codebook_weight,
-                                        cfg.commitment_weight)
+                                        cfg.commitment_weight, cfg.dead_code_steps)
         else:
             self.head = GaussianHead(d, cfg.latent_dim, cfg.kl_weight, cfg.logvar_min, cfg.logvar_max)
         self.post_head = nn.Linear(cfg.latent_dim, d)

@@ -27,15 +27,22 @@ class VectorQuantizer(nn.Module):
     Loss eq. (1): codebook_weight * ||sg[z] - q||^2 + commitment_weight * ||z - sg[q]||^2 with a
     straight-through estimator. The codebook is initialised from the first training batch's encoder
     outputs; the `initialized` flag is a saved buffer, so loading or resuming never re-initialises it.
+
+    Dead-code restarts (dead_code_steps > 0): a code that no token of the last `dead_code_steps` training
+    batches chose is moved onto an encoder output of the current batch, so that the whole codebook stays in use.
+    The steps since each code was last chosen (`code_age`) are a saved buffer: resume stays exact.
     """
 
     def __init__(self, dim: int, latent_dim: int, codebook_size: int, codebook_weight: float,
-                 commitment_weight: float):
+                 commitment_weight: float, dead_code_steps: int = 0):
         super().__init__()
         self.proj = nn.Linear(dim, latent_dim)
         self.codebook = nn.Parameter(F.normalize(torch.randn(codebook_size, latent_dim), dim=-1))
         self.register_buffer("initialized", torch.tensor(False))
         self.codebook_weight, self.commitment_weight = codebook_weight, commitment_weight
+        self.dead_code_steps = dead_code_steps
+        if dead_code_steps > 0:
+            self.register_buffer("code_age", torch.zeros(codebook_size, dtype=torch.long))
 
     def codes(self) -> torch.Tensor:
         return F.normalize(self.codebook, dim=-1)
@@ -50,6 +57,26 @@ class VectorQuantizer(nn.Module):
             dist.broadcast(fresh, src=0)  # every rank starts from rank 0's codes
         self.codebook.data.copy_(F.normalize(fresh, dim=-1))
         self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z: torch.Tensor, counts: torch.Tensor) -> int:
+        """Age every code by one step, reset the chosen ones, and move codes unused for dead_code_steps onto
+        encoder outputs of this batch (the same on every rank). Returns how many were restarted."""
+        if dist.is_available() and dist.is_initialized():
+            counts = counts.clone()
+            dist.all_reduce(counts)  # a code is alive if any rank chose it
+        self.code_age.add_(1).masked_fill_(counts > 0, 0)
+        dead = (self.code_age >= self.dead_code_steps).nonzero().flatten()
+        if len(dead) == 0:
+            return 0
+        flat = z.reshape(-1, z.shape[-1])
+        fresh = flat[torch.randint(0, flat.shape[0], (len(dead),), device=flat.device)]
+        fresh = F.normalize(fresh + 0.01 * torch.randn_like(fresh), dim=-1)
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(fresh, src=0)
+        self.codebook.data[dead] = fresh.to(self.codebook.dtype)
+        self.code_age[dead] = 0
+        return len(dead)
 
     @torch.no_grad()
     def nearest(self, z: torch.Tensor, rows_per_chunk: int = 16384) -> torch.Tensor:
@@ -79,6 +106,8 @@ class VectorQuantizer(nn.Module):
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
         stats = {"codebook_usage": (counts > 0).float().mean().detach(), "perplexity": perplexity.detach()}
+        if self.training and self.dead_code_steps > 0:  # after this batch's codes are taken: the next batch sees them
+            stats["codes_restarted"] = torch.tensor(float(self._restart_dead_codes(z.detach(), counts)))
         return HeadOutput(latents=latents, loss=loss, indices=indices, stats=stats)
 
 

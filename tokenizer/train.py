@@ -75,11 +75,16 @@ def build_datasets(data: DataConfig, stage: StageConfig, eval_resolution) -> tup
 # ----------------------------------------------------------------------------- model of a stage
 
 
-def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
+def stage_model_config(model_cfg: OmniTokenizerConfig, stage: StageConfig) -> OmniTokenizerConfig:
+    """The model a stage trains: the scale's model with the stage's quantizer, tube length and overrides."""
     overrides = {**stage.model, "quantizer": stage.quantizer}
     if stage.temporal_patch_size:
         overrides["temporal_patch_size"] = stage.temporal_patch_size
-    model = OmniTokenizer(model_config(model_cfg, **overrides))
+    return model_config(model_cfg, **overrides)
+
+
+def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
+    model = OmniTokenizer(stage_model_config(model_cfg, stage))
     notes = []
     if stage.init_from:
         src_dir = stages_done.get(stage.init_from) or Path(stage.init_from)
@@ -90,12 +95,12 @@ def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done:
     return model, notes
 
 
-def stage_record(cfg: TrainConfig, stage: StageConfig) -> dict:
+def stage_record(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig) -> dict:
     """What a stage's checkpoints and summary record of its configuration, and what a resumed or reused stage
-    must match: the stage's settings and the data it trains on (folders, layouts, splits, frames; not the
-    number of loader workers)."""
+    must match: the stage's settings, the model it trains, and the data it trains on (folders, layouts, splits,
+    frames; not the number of loader workers)."""
     data = {k: v for k, v in as_record(cfg.data).items() if k != "num_workers"}
-    return {**as_record(stage), "data": data}
+    return {**as_record(stage), "data": data, "model_config": as_record(stage_model_config(model_cfg, stage))}
 
 
 # ----------------------------------------------------------------------------- one stage
@@ -124,7 +129,7 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
 
     # Resume:
     state = {"elapsed": 0.0, "nonfinite_skipped": 0, "unreadable": {"count": 0, "first": []}, "notes": notes}
-    config_record = stage_record(cfg, stage)
+    config_record = stage_record(cfg, model_cfg, stage)
     meta = resume(ckpt_dir, config_record, {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d},
                   {"opt_g": opt_g, "opt_d": opt_d}, what=f"stage '{stage.name}'")
     start = meta["step"] if meta else 0
@@ -290,7 +295,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         accelerator.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, stage))
+            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage))
             if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({'; '.join(differences)}); pass --restart to train it again")
@@ -312,13 +317,21 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
 
 def print_summary(report: dict) -> None:
     print(f"\nOmniTokenizer, scale {report['scale']}" + (f", variant {report['variant']}" if report["variant"] else ""))
-    print(f"{'stage':<12}{'head':<6}{'steps':>7}{'minutes':>9}  {'image PSNR/SSIM':>17}  {'video PSNR/SSIM':>17}  usage")
+    print(f"{'stage':<12}{'head':<6}{'steps':>7}{'minutes':>9}  {'image PSNR/SSIM (bicubic)':>27}  "
+          f"{'video PSNR/SSIM (bicubic)':>27}  usage")
     for name, s in report["stages"].items():
         val = s.get("validation", {})
-        cell = lambda k: f"{val[k]['psnr']:6.2f} / {val[k]['ssim']:.3f}" if k in val else "-"  # noqa: E731
+
+        def cell(k):
+            if k not in val:
+                return "-"
+            same = val[k].get("bicubic", {}).get("same_numbers", {})
+            return f"{val[k]['psnr']:5.2f}/{val[k]['ssim']:.3f} ({same.get('psnr', float('nan')):5.2f}/{same.get('ssim', float('nan')):.3f})"
+
         usage = val.get("image", {}).get("codebook_usage")
-        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>17}  "
-              f"{cell('video'):>17}  {'' if usage is None else f'{usage:.1%}'}")
+        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>27}  "
+              f"{cell('video'):>27}  {'' if usage is None else f'{usage:.1%}'}")
+    print("bicubic: down-sampling and back up, keeping as many numbers per patch as the tokenizer's latents")
     print(f"total {report['wall_seconds'] / 60:.1f} min; outputs in {report['out']}")
 
 
