@@ -139,3 +139,24 @@ def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path
     weights.write_bytes(weights.read_bytes()[:40])
     with pytest.raises(ValueError, match=r"model.safetensors: cannot be read as safetensors .* truncated or corrupt"):
         load_safetensors(weights)
+
+
+def test_precision_is_chosen_by_the_machine_or_forced():
+    from shared.training.precision import choose_precision, cpu_bf16_speedup
+
+    assert choose_precision("fp32") == ("fp32", "forced") and choose_precision("bf16", "cuda") == ("bf16", "forced")
+    assert choose_precision("auto", "cuda") == ("bf16", "CUDA")
+    chosen, why = choose_precision("auto", "cpu")
+    assert chosen == ("bf16" if cpu_bf16_speedup() >= 1.5 else "fp32") and "measured" in why
+    with pytest.raises(ValueError, match="precision must be one of"):
+        choose_precision("fp16")
+
+
+def test_a_tokenizer_stage_trains_under_cpu_bf16_autocast(tmp_path):
+    from tokenizer.train import run
+
+    stage = dict(name="image", quantizer="vq", steps=2, pattern="iv", resolutions=[32], batch_size_image=2,
+                 batch_size_video=1, warmup_steps=1, loss={"gan_weight": 0.0})
+    report = run("tiny", tmp_path, stages=[stage], precision="bf16", loss={"perceptual_weight": 0.0})
+    summary = report["stages"]["image"]
+    assert summary["precision"] == "bf16" and summary["validation"]["image"]["psnr"] > 5

@@ -217,6 +217,8 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
     unreadable = state["unreadable"]
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
                "processes": accelerator.num_processes, "threads": torch.get_num_threads(), "wall_seconds": elapsed,
+               "precision": getattr(accelerator, "precision", accelerator.mixed_precision),
+               "precision_reason": getattr(accelerator, "precision_reason", None),
                "nonfinite_skipped": guard.skipped,
                "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item()),
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own
@@ -281,7 +283,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; this run has {[s.name for s in stages]}")
     out = Path(out)
-    accelerator = accelerator or make_accelerator(find_unused_parameters=True)
+    accelerator = accelerator or make_accelerator(find_unused_parameters=True, precision=cfg.precision)
     done: dict[str, Path] = {}
     summaries = {}
     for stage in stages:

@@ -82,6 +82,8 @@ class TrainConfig:
     max_nonfinite_in_row: int = 20
     eval_batch_size: int = 4
     eval_max_tokens: int | None = 65536
+    # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
+    precision: str | None = None
 
     def stage_loss(self, stage: StageConfig) -> LossConfig:
         return build(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")

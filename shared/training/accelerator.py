@@ -1,13 +1,29 @@
 """The Accelerator every trainer uses: devices, DDP / FSDP (from `accelerate launch` / `accelerate config`),
-and mixed precision, bf16 autocast on CUDA only: tests and CPU runs stay in fp32."""
+and mixed precision: by default bf16 autocast on CUDA and fp32 on a CPU (tests stay in fp32); `precision`
+"auto" also takes the CPU's bf16 where it measures faster (precision.py)."""
 from __future__ import annotations
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
+
+from .precision import choose_precision
 
 
-def make_accelerator(find_unused_parameters: bool = False) -> Accelerator:
+def make_accelerator(find_unused_parameters: bool = False, precision: str | None = None) -> Accelerator:
     """find_unused_parameters: for models whose steps leave some parameters without a gradient (the tokenizer's
-    two discriminators, one used per step)."""
-    return Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no",
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
+    two discriminators, one used per step). precision: "auto" | "fp32" | "bf16"; None: bf16 on CUDA, else fp32.
+    The choice is `accelerator.precision` (and why, `accelerator.precision_reason`), for the run's summary."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen, why = choose_precision(precision, device) if precision else (
+        ("bf16", "CUDA") if device == "cuda" else ("fp32", "CPU default"))
+    mixed = "bf16" if chosen == "bf16" else "no"
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed) != mixed:
+        # a second run in this process (tests, notebooks) with another precision: accelerate keeps one state per
+        # process and refuses a change; the distributed set-up (PartialState) is kept
+        AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=mixed,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
+    accelerator.precision, accelerator.precision_reason = chosen, why
+    return accelerator

@@ -1,0 +1,45 @@
+"""Which precision to compute in, by what the machine does: never assumed.
+
+"auto": bf16 autocast on CUDA; on a CPU, bf16 autocast where a bf16 matmul measures at least MIN_SPEEDUP x the fp32
+one (CPUs with AVX512-BF16 / AMX: 4-9x measured here), fp32 where it does not (an earlier CPU ran bf16 ~300x
+slower). "fp32" and "bf16" force one. The choice and the measurement go into every run's summary.
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+MIN_SPEEDUP = 1.5
+
+
+@lru_cache(maxsize=None)
+def cpu_bf16_speedup(n: int = 512, repeats: int = 8) -> float:
+    """bf16 / fp32 matmul rate on this CPU (one process, measured once, best of three)."""
+    def rate(dtype: torch.dtype) -> float:
+        a = torch.randn(n, n, dtype=dtype)
+        a @ a
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(repeats):
+                a @ a
+            best = min(best, time.perf_counter() - t)
+        return 1.0 / best
+
+    return rate(torch.bfloat16) / rate(torch.float32)
+
+
+def choose_precision(requested: str = "auto", device: str | torch.device = "cpu") -> tuple[str, str]:
+    """(precision, why) for `requested` on `device`."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested, "forced"
+    if torch.device(device).type == "cuda":
+        return "bf16", "CUDA"
+    speedup = cpu_bf16_speedup()
+    choice = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
+    return choice, f"CPU bf16 matmul measured at {speedup:.1f}x fp32"
