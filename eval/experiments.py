@@ -1,7 +1,9 @@
 """The one list of experiments behind the tables: each row of ours, what makes it, and what it is compared with.
 
 A tokenizer row names a run ("tokenizer" or "tokenizer_<variant>"), the stage whose model it evaluates, and the
-split (image -> rFID, video -> rFVD). From this list come the tables' rows (eval/tables.py), the ablation
+split (image -> rFID, video -> rFVD). A generation row names a generator's result file (results/<scale>/<name>.json,
+written by its make target: tokenizer -> codes or latents -> training -> sampling -> eval/ on the samples) and its
+metric (FID for images, FVD for videos). From this list come the tables' rows (eval/tables.py), the ablation
 comparisons (eval/ablations.py) and the Makefile's inputs and dependencies (`python -m eval.experiments --make`):
 adding a row is one entry here.
 
@@ -33,6 +35,27 @@ class TokenizerRow:
 
     def result(self, scale: str, root: str | Path = "results") -> Path:
         return eval_result(scale, self.run, self.stage, root)
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    table: int
+    label: str
+    name: str  # results/<scale>/<name>.json
+    metric: str  # "fid" (images) or "fvd" (videos)
+    target: str  # the make target that writes the result file
+
+    def result(self, scale: str, root: str | Path = "results") -> Path:
+        return run_result(scale, self.name, root)
+
+
+GENERATION_ROWS: list[GenerationRow] = [
+    GenerationRow(3, "Ours (AR, class-conditional images)", "lm_imagenet", "fid", "lm-imagenet"),
+    GenerationRow(4, "Ours (AR, UCF-101 class-conditional)", "lm_ucf", "fvd", "lm-ucf"),
+    GenerationRow(4, "Ours (AR, K600 frame prediction)", "lm_k600", "fvd", "lm-k600"),
+    GenerationRow(5, "Ours (DiT)", "dit_imagenet", "fid", "dit-imagenet"),
+    GenerationRow(6, "Ours (Latte)", "latte_ucf", "fvd", "latte-ucf"),
+]
 
 
 def _both(table: int, label: str, run: str, stage: str) -> list[TokenizerRow]:
@@ -116,11 +139,15 @@ def run_dependencies(scale: str) -> dict[str, set[str]]:
 
 
 def make_rules(scale: str, root: str = "results") -> str:
-    """Make text: TABLE_INPUTS (the eval files the tables read that this scale's config can make) and the order of
-    runs (a run waits for the run whose stage it starts from)."""
+    """Make text: TABLE_INPUTS (the result files the tables read that this scale's config can make), the rule of
+    each generator's result, and the order of runs (a run waits for the run whose stage it starts from)."""
     runs = runs_in_config(scale)
     inputs = sorted({str(r.result(scale, root)) for r in ROWS if r.run in runs})
+    inputs += [str(r.result(scale, root)) for r in GENERATION_ROWS]
     lines = [f"TABLE_INPUTS := {' '.join(inputs)}"]
+    for r in GENERATION_ROWS:  # a generator's chain is its make target; it reuses the tokenizer the tables train
+        lines += [f"{r.result(scale, root)}: | {run_result(scale, DEFAULT, root)}",
+                  f"\t$(MAKE) --no-print-directory {r.target} SCALE={scale}"]
     for run, deps in sorted(run_dependencies(scale).items()):
         if deps:
             lines.append(f"{run_result(scale, run, root)}: | {' '.join(str(run_result(scale, d, root)) for d in sorted(deps))}")

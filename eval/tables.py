@@ -18,12 +18,9 @@ from shared.atomic import atomic_write, atomic_write_json
 from shared.paths import run_of_model_dir
 
 from . import ablations
-from .experiments import ROWS, TokenizerRow, runs_in_config
+from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
 from .paper_tables import PAPER_TABLES
 
-NOT_BUILT = {3: "lm_generation/ (the autoregressive generator) has not landed",
-             4: "lm_generation/ (the autoregressive generator) has not landed",
-             5: "diffusion_generation/ (DiT) has not landed", 6: "diffusion_generation/ (Latte) has not landed"}
 OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)", "Data", "Scale",
                "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
 
@@ -80,13 +77,62 @@ def _with_baseline(m: dict, key: str, fmt: str) -> str:
     return f"{m[key]:{fmt}}" + (f" (bicubic {same[key]:{fmt}})" if same else "")
 
 
+GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Precision / recall",
+                      "Class consistency (classifier accuracy on real data; chance)", "Data", "Scale",
+                      "Minutes (extraction + training + sampling + evaluation; threads)"]
+
+
+def _number(v) -> float | None:
+    """A metric as a number: a float, or the 'value' / 'mean' of a metric dict."""
+    if isinstance(v, dict):
+        v = v.get("value", v.get("mean"))
+    return None if v is None else float(v)
+
+
+def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
+    """One line per guidance scale of a generator's result file; "not run" when it is missing."""
+    f = row.result(results.name, results.parent)
+    if not f.is_file():
+        return [[row.label, "", row.metric.upper(), f"not run (make {row.target} SCALE={results.name})", "", "", "", "",
+                 results.name, ""]]
+    rec = json.loads(f.read_text())
+    classifier = rec.get("classifier") or {}
+    acc = (f"; classifier {classifier['classifier_accuracy']:.0%}, chance {classifier['chance']:.0%}"
+           if "classifier_accuracy" in classifier else "")
+    seconds = rec.get("wall_seconds") or {}
+    total = sum(v for v in seconds.values() if v) if isinstance(seconds, dict) else seconds
+    minutes = f"{total / 60:.1f}" + (f" ({rec['threads']} thr.)" if rec.get("threads") else "") if total else ""
+    data = rec.get("data") or {}
+    data_text = ", ".join(f"{k} {data[k]}" for k in ("source", "split", "items", "resolution", "frames") if k in data)
+    out = []
+    for entry in sorted(rec["metrics"].values(), key=lambda e: e.get("guidance_scale", 0)):
+        metric = entry.get(row.metric) or {}
+        network = entry.get("network") or metric.get("network") or ""
+        network = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
+        value = _number(metric)
+        isc = _number(entry.get("inception_score"))
+        pr = [_number(entry.get(k)) for k in ("precision", "recall")]
+        share = entry.get("class_consistency")
+        out.append([row.label, f"{entry.get('guidance_scale', '')}",
+                    f"{row.metric.upper()} ({network}; n={metric.get('n', ['?'])[0]}, d={metric.get('dim', '?')})",
+                    "" if value is None else f"{value:.2f}", "" if isc is None else f"{isc:.2f}",
+                    " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",
+                    "" if share is None else f"{share:.0%}{acc}", data_text, rec.get("scale") or results.name,
+                    minutes])
+    return out
+
+
 def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".") -> dict:
     results = Path(results_root) / scale
     runs = runs_in_config(scale)
     tables = {}
     for number, paper in PAPER_TABLES.items():
-        ours = [_our_row(results, runs, row) for row in ROWS if row.table == number]
-        tables[number] = {**paper, "ours_columns": OUR_COLUMNS, "ours": ours, "note": NOT_BUILT.get(number)}
+        generation = [r for r in GENERATION_ROWS if r.table == number]
+        if generation:
+            ours = [line for r in generation for line in _generation_rows(results, r)]
+        else:
+            ours = [_our_row(results, runs, row) for row in ROWS if row.table == number]
+        tables[number] = {**paper, "ours_columns": GENERATION_COLUMNS if generation else OUR_COLUMNS, "ours": ours}
     out_dir = Path(out_dir)
     lines = [f"# The paper's tables, with ours (scale `{scale}`)", "",
              "Paper rows are as published (ImageNet / UCF-101 / K600 ... at 256 px, real Inception-v3 and I3D). "
@@ -95,9 +141,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
              "to the paper's.", ""]
     for number, t in tables.items():
         lines += [f"## Table {number}: {t['title']}", "", _md(t["columns"], t["rows"]), ""]
-        if t["note"]:
-            lines += [f"Ours: not run: {t['note']}.", ""]
-        elif t["ours"]:
+        if t["ours"]:
             lines += [f"Ours at scale `{scale}`:", "", _md(t["ours_columns"], t["ours"]), ""]
     directions = ablations.compare(results)
     lines += ["## Do our ablations point the same way as the paper's?", "",
@@ -112,12 +156,14 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["table", "source"] + OUR_COLUMNS)
+            w.writerow(["table", "source", "columns", "cells"])  # each table's columns, then its rows, " | "-joined
             for number, t in tables.items():
+                w.writerow([number, "paper", " | ".join(t["columns"]), ""])
                 for row in t["rows"]:
-                    w.writerow([number, "paper", " | ".join(row)])
+                    w.writerow([number, "paper", "", " | ".join(row)])
+                w.writerow([number, f"ours ({scale})", " | ".join(t["ours_columns"]), ""])
                 for row in t["ours"]:
-                    w.writerow([number, f"ours ({scale})"] + row)
+                    w.writerow([number, f"ours ({scale})", "", " | ".join(row)])
 
     atomic_write(out_dir / "tables.csv", write_csv)
     return tables

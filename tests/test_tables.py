@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from eval import tables, tokenizer_eval
+from eval import experiments, tables, tokenizer_eval
 from shared.data.embedded import load_video
 from tokenizer.train import run
 
@@ -51,7 +51,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
     behind = stages["image"]["wall_seconds"] + stages["joint"]["wall_seconds"]  # joint starts from image
     assert vq_row[7] == f"{(behind + rec['eval_seconds']) / 60:.1f} ({rec['threads']} thr.)"
     assert built[1]["ours"][1][2] == "not run"  # no VAE evaluated here
-    assert "Ours: not run: lm_generation/" in md
+    assert "not run (make lm-imagenet SCALE=tiny)" in md and "not run (make latte-ucf SCALE=tiny)" in md
     assert "not run (the tiny config has no variant 'spatial_plain')" in md  # tiny has no ablation variants
     assert "## Do our ablations point the same way as the paper's?" in md
     assert (tiny_run / "tables.csv").read_text().count("\n") > 60
@@ -124,15 +124,38 @@ def test_ablation_directions_compare_winners_with_the_paper(tmp_path):
 
 
 def test_the_experiment_list_drives_make_rules_and_comparisons():
-    from eval import experiments
-
     rules = experiments.make_rules("small").splitlines()
     assert "results/small/eval/tokenizer_video_fixed/video.json" in rules[0].split()
     # a run that starts from another run's stage waits for it; independent runs do not
     assert "results/small/tokenizer_kl_vq.json: | results/small/tokenizer.json" in rules
     assert not any(line.startswith("results/small/tokenizer_video_fixed.json") for line in rules)
-    assert experiments.make_rules("tiny").splitlines()[1:] == []  # tiny has no variants
+    tiny = experiments.make_rules("tiny").splitlines()
+    assert not [line for line in tiny if line.startswith("results/tiny/tokenizer_")]  # tiny has no variants
+    # a generator's result is made by its make target, after the tokenizer the tables train
+    assert "results/tiny/dit_imagenet.json: | results/tiny/tokenizer.json" in tiny
+    assert "\t$(MAKE) --no-print-directory dit-imagenet SCALE=tiny" in tiny
     for table, _, _, split, side_a, side_b in experiments.COMPARISONS:
         assert experiments.row(table, side_a[2], split) != experiments.row(table, side_b[2], split)
     with pytest.raises(KeyError, match="eval/experiments.py"):
         experiments.row(1, "nobody", "image")
+
+
+def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_path):
+    results = tmp_path / "small"
+    results.mkdir()
+    fid = lambda v: {"value": v, "n": [64, 18], "dim": 2048, "network": "inception-v3-fid (RANDOM-INIT seed 0)"}  # noqa: E731
+    (results / "dit_imagenet.json").write_text(json.dumps({
+        "metrics": {"cfg4.0": {"guidance_scale": 4.0, "fid": fid(80.5), "inception_score": {"mean": 3.1, "std": 0.1},
+                               "precision": 0.5, "recall": 0.25, "class_consistency": 0.9},
+                    "cfg1.0": {"guidance_scale": 1.0, "fid": fid(90.25), "inception_score": {"mean": 2.0, "std": 0.1},
+                               "precision": 0.4, "recall": 0.5, "class_consistency": 0.4}},
+        "classifier": {"classifier_accuracy": 0.95, "chance": 1 / 12},
+        "data": {"source": "embedded", "resolution": 64}, "scale": "small", "threads": 2,
+        "wall_seconds": {"extraction": 30, "training": 500, "sampling": 60, "evaluation": 10}}))
+    rows = tables._generation_rows(results, next(r for r in experiments.GENERATION_ROWS if r.name == "dit_imagenet"))
+    assert [r[1] for r in rows] == ["1.0", "4.0"]  # ordered by guidance
+    assert rows[0][3] == "90.25" and rows[1][4] == "3.10" and rows[1][5] == "0.50 / 0.25"
+    assert rows[1][6] == "90%; classifier 95%, chance 8%" and "RANDOM-INIT network" in rows[0][2]
+    assert rows[0][9] == "10.0 (2 thr.)"
+    missing = tables._generation_rows(results, experiments.GENERATION_ROWS[0])
+    assert missing[0][3] == "not run (make lm-imagenet SCALE=small)"
