@@ -214,3 +214,25 @@ def test_layout_mistakes_get_a_hint(tmp_path, ucf_dir, caplog):
         photo("chelsea", (40, 30)).save(images / f"{i}.png")
     build_datasets(DataConfig(images=str(images), videos=""), StageConfig(name="s", pattern="i"), 32)
     assert "the image validation split is the training files themselves" in caplog.text
+
+
+def test_a_mirrored_camera_motion_clip_carries_the_mirrored_label():
+    """A flipped pan-left clip is a pan-right clip (found by the class-consistency classifier): every clip labelled
+    pan_left moves the picture one way, every pan_right the other."""
+    clips = EmbeddedClips("train", 48, num_frames=5)
+
+    def shift(pixels):  # the horizontal shift between consecutive frames that matches them best, in pixels
+        total = torch.zeros(9)
+        for t in range(pixels.shape[1] - 1):
+            a, b = pixels[:, t].mean(0), pixels[:, t + 1].mean(0)
+            a, b = a - a.mean(), b - b.mean()
+            total += torch.tensor([(a[:, 8:-8] * torch.roll(b, -d, dims=1)[:, 8:-8]).sum().item() for d in range(-4, 5)])
+        return int(total.argmax()) - 4
+
+    signs = {"pan_left": set(), "pan_right": set()}
+    for i in range(160):
+        item = clips[SampleKey(i, 5000 + i, 48, 48, "video")]
+        name = clips.classes[int(item["label"])]
+        if name in signs:
+            signs[name].add(shift(item["pixels"]) > 0)
+    assert signs == {"pan_left": {True}, "pan_right": {False}}, signs

@@ -31,6 +31,7 @@ from .transforms import as_size, load_image_rgb, to_unit_range
 
 VAL_PHOTOS = ("coffee", "grace_hopper", "rocket")
 MOTIONS = ("pan_left", "pan_right", "pan_up", "pan_down", "zoom_in", "zoom_out", "rotate_cw", "rotate_ccw")
+MIRRORED = {"pan_left": "pan_right", "pan_right": "pan_left", "rotate_cw": "rotate_ccw", "rotate_ccw": "rotate_cw"}
 REAL_VIDEOS = ("bikes", "bigbuckbunny", "carphone")
 VAL_FRACTION = 0.2
 
@@ -259,5 +260,6 @@ class EmbeddedClips(Dataset):
                                      (rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)), rng.uniform(0.5, 0.9))
             if rng.random() < 0.5:
                 clip = clip.flip(-1)
+                name = MIRRORED.get(name, name)  # a mirrored pan left is a pan right, a mirrored cw rotation ccw
         return {"pixels": to_unit_range(clip.clamp(0, 255)), "label": torch.tensor(self.classes.index(name)),
                 "path": f"embedded:{name}"}
