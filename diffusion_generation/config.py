@@ -1,0 +1,99 @@
+"""Configuration of the diffusion generators: one YAML per scale (configs/<scale>.yaml) with a section per
+experiment (`dit`: images, `latte`: videos), each mapped onto `ExperimentConfig`.
+
+    cfg = experiment_config("small", "dit", overrides=["train.steps=200"])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shared.config import load_config
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+EXPERIMENTS = ("dit", "latte")
+
+
+@dataclass
+class ModelConfig:
+    """The denoiser. `latte` alternates spatial and temporal blocks (depth counts both kinds)."""
+    kind: Literal["dit", "latte"] = "dit"
+    in_channels: int = 8  # latent channels of the tokenizer
+    patch_size: int = 2
+    hidden_size: int = 1152
+    depth: int = 28
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_classes: int = 1000  # 0: unconditional
+    class_dropout_prob: float = 0.1  # label dropped (once per sample) for classifier-free guidance
+    learn_sigma: bool = True  # output 2 x in_channels: epsilon and the variance interpolation
+    num_frames: int = 5  # latte: latent frames of a clip (17 frames at t = 4 -> 5)
+
+
+@dataclass
+class DiffusionConfig:
+    train_steps: int = 1000  # T, linear betas
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    sampler: Literal["ddpm", "ddim"] = "ddpm"  # ddpm: learned-range variance (DiT's sampler); ddim: eta 0
+    sampling_steps: int = 250
+    guidance_scale: float = 1.0  # 1: no classifier-free guidance
+
+
+@dataclass
+class DataConfig:
+    """What the latents are extracted from (extract_latents.py)."""
+    source: str = "embedded"  # "embedded" (photos / clips) or a folder (ImageNet layout, UCF-101 ...)
+    split: str = "train"
+    video_layout: str = "ucf101"  # ucf101 | classes | plain
+    resolution: int = 256
+    num_frames: int = 1  # 1: images; 17: clips
+    frame_stride: int = 1  # the release's "frame interval" (3 for UCF-101)
+    items: int | None = None  # at most this many source items (None: the whole split; embedded: its length)
+    flip: bool = True  # also store each item's horizontal flip
+    batch_size: int = 16
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 400_000
+    batch_size: int = 256  # per process
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    ema_decay: float = 0.9999
+    grad_clip: float | None = None  # max gradient norm; None: no clipping
+    grad_clip_from: int = 0  # clip from this step on (Latte's release: 0.1 from step 100k)
+    log_every: int = 50
+    checkpoint_every: int = 10_000
+    validate_every: int = 50_000  # sample grids / videos from the EMA model
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    max_nonfinite_in_row: int = 8
+
+
+@dataclass
+class SampleConfig:
+    """Sampling for evaluation (sample.py): how many per class, and the guidance scales to write."""
+    per_class: int = 50
+    classes: int | None = None  # sample the first N classes (None: all)
+    guidance_scales: tuple[float, ...] = (1.0,)
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+def experiment_config(scale: str | Path, experiment: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {EXPERIMENTS}, got {experiment!r}")
+    return load_config(ExperimentConfig, scale, CONFIG_DIR, overrides, section=experiment)

@@ -1,0 +1,127 @@
+"""Encode a dataset once with the KL tokenizer (OmniTokenizer-VAE): posteriors on disk, as fast-DiT does.
+
+    python -m diffusion_generation.extract_latents --scale small --experiment dit \
+        --tokenizer runs/small/tokenizer/kl/final --out runs/small/dit_imagenet/latents
+    python -m diffusion_generation.extract_latents --scale paper --experiment latte \
+        --tokenizer runs/paper/tokenizer/kl/final --out runs/paper/latte_ucf/latents --set data.source=/data/ucf101
+
+Each item gives two rows, the original and its horizontal flip (`data.flip`), each with the posterior mean and
+log-variance (float16; images (8, h, w), clips (8, T', h, w)) and the label: a fresh sample is drawn at
+training time. Shards, manifest, resume and refusal are shared.extraction's: a folder written with another
+tokenizer (by sha256), resolution, frame count or source is refused, never mixed.
+
+After the shards, the latent scale is measured (1 / std of the training latents, latents.py) and written into
+the manifest (`latent_scale`, with `latent_mean` and `latent_std`); the trainer copies it into the model's config.
+
+Items: a folder gives each image's (each video's) centre crop (clip). The embedded photos and clips are a few
+source files, so their items are random crops (clips) drawn from a fixed seed per item: `data.items` of them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from shared.atomic import atomic_write_json
+from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, SampleKey, VideoFolder
+from shared.data.transforms import as_size
+from shared.extraction import MANIFEST, extract, file_sha256
+from tokenizer import OmniTokenizer
+
+from .config import DataConfig, experiment_config
+from .latents import posterior_moments, scale_from_std, shard_posteriors
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Item i of an embedded dataset drawn with a fixed seed (a random crop / clip, the same on every run)."""
+
+    def __init__(self, dataset, seed: int = 0):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        h, w = self.dataset.size
+        return self.dataset[SampleKey(i, self.seed * 1_000_003 + i, h, w)]
+
+
+def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str]]:
+    """The items to encode and the class names."""
+    size = as_size(data.resolution)
+    if data.source == "embedded":
+        base = (EmbeddedPhotos(data.split, size) if data.num_frames == 1 else
+                EmbeddedClips(data.split, size, num_frames=data.num_frames, frame_stride=data.frame_stride))
+        return SeededItems(base), list(base.classes)
+    if data.num_frames == 1:
+        base = ImageFolder(data.source, data.split, size)
+    else:
+        base = VideoFolder(data.source, data.video_layout, split=data.split, num_frames=data.num_frames,
+                           frame_stride=data.frame_stride, resolution=size)
+    return base, list(base.classes)
+
+
+def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device):
+    """encode(batch) -> {"mean", "logvar", "labels"}: original rows, then flipped rows."""
+
+    def encode(batch: dict) -> dict:
+        x = batch["pixels"].to(device)
+        views = [x, x.flip(-1)] if flip else [x]
+        means, logvars = [], []
+        for v in views:
+            posterior = tokenizer.encode(v).posterior
+            means.append(posterior.mean)
+            logvars.append(posterior.logvar)
+        mean, logvar = torch.cat(means), torch.cat(logvars)  # (B', C, T', h, w)
+        if images:
+            mean, logvar = mean[:, :, 0], logvar[:, :, 0]
+        labels = batch["label"].long().repeat(len(views))
+        return {"mean": mean.half().cpu(), "logvar": logvar.half().cpu(), "labels": labels.cpu()}
+
+    return encode
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="small", help="tiny | small | paper, or a YAML path")
+    ap.add_argument("--experiment", required=True, choices=["dit", "latte"])
+    ap.add_argument("--tokenizer", required=True, help="a KL tokenizer folder (save_pretrained)")
+    ap.add_argument("--out", required=True, help="extraction folder (shards + manifest.json)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
+    ap.add_argument("--restart", action="store_true", help="discard this folder's shards and extract again")
+    args = ap.parse_args(argv)
+    cfg = experiment_config(args.scale, args.experiment, args.overrides)
+    data = cfg.data
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = OmniTokenizer.from_pretrained(args.tokenizer).eval().to(device)
+    if tokenizer.config.quantizer != "kl":
+        raise ValueError(f"{args.tokenizer}: a '{tokenizer.config.quantizer}' tokenizer; the diffusion models need "
+                         f"the KL one (OmniTokenizer-VAE, the tokenizer's `kl` stage)")
+    dataset, classes = source_dataset(data)
+    items = min(len(dataset), data.items) if data.items else len(dataset)
+    grid = tuple(-(-s // tokenizer.config.patch_size) for s in as_size(data.resolution))
+    latent_shape = [tokenizer.config.latent_dim, *([] if data.num_frames == 1 else
+                                                   [tokenizer.latent_frames(data.num_frames)]), *grid]
+    settings = {"tokenizer": str(args.tokenizer), "tokenizer_sha256": file_sha256(args.tokenizer),
+                "source": data.source, "split": data.split, "video_layout": data.video_layout if data.num_frames > 1
+                else None, "resolution": data.resolution, "num_frames": data.num_frames,
+                "frame_stride": data.frame_stride, "latent_shape": latent_shape,
+                "augmentation": "original + horizontal flip" if data.flip else "original",
+                "arrays": "mean, logvar (float16 posterior), labels", "classes": classes}
+    encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device)
+    t0 = time.perf_counter()
+    manifest = extract(dataset, encode, args.out, settings, batch_size=data.batch_size, restart=args.restart,
+                       desc=f"latents ({args.experiment})", num_items=items)
+    mean, std = posterior_moments(shard_posteriors(args.out))
+    manifest.update(latent_scale=scale_from_std(std), latent_mean=mean, latent_std=std,
+                    num_classes=len(classes),  # seconds summed over the calls that extracted (resumes included)
+                    extract_seconds=manifest.get("extract_seconds", 0.0) + time.perf_counter() - t0)
+    atomic_write_json(f"{args.out}/{MANIFEST}", manifest)
+    print(json.dumps({k: manifest[k] for k in ("rows", "latent_scale", "latent_mean", "latent_std")}))
+    return manifest
+
+
+if __name__ == "__main__":
+    main()

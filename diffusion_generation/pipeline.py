@@ -1,0 +1,100 @@
+"""One call from class labels to pixels: VAE (OmniTokenizer KL) + denoiser (DiT or Latte) + diffusers scheduler.
+
+    pipe = LatentDiffusionPipeline.from_pretrained("runs/small/dit_imagenet/final")
+    images = pipe(labels=[0, 3, 7], guidance_scale=4.0, seed=0)      # (3, 3, 1, 64, 64) in [-1, 1]
+    clips = LatentDiffusionPipeline.from_pretrained("runs/small/latte_ucf/final")(labels=[1, 2], sampler="ddim", steps=50)
+
+A pipeline folder holds `model/` (the EMA weights, diffusers save_pretrained; its config has the measured
+`latent_scale`), `vae/` (the tokenizer's save_pretrained) and `pipeline.json` (diffusion settings, latent
+shape, class names, where the latents came from).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from shared.atomic import atomic_write_json
+from shared.config import build
+from tokenizer import OmniTokenizer
+
+from .config import DiffusionConfig
+from .diffusion import make_scheduler, sample
+from .models import load_model
+
+PIPELINE_FILE = "pipeline.json"
+
+
+class LatentDiffusionPipeline:
+    def __init__(self, vae: OmniTokenizer, model, diffusion: DiffusionConfig, latent_shape: tuple[int, ...],
+                 classes: list[str] | None = None, info: dict | None = None):
+        """latent_shape: one sample's latents, (C, h, w) for images or (C, T', h, w) for clips."""
+        self.vae, self.model, self.diffusion = vae.eval(), model.eval(), diffusion
+        self.latent_shape, self.classes, self.info = tuple(latent_shape), classes or [], info or {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "LatentDiffusionPipeline":
+        self.vae.to(device)
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> pixels (N, 3, T, H, W) in [-1, 1]."""
+        z = latents / self.model.config.latent_scale
+        if z.ndim == 4:  # images: one latent frame
+            z = z.unsqueeze(2)
+        return self.vae.decode(z).clamp(-1, 1)
+
+    @torch.no_grad()
+    def __call__(self, labels=None, num_samples: int | None = None, guidance_scale: float | None = None,
+                 sampler: str | None = None, steps: int | None = None, seed: int = 0,
+                 latent_size: tuple[int, int] | None = None, progress: bool = False) -> torch.Tensor:
+        """Pixels (N, 3, T, H, W) in [-1, 1]. labels: class indices (class-conditional) or None with num_samples
+        (unconditional). latent_size: (h, w) to sample another size than the training one."""
+        conditional = self.model.config.num_classes > 0
+        if conditional:
+            if labels is None:
+                raise ValueError(f"this model is class-conditional ({self.model.config.num_classes} classes): "
+                                 f"pass labels")
+            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+            if labels.min() < 0 or labels.max() >= self.model.config.num_classes:
+                raise ValueError(f"labels must be in [0, {self.model.config.num_classes}), got {labels.tolist()}")
+            n = labels.shape[0]
+        else:
+            if labels is not None:
+                raise ValueError("this model is unconditional: pass num_samples, not labels")
+            n = num_samples or 1
+        shape = self.latent_shape if latent_size is None else (*self.latent_shape[:-2], *latent_size)
+        scheduler = make_scheduler(self.diffusion, self.model.config.learn_sigma, sampler, steps)
+        generator = torch.Generator().manual_seed(seed)
+        scale = self.diffusion.guidance_scale if guidance_scale is None else guidance_scale
+        latents = sample(self.model, scheduler, (n, *shape), labels, scale, generator, self.device, progress)
+        return self.decode(latents)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.model.save_pretrained(str(folder / "model"))
+        self.vae.save_pretrained(folder / "vae")
+        atomic_write_json(folder / PIPELINE_FILE, {"diffusion": dataclasses.asdict(self.diffusion),
+                                                   "latent_shape": list(self.latent_shape),
+                                                   "classes": self.classes, "info": self.info})
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device=None) -> "LatentDiffusionPipeline":
+        folder = Path(folder)
+        path = folder / PIPELINE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; expected a folder written by the diffusion trainer "
+                                    f"(model/, vae/, {PIPELINE_FILE})")
+        record = json.loads(path.read_text())
+        diffusion = build(DiffusionConfig, record["diffusion"], str(path))
+        pipe = cls(OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model"), diffusion,
+                   record["latent_shape"], record.get("classes"), record.get("info"))
+        return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

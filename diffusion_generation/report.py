@@ -1,0 +1,86 @@
+"""The experiment's result file: what was trained on what, how long each step took, and the metrics of its samples.
+
+    python -m diffusion_generation.report --run runs/small/dit_imagenet --metrics results/small/eval/dit_imagenet \
+        --scale small --out results/small/dit_imagenet.json
+
+Reads the run's files (latents/manifest.json, summary.json, samples/samples.json) and the files that eval/ wrote
+about its samples (`<metrics>/samples_cfg<s>.json` from eval.sample_metrics for each guidance scale s,
+`<metrics>/class_consistency.json` from eval.class_consistency for all of them), and writes one JSON in the
+house format of eval/results.py (metrics + context + git commit + time written).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+from pathlib import Path
+
+from shared.atomic import atomic_write_json
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the step that writes it first (see the Makefile)")
+    return json.loads(path.read_text())
+
+
+def git_commit() -> str | None:
+    """As eval/results.py records it (a generator package does not import eval/)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
+    summary = _read(run / "summary.json")
+    manifest = _read(Path(summary["latents"]) / "manifest.json")
+    sampling = _read(run / "samples" / "samples.json")
+    metrics, eval_seconds = {}, 0.0
+    consistency = _read(metrics_dir / "class_consistency.json")
+    eval_seconds += consistency.get("eval_seconds", 0.0)
+    shares = {row["guidance"]: row for row in consistency["metrics"]["class_consistency"]}
+    for key, folder in sampling["folders"].items():
+        fidelity = _read(metrics_dir / f"samples_cfg{key}.json")
+        eval_seconds += fidelity.get("eval_seconds", 0.0)
+        row = shares.get(folder["guidance_scale"], {})
+        metrics[f"cfg{key}"] = {"guidance_scale": folder["guidance_scale"], "n_samples": folder["n"],
+                                "sampling_seconds": folder["seconds"], **fidelity["metrics"],
+                                "class_consistency": row.get("share"),
+                                "class_mean_probability": row.get("mean_probability")}
+    classifier = {k: consistency["metrics"][k] for k in ("classifier_accuracy", "chance", "rises_with_guidance")}
+    settings = manifest["settings"]
+    seconds = {"extraction": manifest.get("extract_seconds"), "training": summary["wall_seconds"],
+               "sampling": sum(f["seconds"] for f in sampling["folders"].values()), "evaluation": eval_seconds}
+    return {"metrics": metrics, "classifier": classifier, "experiment": summary["experiment"], "scale": scale,
+            "data": {"source": settings["source"], "split": settings["split"], "items": manifest["source_items"],
+                     "rows": manifest["rows"], "augmentation": settings["augmentation"],
+                     "resolution": settings["resolution"], "frames": settings["num_frames"],
+                     "frame_stride": settings["frame_stride"], "latent_shape": settings["latent_shape"]},
+            "latent_scale": manifest["latent_scale"], "checkpoint": summary["final"],
+            "tokenizer": settings["tokenizer"], "tokenizer_sha256": settings["tokenizer_sha256"],
+            "steps": summary["steps"], "parameters": summary["parameters"], "wall_seconds": seconds,
+            "threads": summary["threads"], "precision": summary["precision"],
+            "sampling": {k: sampling[k] for k in ("sampler", "sampling_steps", "classes", "per_class", "seed")},
+            "config": summary["config"], "git_commit": git_commit(),
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the training run folder")
+    ap.add_argument("--metrics", required=True, help="folder of the eval/ result files of its samples")
+    ap.add_argument("--scale", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    report = build_report(Path(args.run), Path(args.metrics), args.scale)
+    atomic_write_json(args.out, report)
+    print(json.dumps({"wall_seconds": report["wall_seconds"], "metrics": report["metrics"]}, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""diffusion_generation/ end to end at the tiny scale: latents extracted with a (random) tiny KL tokenizer, the
+measured scale, training (loss falls, EMA, exact resume), the pipeline object and the sample folders."""
+import json
+
+import decord
+import pytest
+import torch
+from PIL import Image
+
+from diffusion_generation import extract_latents, sample
+from diffusion_generation.config import experiment_config
+from diffusion_generation.latents import LatentSet, posterior_moments, shard_posteriors
+from diffusion_generation.pipeline import LatentDiffusionPipeline
+from diffusion_generation.train import train
+from shared.data import EmbeddedPhotos, SampleKey
+from shared.extraction import ExtractionError
+from shared.training.checkpoint import load_checkpoint
+from tokenizer import OmniTokenizer
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion")
+    torch.manual_seed(0)
+    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(root / "vae")
+    extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(root / "vae"),
+                          "--out", str(root / "image_latents")])
+    extract_latents.main(["--scale", "tiny", "--experiment", "latte", "--tokenizer", str(root / "vae"),
+                          "--out", str(root / "video_latents"), "--set", "data.items=4"])
+    return root
+
+
+def test_extraction_stores_posteriors_of_original_and_flip(work):
+    data = LatentSet(work / "image_latents")
+    manifest = data.manifest
+    assert manifest["complete"] and manifest["rows"] == 2 * 16 and len(data) == 32
+    assert manifest["settings"]["latent_shape"] == [8, 8, 8] and data.latent_shape == (8, 8, 8)
+    assert manifest["settings"]["augmentation"] == "original + horizontal flip"
+    # rows of a batch: originals first, then their flips; each is the tokenizer's posterior of those pixels
+    vae = OmniTokenizer.from_pretrained(work / "vae").eval()
+    photos = EmbeddedPhotos("train", 32)
+    x = photos[SampleKey(1, 1, 32, 32)]["pixels"][None]  # item 1 of the extraction (seed 0 * 1_000_003 + 1)
+    with torch.no_grad():
+        post, post_flip = vae.encode(x).posterior, vae.encode(x.flip(-1)).posterior
+    batch = 8  # data.batch_size at tiny
+    assert torch.allclose(data.mean[1].float(), post.mean[0, :, 0], atol=2e-3)
+    assert torch.allclose(data.mean[batch + 1].float(), post_flip.mean[0, :, 0], atol=2e-3)
+    assert torch.allclose(data.logvar[1].float(), post.logvar[0, :, 0], atol=2e-2)
+    assert data.labels[1] == data.labels[batch + 1] == photos[SampleKey(1, 1, 32, 32)]["label"]
+    videos = LatentSet(work / "video_latents")
+    assert videos.latent_shape == (8, 2, 8, 8) and len(videos) == 8  # 5 frames at t = 4
+
+
+def test_measured_scale_gives_unit_variance_on_its_data(work):
+    data = LatentSet(work / "image_latents")
+    assert data.scale == pytest.approx(1 / posterior_moments(shard_posteriors(work / "image_latents"))[1])
+    # exactly: the variance of scale * (mean + sigma * noise) over the stored rows
+    scaled = posterior_moments([(data.mean.float() * data.scale, data.logvar.float() + 2 * torch.log(
+        torch.tensor(data.scale)))])
+    assert scaled[1] == pytest.approx(1.0, abs=1e-6)
+    # and as training draws them: every row sampled from its own seed
+    draws = torch.stack([data[SampleKey(i, 1000 + i, 0, 0)]["latents"] for i in range(len(data)) for _ in range(4)])
+    assert draws.std().item() == pytest.approx(1.0, abs=0.03)
+    # the same key gives the same sample (resume is exact); the mean at an int index
+    assert torch.equal(data[SampleKey(3, 7, 0, 0)]["latents"], data[SampleKey(3, 7, 0, 0)]["latents"])
+    assert torch.equal(data[3]["latents"], data.mean[3].float() * data.scale)
+
+
+def test_extraction_refuses_another_tokenizer_and_a_vq_one(work, tmp_path):
+    torch.manual_seed(1)
+    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "other")
+    with pytest.raises(ExtractionError, match="tokenizer_sha256"):
+        extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "other"),
+                              "--out", str(work / "image_latents")])
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    with pytest.raises(ValueError, match="KL one"):
+        extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vq"),
+                              "--out", str(tmp_path / "x")])
+
+
+def losses(run):
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_on_a_tiny_dataset(work, tmp_path):
+    cfg = experiment_config("tiny", "dit", ["train.steps=60", "train.log_every=10", "train.validate_every=1000"])
+    summary = train(cfg, work / "image_latents", tmp_path / "run")
+    curve = losses(tmp_path / "run")
+    assert summary["steps"] == 60 and len(curve) == 6
+    assert curve[-1] < 0.8 * curve[0]  # from ~1 (zero output: MSE of the noise itself)
+
+
+def test_training_resumes_exactly_after_a_kill(work, tmp_path):
+    overrides = ["train.steps=12", "train.checkpoint_every=4", "train.log_every=2", "train.validate_every=12"]
+    cfg = experiment_config("tiny", "latte", overrides)
+    straight = train(cfg, work / "video_latents", tmp_path / "a")
+    killed = train(cfg, work / "video_latents", tmp_path / "b", stop_at=6)  # checkpoint written at 6, then gone
+    assert killed["stopped_at"] == 6
+    resumed = train(cfg, work / "video_latents", tmp_path / "b")
+    assert straight["steps"] == resumed["steps"] == 12
+    models_a, opt_a, _ = load_checkpoint(tmp_path / "a" / "checkpoints" / "step_00000012")
+    models_b, opt_b, _ = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_00000012")
+    for name in ("model", "ema"):
+        for k in models_a[name]:
+            assert torch.equal(models_a[name][k], models_b[name][k]), (name, k)
+    assert torch.equal(opt_a["opt"]["state"][0]["exp_avg"], opt_b["opt"]["state"][0]["exp_avg"])
+    # the EMA trails the model: decay 0.9 over 12 steps from the initial weights
+    k = "final.linear.weight"
+    assert not torch.equal(models_a["ema"][k], models_a["model"][k]) and models_a["ema"][k].abs().sum() > 0
+    assert [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == \
+        [2, 4, 6, 8, 10, 12]
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    # a checkpoint of another configuration is refused
+    other = experiment_config("tiny", "latte", overrides + ["train.steps=20", "train.lr=0.01"])
+    with pytest.raises(ValueError, match="different configuration"):
+        train(other, work / "video_latents", tmp_path / "b")
+
+
+def test_ema_is_the_running_average_of_the_weights(work, tmp_path):
+    cfg = experiment_config("tiny", "dit", ["train.steps=2", "train.checkpoint_every=1", "train.keep_checkpoints=3",
+                                            "train.validate_every=100"])
+    train(cfg, work / "image_latents", tmp_path / "run", stop_at=2)
+    m1, _, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000001")
+    m2, _, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000002")
+    k = "blocks.0.attn.to_q.weight"
+    expected = 0.9 * m1["ema"][k] + 0.1 * m2["model"][k]
+    assert torch.allclose(m2["ema"][k], expected, atol=1e-7)
+
+
+def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
+    cfg = experiment_config("tiny", "dit", ["train.steps=4", "train.validate_every=4"])
+    summary = train(cfg, work / "image_latents", tmp_path / "run")
+    assert (tmp_path / "run" / "samples" / "step_00000004.png").is_file()
+    pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
+    assert pipe.model.config.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
+    a = pipe(labels=[0, 5], guidance_scale=2.0, sampler="ddim", steps=3, seed=0)
+    assert a.shape == (2, 3, 1, 32, 32) and a.abs().max() <= 1
+    pipe.save_pretrained(tmp_path / "copy")
+    b = LatentDiffusionPipeline.from_pretrained(tmp_path / "copy")(labels=[0, 5], guidance_scale=2.0, sampler="ddim",
+                                                                   steps=3, seed=0)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 22\)"):
+        pipe(labels=[22])
+    record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
+                          "--classes", "2", "--set", "diffusion.sampling_steps=3"])
+    assert set(record["folders"]) == {"1", "2"}
+    # the first two of the classes with training data (photos held out for validation have none)
+    trained = sorted(set(LatentSet(work / "image_latents").labels.tolist()))
+    assert pipe.info["trained_classes"] == trained
+    files = sorted(str(p.relative_to(tmp_path / "s" / "cfg2")) for p in (tmp_path / "s" / "cfg2").rglob("*.png"))
+    assert files == [f"{c:04d}/{i:05d}.png" for c in trained[:2] for i in range(2)]
+    assert Image.open(tmp_path / "s" / "cfg2" / files[-1]).size == (32, 32)
+    assert Image.open(tmp_path / "s" / "cfg2.png").size == (2 * 32, 2 * 32)  # a row per class
+    # run again (as after a kill): nothing is sampled again, the files and the grid stay the same
+    first = tmp_path / "s" / "cfg2" / files[0]
+    stamp, grid = first.stat().st_mtime_ns, (tmp_path / "s" / "cfg2.png").read_bytes()
+    sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "2",
+                 "--set", "diffusion.sampling_steps=3"])
+    assert first.stat().st_mtime_ns == stamp and (tmp_path / "s" / "cfg2.png").read_bytes() == grid
+    with pytest.raises(ValueError, match="other settings"):  # another sampler into the same folders
+        sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
+                     "--set", "diffusion.sampling_steps=3", "--set", "diffusion.sampler=ddim"])
+
+
+def test_video_samples_are_mp4_that_decord_reads_back_exactly(work, tmp_path):
+    cfg = experiment_config("tiny", "latte", ["train.steps=2", "train.validate_every=2"])
+    summary = train(cfg, work / "video_latents", tmp_path / "run")
+    assert (tmp_path / "run" / "samples" / "step_00000002.gif").is_file()
+    sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "1",
+                 "--guidance", "1", "--set", "diffusion.sampling_steps=2"])
+    pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
+    first = pipe.info["trained_classes"][0]
+    path = tmp_path / "s" / "cfg1" / f"{first:04d}" / "00000.mp4"
+    frames = decord.VideoReader(str(path)).get_batch(list(range(5))).asnumpy()
+    expected = pipe(labels=[first], guidance_scale=1.0, seed=0, steps=2)  # batch 0 of the folder has seed 0
+    assert frames.shape == (5, 32, 32, 3)  # 5-frame clips at tiny
+    expected = expected[0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    assert (frames == expected).all()
+
+
+def test_unconditional_variant_trains_and_samples_into_class_zero(work, tmp_path):
+    cfg = experiment_config("tiny", "dit", ["model.num_classes=0", "train.steps=3", "train.validate_every=3"])
+    summary = train(cfg, work / "image_latents", tmp_path / "run")
+    pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
+    assert pipe.model.condition.label_embed is None and pipe.info["trained_classes"] == []
+    with pytest.raises(ValueError, match="unconditional"):
+        pipe(labels=[1])
+    record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
+                          "--guidance", "1", "--per-class", "3", "--set", "diffusion.sampling_steps=2"])
+    assert record["folders"]["1"]["n"] == 3
+    assert sorted(p.name for p in (tmp_path / "s" / "cfg1").iterdir()) == ["0000"]
+    assert len(list((tmp_path / "s" / "cfg1" / "0000").glob("*.png"))) == 3
