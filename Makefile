@@ -12,13 +12,16 @@ DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--
 OUT ?= runs/$(SCALE)/tokenizer
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-fast tokenizer bench tables tables-build lm-imagenet dit-imagenet latte-ucf clean help
+.PHONY: setup test test-fast tokenizer bench tables tables-build lm-imagenet lm-ucf lm-k600 dit-imagenet latte-ucf clean help
 
 help:
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default); runs what is missing"
 	@echo "make bench       run the speed/memory benchmarks (writes bench/out/*.json)"
+	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
+	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
+	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=)"
 	@echo "make setup       create .venv and install the project (other targets do this for you)"
 
 $(STAMP): pyproject.toml
@@ -40,6 +43,8 @@ tokenizer: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json
+	$(PY) bench/lm_speed.py --out bench/out/lm_speed.json
+	$(PY) bench/diffusion_speed.py --out bench/out/diffusion_speed.json
 
 # ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
 # experiments (which result files the tables read, which run starts from which) is eval/experiments.py.
@@ -83,14 +88,102 @@ endif
 tables-build: $(TABLE_INPUTS)
 	$(PY) -m eval.tables --scale $(SCALE)
 
-lm-imagenet:
-	@echo "make lm-imagenet: the autoregressive generator (lm_generation/) has not landed yet." >&2; exit 2
+# ---- LM generator (lm_generation/): VQ tokenizer (the joint stage, trained if missing) -> codes -> LM training ->
+# sampling (one folder per guidance scale) -> eval.sample_metrics on each folder, eval.class_consistency on all of
+# them -> results/<scale>/lm_{imagenet,ucf,k600}.json. Each step resumes or reuses what a killed run left.
+VQ_TOKENIZER ?= runs/$(SCALE)/tokenizer/joint/final
+VQ_DEP := $(if $(wildcard $(VQ_TOKENIZER)/config.json),,$(RESULTS)/tokenizer.json)
+LM_GUIDANCE ?= $(if $(filter paper,$(SCALE)),1.0 1.5 2.0,1.0 2.0 4.0)
+LM_SIZE ?=
+LM_CODES = runs/$(SCALE)/codes/$(if $(1),$(notdir $(1)),embedded)_$(2)
+# $(1) run name, $(2) kind (image | video), $(3) extraction flags, $(4) codes folder, $(5) train flags,
+# $(6) reference flags for eval.sample_metrics, $(7) sampling flags, $(8) guidance scales ("none": unguided)
+define LM_RUN
+	$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) $(3) --scale $(SCALE) --out $(4)
+	$(PY) -m lm_generation.train --codes $(4) $(5) --scale $(SCALE) $(if $(LM_SIZE),--size $(LM_SIZE)) \
+		--out runs/$(SCALE)/$(1)
+	for g in $(8); do dir=runs/$(SCALE)/$(1)/samples/cfg$$g; \
+		$(PY) -m lm_generation.sample --model runs/$(SCALE)/$(1)/final --scale $(SCALE) $(7) \
+			$$([ $$g = none ] || echo --set sample.cfg_scale=$$g) --out $$dir --result $$dir/record.json && \
+		$(PY) -m eval.sample_metrics --kind $(2) --samples $$dir/samples $(6) $(GEN_EVAL_FLAGS) \
+			--out $(RESULTS)/eval/$(1)/samples_cfg$$g.json || exit 1; \
+	done
+endef
+LM_CONSISTENCY = $(PY) -m eval.class_consistency --kind $(2) --scale $(SCALE) $(3) \
+	$(foreach g,$(LM_GUIDANCE),--samples runs/$(SCALE)/$(1)/samples/cfg$(g)/samples --guidance $(g)) \
+	--out $(RESULTS)/eval/$(1)/class_consistency.json
+LM_REPORT = $(PY) -m lm_generation.report --run runs/$(SCALE)/$(1) --metrics $(RESULTS)/eval/$(1) --scale $(SCALE) --out $@
 
-dit-imagenet:
-	@echo "make dit-imagenet: the DiT generator (diffusion_generation/) has not landed yet." >&2; exit 2
+lm-imagenet: $(RESULTS)/lm_imagenet.json
+lm-ucf: $(RESULTS)/lm_ucf.json
+lm-k600: $(RESULTS)/lm_k600.json
 
-latte-ucf:
-	@echo "make latte-ucf: the Latte generator (diffusion_generation/) has not landed yet." >&2; exit 2
+# class-conditional ImageNet (small: the embedded photos, class = photo, 64 px)
+$(RESULTS)/lm_imagenet.json: | $(STAMP) $(VQ_DEP)
+	$(call LM_RUN,lm_imagenet,image,--images $(or $(DATA_IMAGES),embedded),$(call LM_CODES,$(DATA_IMAGES),images),,\
+		$(if $(DATA_IMAGES),--reference $(DATA_IMAGES) --split val,--reference embedded),,$(LM_GUIDANCE))
+	$(call LM_CONSISTENCY,lm_imagenet,image,$(if $(DATA_IMAGES),--images $(DATA_IMAGES)))
+	$(call LM_REPORT,lm_imagenet)
+
+# class-conditional UCF-101 (small: the embedded clips, class = camera motion or source video; 17 frames)
+$(RESULTS)/lm_ucf.json: | $(STAMP) $(VQ_DEP)
+	$(call LM_RUN,lm_ucf,video,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=ucf101,$(call \
+		LM_CODES,$(DATA_VIDEOS),clips),,--frames 17 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) --video-layout \
+		ucf101 --split train,--reference embedded),,$(LM_GUIDANCE))
+	$(call LM_CONSISTENCY,lm_ucf,video,$(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS) --video-layout ucf101))
+	$(call LM_REPORT,lm_ucf)
+
+# Kinetics-600 frame prediction, unconditional: the first 2 latent frames (5 frames) of held-out clips are given
+# (small: the embedded clips). Their codes come from a second extraction: the validation split, unflipped.
+$(RESULTS)/lm_k600.json: | $(STAMP) $(VQ_DEP)
+	$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) --videos $(or $(DATA_VIDEOS),embedded) \
+		--split val --set data.video_layout=classes --set data.flip=false --scale $(SCALE) \
+		--out $(call LM_CODES,$(DATA_VIDEOS),clips_val)
+	$(call LM_RUN,lm_k600,video,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=classes,$(call \
+		LM_CODES,$(DATA_VIDEOS),clips),--task frames,--frames 17 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) \
+		--video-layout classes --split val,--reference embedded),--codes $(call LM_CODES,$(DATA_VIDEOS),clips_val),none)
+	$(call LM_REPORT,lm_k600)
+
+# ---- diffusion generators (diffusion_generation/): VAE (the tokenizer's kl stage, trained if missing) -> latents
+# -> training -> sampling (one folder per guidance scale) -> eval.sample_metrics on each folder and
+# eval.class_consistency on all of them -> results/<scale>/{dit_imagenet,latte_ucf}.json. Every step resumes or
+# reuses what a killed run left: run the same command again.
+VAE ?= runs/$(SCALE)/tokenizer/kl/final
+VAE_DEP := $(if $(wildcard $(VAE)/config.json),,$(RESULTS)/tokenizer.json)
+GEN_EVAL_FLAGS = --scale $(SCALE) $(if $(filter paper,$(SCALE)),--resolution 256,--resolution 64) \
+	$(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS)) $(if $(I3D_WEIGHTS),--i3d-weights $(I3D_WEIGHTS)) \
+	$(if $(filter 1,$(ALLOW_RANDOM_FEATURES)),--allow-random-features)
+# $(1) experiment (dit | latte), $(2) kind (image | video), $(3) data folder (empty: embedded), $(4) run name,
+# $(5) reference flags for eval.sample_metrics, $(6) data flag for eval.class_consistency
+define DIFFUSION_RUN
+	$(PY) -m diffusion_generation.extract_latents --scale $(SCALE) --experiment $(1) --tokenizer $(VAE) \
+		--out runs/$(SCALE)/$(4)/latents $(if $(3),--set data.source=$(3))
+	$(PY) -m diffusion_generation.train --scale $(SCALE) --experiment $(1) --latents runs/$(SCALE)/$(4)/latents \
+		--out runs/$(SCALE)/$(4)
+	$(PY) -m diffusion_generation.sample --scale $(SCALE) --experiment $(1) --pipeline runs/$(SCALE)/$(4)/final \
+		--out runs/$(SCALE)/$(4)/samples
+	folders=""; for dir in runs/$(SCALE)/$(4)/samples/cfg*/; do cfg=$$(basename $$dir); \
+		$(PY) -m eval.sample_metrics --kind $(2) --samples $$dir $(5) $(GEN_EVAL_FLAGS) \
+			--out $(RESULTS)/eval/$(4)/samples_$$cfg.json || exit 1; \
+		folders="$$folders --samples $$dir --guidance $${cfg#cfg}"; \
+	done; \
+	$(PY) -m eval.class_consistency --kind $(2) $$folders --scale $(SCALE) $(6) \
+		--out $(RESULTS)/eval/$(4)/class_consistency.json
+	$(PY) -m diffusion_generation.report --run runs/$(SCALE)/$(4) --metrics $(RESULTS)/eval/$(4) --scale $(SCALE) \
+		--out $@
+endef
+
+dit-imagenet: $(RESULTS)/dit_imagenet.json
+latte-ucf: $(RESULTS)/latte_ucf.json
+
+$(RESULTS)/dit_imagenet.json: | $(STAMP) $(VAE_DEP)
+	$(call DIFFUSION_RUN,dit,image,$(DATA_IMAGES),dit_imagenet,$(if $(DATA_IMAGES),--reference $(DATA_IMAGES) \
+		--split train,--reference embedded),$(if $(DATA_IMAGES),--images $(DATA_IMAGES)))
+
+$(RESULTS)/latte_ucf.json: | $(STAMP) $(VAE_DEP)
+	$(call DIFFUSION_RUN,latte,video,$(DATA_VIDEOS),latte_ucf,--frames 16 $(if $(DATA_VIDEOS),--reference \
+		$(DATA_VIDEOS) --video-layout ucf101 --split train,--reference embedded),$(if $(DATA_VIDEOS),--videos \
+		$(DATA_VIDEOS) --video-layout ucf101))
 
 clean:
 	rm -rf $(VENV) runs bench/out

@@ -25,27 +25,14 @@ import time
 import torch
 
 from shared.atomic import atomic_write_json
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, SampleKey, VideoFolder
+from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.data.transforms import as_size
-from shared.extraction import MANIFEST, extract, file_sha256
+from shared.extraction import MANIFEST, SeededItems, extract, flipped_labels, mirrored_labels
+from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, experiment_config
 from .latents import posterior_moments, scale_from_std, shard_posteriors
-
-
-class SeededItems(torch.utils.data.Dataset):
-    """Item i of an embedded dataset drawn with a fixed seed (a random crop / clip, the same on every run)."""
-
-    def __init__(self, dataset, seed: int = 0):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        h, w = self.dataset.size
-        return self.dataset[SampleKey(i, self.seed * 1_000_003 + i, h, w)]
 
 
 def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str]]:
@@ -63,8 +50,9 @@ def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str
     return base, list(base.classes)
 
 
-def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device):
-    """encode(batch) -> {"mean", "logvar", "labels"}: original rows, then flipped rows."""
+def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mirror: torch.Tensor | None = None):
+    """encode(batch) -> {"mean", "logvar", "labels"}: original rows, then flipped rows. mirror: label -> label of
+    the flipped item (shared.extraction.mirrored_labels)."""
 
     def encode(batch: dict) -> dict:
         x = batch["pixels"].to(device)
@@ -77,7 +65,8 @@ def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device):
         mean, logvar = torch.cat(means), torch.cat(logvars)  # (B', C, T', h, w)
         if images:
             mean, logvar = mean[:, :, 0], logvar[:, :, 0]
-        labels = batch["label"].long().repeat(len(views))
+        labels = batch["label"].long()
+        labels = torch.cat([labels, flipped_labels(labels, mirror)] if flip else [labels])
         return {"mean": mean.half().cpu(), "logvar": logvar.half().cpu(), "labels": labels.cpu()}
 
     return encode
@@ -110,7 +99,7 @@ def main(argv=None) -> dict:
                 "frame_stride": data.frame_stride, "latent_shape": latent_shape,
                 "augmentation": "original + horizontal flip" if data.flip else "original",
                 "arrays": "mean, logvar (float16 posterior), labels", "classes": classes}
-    encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device)
+    encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset))
     t0 = time.perf_counter()
     manifest = extract(dataset, encode, args.out, settings, batch_size=data.batch_size, restart=args.restart,
                        desc=f"latents ({args.experiment})", num_items=items)

@@ -13,26 +13,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 from pathlib import Path
 
 from shared.atomic import atomic_write_json
+from shared.provenance import git_commit
 
 
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run the step that writes it first (see the Makefile)")
     return json.loads(path.read_text())
-
-
-def git_commit() -> str | None:
-    """As eval/results.py records it (a generator package does not import eval/)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.transforms import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image_rgb, resize_and_crop, to_unit_range
-from shared.feature_weights import file_sha256
+from shared.provenance import file_sha256
 
 from .classifier import PRESETS, ConvClassifier, RealData, autocast, device, load_or_train, predict
 from .results import write_result

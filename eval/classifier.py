@@ -55,7 +55,7 @@ from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, SampleKey, V
 from shared.data.collate import collate
 from shared.data.embedded import REAL_VIDEOS
 from shared.data.sampling import StepSchedule, step_loader
-from shared.feature_weights import file_sha256
+from shared.provenance import file_sha256
 from shared.training import lr_at, set_lr
 
 HELD_OUT_SEED = 2**31 - 1  # StepSchedule seeds are taken modulo 2**31 - 1: seeds from here on are never trained on

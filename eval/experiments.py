@@ -139,15 +139,12 @@ def run_dependencies(scale: str) -> dict[str, set[str]]:
 
 
 def make_rules(scale: str, root: str = "results") -> str:
-    """Make text: TABLE_INPUTS (the result files the tables read that this scale's config can make), the rule of
-    each generator's result, and the order of runs (a run waits for the run whose stage it starts from)."""
+    """Make text: TABLE_INPUTS (the result files the tables read that this scale's config can make) and the order
+    of runs (a run waits for the run whose stage it starts from)."""
     runs = runs_in_config(scale)
     inputs = sorted({str(r.result(scale, root)) for r in ROWS if r.run in runs})
-    inputs += [str(r.result(scale, root)) for r in GENERATION_ROWS]
+    inputs += [str(r.result(scale, root)) for r in GENERATION_ROWS]  # the Makefile's generator rules make these
     lines = [f"TABLE_INPUTS := {' '.join(inputs)}"]
-    for r in GENERATION_ROWS:  # a generator's chain is its make target; it reuses the tokenizer the tables train
-        lines += [f"{r.result(scale, root)}: | {run_result(scale, DEFAULT, root)}",
-                  f"\t$(MAKE) --no-print-directory {r.target} SCALE={scale}"]
     for run, deps in sorted(run_dependencies(scale).items()):
         if deps:
             lines.append(f"{run_result(scale, run, root)}: | {' '.join(str(run_result(scale, d, root)) for d in sorted(deps))}")

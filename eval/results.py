@@ -2,19 +2,10 @@
 from __future__ import annotations
 
 import datetime
-import subprocess
 from pathlib import Path
 
 from shared.atomic import atomic_write_json
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+from shared.provenance import git_commit
 
 
 def write_result(path: str | Path, metrics: dict, **context) -> Path:

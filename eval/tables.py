@@ -105,7 +105,7 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
     data = rec.get("data") or {}
     data_text = ", ".join(f"{k} {data[k]}" for k in ("source", "split", "items", "resolution", "frames") if k in data)
     out = []
-    for entry in sorted(rec["metrics"].values(), key=lambda e: e.get("guidance_scale", 0)):
+    for entry in sorted(rec["metrics"].values(), key=lambda e: e.get("guidance_scale") or 0):
         metric = entry.get(row.metric) or {}
         network = entry.get("network") or metric.get("network") or ""
         network = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
@@ -113,7 +113,7 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
         isc = _number(entry.get("inception_score"))
         pr = [_number(entry.get(k)) for k in ("precision", "recall")]
         share = entry.get("class_consistency")
-        out.append([row.label, f"{entry.get('guidance_scale', '')}",
+        out.append([row.label, "none" if entry.get("guidance_scale") is None else f"{entry['guidance_scale']}",
                     f"{row.metric.upper()} ({network}; n={metric.get('n', ['?'])[0]}, d={metric.get('dim', '?')})",
                     "" if value is None else f"{value:.2f}", "" if isc is None else f"{isc:.2f}",
                     " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",

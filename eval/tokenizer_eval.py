@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from shared.feature_weights import file_sha256
+from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 from tokenizer.evaluate import evaluate
 from shared.metrics.lpips import PerceptualLoss

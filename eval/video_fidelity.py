@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from shared.feature_weights import file_sha256, resolve_weights
+from shared.feature_weights import resolve_weights
+from shared.provenance import file_sha256
 
 from .frechet import frechet_from_features
 from .i3d import InceptionI3d

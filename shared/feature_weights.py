@@ -4,13 +4,14 @@ download; else (offline) a clear error; only when the caller allows it, a fixed-
 of the same network, which every loss record and result then names as such."""
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from shared.provenance import file_sha256
 
 
 @dataclass
@@ -19,14 +20,6 @@ class FeatureWeights:
     source: str  # where they came from, for result files
     sha256: str | None  # of the weights file, when there is one
     random: bool = False
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, allow_random: bool,

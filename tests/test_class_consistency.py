@@ -185,7 +185,7 @@ def test_command_line_writes_the_share_at_each_guidance_scale(two_photos, traine
 
 @pytest.mark.parametrize("quantizer", ["vq", "kl"])  # the LM's VQVAE, the diffusion models' VAE
 def test_reconstruction_ceiling_scores_the_tokenizers_reconstructions_of_held_out_items(trained, tmp_path, quantizer):
-    from shared.feature_weights import file_sha256
+    from shared.provenance import file_sha256
     from tokenizer import OmniTokenizer
 
     data, net, record, _ = trained

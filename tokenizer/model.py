@@ -20,7 +20,6 @@ chunk, not by the length of the video.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 

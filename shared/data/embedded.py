@@ -216,6 +216,10 @@ class EmbeddedClips(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def mirrored_labels(self) -> torch.Tensor:
+        """label -> the label of the same clip flipped horizontally (pans and rotations swap; others keep theirs)."""
+        return torch.tensor([self.classes.index(MIRRORED.get(c, c)) for c in self.classes])
+
     def _real(self, name: str, size: tuple[int, int], rng: random.Random | None, window: int) -> torch.Tensor:
         short = max(size) if rng is None else round(1.4 * max(size))
         video = load_video(name, short)

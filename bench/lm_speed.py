@@ -1,0 +1,207 @@
+"""Speed of the LM generator (issue 10, section 7). Writes JSON.
+
+Cached sampling with classifier-free guidance (one doubled batch, our loop), against (a) recomputing the whole
+prefix at every token and (b) transformers' `generate(guidance_scale=...)` on the same model, plus training
+tokens/s, for the `small` model and the paper's 227M shape, both on ImageNet's layout (8192 codes + 1000
+classes + null, 1 + 32x32 = 1025 tokens). The fp32 matmul rate is measured in the same run, and sampling's
+FLOP rate is given as a fraction of it.
+
+FLOPs of sampling are counted from the shapes: a row of the (doubled) batch costs, per generated token,
+2 * (the transformer's matmul weights + the output head) + 4 * layers * width * (context length) for attention.
+Besides the square 2048^2 rate, the rate of the decode step's own product ((2 x batch) x width @ width x
+SwiGLU width) is measured: with 16 rows a CPU runs it at a fraction of the square rate, and that is the most
+a decode step can reach at batch 8.
+
+    python bench/lm_speed.py --out bench/out/lm_speed.json                  # CPU, fp32
+    python bench/lm_speed.py --device cuda --dtype bf16 --out bench/out/lm_speed_cuda.json
+
+On a CPU the 227M shape generates fewer tokens than 1024 (--tokens-227m); the JSON says how many.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lm_generation.config import lm_config  # noqa: E402
+from lm_generation.model import CodeLayout, build_lm, lm_loss  # noqa: E402
+from lm_generation.sampling import sample_codes  # noqa: E402
+
+IMAGENET = CodeLayout(codebook_size=8192, num_classes=1000, grid=(1, 32, 32), size=(1, 256, 256))
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_gflops(device: str, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def skinny_matmul_gflops(rows: int, width: int, inner: int, device: str, dtype: torch.dtype,
+                         repeats: int = 50) -> float:
+    """The rate of the model's own decode-step product, (rows x width) @ (width x inner): the most a step can
+    reach with so few rows (on a CPU far below the square 2048^2 rate)."""
+    a = torch.randn(rows, width, device=device, dtype=dtype)
+    w = torch.randn(inner, width, device=device, dtype=dtype)
+    for _ in range(3):
+        torch.nn.functional.linear(a, w)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        torch.nn.functional.linear(a, w)
+    sync(device)
+    return 2 * rows * width * inner * repeats / (time.perf_counter() - t) / 1e9
+
+
+def layout_for(new_tokens: int) -> CodeLayout:
+    """ImageNet's vocabulary with a sequence of 1 + new_tokens (1025 for the whole 32x32 grid)."""
+    return CodeLayout(IMAGENET.codebook_size, IMAGENET.num_classes, (1, 1, new_tokens), (1, 8, 8 * new_tokens))
+
+
+def sampling_flops(model, rows: int, new_tokens: int) -> float:
+    c = model.config
+    matmul = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n)
+    attention = sum(4 * c.num_hidden_layers * c.hidden_size * ctx for ctx in range(1, new_tokens + 1))
+    return rows * (2 * matmul * new_tokens + attention)
+
+
+def timed(fn, device: str) -> float:
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def bench_sampling(shape, new_tokens: int, uncached_tokens: int, batch: int, device: str, dtype: str,
+                   matmul_rate: float) -> dict:
+    torch.manual_seed(0)
+    layout = layout_for(new_tokens)
+    model = build_lm(shape, layout).to(device).eval()
+    torch.nn.init.normal_(model.lm_head.weight, std=0.02)
+    labels = torch.arange(batch) % layout.num_classes
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda") and dtype == "bf16")
+    n_layer_params = sum(p.numel() for p in model.parameters())
+
+    def ours(use_cache: bool, m=model):
+        with autocast:
+            sample_codes(m, labels, cfg_scale=4.0, seed=0, use_cache=use_cache)
+
+    ours(True)  # warm-up (allocations, kernels)
+    cached_s = timed(lambda: ours(True), device)
+    out = {"parameters": n_layer_params, "new_tokens": new_tokens, "batch": batch, "rows_with_guidance": 2 * batch}
+    flops = sampling_flops(model, 2 * batch, new_tokens)
+    skinny = skinny_matmul_gflops(2 * batch, shape.width, shape.intermediate, device,
+                                  torch.bfloat16 if dtype == "bf16" else torch.float32)
+    out["cached"] = {"seconds": cached_s, "tokens_per_s": batch * new_tokens / cached_s,
+                     "gflop": flops / 1e9, "gflop_per_s": flops / cached_s / 1e9,
+                     "fraction_of_matmul_rate": flops / cached_s / 1e9 / matmul_rate,
+                     "batch_matmul_gflop_per_s": skinny,
+                     "fraction_of_batch_matmul_rate": flops / cached_s / 1e9 / skinny}
+
+    # (a) recomputing the prefix every token, on the first `uncached_tokens` tokens
+    short = build_lm(shape, layout_for(uncached_tokens)).to(device).eval()
+    short.load_state_dict(model.state_dict())
+    cached_short = timed(lambda: ours(True, short), device)
+    uncached_short = timed(lambda: ours(False, short), device)
+    out["recompute_prefix"] = {"new_tokens": uncached_tokens, "seconds": uncached_short,
+                               "tokens_per_s": batch * uncached_tokens / uncached_short,
+                               "cached_seconds_same_tokens": cached_short,
+                               "cached_speedup": uncached_short / cached_short}
+
+    # (b) transformers' generate() with its own guidance (a second forward pass), top_k=0 so it samples the same way
+    prompt = layout.class_tokens(labels.to(device))[:, None]
+    null = torch.full_like(prompt, layout.null_token)
+
+    def hf_generate():
+        with torch.no_grad(), autocast:
+            model.generate(input_ids=prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
+                           top_k=0, top_p=1.0, temperature=1.0, guidance_scale=4.0, negative_prompt_ids=null,
+                           pad_token_id=layout.null_token)
+
+    hf_s = timed(hf_generate, device)
+    out["generate"] = {"seconds": hf_s, "tokens_per_s": batch * new_tokens / hf_s, "ours_speedup": hf_s / cached_s}
+    return out
+
+
+def bench_training(shape, layout: CodeLayout, batch: int, steps: int, device: str, dtype: str) -> dict:
+    torch.manual_seed(0)
+    model = build_lm(shape, layout).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    codes = torch.randint(0, layout.codebook_size, (batch, *layout.grid), device=device)
+    labels = torch.randint(0, layout.num_classes, (batch,), device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda") and dtype == "bf16")
+
+    def step():
+        with autocast:
+            loss = lm_loss(model, codes, labels, layout)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    seconds = timed(lambda: [step() for _ in range(steps)], device)
+    tokens = batch * layout.seq_len * steps
+    return {"batch": batch, "sequence": layout.seq_len, "steps": steps, "seconds": seconds,
+            "tokens_per_s": tokens / seconds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench/out/lm_speed.json")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--tokens-small", type=int, default=1024)
+    ap.add_argument("--tokens-227m", type=int, default=1024)
+    ap.add_argument("--uncached-tokens", type=int, default=64, help="tokens of the recompute-the-prefix comparison")
+    ap.add_argument("--train-batch-227m", type=int, default=8)
+    args = ap.parse_args()
+    dev = args.device
+    matmul_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    rate = matmul_gflops(dev, matmul_dtype)
+    small, paper = lm_config("small"), lm_config("paper")
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": dev,
+                    "gpu": torch.cuda.get_device_name() if dev.startswith("cuda") else None,
+                    "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "dtype": args.dtype, "matmul_gflop_per_s": rate,
+        "flops_rule": "per generated token and row: 2 * matmul weights (incl. head) + 4 * layers * width * context",
+        "sampling": {
+            "small": bench_sampling(small.model, args.tokens_small, args.uncached_tokens, args.batch, dev, args.dtype, rate),
+            "227M": bench_sampling(paper.shape("227M"), args.tokens_227m, args.uncached_tokens, args.batch, dev,
+                                   args.dtype, rate),
+        },
+        "training": {
+            "small_images_64px": bench_training(small.model, CodeLayout(1024, 22, (1, 8, 8), (1, 64, 64)),
+                                                small.train.batch_size, 5, dev, args.dtype),
+            "227M_imagenet_256": bench_training(paper.shape("227M"), IMAGENET, args.train_batch_227m, 2, dev,
+                                                args.dtype),
+        },
+        "matmul_gflop_per_s_after": matmul_gflops(dev, matmul_dtype),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Autoregressive generation over OmniTokenizer-VQVAE codes: extraction, a Llama LM, sampling, training."""

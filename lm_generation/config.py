@@ -1,0 +1,105 @@
+"""The LM generator's configuration: dataclasses mapped from configs/<scale>.yaml (tiny, small, paper).
+
+    cfg = lm_config("small", overrides=["train.steps=100", "model.layers=4"], task="video")
+
+Sections: `model` (the transformer's shape; the vocabulary and sequence length come from the extracted codes),
+`sizes` (other named shapes of that scale: paper's 227M), `data` (what extraction encodes), `train`, `sample`,
+and `tasks` (overrides of `train` / `sample` for the video and frame-prediction tasks, 5x longer sequences).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from shared.config import ConfigError, apply_overrides, build, read_yaml, scale_file
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class GPTShape:
+    layers: int = 24
+    heads: int = 16
+    width: int = 1536
+    intermediate: int = 3584  # SwiGLU inner width
+    attention_dropout: float = 0.0
+    rope_theta: float = 10000.0
+
+
+@dataclass
+class DataConfig:
+    resolution: int = 256
+    num_frames: int = 17  # frames of a clip (17 -> 5 latent frames at t = 4)
+    frame_stride: int = 1
+    video_layout: Literal["ucf101", "classes", "plain"] = "ucf101"
+    image_split: str = "train"
+    video_split: str = "train"
+    embedded_items: int = 2048  # embedded data: how many random crops / clips to encode (the real folders: all)
+    flip: bool = True  # also store each item's horizontal flip (LlamaGen's default augmentation)
+    shard_size: int = 1024  # source items per shard
+    batch_size: int = 16  # items encoded at once
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 32  # per process
+    lr: float = 1e-3
+    min_lr: float = 1e-3
+    warmup_steps: int = 0
+    decay: Literal["constant", "cosine"] = "constant"
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    class_dropout: float = 0.1  # share of sequences whose class token becomes the null class (for guidance)
+    conditional: bool = True  # false: every sequence gets the null class (unconditional, as K600)
+    cond_latent_frames: int = 2  # frame prediction: latent frames given (2 = the first 5 video frames)
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    validate_every: int = 500  # a sample grid (the final one is always made)
+    max_nonfinite_in_row: int = 8
+
+
+@dataclass
+class SampleConfig:
+    cfg_scale: Optional[float] = 1.5  # None: no guidance (conditional logits only)
+    cfg_interval: Optional[tuple[float, float]] = None  # guidance only on this share of the generated tokens
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    seed: int = 0
+    per_class: int = 8
+    batch_size: int = 16
+    grid_classes: int = 8  # classes shown in the validation grid
+
+
+@dataclass
+class LMConfig:
+    model: GPTShape = field(default_factory=GPTShape)
+    sizes: dict[str, GPTShape] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    # per task ("video", "frames"): overrides of the train and sample sections, e.g. {"train": {"steps": 500}}
+    tasks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def shape(self, size: str | None) -> GPTShape:
+        """The model shape: `model`, or the named entry of `sizes`."""
+        if size is None:
+            return self.model
+        if size not in self.sizes:
+            raise ConfigError(f"no model size {size!r} in this config; sizes: {sorted(self.sizes) or 'none'}")
+        return self.sizes[size]
+
+
+def lm_config(scale: str | Path, overrides: list[str] | None = None, task: str | None = None) -> LMConfig:
+    """A scale's config; with `task`, its `tasks[task]` sections applied first, then the `overrides` (--set)."""
+    values = read_yaml(scale_file(scale, CONFIG_DIR))
+    for section, changes in (values.get("tasks", {}).get(task, {}) if task else {}).items():
+        if section not in ("train", "sample"):
+            raise ConfigError(f"{scale}: tasks.{task}.{section}: only train and sample can be set per task")
+        values[section] = {**values.get(section, {}), **changes}
+    return build(LMConfig, apply_overrides(values, overrides), str(scale_file(scale, CONFIG_DIR)))

@@ -1,0 +1,115 @@
+"""Encode a dataset once with a trained OmniTokenizer-VQVAE: code indices (uint16) + labels, in shards.
+
+    python -m lm_generation.extract_codes --tokenizer runs/small/tokenizer/joint/final --images embedded \
+        --scale small --out runs/small/codes/images                        # embedded photos (class = photo)
+    python -m lm_generation.extract_codes --tokenizer T --videos embedded --scale small --out runs/small/codes/clips
+    python -m lm_generation.extract_codes --tokenizer T --images /data/imagenet --scale paper --out codes/in256
+    python -m lm_generation.extract_codes --tokenizer T --videos /data/ucf101 --set data.video_layout=ucf101 \
+        --scale paper --out codes/ucf
+
+Images: the ImageNet layout (or a plain folder), centre crop at `data.resolution`; the embedded photos:
+`data.embedded_items` random crops (training split). Videos: UCF-101 / Kinetics class folders / plain, the
+centre clip of `data.num_frames` frames (17 -> 5 latent frames); the embedded clips: `data.embedded_items`
+random clips. With `data.flip` (default) each item is stored twice: as is and flipped horizontally.
+
+The folder (shared/extraction.py) holds `codes` (rows, T', h, w) uint16, `labels` (rows,) int64 and a
+manifest with the tokenizer and its sha256, the settings and the class names. A killed run resumes; another
+tokenizer or setting is refused (new --out, or --restart).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
+from shared.extraction import SeededItems, extract, flipped_labels, mirrored_labels
+from shared.provenance import file_sha256
+from tokenizer import OmniTokenizer
+
+from .config import DataConfig, lm_config
+
+EMBEDDED_SEED = 12345  # random crops / clips of the embedded data: item i uses seed EMBEDDED_SEED + i
+
+
+def build_dataset(kind: str, source: str, split: str, data: DataConfig):
+    """The dataset to encode and its class names."""
+    size = (data.resolution, data.resolution)
+    if kind == "image":
+        if source == "embedded":
+            ds = EmbeddedPhotos(split, size)
+            return (SeededItems(ds, EMBEDDED_SEED, data.embedded_items) if split == "train" else ds), list(ds.classes)
+        ds = ImageFolder(source, split, size)
+        return ds, list(ds.classes)
+    clip = dict(num_frames=data.num_frames, frame_stride=data.frame_stride)
+    if source == "embedded":
+        ds = EmbeddedClips(split, size, **clip)
+        return (SeededItems(ds, EMBEDDED_SEED, data.embedded_items) if split == "train" else ds), list(ds.classes)
+    ds = VideoFolder(source, data.video_layout, split=split, resolution=size, **clip)
+    return ds, list(ds.classes)
+
+
+def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | None = None):
+    """batch -> {"codes": (rows, T', h, w) uint16, "labels": (rows,)}; rows: item 0, its flip, item 1, ...
+    mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
+    dtype = torch.uint16 if tok.config.codebook_size <= 2**16 else torch.int32
+
+    def encode(batch: dict) -> dict:
+        x = batch["pixels"].to(device)
+        views = [x, x.flip(-1)] if flip else [x]
+        codes = torch.stack([tok.encode(v).indices for v in views], 1).flatten(0, 1)
+        labels = batch["label"].long()
+        labels = torch.stack([labels, flipped_labels(labels, mirror)] if flip else [labels], 1).flatten()
+        return {"codes": codes.to(torch.int32).to(dtype).cpu(), "labels": labels.long().cpu()}
+
+    return encode
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", required=True, help="a VQ tokenizer's save_pretrained folder")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="'embedded' or an image folder (ImageNet layout or plain)")
+    src.add_argument("--videos", help="'embedded' or a video folder (layout: data.video_layout)")
+    ap.add_argument("--out", required=True, help="extraction folder (shards + manifest.json)")
+    ap.add_argument("--split", default=None, help="default: data.image_split / data.video_split of the config")
+    ap.add_argument("--scale", default="small", help="tiny | small | paper | path to a YAML (its data: section)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
+    ap.add_argument("--restart", action="store_true", help="discard what --out holds and extract again")
+    args = ap.parse_args(argv)
+    data = lm_config(args.scale, args.set).data
+    kind = "image" if args.images else "video"
+    source = args.images or args.videos
+    split = args.split or (data.image_split if kind == "image" else data.video_split)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = OmniTokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
+    if tok.config.quantizer != "vq":
+        raise SystemExit(f"{args.tokenizer}: a {tok.config.quantizer.upper()} tokenizer; code extraction needs a VQ one "
+                         f"(quantizer vq, the OmniTokenizer-VQVAE)")
+    frames = 1 if kind == "image" else data.num_frames
+    p = tok.config.patch_size
+    grid = [tok.latent_frames(frames), -(-data.resolution // p), -(-data.resolution // p)]
+    dataset, classes = build_dataset(kind, source, split, data)
+    embedded_train = source == "embedded" and split == "train"
+    settings = {
+        "tokenizer": str(Path(args.tokenizer).resolve()), "tokenizer_sha256": file_sha256(args.tokenizer),
+        "kind": kind, "source": source if source == "embedded" else str(Path(source).resolve()), "split": split,
+        "resolution": data.resolution, "frames": frames, "frame_stride": data.frame_stride if kind == "video" else 1,
+        "video_layout": data.video_layout if kind == "video" and source != "embedded" else None,
+        "grid": grid, "codebook_size": tok.config.codebook_size,
+        "augmentation": ("seeded random crop" if embedded_train else "centre crop")
+                        + (" + horizontal flip" if data.flip else ""),
+        "embedded_seed": EMBEDDED_SEED if embedded_train else None,
+        "class_names": classes,
+    }
+    manifest = extract(dataset, code_encoder(tok, data.flip, device, mirrored_labels(dataset)), args.out, settings, shard_size=data.shard_size,
+                       batch_size=data.batch_size, restart=args.restart, desc=f"codes {kind}")
+    print(json.dumps({"out": args.out, "rows": manifest["rows"], "grid": grid,
+                      "unreadable": len(manifest["unreadable"])}))
+    return manifest
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Tokenizer + LM in one object, for use from Python.
+
+    pipe = ARPipeline.from_pretrained("runs/small/lm_imagenet/final")
+    images = pipe(labels=torch.tensor([0, 5]), cfg_scale=2.0, seed=0)        # (2, 3, 1, H, W) in [-1, 1]
+    clips = pipe.predict(first_frames, cfg_scale=None)                        # frame prediction: (B, 3, 17, H, W)
+
+A pipeline folder is the LM's `save_pretrained` folder (config.json with the code layout, model.safetensors)
+with the VQ tokenizer's own save_pretrained folder inside it as `tokenizer/`.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import LlamaForCausalLM
+
+from tokenizer import OmniTokenizer
+
+from .model import CodeLayout, layout_of
+from .sampling import sample_codes
+
+TOKENIZER_DIR = "tokenizer"
+
+
+class ARPipeline:
+    def __init__(self, lm: LlamaForCausalLM, tokenizer: OmniTokenizer):
+        if tokenizer.config.quantizer != "vq":
+            raise ValueError("the LM generates VQ codes: its tokenizer must be an OmniTokenizer-VQVAE (quantizer vq)")
+        layout = layout_of(lm)
+        if tokenizer.config.codebook_size != layout.codebook_size:
+            raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries, the LM was trained on "
+                             f"{layout.codebook_size}")
+        self.lm, self.tokenizer = lm.eval(), tokenizer.eval()
+
+    @property
+    def layout(self) -> CodeLayout:
+        return layout_of(self.lm)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ARPipeline":
+        folder = Path(folder)
+        if not (folder / "config.json").is_file() or not (folder / TOKENIZER_DIR).is_dir():
+            raise FileNotFoundError(f"{folder}: not a pipeline folder (expected config.json, model.safetensors and "
+                                    f"{TOKENIZER_DIR}/ from ARPipeline.save_pretrained or lm_generation.train)")
+        lm = LlamaForCausalLM.from_pretrained(folder).to(device)
+        return cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device))
+
+    def save_pretrained(self, folder: str | Path, tokenizer_folder: str | Path | None = None) -> Path:
+        """The LM, and the tokenizer (copied from `tokenizer_folder` byte for byte when given, else saved)."""
+        folder = Path(folder)
+        self.lm.save_pretrained(folder)
+        target = folder / TOKENIZER_DIR
+        if tokenizer_folder is not None:
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(tokenizer_folder, target)
+        else:
+            self.tokenizer.save_pretrained(target)
+        return folder
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, T', h, w) -> pixels (B, 3, T, H, W) in [-1, 1]."""
+        return self.tokenizer.decode_indices(codes, size=self.layout.size).clamp(-1, 1)
+
+    @torch.no_grad()
+    def __call__(self, labels: torch.Tensor | None = None, given: torch.Tensor | None = None, **sampling) -> torch.Tensor:
+        """Samples as pixels; `labels` (B,) classes (None: unconditional), `given` codes for frame prediction;
+        `sampling`: cfg_scale, cfg_interval, temperature, top_k, top_p, seed (see sampling.sample_codes)."""
+        return self.decode(sample_codes(self.lm, labels, given, **sampling))
+
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor, labels: torch.Tensor | None = None, **sampling) -> torch.Tensor:
+        """Frame prediction: pixels (B, 3, T, H, W) whose first 1 + (cond_frames - 1) * t frames are used (5 for
+        2 latent frames at t = 4) -> the whole clip, those frames' codes kept as given."""
+        layout = self.layout
+        t = self.tokenizer.config.temporal_patch_size
+        needed = 1 + (layout.cond_frames - 1) * t
+        if layout.cond_frames == 0:
+            raise ValueError("this LM does not predict frames (trained with no given latent frames)")
+        if frames.dim() != 5 or frames.shape[2] < needed:
+            raise ValueError(f"frames must be (B, 3, >= {needed}, H, W), got {tuple(frames.shape)}")
+        device = next(self.lm.parameters()).device
+        given = self.tokenizer.encode(frames[:, :, :needed].to(device)).indices
+        return self(labels, given.reshape(given.shape[0], -1), **sampling)

@@ -1,0 +1,225 @@
+"""Train the LM on extracted codes (lm_generation.extract_codes); the tokenizer is only used for sample grids.
+
+    python -m lm_generation.train --codes runs/small/codes/images --scale small --out runs/small/lm_imagenet
+    python -m lm_generation.train --codes runs/small/codes/clips --task frames --scale small \
+        --set train.conditional=false --out runs/small/lm_k600                      # frame prediction
+    accelerate launch -m lm_generation.train --codes codes/in256 --scale paper --size 227M --out runs/paper/lm_227m
+
+Tasks: `image` / `video` (what the codes are; class-conditional) and `frames` (video; the first
+train.cond_latent_frames latent frames are given). `<out>/` gets checkpoints/ (resumed automatically; a
+different configuration is refused unless --restart), metrics.jsonl, tb/, grids/step_XXXXXXXX.png|gif (a
+sample grid at each validation), final/ (ARPipeline folder: the LM's save_pretrained + tokenizer/) and
+summary.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from shared.atomic import atomic_write_json
+from shared.data import StepSchedule
+from shared.extraction import ShardDataset, read_manifest
+from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint,
+                             seed_step, set_lr)
+from shared.training.checkpoint import as_record
+from tokenizer import OmniTokenizer
+
+from .config import LMConfig, lm_config
+from .model import CodeLayout, build_lm, lm_loss
+from .pipeline import ARPipeline
+from .sampling import sample_codes
+from .visualize import grid
+
+log = logging.getLogger("lm_generation.train")
+TASKS = ("image", "video", "frames")
+
+
+# ----------------------------------------------------------------------------- data and layout
+
+
+def load_codes(folder: str | Path, task: str, cfg: LMConfig) -> tuple[torch.Tensor, torch.Tensor, CodeLayout, dict]:
+    """All extracted codes (N, T', h, w) long, labels (N,), the token layout for `task`, the extraction settings."""
+    data = ShardDataset(folder)
+    s = data.settings
+    kind = "video" if task == "frames" else task
+    if s["kind"] != kind:
+        raise ValueError(f"{folder}: holds {s['kind']} codes; task '{task}' needs {kind} codes")
+    codes, labels = data.arrays["codes"].to(torch.int32).long(), data.arrays["labels"].long()
+    layout = CodeLayout(codebook_size=s["codebook_size"], num_classes=len(s["class_names"]), grid=s["grid"],
+                        size=(s["frames"], s["resolution"], s["resolution"]),
+                        cond_frames=cfg.train.cond_latent_frames if task == "frames" else 0,
+                        class_names=s["class_names"], seen_classes=sorted(set(labels.tolist())))
+    return codes, labels, layout, s
+
+
+# ----------------------------------------------------------------------------- validation: a sample grid
+
+
+@torch.no_grad()
+def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConfig, codes: torch.Tensor,
+                labels: torch.Tensor, path: Path) -> Path:
+    """Rows: classes (frame prediction: training clips, their given frames kept); columns: samples."""
+    s, cols = cfg.sample, 4
+    if layout.num_given:
+        rows = len(codes[: s.grid_classes])
+        given = codes[:rows].reshape(rows, -1)[:, : layout.num_given].repeat_interleave(cols, 0)
+        cls = labels[:rows].repeat_interleave(cols)
+    else:
+        classes = torch.tensor(layout.seen_classes[: s.grid_classes] if cfg.train.conditional else [0])
+        rows, given, cls = len(classes), None, classes.repeat_interleave(cols)
+    if not cfg.train.conditional:
+        cls = torch.full_like(cls, -1)  # the null class
+    out = sample_codes(model, cls, given, cfg_scale=s.cfg_scale if cfg.train.conditional else None,
+                       cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                       seed=s.seed)
+    pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size)
+    return grid(pixels.cpu().reshape(rows, cols, *pixels.shape[1:]), path)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "image", size: str | None = None,
+          restart: bool = False, stop_at: int | None = None) -> dict:
+    """Train (resuming from the latest checkpoint of `out`); returns the summary. `cfg`: lm_config(..., task=task).
+    stop_at: leave after that step with a checkpoint, as if killed (tests)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    out, t = Path(out), cfg.train
+    ckpt_dir = out / "checkpoints"
+    if restart:
+        for sub in ("checkpoints", "final", "grids", "tb"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        for f in ("metrics.jsonl", "summary.json"):
+            (out / f).unlink(missing_ok=True)
+
+    # Setup: accelerator, data, model, optimizer
+    accelerator = make_accelerator()
+    main = accelerator.is_main_process
+    codes, labels, layout, settings = load_codes(codes_dir, task, cfg)
+    shape = cfg.shape(size)
+    torch.manual_seed(t.seed)  # the same initial weights on every rank and in every run of this config
+    model = build_lm(shape, layout)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas)
+    # what the weights depend on (a changed sampling setting does not stop a resume)
+    record = as_record({"train": as_record(t), "shape": as_record(shape), "size": size, "task": task,
+                        "codes": settings, "rows": len(codes)})
+    meta = resume(ckpt_dir, record, {"model": model}, {"opt": opt}, what="the LM")
+    start = meta["step"] if meta else 0
+    elapsed = meta["elapsed"] if meta else 0.0
+    guard = NonFiniteGuard(t.max_nonfinite_in_row, meta["nonfinite_skipped"] if meta else 0)
+    if meta and main:
+        log.info("resuming from %s (step %d)", meta["path"], start)
+    model, opt = accelerator.prepare(model, opt)
+    raw = accelerator.unwrap_model(model)
+    # which rows each step reads: shared.data's step schedule over one dataset (its kind name is just a key)
+    schedule = StepSchedule(lengths={"image": len(codes)}, batch_sizes={"image": t.batch_size}, pattern="i",
+                            resolutions=[1], seed=t.seed, rank=accelerator.process_index,
+                            world_size=accelerator.num_processes)
+    tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"], map_location=accelerator.device).eval()
+    metrics = MetricsLog(out, start, enabled=main)
+
+    def checkpoint(step: int) -> None:
+        if main:
+            save_checkpoint(ckpt_dir, step, {"model": raw.state_dict()}, {"opt": opt.state_dict()},
+                            {"config": record, "elapsed": elapsed, "nonfinite_skipped": guard.skipped},
+                            keep=t.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    # Loop: one batch of code sequences a step, a pure function of the step (exact resume)
+    stop = t.steps if stop_at is None else min(stop_at, t.steps)
+    bar = tqdm(range(start, stop), initial=start, total=t.steps, desc="lm", disable=not main)
+    window, tokens_seen, clock = [], 0, time.perf_counter()
+    for step in bar:
+        model.train()
+        seed_step(t.seed, step, accelerator.process_index, accelerator.num_processes)
+        idx = torch.tensor([k.index for k in schedule.keys(step)])
+        x, y = codes[idx].to(accelerator.device), labels[idx].to(accelerator.device)
+        drop = torch.rand(len(idx)) < t.class_dropout if t.conditional else torch.ones(len(idx), dtype=torch.bool)
+        set_lr(opt, lr_at(step, t.lr, t.min_lr, t.warmup_steps, t.steps, t.decay))
+        with accelerator.autocast():
+            loss = lm_loss(model, x, y, layout, drop.to(accelerator.device))
+        bad = guard.is_bad(loss, accelerator)
+        if guard.record(bad):
+            checkpoint(step)
+            raise guard.error("lm_generation.train", step, {"loss": loss}, ckpt_dir)
+        if not bad:
+            accelerator.backward(loss)
+            if t.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        window.append(loss.item())
+        tokens_seen += len(idx) * (layout.num_codes - layout.num_given) * accelerator.num_processes
+        done = step + 1
+        if done % t.log_every == 0 or done == stop:
+            now = time.perf_counter()
+            elapsed += now - clock
+            rate = tokens_seen / max(now - clock, 1e-9)
+            metrics.log(done, {"loss": sum(window) / len(window), "lr": opt.param_groups[0]["lr"],
+                               "tokens_per_s": rate, "skipped": guard.skipped})
+            bar.set_postfix(loss=f"{sum(window) / len(window):.3f}")
+            window, tokens_seen, clock = [], 0, now
+        if main and (done % t.validate_every == 0 or done == t.steps):
+            path = sample_grid(raw, tokenizer, layout, cfg, codes, labels, out / "grids" / f"step_{done:08d}")
+            log.info("sample grid: %s", path)
+            clock = time.perf_counter()  # grids are not training time
+        if done % t.checkpoint_every == 0 or done == stop:
+            checkpoint(done)
+    bar.close()
+    metrics.close()
+    if stop < t.steps:
+        return {"stopped_at": stop}
+
+    # Final: the pipeline folder and the summary
+    summary = {"task": task, "size": size, "parameters": n_params, "steps": t.steps, "train_seconds": elapsed,
+               "nonfinite_skipped": guard.skipped, "codes": str(Path(codes_dir).resolve()), "rows": len(codes),
+               "tokenizer": settings["tokenizer"], "tokenizer_sha256": settings["tokenizer_sha256"],
+               "layout": layout.to_dict(), "threads": torch.get_num_threads(),
+               "precision": accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32",
+               "device": str(accelerator.device), "processes": accelerator.num_processes,
+               "final_loss": _last_loss(out), "config": as_record(cfg)}
+    if main:
+        ARPipeline(raw, tokenizer).save_pretrained(out / "final", settings["tokenizer"])
+        atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def _last_loss(out: Path) -> float | None:
+    path = out / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return rows[-1]["loss"] if rows else None
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--codes", required=True, help="folder written by lm_generation.extract_codes")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--task", default=None, choices=TASKS, help="default: what the codes are (image or video)")
+    ap.add_argument("--scale", default="small", help="tiny | small | paper | path to a YAML")
+    ap.add_argument("--size", default=None, help="a named model shape of the config's sizes: (paper: 227M)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
+    ap.add_argument("--restart", action="store_true", help="discard the checkpoints of --out and train again")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    task = args.task or read_manifest(args.codes)["settings"]["kind"]
+    cfg = lm_config(args.scale, args.set, task)
+    summary = train(cfg, args.codes, args.out, task, args.size, args.restart)
+    print(json.dumps({k: summary[k] for k in ("task", "parameters", "steps", "train_seconds", "final_loss")}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

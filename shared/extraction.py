@@ -1,0 +1,232 @@
+"""Encode a dataset once and keep the result on disk: shards + manifest, resumable, never mixed.
+
+Generators train on what a tokenizer makes of the data (VQ code indices for the LM, VAE posteriors for
+DiT / Latte), never on pixels: the tokenizer runs once, here.
+
+    manifest = extract(dataset, encode, out="codes/", settings={...}, shard_size=1024, batch_size=32)
+    data = ShardDataset("codes/")        # every shard in memory: data.arrays["codes"], data.arrays["labels"]
+
+Layout of `out/`:
+
+    manifest.json            settings (what the items are), shard_size, source_items, the finished shards,
+                             unreadable items, complete
+    shard_00000.safetensors  the rows made from source items [0, shard_size), arrays by name
+    shard_00001.safetensors  ...
+
+- `encode(batch) -> {name: tensor}` gets a collated batch of dataset items (shared.data.collate) and returns
+  arrays whose first dimension is the number of rows it made: it may make several rows per item (original
+  and horizontal flip), and it picks the dtype stored (uint16 code indices; float16 / float32 posterior mean
+  and logvar for the diffusion generators: `{"mean": ..., "logvar": ..., "labels": ...}`). Every array of a
+  shard has the same number of rows.
+- `settings` is everything that makes the items what they are: the tokenizer checkpoint and its sha256
+  (`file_sha256`), resolution, frames, latent shape, augmentation, data source and split, and any field the
+  caller adds. Opening a folder written with other settings (or another shard size) is refused with an
+  `ExtractionError`: shards of two tokenizers are never mixed. Choose a new `out` or pass `restart=True`.
+- Resume: a shard is written atomically and then recorded in the manifest; a killed run keeps its finished
+  shards and starts again at the first missing one.
+- An item the dataset cannot read (`shared.data.DataError`) is skipped, counted and listed (file and problem)
+  in the manifest; the run goes on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from shared.atomic import atomic_write, atomic_write_json
+from shared.data.collate import collate
+from shared.data.errors import DataError
+from shared.data.keys import SampleKey
+
+MANIFEST = "manifest.json"
+
+
+class ExtractionError(ValueError):
+    pass
+
+
+class SeededItems(Dataset):
+    """Item i of a dataset drawn with the fixed training key seed + i: a random crop / clip (and flip), the same on
+    every run, so that an embedded dataset (endless random crops) gives a fixed set of items to encode."""
+
+    def __init__(self, dataset: Dataset, seed: int = 0, length: int | None = None):
+        self.dataset, self.seed, self.length = dataset, seed, len(dataset) if length is None else length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        h, w = self.dataset.size
+        return self.dataset[SampleKey(i, self.seed + i, h, w)]
+
+
+def mirrored_labels(dataset: Dataset) -> torch.Tensor | None:
+    """label -> the label of a horizontally flipped item, where flipping changes the class (the embedded clips: a
+    mirrored pan left is a pan right); None where it never does."""
+    base = getattr(dataset, "dataset", dataset)
+    return base.mirrored_labels() if hasattr(base, "mirrored_labels") else None
+
+
+def flipped_labels(labels: torch.Tensor, mirror: torch.Tensor | None) -> torch.Tensor:
+    """The labels of the flipped items."""
+    return labels if mirror is None else mirror.to(labels.device)[labels]
+
+
+def shard_name(index: int) -> str:
+    return f"shard_{index:05d}.safetensors"
+
+
+def _normalised(obj) -> dict:
+    return json.loads(json.dumps(obj))
+
+
+def _open_manifest(out: Path, settings: dict, shard_size: int, source_items: int, restart: bool) -> dict:
+    """The manifest to continue from: a fresh one, or the existing one when it was written with these settings."""
+    fresh = {"settings": _normalised(settings), "shard_size": shard_size, "source_items": source_items,
+             "shards": [], "rows": 0, "unreadable": [], "complete": False}
+    path = out / MANIFEST
+    if restart and out.is_dir():  # only what an extraction writes: `out` may hold other files
+        for f in [path, *out.glob("shard_*.safetensors")]:
+            f.unlink(missing_ok=True)
+    if not path.is_file():
+        if out.is_dir() and any(out.glob("shard_*.safetensors")):
+            raise ExtractionError(f"{out}: holds shards but no {MANIFEST}; choose a new --out or pass --restart")
+        return fresh
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExtractionError(f"{path}: not valid JSON ({exc}); pass --restart to extract again") from None
+    layout = {k: fresh[k] for k in ("settings", "shard_size", "source_items")}
+    changed = [k for k in layout if old.get(k) != layout[k]]
+    if changed:
+        diffs = []
+        for k in changed:
+            if k == "settings" and isinstance(old.get(k), dict):
+                keys = sorted(set(old[k]) | set(layout[k]))
+                diffs += [f"{s}: {old[k].get(s)!r} -> {layout[k].get(s)!r}" for s in keys
+                          if old[k].get(s) != layout[k].get(s)]
+            else:
+                diffs.append(f"{k}: {old.get(k)!r} -> {layout[k]!r}")
+        raise ExtractionError(f"{path}: these items were extracted with other settings ({'; '.join(diffs)}); "
+                              f"they are not mixed with new ones. Choose a new --out, or pass --restart to "
+                              f"discard them")
+    return old
+
+
+def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]], out: str | Path, settings: dict,
+            shard_size: int = 1024, batch_size: int = 32, restart: bool = False, desc: str = "extract",
+            num_items: int | None = None) -> dict:
+    """Encode items 0..num_items-1 (default: all) of `dataset` into shards of `out`; returns the manifest.
+
+    `dataset[i]` is a dict item (shared.data: "pixels", "label", "path"); see the module docstring for
+    `encode`, `settings`, resume and refusal.
+    """
+    out = Path(out)
+    total = len(dataset) if num_items is None else num_items
+    if total <= 0:
+        raise ExtractionError(f"{out}: nothing to extract (the dataset has {len(dataset)} items)")
+    if shard_size <= 0 or batch_size <= 0:
+        raise ValueError(f"shard_size and batch_size must be positive, got {shard_size}, {batch_size}")
+    manifest = _open_manifest(out, settings, shard_size, total, restart)
+    n_shards = -(-total // shard_size)
+    done = {s["index"] for s in manifest["shards"] if s["file"] is None or (out / s["file"]).is_file()}
+    manifest["shards"] = [s for s in manifest["shards"] if s["index"] in done]
+    manifest["unreadable"] = [u for u in manifest["unreadable"] if u["shard"] in done]
+    todo = [k for k in range(n_shards) if k not in done]
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=total, initial=total - sum(min(shard_size, total - k * shard_size) for k in todo),
+               desc=desc, unit="item")
+    for k in todo:
+        arrays: dict[str, list[torch.Tensor]] = {}
+        unreadable = []
+        first, stop = k * shard_size, min(total, (k + 1) * shard_size)
+        for start in range(first, stop, batch_size):
+            items = []
+            for i in range(start, min(stop, start + batch_size)):
+                try:
+                    items.append(dataset[i])
+                except DataError as exc:
+                    unreadable.append({"shard": k, "item": i, "path": exc.path, "problem": exc.problem})
+            if items:
+                with torch.no_grad():
+                    rows = encode(collate(items))
+                _check_rows(rows, out)
+                for name, value in rows.items():
+                    arrays.setdefault(name, []).append(value.detach().cpu())
+            bar.update(min(stop, start + batch_size) - start)
+        tensors = {name: torch.cat(parts).contiguous() for name, parts in arrays.items()}
+        rows_in_shard = next(iter(tensors.values())).shape[0] if tensors else 0
+        if tensors:
+            atomic_write(out / shard_name(k), lambda tmp: save_file(tensors, tmp))
+        manifest["shards"].append({"index": k, "file": shard_name(k) if tensors else None, "rows": rows_in_shard,
+                                   "items": stop - first - len(unreadable)})
+        manifest["shards"].sort(key=lambda s: s["index"])
+        manifest["unreadable"] += unreadable
+        manifest["rows"] = sum(s["rows"] for s in manifest["shards"])
+        manifest["complete"] = len(manifest["shards"]) == n_shards
+        atomic_write_json(out / MANIFEST, manifest)
+    bar.close()
+    if not manifest["shards"] or manifest["rows"] == 0:
+        raise ExtractionError(f"{out}: no item could be read ({len(manifest['unreadable'])} unreadable; first: "
+                              f"{manifest['unreadable'][:1]})")
+    manifest["complete"] = True
+    atomic_write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _check_rows(rows: dict, out: Path) -> None:
+    if not rows or not all(isinstance(v, torch.Tensor) for v in rows.values()):
+        raise TypeError(f"{out}: encode must return a non-empty dict of tensors")
+    lengths = {name: v.shape[0] for name, v in rows.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{out}: encode returned arrays with different numbers of rows {lengths}")
+
+
+def read_manifest(folder: str | Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; {folder} is not an extraction folder (run the extraction first)")
+    manifest = json.loads(path.read_text())
+    if not manifest.get("complete"):
+        raise ExtractionError(f"{path}: the extraction did not finish ({len(manifest['shards'])} shards written); "
+                              f"run it again with the same settings to resume")
+    return manifest
+
+
+class ShardDataset(Dataset):
+    """Every shard of an extraction folder, concatenated in memory. `arrays[name]` holds all rows of one array
+    (as stored: uint16 codes, float16 latents ...); `dataset[i]` is {name: row i}. `manifest` is the manifest."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        self.folder, self.manifest = folder, read_manifest(folder)
+        parts: dict[str, list[torch.Tensor]] = {}
+        for shard in self.manifest["shards"]:
+            if shard["file"] is None:
+                continue
+            path = folder / shard["file"]
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: listed in {MANIFEST} but missing; run the extraction again to "
+                                        f"rewrite it")
+            tensors = load_file(str(path))
+            if {v.shape[0] for v in tensors.values()} != {shard["rows"]}:
+                raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
+                                      f"({shard['rows']}); pass --restart to the extraction")
+            for name, value in tensors.items():
+                parts.setdefault(name, []).append(value)
+        self.arrays = {name: torch.cat(values) for name, values in parts.items()}
+
+    @property
+    def settings(self) -> dict:
+        return self.manifest["settings"]
+
+    def __len__(self) -> int:
+        return self.manifest["rows"]
+
+    def __getitem__(self, i: int) -> dict:
+        return {name: value[i] for name, value in self.arrays.items()}

@@ -1,0 +1,33 @@
+"""What every result file says about the code that made it."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted), such as a
+    save_pretrained folder."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if not files or not files[0].exists():
+        raise FileNotFoundError(f"{path}: nothing to hash (no such file, or an empty folder)")
+    h = hashlib.sha256()
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

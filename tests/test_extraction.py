@@ -1,0 +1,133 @@
+"""shared/extraction.py: shards + manifest, resume from the first missing shard, refusal of changed settings."""
+import json
+
+import pytest
+import torch
+
+from shared.data import DataError
+from shared.extraction import ExtractionError, ShardDataset, extract, read_manifest
+from shared.provenance import file_sha256
+
+
+class Items(torch.utils.data.Dataset):
+    """Item i: pixels filled with i, label i % 3; the items in `broken` raise DataError."""
+
+    def __init__(self, n, broken=()):
+        self.n, self.broken = n, set(broken)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i in self.broken:
+            raise DataError(f"/data/item{i}.png", "cannot decode image")
+        return {"pixels": torch.full((3, 1, 2, 2), float(i)), "label": torch.tensor(i % 3), "path": f"item{i}"}
+
+
+def flip_encode(calls):
+    """Two rows per item (as is, negated), uint16 codes and float16 'latents'; counts the items it sees."""
+    def encode(batch):
+        x = batch["pixels"]
+        calls.extend(int(v) for v in x[:, 0, 0, 0, 0])
+        codes = torch.cat([x[:, 0, 0, 0, 0], 100 - x[:, 0, 0, 0, 0]]).to(torch.int32).to(torch.uint16)
+        return {"codes": codes, "mean": torch.cat([x, -x]).half(), "labels": batch["label"].repeat(2)}
+    return encode
+
+
+SETTINGS = {"tokenizer": "/runs/tok", "tokenizer_sha256": "abc", "resolution": 2, "frames": 1}
+
+
+def test_shards_rows_labels_and_unreadable_items(tmp_path):
+    calls = []
+    manifest = extract(Items(10, broken={3}), flip_encode(calls), tmp_path, SETTINGS, shard_size=4, batch_size=3)
+    assert manifest["complete"] and len(manifest["shards"]) == 3 and manifest["rows"] == 18
+    assert [u["item"] for u in manifest["unreadable"]] == [3]
+    assert "/data/item3.png" in manifest["unreadable"][0]["path"] and "decode" in manifest["unreadable"][0]["problem"]
+    data = ShardDataset(tmp_path)
+    assert data.arrays["codes"].dtype == torch.uint16 and data.arrays["mean"].dtype == torch.float16
+    assert len(data) == 18 and data.settings == SETTINGS
+    # shard 0 holds items 0, 1, 2 then their negated copies; item 3 is missing
+    assert data.arrays["codes"][:6].long().tolist() == [0, 1, 2, 100, 99, 98]
+    assert data[4]["labels"].item() == 1 and data[4]["mean"][0, 0, 0, 0].item() == -1.0
+
+
+def test_killed_extraction_resumes_at_the_first_missing_shard_and_equals_a_straight_run(tmp_path):
+    straight = tmp_path / "straight"
+    extract(Items(10), flip_encode([]), straight, SETTINGS, shard_size=4, batch_size=2)
+
+    calls = []
+    encode = flip_encode(calls)
+
+    def dies_in_shard_2(batch):
+        if int(batch["pixels"][0, 0, 0, 0, 0]) >= 8:
+            raise KeyboardInterrupt
+        return encode(batch)
+
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        extract(Items(10), dies_in_shard_2, killed, SETTINGS, shard_size=4, batch_size=2)
+    with pytest.raises(ExtractionError, match="did not finish"):
+        read_manifest(killed)
+    calls.clear()
+    extract(Items(10), encode, killed, SETTINGS, shard_size=4, batch_size=2)
+    assert calls == [8, 9]  # only the missing shard was encoded
+    a, b = ShardDataset(straight), ShardDataset(killed)
+    for name in a.arrays:
+        assert torch.equal(a.arrays[name], b.arrays[name])
+
+
+def test_changed_tokenizer_or_setting_is_refused_never_mixed(tmp_path):
+    extract(Items(6), flip_encode([]), tmp_path, SETTINGS, shard_size=4)
+    with pytest.raises(ExtractionError, match=r"tokenizer_sha256: 'abc' -> 'def'.*--restart"):
+        extract(Items(6), flip_encode([]), tmp_path, {**SETTINGS, "tokenizer_sha256": "def"}, shard_size=4)
+    with pytest.raises(ExtractionError, match="shard_size"):
+        extract(Items(6), flip_encode([]), tmp_path, SETTINGS, shard_size=2)
+    assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["tokenizer_sha256"] == "abc"
+    (tmp_path / "notes.txt").write_text("kept")
+    extract(Items(6), flip_encode([]), tmp_path, {**SETTINGS, "tokenizer_sha256": "def"}, shard_size=2, restart=True)
+    assert ShardDataset(tmp_path).settings["tokenizer_sha256"] == "def"
+    assert len(list(tmp_path.glob("shard_*"))) == 3 and (tmp_path / "notes.txt").is_file()
+
+
+def test_missing_shard_file_is_rewritten_and_a_missing_folder_is_a_clear_error(tmp_path):
+    extract(Items(8), flip_encode([]), tmp_path, SETTINGS, shard_size=4)
+    (tmp_path / "shard_00001.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="shard_00001.safetensors"):
+        ShardDataset(tmp_path)
+    calls = []
+    extract(Items(8), flip_encode(calls), tmp_path, SETTINGS, shard_size=4)
+    assert calls == [4, 5, 6, 7] and len(ShardDataset(tmp_path)) == 16
+    with pytest.raises(FileNotFoundError, match="not an extraction folder"):
+        ShardDataset(tmp_path / "nothing")
+
+
+def test_file_sha256_of_a_folder_changes_with_its_bytes(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"1234")
+    before = file_sha256(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"1235")
+    assert file_sha256(tmp_path) != before and len(before) == 64
+
+
+def test_a_shard_of_unreadable_items_only_is_recorded_and_resume_keeps_it(tmp_path):
+    extract(Items(10, broken={4, 5, 6, 7}), flip_encode([]), tmp_path, SETTINGS, shard_size=4)
+    calls = []
+    manifest = extract(Items(10, broken={4, 5, 6, 7}), flip_encode(calls), tmp_path, SETTINGS, shard_size=4)
+    assert calls == [] and manifest["shards"][1] == {"index": 1, "file": None, "rows": 0, "items": 0}
+    assert len(manifest["unreadable"]) == 4 and len(ShardDataset(tmp_path)) == 12
+    with pytest.raises(ExtractionError, match="no item could be read"):
+        extract(Items(3, broken={0, 1, 2}), flip_encode([]), tmp_path / "bad", SETTINGS, shard_size=4)
+
+
+def test_flipped_rows_of_mirrored_classes_get_the_mirrored_label():
+    """A flipped pan-left clip is stored as pan right (and a cw rotation as ccw); photos keep their label."""
+    from shared.data import EmbeddedClips, EmbeddedPhotos
+    from shared.extraction import SeededItems, flipped_labels, mirrored_labels
+
+    clips = SeededItems(EmbeddedClips("train", 16, num_frames=5), seed=3, length=4)
+    mirror = mirrored_labels(clips)
+    names = EmbeddedClips.classes
+    labels = torch.tensor([names.index(n) for n in ("pan_left", "rotate_cw", "zoom_in", "bikes")])
+    assert [names[i] for i in flipped_labels(labels, mirror)] == ["pan_right", "rotate_ccw", "zoom_in", "bikes"]
+    assert mirrored_labels(EmbeddedPhotos("train", 16)) is None
+    assert torch.equal(flipped_labels(labels, None), labels)

@@ -1,0 +1,230 @@
+"""The LM generator (issue 10) at the tiny preset: extraction, layout, sampling invariants, training, resume."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lm_generation import extract_codes, sample as sample_cli
+from lm_generation.config import lm_config
+from lm_generation.model import CodeLayout, build_lm, count_parameters, sequences, targets
+from lm_generation.pipeline import ARPipeline
+from lm_generation.sampling import filter_logits, sample_codes
+from lm_generation.train import train
+from shared.extraction import ExtractionError, ShardDataset
+from tokenizer import OmniTokenizer
+
+TINY = ["data.embedded_items=6", "data.resolution=16"]
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tok") / "vq"
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_codes(tok_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("codes") / "images"
+    extract_codes.main(["--tokenizer", str(tok_dir), "--images", "embedded", "--out", str(out), "--scale", "tiny",
+                        *sum([["--set", s] for s in TINY], [])])
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip_codes(tok_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("codes") / "clips"
+    extract_codes.main(["--tokenizer", str(tok_dir), "--videos", "embedded", "--out", str(out), "--scale", "tiny",
+                        "--set", "data.embedded_items=4", "--set", "data.resolution=16"])
+    return out
+
+
+def random_lm(layout, seed=0):
+    """A tiny LM with random (not zero) output weights, so that sampling has something to follow."""
+    torch.manual_seed(seed)
+    model = build_lm(lm_config("tiny").model, layout)
+    torch.nn.init.normal_(model.lm_head.weight, std=1.0)
+    return model.eval()
+
+
+IMAGE = CodeLayout(codebook_size=32, num_classes=4, grid=(1, 3, 3), size=(1, 12, 12))
+VIDEO = CodeLayout(codebook_size=32, num_classes=4, grid=(3, 2, 2), size=(9, 8, 8), cond_frames=2)
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def test_extracted_codes_are_uint16_with_labels_flips_and_the_manifest(image_codes, clip_codes, tok_dir):
+    data = ShardDataset(image_codes)
+    s = data.settings
+    assert data.arrays["codes"].dtype == torch.uint16 and tuple(data.arrays["codes"].shape) == (12, 1, 4, 4)
+    assert s["grid"] == [1, 4, 4] and s["codebook_size"] == 256 and "horizontal flip" in s["augmentation"]
+    assert len(s["tokenizer_sha256"]) == 64 and s["class_names"][0] == "astronaut"
+    # rows: item 0, its flip, item 1, its flip ...: the same labels, and the flips' codes are other codes
+    labels, codes = data.arrays["labels"], data.arrays["codes"]
+    assert torch.equal(labels[0::2], labels[1::2]) and not torch.equal(codes[0::2], codes[1::2])
+    tok = OmniTokenizer.from_pretrained(tok_dir).eval()
+    from shared.data import EmbeddedPhotos, SampleKey
+    item = EmbeddedPhotos("train", 16)[SampleKey(2, extract_codes.EMBEDDED_SEED + 2, 16, 16)]
+    assert torch.equal(tok.encode(item["pixels"][None]).indices[0], data.arrays["codes"][4].long())
+    clips = ShardDataset(clip_codes)
+    assert clips.settings["grid"] == [2, 4, 4] and clips.settings["frames"] == 5 and len(clips) == 8
+
+
+def test_extraction_resumes_and_refuses_another_tokenizer(image_codes, tok_dir, tmp_path):
+    args = ["--images", "embedded", "--out", str(image_codes), "--scale", "tiny", *sum([["--set", s] for s in TINY], [])]
+    before = (image_codes / "shard_00000.safetensors").stat().st_mtime_ns
+    extract_codes.main(["--tokenizer", str(tok_dir), *args])  # complete: nothing is redone
+    assert (image_codes / "shard_00000.safetensors").stat().st_mtime_ns == before
+    other = tmp_path / "other_tok"
+    torch.manual_seed(1)
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(other)
+    with pytest.raises(ExtractionError, match="tokenizer.*--restart"):
+        extract_codes.main(["--tokenizer", str(other), *args])
+    with pytest.raises(ExtractionError, match="resolution: 16 -> 24"):
+        extract_codes.main(["--tokenizer", str(tok_dir), *args, "--set", "data.resolution=24"])
+
+
+# ----------------------------------------------------------------------------- model and layout
+
+
+def test_paper_shapes_have_227m_and_650m_parameters():
+    cfg = lm_config("paper")
+    imagenet = CodeLayout(codebook_size=8192, num_classes=1000, grid=(1, 32, 32), size=(1, 256, 256))
+    assert abs(count_parameters(cfg.shape("227M"), imagenet) - 227e6) < 0.01 * 227e6
+    assert abs(count_parameters(cfg.shape("650M"), imagenet) - 650e6) < 0.01 * 650e6
+    assert cfg.shape(None) == cfg.shape("650M") and cfg.shape("227M").layers == 24
+
+
+def test_vocabulary_sequence_and_loss_mask():
+    assert (IMAGE.vocab_size, IMAGE.null_token, IMAGE.seq_len) == (37, 36, 10)
+    codes = torch.randint(0, 32, (2, 3, 2, 2))
+    ids = sequences(codes, VIDEO.class_tokens(torch.tensor([1, 3]), torch.tensor([False, True])))
+    assert ids[:, 0].tolist() == [33, 36] and torch.equal(ids[:, 1:], codes.reshape(2, -1))
+    labels = targets(ids, VIDEO)
+    assert (labels[:, : 1 + 8] == -100).all() and torch.equal(labels[:, 9:], ids[:, 9:])  # given frames: no loss
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 4\)"):
+        IMAGE.class_tokens(torch.tensor([4]))
+    assert build_lm(lm_config("tiny").model, IMAGE).lm_head.weight.abs().sum() == 0  # zero-initialised head
+
+
+def test_task_sections_apply_before_command_line_overrides():
+    assert lm_config("tiny").train.conditional and not lm_config("tiny", task="frames").train.conditional
+    assert lm_config("tiny", ["train.conditional=true"], task="frames").train.conditional
+    with pytest.raises(Exception, match="unknown TrainConfig field"):
+        lm_config("tiny", ["train.stepz=3"])
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def test_cached_sampling_gives_the_tokens_of_uncached_sampling():
+    model = random_lm(IMAGE)
+    labels = torch.tensor([0, 1, 2, 3])
+    for kw in ({}, {"cfg_scale": 3.0, "top_k": 8}, {"cfg_scale": 2.0, "top_p": 0.8, "temperature": 0.7}):
+        cached = sample_codes(model, labels, seed=5, **kw)
+        assert torch.equal(cached, sample_codes(model, labels, seed=5, use_cache=False, **kw))
+    assert not torch.equal(sample_codes(model, labels, seed=5), sample_codes(model, labels, seed=6))
+
+
+def test_guidance_scale_one_equals_plain_conditional_sampling():
+    model = random_lm(IMAGE)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    plain = sample_codes(model, labels, cfg_scale=None, seed=1)
+    assert torch.equal(sample_codes(model, labels, cfg_scale=1.0, seed=1), plain)
+    assert not torch.equal(sample_codes(model, labels, cfg_scale=8.0, seed=1), plain)
+    # a guidance interval that covers no generated token is plain conditional sampling too
+    assert torch.equal(sample_codes(model, labels, cfg_scale=8.0, cfg_interval=(2.0, 3.0), seed=1), plain)
+
+
+def test_every_sampled_token_is_a_code_even_when_class_tokens_dominate():
+    model = random_lm(IMAGE)
+    boost = torch.zeros(IMAGE.vocab_size)
+    boost[IMAGE.codebook_size:] = 1e4  # the class and null tokens would win every draw
+    model.lm_head.register_forward_hook(lambda m, i, out: out + boost)
+    codes = sample_codes(model, torch.tensor([0, 1, 2]), cfg_scale=2.0, seed=0)
+    assert codes.shape == (3, 1, 3, 3) and codes.min() >= 0 and codes.max() < IMAGE.codebook_size
+
+
+def test_top_k_and_top_p_keep_the_most_likely_tokens():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(filter_logits(logits, 1.0, 2, 1.0)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, 1.0, 0, 0.75)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, 1.0, 0, 0.4)).tolist() == [[True, False, False, False]]
+
+
+def test_frame_prediction_returns_the_given_codes_untouched():
+    model = random_lm(VIDEO)
+    given = torch.randint(0, 32, (3, VIDEO.num_given))
+    out = sample_codes(model, None, given, seed=0)
+    assert out.shape == (3, 3, 2, 2) and torch.equal(out.reshape(3, -1)[:, : VIDEO.num_given], given)
+    assert torch.equal(out[:, :2].reshape(3, -1), given)
+    with pytest.raises(ValueError, match="predicts frames: pass `given` codes"):
+        sample_codes(model, torch.tensor([0]), None)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_loss_falls_on_a_tiny_dataset(image_codes, tmp_path):
+    cfg = lm_config("tiny", ["train.steps=40", "train.checkpoint_every=100"])
+    summary = train(cfg, image_codes, tmp_path / "run", "image")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
+    assert summary["steps"] == 40 and (tmp_path / "run" / "grids" / "step_00000040.png").is_file()
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path):
+    cfg = lm_config("tiny", ["train.steps=20", "train.checkpoint_every=100"])
+    train(cfg, image_codes, tmp_path / "straight", "image")
+    assert train(cfg, image_codes, tmp_path / "resumed", "image", stop_at=7) == {"stopped_at": 7}
+    train(cfg, image_codes, tmp_path / "resumed", "image")
+    a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no step logged twice
+    other = lm_config("tiny", ["train.steps=20", "train.lr=0.01"])
+    with pytest.raises(ValueError, match="different configuration"):
+        train(other, image_codes, tmp_path / "resumed", "image")
+
+
+def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):
+    cfg = lm_config("tiny", ["train.steps=10"])
+    train(cfg, image_codes, tmp_path / "run", "image")
+    pipe = ARPipeline.from_pretrained(tmp_path / "run" / "final")
+    pipe.save_pretrained(tmp_path / "copy")
+    again = ARPipeline.from_pretrained(tmp_path / "copy")
+    labels = torch.tensor(list(pipe.layout.seen_classes[:2]))
+    a, b = pipe(labels, cfg_scale=2.0, seed=3), again(labels, cfg_scale=2.0, seed=3)
+    assert a.shape == (2, 3, 1, 16, 16) and torch.equal(a, b)
+    record = sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"),
+                              "--scale", "tiny", "--classes", ",".join(map(str, labels.tolist())),
+                              "--result", str(tmp_path / "r.json")])
+    files = sorted(p.relative_to(tmp_path / "s" / "samples").as_posix()
+                   for p in (tmp_path / "s" / "samples").rglob("*.png"))
+    c0, c1 = labels.tolist()
+    assert files == [f"{c0:04d}/00000.png", f"{c0:04d}/00001.png", f"{c1:04d}/00002.png", f"{c1:04d}/00003.png"]
+    assert json.loads((tmp_path / "r.json").read_text())["sampling"]["cfg_scale"] == 2.0
+    assert record["tokenizer_sha256"] and (tmp_path / "s" / "grids" / f"class_{c0:04d}.png").is_file()
+    sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"), "--scale", "tiny",
+                     "--classes", str(c1)])  # a second run into the same folder: only its own files remain
+    assert sorted(p.name for p in (tmp_path / "s" / "samples").rglob("*.png")) == ["00000.png", "00001.png"]
+
+
+def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_path):
+    import decord
+
+    cfg = lm_config("tiny", ["train.steps=6", "train.conditional=false"])
+    train(cfg, clip_codes, tmp_path / "run", "frames")
+    sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"), "--scale", "tiny",
+                     "--codes", str(clip_codes), "--limit", "2"])
+    videos = sorted((tmp_path / "s" / "samples").rglob("*.mp4"))
+    assert [v.relative_to(tmp_path / "s" / "samples").as_posix() for v in videos] == ["0000/00000.mp4",
+                                                                                      "0000/00001.mp4"]
+    assert len(decord.VideoReader(str(videos[0]))) == 5
+    with pytest.raises(ValueError, match="holds video codes; task 'image'"):
+        train(cfg, clip_codes, tmp_path / "other", "image")
