@@ -24,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.flops import matmul_gflops, sync  # noqa: E402
 from diffusion_generation.config import DiffusionConfig, experiment_config  # noqa: E402
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output  # noqa: E402
 from diffusion_generation.models import build_model  # noqa: E402
@@ -37,23 +38,6 @@ CASES = {
     "dit_xl2": ("paper", "dit", 1, (8, 32, 32), 1, 2, False),
     "latte_xl2": ("paper", "latte", 1, (8, 5, 32, 32), 1, 1, False),
 }
-
-
-def matmul_gflops(device: str, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class DiffusersDiT(torch.nn.Module):

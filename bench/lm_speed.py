@@ -29,28 +29,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.flops import matmul_gflops, sync  # noqa: E402
 from lm_generation.config import lm_config  # noqa: E402
 from lm_generation.model import CodeLayout, build_lm, lm_loss  # noqa: E402
 from lm_generation.sampling import sample_codes  # noqa: E402
 
 IMAGENET = CodeLayout(codebook_size=8192, num_classes=1000, grid=(1, 32, 32), size=(1, 256, 256))
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def matmul_gflops(device: str, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
 def skinny_matmul_gflops(rows: int, width: int, inner: int, device: str, dtype: torch.dtype,

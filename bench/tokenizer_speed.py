@@ -20,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import count_flops  # noqa: E402
+from bench.flops import count_flops, matmul_gflops, sync  # noqa: E402
 from tokenizer import OmniTokenizer  # noqa: E402
 
 CASES = {  # name: (batch, frames, size, max_tokens, repeats)
@@ -28,23 +28,6 @@ CASES = {  # name: (batch, frames, size, max_tokens, repeats)
     "clip_17x256": (1, 17, 256, None, 2),
     "clip_129x256_chunked": (1, 129, 256, 8192, 1),
 }
-
-
-def matmul_gflops(device: str, dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def run_case(name: str, scale: str, device: str, dtype: str) -> dict:
