@@ -20,59 +20,17 @@ import json
 import time
 from pathlib import Path
 
-import av
-import imageio.v2 as imageio
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write, atomic_write_json
-from shared.data.transforms import to_uint8
+from shared.atomic import atomic_write_json
+from shared.media import grid, read_sample, write_sample
 
 from .config import experiment_config
 from .pipeline import LatentDiffusionPipeline
-from .visualize import image_grid, video_grid
-
-
-def write_mp4(frames: np.ndarray, path: Path, fps: int = 8) -> None:
-    """(T, H, W, 3) uint8 -> lossless RGB H.264 (libx264rgb, crf 0), written atomically."""
-
-    def write(tmp: str) -> None:
-        with av.open(tmp, "w", format="mp4") as container:
-            stream = container.add_stream("libx264rgb", rate=fps, options={"crf": "0"})
-            stream.height, stream.width = frames.shape[1:3]
-            stream.pix_fmt = "rgb24"
-            for f in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-
-    atomic_write(path, write)
-
-
-def write_item(pixels: torch.Tensor, path: Path) -> None:
-    """One sample (3, T, H, W) in [-1, 1]: a PNG when T = 1, else an MP4."""
-    frames = to_uint8(pixels.cpu()).permute(1, 2, 3, 0).numpy()  # (T, H, W, 3)
-    if frames.shape[0] == 1:
-        atomic_write(path, lambda tmp: imageio.imwrite(tmp, frames[0], format="png"))
-    else:
-        write_mp4(frames, path)
 
 
 GRID_ROWS, GRID_COLUMNS = 24, 8
-
-
-def read_item(path: Path) -> torch.Tensor:
-    """A written sample back as (3, T, H, W) in [-1, 1]."""
-    if path.suffix == ".png":
-        frames = imageio.imread(path)[None]
-    else:
-        import decord
-
-        reader = decord.VideoReader(str(path), num_threads=1)
-        frames = reader.get_batch(list(range(len(reader)))).asnumpy()
-    return torch.from_numpy(np.ascontiguousarray(frames[..., :3])).permute(3, 0, 1, 2).float() / 127.5 - 1
 
 
 def sample_folder(pipe: LatentDiffusionPipeline, folder: Path, classes: list[int], per_class: int,
@@ -90,14 +48,14 @@ def sample_folder(pipe: LatentDiffusionPipeline, folder: Path, classes: list[int
         batch = jobs[start : start + batch_size]
         paths = [folder / f"{c:04d}" / f"{i:05d}{suffix}" for c, i in batch]
         if all(p.is_file() for p in paths):  # written by an earlier run: only read back what the grid shows
-            shown.update({(c, i): read_item(p) for (c, i), p in zip(batch, paths) if in_grid(c, i)})
+            shown.update({(c, i): read_sample(p) for (c, i), p in zip(batch, paths) if in_grid(c, i)})
             continue
         labels = [c for c, _ in batch] if conditional else None
         pixels = pipe(labels=labels, num_samples=len(batch), guidance_scale=guidance_scale, seed=seed * 100_003 + b)
         for (c, i), path, x in zip(batch, paths, pixels):
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.is_file():
-                write_item(x, path)
+                write_sample(x, path)
             if in_grid(c, i):
                 shown[(c, i)] = x.cpu()
     return torch.stack([shown[k] for k in sorted(shown)]), columns
@@ -146,10 +104,9 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         folder = out / f"cfg{s:g}"
         shown, columns = sample_folder(pipe, folder, classes, per_class, s, cfg.sample.batch_size, cfg.sample.seed)
-        grid = (video_grid(shown, out / f"cfg{s:g}.gif", per_row=columns) if shown.shape[2] > 1 else
-                image_grid(shown[:, :, 0], out / f"cfg{s:g}.png", per_row=columns))
+        picture = grid(shown, out / f"cfg{s:g}", per_row=columns)
         before = (earlier or {}).get("folders", {}).get(f"{s:g}", {}).get("seconds", 0.0)  # runs that wrote files
-        record["folders"][f"{s:g}"] = {"folder": str(folder), "grid": str(grid), "guidance_scale": s,
+        record["folders"][f"{s:g}"] = {"folder": str(folder), "grid": str(picture), "guidance_scale": s,
                                        "n": len(classes) * per_class, "seconds": before + time.perf_counter() - t0}
     atomic_write_json(out / "samples.json", record)
     print(json.dumps(record["folders"], indent=1))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.data.collate import collate
+from shared.media import grid
 from shared.data.sampling import StepBatchSampler
 from shared.training import (EMA, MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint,
                              seed_step, set_lr)
@@ -36,7 +37,6 @@ from .diffusion import GaussianDiffusion
 from .latents import LatentSet
 from .models import build_model
 from .pipeline import LatentDiffusionPipeline
-from .visualize import image_grid, video_grid
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -67,8 +67,8 @@ def write_samples(pipe: LatentDiffusionPipeline, labels: torch.Tensor | None, n:
     """Sample from the pipeline's model and write a PNG grid (images) or a GIF grid (clips)."""
     pixels = pipe(labels=labels, num_samples=None if labels is not None else n, seed=seed)
     if pixels.shape[2] == 1:
-        return image_grid(pixels[:, :, 0], path.with_suffix(".png"), per_row=8)
-    return video_grid(pixels, path.with_suffix(".gif"), per_row=4)
+        return grid(pixels, path, per_row=8)
+    return grid(pixels, path, per_row=4)
 
 
 # ----------------------------------------------------------------------------- training

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json
 from shared.extraction import ShardDataset
+from shared.media import grid, sample_path, write_sample
 
 from .config import SampleConfig, lm_config
 from .pipeline import ARPipeline
-from .visualize import grid, write_sample
 
 
 def requests(pipe: ARPipeline, s: SampleConfig, classes: list[int] | None, codes_dir: str | None,
@@ -90,11 +90,11 @@ def main(argv=None) -> dict:
         for j, clip in enumerate(pixels):
             label = int(folder_label[first + j])
             index = first + j
-            write_sample(clip, samples_dir, label, index)
+            write_sample(clip, sample_path(samples_dir, label, index, clip.shape[1] > 1))
             by_class.setdefault(label, []).append(clip)
     seconds = time.perf_counter() - start
     for label, clips in by_class.items():
-        grid(torch.stack(clips[:8])[None], out / "grids" / f"class_{label:04d}")
+        grid(torch.stack(clips[:8]), out / "grids" / f"class_{label:04d}", per_row=8)
     record = {"model": str(Path(args.model).resolve()), "task": task, "scale": args.scale,
               "parameters": summary.get("parameters"), "codes": summary.get("codes"),
               "tokenizer": summary.get("tokenizer"), "tokenizer_sha256": summary.get("tokenizer_sha256"),

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.extraction import ShardDataset, read_manifest
+from shared.media import grid
 from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint,
                              seed_step, set_lr)
 from shared.training.checkpoint import as_record
@@ -35,7 +36,6 @@ from .config import LMConfig, lm_config
 from .model import CodeLayout, build_lm, lm_loss
 from .pipeline import ARPipeline
 from .sampling import sample_codes
-from .visualize import grid
 
 log = logging.getLogger("lm_generation.train")
 TASKS = ("image", "video", "frames")
@@ -80,7 +80,7 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
                        cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                        seed=s.seed)
     pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size)
-    return grid(pixels.cpu().reshape(rows, cols, *pixels.shape[1:]), path)
+    return grid(pixels, path, per_row=cols)
 
 
 # ----------------------------------------------------------------------------- training
