@@ -106,7 +106,8 @@ class VectorQuantizer(nn.Module):
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
         stats = {"codebook_usage": (counts > 0).float().mean().detach(), "perplexity": perplexity.detach()}
-        if self.training and self.dead_code_steps > 0:  # after this batch's codes are taken: the next batch sees them
+        # a training step (not a no-grad look in train mode), after this batch's codes are taken: the next batch sees them
+        if self.training and torch.is_grad_enabled() and self.dead_code_steps > 0:
             stats["codes_restarted"] = torch.tensor(float(self._restart_dead_codes(z.detach(), counts)))
         return HeadOutput(latents=latents, loss=loss, indices=indices, stats=stats)
 

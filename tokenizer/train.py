@@ -247,6 +247,7 @@ def count_unreadable(unreadable: dict, errors: list[str], where: str, accelerato
 
 def validate(model: OmniTokenizer, val_sets: dict, cfg: TrainConfig, samples_dir: Path, name: str) -> dict:
     """PSNR / SSIM / codebook usage on each validation split, plus a PNG grid and GIFs to look at."""
+    model.eval()  # the pictures below too: no training-mode behaviour (codebook restarts) while looking
     limits = {"image": cfg.data.val_images, "video": cfg.data.val_videos}
     results = {}
     for kind, dataset in val_sets.items():
