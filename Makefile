@@ -121,14 +121,14 @@ lm-k600: $(RESULTS)/lm_k600.json
 # class-conditional ImageNet (small: the embedded photos, class = photo, 64 px)
 $(RESULTS)/lm_imagenet.json: | $(STAMP) $(VQ_DEP)
 	$(call LM_RUN,lm_imagenet,image,--images $(or $(DATA_IMAGES),embedded),$(call LM_CODES,$(DATA_IMAGES),images),,\
-		$(if $(DATA_IMAGES),--reference $(DATA_IMAGES) --split val,--reference embedded),,$(LM_GUIDANCE))
+		$(if $(DATA_IMAGES),--reference $(DATA_IMAGES) --split train,--reference embedded),,$(LM_GUIDANCE))
 	$(call LM_CONSISTENCY,lm_imagenet,image,$(if $(DATA_IMAGES),--images $(DATA_IMAGES)))
 	$(call LM_REPORT,lm_imagenet)
 
 # class-conditional UCF-101 (small: the embedded clips, class = camera motion or source video; 17 frames)
 $(RESULTS)/lm_ucf.json: | $(STAMP) $(VQ_DEP)
 	$(call LM_RUN,lm_ucf,video,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=ucf101,$(call \
-		LM_CODES,$(DATA_VIDEOS),clips),,--frames 17 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) --video-layout \
+		LM_CODES,$(DATA_VIDEOS),clips),,--frames 16 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) --video-layout \
 		ucf101 --split train,--reference embedded),,$(LM_GUIDANCE))
 	$(call LM_CONSISTENCY,lm_ucf,video,$(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS) --video-layout ucf101))
 	$(call LM_REPORT,lm_ucf)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -93,7 +94,7 @@ def main(argv=None) -> dict:
     grid = tuple(-(-s // tokenizer.config.patch_size) for s in as_size(data.resolution))
     latent_shape = [tokenizer.config.latent_dim, *([] if data.num_frames == 1 else
                                                    [tokenizer.latent_frames(data.num_frames)]), *grid]
-    settings = {"tokenizer": str(args.tokenizer), "tokenizer_sha256": file_sha256(args.tokenizer),
+    settings = {"tokenizer": str(Path(args.tokenizer).resolve()), "tokenizer_sha256": file_sha256(args.tokenizer),
                 "source": data.source, "split": data.split, "video_layout": data.video_layout if data.num_frames > 1
                 else None, "resolution": data.resolution, "num_frames": data.num_frames,
                 "frame_stride": data.frame_stride, "latent_shape": latent_shape,

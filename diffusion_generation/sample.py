@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
               "precision": "fp32", "device": str(pipe.device), "folders": {}}
     earlier = json.loads((out / "samples.json").read_text()) if (out / "samples.json").is_file() else None
     if earlier is not None:  # files of another sampler / seed / model are never mixed with these
-        keys = ("pipeline", "sampler", "sampling_steps", "seed", "batch_size")
+        keys = ("pipeline", "model", "sampler", "sampling_steps", "classes", "per_class", "seed", "batch_size")
         changed = {k: (earlier.get(k), record[k]) for k in keys if earlier.get(k) != record[k]}
         if changed:
             raise ValueError(f"{out / 'samples.json'}: these folders were sampled with other settings {changed}; "

@@ -161,7 +161,8 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                 accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
             opt.step()
         opt.zero_grad(set_to_none=True)
-        window.append(loss.item())
+        if not bad:  # a skipped step's loss is not a figure of the run
+            window.append(loss.item())
         tokens_seen += len(idx) * (layout.num_codes - layout.num_given) * accelerator.num_processes
         done = step + 1
         if done % t.log_every == 0 or done == stop:

@@ -263,5 +263,9 @@ def test_dead_code_restarts_bring_unused_codes_back_into_use():
             vq.eval()(h)
             assert torch.equal(vq.codebook, before) and "codes_restarted" not in vq.eval()(h).stats
     assert usage[0] < 0.1 and usage[2] > 0.5, usage
+    vq = VectorQuantizer(16, 4, 64, 1.0, 1.0, dead_code_steps=1).train()
+    vq(torch.randn(32, 16))
+    vq(torch.full((32, 16), float("nan")))  # a non-finite batch (the trainer skips it) must not poison the codebook
+    assert torch.isfinite(vq.codebook).all()
     assert "code_age" in VectorQuantizer(16, 4, 8, 1.0, 1.0, dead_code_steps=2).state_dict()
     assert "code_age" not in VectorQuantizer(16, 4, 8, 1.0, 1.0).state_dict()  # older checkpoints load unchanged

@@ -70,7 +70,11 @@ class VectorQuantizer(nn.Module):
         if len(dead) == 0:
             return 0
         flat = z.reshape(-1, z.shape[-1])
-        fresh = flat[torch.randint(0, flat.shape[0], (len(dead),), device=flat.device)]
+        flat = flat[torch.isfinite(flat).all(-1)]  # a non-finite batch (skipped by the trainer) must not seed codes
+        if len(flat):
+            fresh = flat[torch.randint(0, flat.shape[0], (len(dead),), device=flat.device)]
+        else:
+            fresh = torch.randn(len(dead), z.shape[-1], device=z.device)
         fresh = F.normalize(fresh + 0.01 * torch.randn_like(fresh), dim=-1)
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(fresh, src=0)

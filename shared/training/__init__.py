@@ -1,7 +1,8 @@
 """The pieces every trainer here shares (tokenizer, LM, DiT, Latte). No Trainer class: each train.py is a
 script that calls these.
 
-- accelerator.py   Accelerator set-up (bf16 autocast on CUDA only; DDP / FSDP through `accelerate launch`)
+- accelerator.py   Accelerator set-up (bf16 autocast on CUDA; DDP through `accelerate launch`; the trainers save
+                   checkpoints from the main process's full state dict, so FSDP sharding is not supported yet)
 - schedule.py      per-step seeding, warm-up + cosine (or constant) learning rate
 - guard.py         the non-finite loss guard (skip, count, stop after too many in a row)
 - metrics_log.py   metrics.jsonl + TensorBoard that never repeat a step after a resume

@@ -1,4 +1,5 @@
-"""The Accelerator every trainer uses: devices, DDP / FSDP (from `accelerate launch` / `accelerate config`),
+"""The Accelerator every trainer uses: devices, DDP (from `accelerate launch` / `accelerate config`; FSDP would need
+the trainers to gather sharded state dicts, which they do not yet),
 and mixed precision: by default bf16 autocast on CUDA and fp32 on a CPU (tests stay in fp32); `precision`
 "auto" also takes the CPU's bf16 where it measures faster (precision.py)."""
 from __future__ import annotations

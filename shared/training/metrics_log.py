@@ -24,7 +24,7 @@ class MetricsLog:
             atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(f"{line}\n" for line in kept)))
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(Path(folder) / "tb"), purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(str(Path(folder) / "tb"), purge_step=start_step + 1)
         self.file = open(self.path, "a")
 
     def log(self, step: int, record: dict, prefix: str = "train") -> None:
