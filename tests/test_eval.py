@@ -58,6 +58,7 @@ def test_frechet_distance_agrees_with_torch_fidelity():
     assert not frechet_from_features(fa[:20], fb[:20])["full_rank_covariance"]  # n <= d is reported
 
 
+@pytest.mark.slow  # full-size Inception / VGG16 networks
 def test_inception_metrics_offline_error_and_labelled_random_fallback():
     with pytest.raises(RuntimeError, match="--allow-random-features"):
         InceptionFeatures(allow_random=False)
@@ -139,6 +140,7 @@ def test_feature_cache_hits_only_the_same_batch_and_network(tmp_path):
     assert FeatureCache(None, "image", net_a).path is None
 
 
+@pytest.mark.slow  # full-size Inception / VGG16 networks
 def test_generation_metrics_of_a_sample_folder_against_a_reference(tmp_path, imagenet_dir):
     import json
 

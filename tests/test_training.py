@@ -113,6 +113,7 @@ def test_vq_to_kl_transfer_starts_at_the_vq_projection():
     assert torch.equal(back.head.proj.weight, vq.head.proj.weight) and not bool(back.head.initialized)
 
 
+@pytest.mark.slow  # full-size Inception / VGG16 networks
 def test_perceptual_weight_sources(tmp_path):
     from torchvision.models import vgg16
 
