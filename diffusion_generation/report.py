@@ -11,37 +11,21 @@ house format of eval/results.py (metrics + context + git commit + time written).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 from pathlib import Path
 
 from shared.atomic import atomic_write_json
-from shared.provenance import git_commit
-
-
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; run the step that writes it first (see the Makefile)")
-    return json.loads(path.read_text())
+from shared.generation_report import read_json, sample_metrics
+from shared.provenance import stamp
 
 
 def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
-    summary = _read(run / "summary.json")
-    manifest = _read(Path(summary["latents"]) / "manifest.json")
-    sampling = _read(run / "samples" / "samples.json")
-    metrics, eval_seconds = {}, 0.0
-    consistency = _read(metrics_dir / "class_consistency.json")
-    eval_seconds += consistency.get("eval_seconds", 0.0)
-    shares = {row["guidance"]: row for row in consistency["metrics"]["class_consistency"]}
-    for key, folder in sampling["folders"].items():
-        fidelity = _read(metrics_dir / f"samples_cfg{key}.json")
-        eval_seconds += fidelity.get("eval_seconds", 0.0)
-        row = shares.get(folder["guidance_scale"], {})
-        metrics[f"cfg{key}"] = {"guidance_scale": folder["guidance_scale"], "n_samples": folder["n"],
-                                "sampling_seconds": folder["seconds"], **fidelity["metrics"],
-                                "class_consistency": row.get("share"),
-                                "class_mean_probability": row.get("mean_probability")}
-    classifier = {k: consistency["metrics"][k] for k in ("classifier_accuracy", "chance", "rises_with_guidance")}
+    summary = read_json(run / "summary.json")
+    manifest = read_json(Path(summary["latents"]) / "manifest.json")
+    sampling = read_json(run / "samples" / "samples.json")
+    folders = {f"cfg{key}": {"guidance_scale": f["guidance_scale"], "n_samples": f["n"], "sampling_seconds": f["seconds"]}
+               for key, f in sampling["folders"].items()}
+    metrics, classifier, eval_seconds = sample_metrics(folders, metrics_dir)
     settings = manifest["settings"]
     seconds = {"extraction": manifest.get("extract_seconds"), "training": summary["wall_seconds"],
                "sampling": sum(f["seconds"] for f in sampling["folders"].values()), "evaluation": eval_seconds}
@@ -55,8 +39,7 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
             "steps": summary["steps"], "parameters": summary["parameters"], "wall_seconds": seconds,
             "threads": summary["threads"], "precision": summary["precision"],
             "sampling": {k: sampling[k] for k in ("sampler", "sampling_steps", "classes", "per_class", "seed")},
-            "config": summary["config"], "git_commit": git_commit(),
-            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "config": summary["config"], **stamp()}
 
 
 def main(argv=None) -> dict:

@@ -1,6 +1,7 @@
 """What every result file says about the code that made it."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import subprocess
 from pathlib import Path
@@ -14,6 +15,12 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def stamp() -> dict:
+    """The code and time a result was written with."""
+    return {"git_commit": git_commit(),
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def file_sha256(path: str | Path) -> str:
