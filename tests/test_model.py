@@ -121,14 +121,26 @@ def test_window_padding_never_leaks_into_real_tokens():
 
 
 @pytest.mark.parametrize("quantizer", ["vq", "kl"])
-def test_chunked_encode_decode_equals_one_pass(quantizer):
+@pytest.mark.parametrize("max_tokens", [10, 200])  # 10: one row per slice; 200: slices of several frames / positions
+def test_chunked_encode_decode_equals_one_pass(quantizer, max_tokens):
     model = make(quantizer)
-    x = video(b=1, t=1 + 3 * model.config.temporal_patch_size, h=24, w=28)
+    with torch.no_grad():  # the PEG convs start at zero: give them weights so that their slicing is tested too
+        for peg in (model.encoder.peg, model.decoder.peg):
+            peg.conv.weight.normal_(0, 0.2)
+    x = video(b=2, t=1 + 5 * model.config.temporal_patch_size, h=24, w=28)
     with torch.no_grad():
-        full, part = model.encode(x), model.encode(x, max_tokens=10)
+        full, part = model.encode(x), model.encode(x, max_tokens=max_tokens)
         torch.testing.assert_close(part.latents, full.latents, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(model.decode(full.latents, max_tokens=10), model.decode(full.latents),
+        torch.testing.assert_close(model.decode(full.latents, max_tokens=max_tokens), model.decode(full.latents),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_nearest_code_in_slices_equals_one_argmax():
+    head = make("vq").head
+    z = torch.nn.functional.normalize(torch.randn(3, 37, head.codebook.shape[1]), dim=-1)
+    expected = (z @ head.codes().T).argmax(-1)
+    assert torch.equal(head.nearest(z, max_scores=head.codebook.shape[0] * 5), expected)  # slices of 5 rows
+    assert torch.equal(head.nearest(z, max_scores=1), expected)  # one row at a time
 
 
 def test_vq_codes_and_decode_indices():

@@ -175,10 +175,20 @@ class CausalPEG(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T', h, w, D)
-        y = x.permute(0, 4, 1, 2, 3)
-        y = self.conv(F.pad(y, (1, 1, 1, 1, 2, 0)))
-        return x + y.permute(0, 2, 3, 4, 1)
+    def forward(self, x: torch.Tensor, frames_per_chunk: int | None = None) -> torch.Tensor:  # (B, T', h, w, D)
+        t = x.shape[1]
+        if frames_per_chunk is None or t <= frames_per_chunk:
+            return x + self._conv(x, 2)
+        out = torch.empty_like(x)
+        for start in range(0, t, frames_per_chunk):
+            stop = min(t, start + frames_per_chunk)
+            past = min(2, start)  # frames before the slice that its outputs see; zero padding before frame 0
+            out[:, start:stop] = x[:, start:stop] + self._conv(x[:, start - past : stop], 2 - past)
+        return out
+
+    def _conv(self, x: torch.Tensor, pad_past: int) -> torch.Tensor:
+        y = self.conv(F.pad(x.permute(0, 4, 1, 2, 3), (1, 1, 1, 1, pad_past, 0)))
+        return y.permute(0, 2, 3, 4, 1)
 
 
 class PatchEmbed(nn.Module):
@@ -199,11 +209,28 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
-def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int | None) -> torch.Tensor:
-    """fn over x in slices of `rows` along dim 0 (fn must treat rows independently); None: one call."""
-    if rows is None or x.shape[0] <= rows:
+def frames_per_chunk(max_tokens: int | None, tokens_per_row: int) -> int | None:
+    """How many rows of `tokens_per_row` tokens fit in max_tokens (at least one); None: no chunking."""
+    return None if max_tokens is None else max(1, max_tokens // tokens_per_row)
+
+
+def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int | None, dim: int = 0) -> torch.Tensor:
+    """fn over x in slices of `rows` along `dim` (fn must treat them independently and keep that axis); None:
+    one call. The slices' results are written into one output tensor, so that memory holds the input, the
+    output and one slice's work, not a list of results and their concatenation as well."""
+    size = x.shape[dim]
+    if rows is None or size <= rows:
         return fn(x)
-    return torch.cat([fn(part) for part in x.split(rows)])
+    out = None
+    for start in range(0, size, rows):
+        part = fn(x.narrow(dim, start, min(rows, size - start)))
+        if out is None:
+            shape = list(part.shape)
+            shape[dim] = size
+            out = part.new_empty(shape)
+        out.narrow(dim, start, part.shape[dim]).copy_(part)
+        del part
+    return out
 
 
 class SpaceTimeStack(nn.Module):
@@ -231,22 +258,22 @@ class SpaceTimeStack(nn.Module):
                 frames = block(frames, rope)
             return frames
 
-        rows = None if max_tokens is None else max(1, max_tokens // (h * w))
-        return chunked(run, x.reshape(b * t, h, w, d), rows).view(b, t, h, w, d)
+        return chunked(run, x.reshape(b * t, h, w, d), frames_per_chunk(max_tokens, h * w)).view(b, t, h, w, d)
 
     def _time(self, x: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
         b, t, h, w, d = x.shape
-        x = self.peg(x)
+        x = self.peg(x, frames_per_chunk(max_tokens, b * h * w))
         bias = alibi_bias(self.cfg.heads, t, self.cfg.causal, x.device)
 
-        def run(seqs):
+        def run(positions):  # (b, t, n, d): n spatial positions, each a sequence over time
+            n = positions.shape[2]
+            seqs = rearrange(positions, "b t n d -> (b n) t d")
             for block in self.temporal:
                 seqs = block(seqs, bias)
-            return seqs
+            return rearrange(seqs, "(b n) t d -> b t n d", b=b, n=n)
 
-        rows = None if max_tokens is None else max(1, max_tokens // t)
-        seqs = rearrange(x, "b t h w d -> (b h w) t d")
-        return rearrange(chunked(run, seqs, rows), "(b h w) t d -> b t h w d", b=b, h=h, w=w)
+        # slices of spatial positions taken from (b, t, h*w, d) directly: no whole-clip transposed copy
+        return chunked(run, x.view(b, t, h * w, d), frames_per_chunk(max_tokens, b * t), dim=2).view(b, t, h, w, d)
 
     def forward(self, x: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
         for stage in self.order:
@@ -332,6 +359,39 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
 
     # ---- encode / decode
 
+    def _embed(self, x: torch.Tensor, rows: int | None) -> torch.Tensor:
+        """Frames (B, 3, T, H, W), H and W multiples of p, -> tokens (B, T', h, w, D): the first frame in patches,
+        the rest in tubes, `rows` latent frames at a time (None: all at once) written into one tensor."""
+        p, t = self.config.patch_size, self.config.temporal_patch_size
+        first = self.embed_first(rearrange(x[:, :, :1], "b c 1 (h p) (w q) -> b 1 h w (c p q)", p=p, q=p))
+        if x.shape[2] == 1:
+            return first
+        embed = lambda clip: self.embed_rest(rearrange(clip, "b c (n t) (h p) (w q) -> b n h w (c t p q)", t=t, p=p, q=p))  # noqa: E731
+        if rows is None:
+            return torch.cat([first, embed(x[:, :, 1:])], 1)
+        n = (x.shape[2] - 1) // t
+        tokens = first.new_empty(first.shape[0], 1 + n, *first.shape[2:])
+        tokens[:, :1] = first
+        for j in range(0, n, rows):
+            tokens[:, 1 + j : 1 + j + rows] = embed(x[:, :, 1 + j * t : 1 + (j + rows) * t])
+        return tokens
+
+    def _unembed(self, tokens: torch.Tensor, rows: int | None) -> torch.Tensor:
+        """Tokens (B, T', h, w, D) -> frames (B, 3, 1 + (T'-1)t, h*p, w*p), the mirror image of _embed."""
+        p, t = self.config.patch_size, self.config.temporal_patch_size
+        first = rearrange(self.out_first(tokens[:, :1]), "b 1 h w (c p q) -> b c 1 (h p) (w q)", p=p, q=p)
+        if tokens.shape[1] == 1:
+            return first
+        unembed = lambda part: rearrange(self.out_rest(part), "b n h w (c t p q) -> b c (n t) (h p) (w q)", t=t, p=p, q=p)  # noqa: E731
+        if rows is None:
+            return torch.cat([first, unembed(tokens[:, 1:])], 2)
+        n = tokens.shape[1] - 1
+        frames = first.new_empty(*first.shape[:2], 1 + n * t, *first.shape[3:])
+        frames[:, :, :1] = first
+        for j in range(0, n, rows):
+            frames[:, :, 1 + j * t : 1 + (j + rows) * t] = unembed(tokens[:, 1 + j : 1 + j + rows])
+        return frames
+
     def encode(self, x: torch.Tensor, sample: bool = False, max_tokens: int | None = None,
                check_range: bool = True) -> EncoderOutput:
         """Pixels (B, 3, T, H, W) or (B, 3, H, W) in [-1, 1] -> latents (B, C, T', ceil(H/p), ceil(W/p)).
@@ -342,13 +402,9 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         """
         x = self._check_pixels(x, check_range)
         b, _, t_in, h_in, w_in = x.shape
-        p, t = self.config.patch_size, self.config.temporal_patch_size
+        p = self.config.patch_size
         x = F.pad(x, (0, -w_in % p, 0, -h_in % p, 0, 0), mode="replicate") if (h_in % p or w_in % p) else x
-        first = self.embed_first(rearrange(x[:, :, :1], "b c 1 (h p) (w q) -> b 1 h w (c p q)", p=p, q=p))
-        tokens = first
-        if t_in > 1:
-            rest = rearrange(x[:, :, 1:], "b c (n t) (h p) (w q) -> b n h w (c t p q)", t=t, p=p, q=p)
-            tokens = torch.cat([first, self.embed_rest(rest)], 1)
+        tokens = self._embed(x, frames_per_chunk(max_tokens, b * (x.shape[-2] // p) * (x.shape[-1] // p)))
         out = self.head(self.encoder(tokens, max_tokens), sample=sample)
         to_channels_first = lambda z: z.permute(0, 4, 1, 2, 3)  # noqa: E731
         posterior = None
@@ -363,13 +419,9 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         """Latents (B, C, T', h, w) -> pixels (B, 3, 1 + (T'-1)t, h*p, w*p), cropped to `size` (H, W or T, H, W)."""
         if latents.dim() != 5 or latents.shape[1] != self.config.latent_dim:
             raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w), got {tuple(latents.shape)}")
-        p, t = self.config.patch_size, self.config.temporal_patch_size
+        b, _, _, h, w = latents.shape
         tokens = self.decoder(self.post_head(latents.permute(0, 2, 3, 4, 1)), max_tokens)
-        first = rearrange(self.out_first(tokens[:, :1]), "b 1 h w (c p q) -> b c 1 (h p) (w q)", p=p, q=p)
-        frames = first
-        if tokens.shape[1] > 1:
-            rest = rearrange(self.out_rest(tokens[:, 1:]), "b n h w (c t p q) -> b c (n t) (h p) (w q)", t=t, p=p, q=p)
-            frames = torch.cat([first, rest], 2)
+        frames = self._unembed(tokens, frames_per_chunk(max_tokens, b * h * w))
         if size is not None:
             if size[-2] > frames.shape[-2] or size[-1] > frames.shape[-1] or (len(size) == 3 and size[0] != frames.shape[2]):
                 raise ValueError(f"decode(size={tuple(size)}): the latents decode to {tuple(frames.shape[2:])} "

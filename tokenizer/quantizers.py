@@ -83,11 +83,15 @@ class VectorQuantizer(nn.Module):
         return len(dead)
 
     @torch.no_grad()
-    def nearest(self, z: torch.Tensor, rows_per_chunk: int = 16384) -> torch.Tensor:
-        """Index of the nearest unit code for each unit vector in z (..., C); bounded memory."""
+    def nearest(self, z: torch.Tensor, max_scores: int = 2**22) -> torch.Tensor:
+        """Index of the nearest unit code for each unit vector in z (..., C); the score matrix is built in
+        slices of at most `max_scores` entries (16 MB in fp32), whatever the number of tokens or codes."""
         flat = z.reshape(-1, z.shape[-1])
         codes = self.codes().to(flat.dtype)
-        idx = torch.cat([(part @ codes.T).argmax(-1) for part in flat.split(rows_per_chunk)])
+        rows = max(1, max_scores // codes.shape[0])
+        idx = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+        for start in range(0, flat.shape[0], rows):
+            idx[start : start + rows] = (flat[start : start + rows] @ codes.T).argmax(-1)
         return idx.view(z.shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
