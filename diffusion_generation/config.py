@@ -72,6 +72,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     num_workers: int = 0
     max_nonfinite_in_row: int = 8
+    # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
+    precision: str | None = None
 
 
 @dataclass

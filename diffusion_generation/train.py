@@ -27,7 +27,7 @@ from shared.data import StepSchedule
 from shared.data.collate import collate
 from shared.media import grid
 from shared.data.sampling import StepBatchSampler
-from shared.training import (EMA, MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint,
+from shared.training import (EMA, MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint,
                              seed_step, set_lr)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
@@ -81,7 +81,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     tc = cfg.train
     out = Path(out)
     # Setup accelerator and data:
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(precision=tc.precision)
     main, device = accelerator.is_main_process, accelerator.device
     data = LatentSet(latents)
     check_data(cfg, data)
@@ -184,7 +184,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
                "latent_scale": data.scale, "tokenizer": tokenizer,
                "tokenizer_sha256": data.manifest["settings"]["tokenizer_sha256"],
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
-               "precision": "bf16 autocast" if accelerator.mixed_precision == "bf16" else "fp32",
+               **precision_record(accelerator),
                "processes": accelerator.num_processes, "nonfinite_skipped": guard.skipped,
                "config": as_record(cfg)}
     if stop < tc.steps:

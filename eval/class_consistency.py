@@ -235,7 +235,7 @@ def main(argv=None) -> None:
                  classifier_sha256=record["weights_sha256"], classifier_steps=record["steps"],
                  classifier_train_seconds=record["train_seconds"], classifier_trained_now=record["trained_now"],
                  eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(), device=dev,
-                 precision="bf16 autocast" if dev == "cuda" else "fp32")
+                 precision="bf16" if dev == "cuda" else "fp32", precision_reason="CUDA" if dev == "cuda" else "CPU default")
     summary = {str(r["guidance"] if r["guidance"] is not None else r["samples"]): round(r["share"], 4) for r in rows}
     print(json.dumps({"share": summary, "classifier_accuracy": round(record["held_out_accuracy"], 4),
                       "chance": round(record["chance"], 4),

@@ -61,6 +61,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     validate_every: int = 500  # a sample grid (the final one is always made)
     max_nonfinite_in_row: int = 8
+    # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
+    precision: Optional[str] = None
 
 
 @dataclass

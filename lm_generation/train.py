@@ -27,7 +27,7 @@ from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.extraction import ShardDataset, read_manifest
 from shared.media import grid
-from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint,
+from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint,
                              seed_step, set_lr)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
@@ -101,7 +101,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
             (out / f).unlink(missing_ok=True)
 
     # Setup: accelerator, data, model, optimizer
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(precision=t.precision)
     main = accelerator.is_main_process
     codes, labels, layout, settings = load_codes(codes_dir, task, cfg)
     shape = cfg.shape(size)
@@ -189,7 +189,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                "nonfinite_skipped": guard.skipped, "codes": str(Path(codes_dir).resolve()), "rows": len(codes),
                "tokenizer": settings["tokenizer"], "tokenizer_sha256": settings["tokenizer_sha256"],
                "layout": layout.to_dict(), "threads": torch.get_num_threads(),
-               "precision": accelerator.mixed_precision if accelerator.mixed_precision != "no" else "fp32",
+               **precision_record(accelerator),
                "device": str(accelerator.device), "processes": accelerator.num_processes,
                "final_loss": _last_loss(out), "config": as_record(cfg)}
     if main:

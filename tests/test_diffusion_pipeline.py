@@ -87,6 +87,7 @@ def test_loss_falls_on_a_tiny_dataset(work, tmp_path):
     summary = train(cfg, work / "image_latents", tmp_path / "run")
     curve = losses(tmp_path / "run")
     assert summary["steps"] == 60 and len(curve) == 6
+    assert (summary["precision"], summary["precision_reason"]) == ("fp32", "CPU default")  # as every trainer records it
     assert curve[-1] < 0.8 * curve[0]  # from ~1 (zero output: MSE of the noise itself)
 
 

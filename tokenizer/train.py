@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json, remove_temporary_files
-from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, resume, save_checkpoint, seed_step,
+from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint, seed_step,
                              set_lr)
 from shared.training.checkpoint import as_record, config_difference
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
@@ -217,8 +217,7 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
     unreadable = state["unreadable"]
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
                "processes": accelerator.num_processes, "threads": torch.get_num_threads(), "wall_seconds": elapsed,
-               "precision": getattr(accelerator, "precision", accelerator.mixed_precision),
-               "precision_reason": getattr(accelerator, "precision_reason", None),
+               **precision_record(accelerator),
                "nonfinite_skipped": guard.skipped,
                "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item()),
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own

@@ -9,7 +9,7 @@ script that calls these.
 - checkpoint.py    atomic checkpoints (safetensors + weights_only optimizer state), resume with a config check
 - ema.py           an exponential moving average of weights, saved and resumed with the checkpoint
 """
-from .accelerator import make_accelerator
+from .accelerator import make_accelerator, precision_record
 from .checkpoint import latest_checkpoint, load_checkpoint, resume, save_checkpoint
 from .ema import EMA
 from .guard import NonFiniteGuard
@@ -17,4 +17,4 @@ from .metrics_log import MetricsLog
 from .schedule import lr_at, seed_step, set_lr
 
 __all__ = ["EMA", "MetricsLog", "NonFiniteGuard", "latest_checkpoint", "load_checkpoint", "lr_at",
-           "make_accelerator", "resume", "save_checkpoint", "seed_step", "set_lr"]
+           "make_accelerator", "precision_record", "resume", "save_checkpoint", "seed_step", "set_lr"]

@@ -28,3 +28,8 @@ def make_accelerator(find_unused_parameters: bool = False, precision: str | None
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
     accelerator.precision, accelerator.precision_reason = chosen, why
     return accelerator
+
+
+def precision_record(accelerator: Accelerator) -> dict:
+    """What every run summary records about its precision: "fp32" or "bf16" (autocast), and why."""
+    return {"precision": accelerator.precision, "precision_reason": accelerator.precision_reason}
