@@ -66,6 +66,10 @@ class LatentSet(Dataset):
                                  f"expected latents written by diffusion_generation.extract_latents")
         self.folder, self.manifest = Path(folder), data.manifest
         self.mean, self.logvar, self.labels = data.arrays["mean"], data.arrays["logvar"], data.arrays["labels"]
+        if scale is None and "latent_scale" not in self.manifest:
+            raise ValueError(f"{folder}: the latent scale was never measured (the extraction stopped after its last "
+                             f"shard); run diffusion_generation.extract_latents on this folder again: it keeps the "
+                             f"shards and measures the scale")
         self.scale = float(scale if scale is not None else self.manifest["latent_scale"])
 
     @property

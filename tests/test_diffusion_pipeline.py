@@ -66,6 +66,20 @@ def test_measured_scale_gives_unit_variance_on_its_data(work):
     assert torch.equal(data[3]["latents"], data.mean[3].float() * data.scale)
 
 
+def test_a_scale_never_measured_is_named_and_a_rerun_measures_it(work, tmp_path):
+    import shutil
+    shutil.copytree(work / "image_latents", tmp_path / "latents")
+    manifest_path = tmp_path / "latents" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    scale = manifest.pop("latent_scale")  # killed after the last shard, before the scale was written
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="latent scale was never measured"):
+        LatentSet(tmp_path / "latents")
+    extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(work / "vae"),
+                          "--out", str(tmp_path / "latents")])
+    assert LatentSet(tmp_path / "latents").scale == pytest.approx(scale)
+
+
 def test_extraction_refuses_another_tokenizer_and_a_vq_one(work, tmp_path):
     torch.manual_seed(1)
     OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "other")
