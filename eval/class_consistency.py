@@ -152,7 +152,7 @@ def reconstruction_ceiling(net: ConvClassifier, data: RealData, tokenizer: str, 
         hits += (predict(net, recon, known).argmax(-1) == batch["label"]).sum().item()
         n += len(batch["label"])
     return {"share": hits / n, "n": n, "items": description, "tokenizer": tokenizer,
-            "tokenizer_sha256": file_sha256(Path(tokenizer) / "model.safetensors")}
+            "tokenizer_sha256": file_sha256(tokenizer)}  # the folder, as the extraction manifests hash it
 
 
 def rises_with_guidance(rows: list[dict]) -> bool | None:
