@@ -28,7 +28,7 @@ import torch
 from shared.atomic import atomic_write_json
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.data.transforms import as_size
-from shared.extraction import MANIFEST, SeededItems, extract, flipped_labels, mirrored_labels
+from shared.extraction import MANIFEST, SeededItems, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 
@@ -52,22 +52,15 @@ def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str
 
 
 def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mirror: torch.Tensor | None = None):
-    """encode(batch) -> {"mean", "logvar", "labels"}: original rows, then flipped rows. mirror: label -> label of
-    the flipped item (shared.extraction.mirrored_labels)."""
+    """encode(batch) -> {"mean", "logvar", "labels"}: rows are the batch, then its flips (shared.extraction.with_flips).
+    mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
 
     def encode(batch: dict) -> dict:
-        x = batch["pixels"].to(device)
-        views = [x, x.flip(-1)] if flip else [x]
-        means, logvars = [], []
-        for v in views:
-            posterior = tokenizer.encode(v).posterior
-            means.append(posterior.mean)
-            logvars.append(posterior.logvar)
-        mean, logvar = torch.cat(means), torch.cat(logvars)  # (B', C, T', h, w)
+        x, labels = with_flips(batch, flip, mirror)
+        posterior = tokenizer.encode(x.to(device)).posterior
+        mean, logvar = posterior.mean, posterior.logvar  # (B', C, T', h, w)
         if images:
             mean, logvar = mean[:, :, 0], logvar[:, :, 0]
-        labels = batch["label"].long()
-        labels = torch.cat([labels, flipped_labels(labels, mirror)] if flip else [labels])
         return {"mean": mean.half().cpu(), "logvar": logvar.half().cpu(), "labels": labels.cpu()}
 
     return encode

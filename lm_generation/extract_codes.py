@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
-from shared.extraction import SeededItems, extract, flipped_labels, mirrored_labels
+from shared.extraction import SeededItems, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 
@@ -52,16 +52,13 @@ def build_dataset(kind: str, source: str, split: str, data: DataConfig):
 
 
 def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | None = None):
-    """batch -> {"codes": (rows, T', h, w) uint16, "labels": (rows,)}; rows: item 0, its flip, item 1, ...
-    mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
+    """batch -> {"codes": (rows, T', h, w) uint16, "labels": (rows,)}; rows: the batch, then its flips
+    (shared.extraction.with_flips). mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
     dtype = torch.uint16 if tok.config.codebook_size <= 2**16 else torch.int32
 
     def encode(batch: dict) -> dict:
-        x = batch["pixels"].to(device)
-        views = [x, x.flip(-1)] if flip else [x]
-        codes = torch.stack([tok.encode(v).indices for v in views], 1).flatten(0, 1)
-        labels = batch["label"].long()
-        labels = torch.stack([labels, flipped_labels(labels, mirror)] if flip else [labels], 1).flatten()
+        x, labels = with_flips(batch, flip, mirror)
+        codes = tok.encode(x.to(device)).indices
         return {"codes": codes.to(torch.int32).to(dtype).cpu(), "labels": labels.long().cpu()}
 
     return encode

@@ -77,6 +77,15 @@ def flipped_labels(labels: torch.Tensor, mirror: torch.Tensor | None) -> torch.T
     return labels if mirror is None else mirror.to(labels.device)[labels]
 
 
+def with_flips(batch: dict, flip: bool, mirror: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's pixels and labels, followed (when `flip`) by its horizontal flips and their labels: the rows of
+    every extraction (codes and latents alike) are a batch's B originals, then their B flips."""
+    x, labels = batch["pixels"], batch["label"].long()
+    if not flip:
+        return x, labels
+    return torch.cat([x, x.flip(-1)]), torch.cat([labels, flipped_labels(labels, mirror)])
+
+
 def shard_name(index: int) -> str:
     return f"shard_{index:05d}.safetensors"
 

@@ -62,13 +62,14 @@ def test_extracted_codes_are_uint16_with_labels_flips_and_the_manifest(image_cod
     assert data.arrays["codes"].dtype == torch.uint16 and tuple(data.arrays["codes"].shape) == (12, 1, 4, 4)
     assert s["grid"] == [1, 4, 4] and s["codebook_size"] == 256 and "horizontal flip" in s["augmentation"]
     assert len(s["tokenizer_sha256"]) == 64 and s["class_names"][0] == "astronaut"
-    # rows: item 0, its flip, item 1, its flip ...: the same labels, and the flips' codes are other codes
+    # rows: a batch of 4 items, then their 4 flips (as the latents): the same labels, other codes
     labels, codes = data.arrays["labels"], data.arrays["codes"]
-    assert torch.equal(labels[0::2], labels[1::2]) and not torch.equal(codes[0::2], codes[1::2])
+    assert torch.equal(labels[:4], labels[4:8]) and not torch.equal(codes[:4], codes[4:8])
     tok = OmniTokenizer.from_pretrained(tok_dir).eval()
     from shared.data import EmbeddedPhotos, SampleKey
     item = EmbeddedPhotos("train", 16)[SampleKey(2, extract_codes.EMBEDDED_SEED + 2, 16, 16)]
-    assert torch.equal(tok.encode(item["pixels"][None]).indices[0], data.arrays["codes"][4].long())
+    assert torch.equal(tok.encode(item["pixels"][None]).indices[0], codes[2].long())
+    assert torch.equal(tok.encode(item["pixels"][None].flip(-1)).indices[0], codes[6].long())
     clips = ShardDataset(clip_codes)
     assert clips.settings["grid"] == [2, 4, 4] and clips.settings["frames"] == 5 and len(clips) == 8
 
