@@ -56,7 +56,7 @@ def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mir
     mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
 
     def encode(batch: dict) -> dict:
-        x, labels = with_flips(batch, flip, mirror)
+        x, labels = with_flips(batch["pixels"], batch["label"].long(), flip, mirror)
         posterior = tokenizer.encode(x.to(device)).posterior
         mean, logvar = posterior.mean, posterior.logvar  # (B', C, T', h, w)
         if images:

@@ -37,6 +37,10 @@ class DataConfig:
     video_split: str = "train"
     embedded_items: int = 2048  # embedded data: how many random crops / clips to encode (the real folders: all)
     flip: bool = True  # also store each item's horizontal flip (LlamaGen's default augmentation)
+    # images: LlamaGen's ten-crop instead: each image resized to resolution * crop_range, its 4 corner and centre
+    # crops at `resolution`, each also flipped when `flip` (10 rows per image)
+    ten_crop: bool = False
+    crop_range: float = 1.1
     shard_size: int = 1024  # source items per shard
     batch_size: int = 16  # items encoded at once
 

@@ -10,7 +10,9 @@
 Images: the ImageNet layout (or a plain folder), centre crop at `data.resolution`; the embedded photos:
 `data.embedded_items` random crops (training split). Videos: UCF-101 / Kinetics class folders / plain, the
 centre clip of `data.num_frames` frames (17 -> 5 latent frames); the embedded clips: `data.embedded_items`
-random clips. With `data.flip` (default) each item is stored twice: as is and flipped horizontally.
+random clips. With `data.flip` (default) each item is stored twice: as is and flipped horizontally. With
+`data.ten_crop` (images, LlamaGen's `--ten-crop`) each image is loaded at `resolution * crop_range` and its four
+corner crops and centre crop are stored, each also flipped: 10 rows per image.
 
 The folder (shared/extraction.py) holds `codes` (rows, T', h, w) uint16, `labels` (rows,) int64 and a
 manifest with the tokenizer and its sha256, the settings and the class names. A killed run resumes; another
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
-from shared.extraction import SeededItems, extract, mirrored_labels, with_flips
+from shared.extraction import SeededItems, extract, five_crops, mirrored_labels, with_flips
 from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 
@@ -35,9 +37,11 @@ EMBEDDED_SEED = 12345  # random crops / clips of the embedded data: item i uses 
 
 
 def build_dataset(kind: str, source: str, split: str, data: DataConfig):
-    """The dataset to encode and its class names."""
+    """The dataset to encode and its class names (images for ten-crop at resolution * crop_range)."""
     size = (data.resolution, data.resolution)
     if kind == "image":
+        if data.ten_crop:
+            size = (round(data.resolution * data.crop_range),) * 2
         if source == "embedded":
             ds = EmbeddedPhotos(split, size)
             return (SeededItems(ds, EMBEDDED_SEED, data.embedded_items) if split == "train" else ds), list(ds.classes)
@@ -51,13 +55,17 @@ def build_dataset(kind: str, source: str, split: str, data: DataConfig):
     return ds, list(ds.classes)
 
 
-def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | None = None):
-    """batch -> {"codes": (rows, T', h, w) uint16, "labels": (rows,)}; rows: the batch, then its flips
-    (shared.extraction.with_flips). mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
+def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | None = None, crop: int | None = None):
+    """batch -> {"codes": (rows, T', h, w) uint16, "labels": (rows,)}; rows: the batch (or, with `crop`, its five
+    crops of that size, crop-major), then their flips (shared.extraction). mirror: label -> label of the flipped
+    item (shared.extraction.mirrored_labels)."""
     dtype = torch.uint16 if tok.config.codebook_size <= 2**16 else torch.int32
 
     def encode(batch: dict) -> dict:
-        x, labels = with_flips(batch, flip, mirror)
+        x, labels = batch["pixels"], batch["label"].long()
+        if crop is not None:
+            x, labels = five_crops(x, labels, crop)
+        x, labels = with_flips(x, labels, flip, mirror)
         codes = tok.encode(x.to(device)).indices
         return {"codes": codes.to(torch.int32).to(dtype).cpu(), "labels": labels.long().cpu()}
 
@@ -88,6 +96,8 @@ def main(argv=None) -> dict:
     frames = 1 if kind == "image" else data.num_frames
     p = tok.config.patch_size
     grid = [tok.latent_frames(frames), -(-data.resolution // p), -(-data.resolution // p)]
+    if data.ten_crop and kind == "video":
+        raise SystemExit("data.ten_crop is an image augmentation (LlamaGen's); clips are stored as is and flipped")
     dataset, classes = build_dataset(kind, source, split, data)
     embedded_train = source == "embedded" and split == "train"
     settings = {
@@ -97,12 +107,15 @@ def main(argv=None) -> dict:
         "video_layout": data.video_layout if kind == "video" and source != "embedded" else None,
         "grid": grid, "codebook_size": tok.config.codebook_size,
         "augmentation": ("seeded random crop" if embedded_train else "centre crop")
+                        + (f" at {round(data.resolution * data.crop_range)} px, then its 4 corner and centre crops at "
+                           f"{data.resolution} (ten-crop)" if data.ten_crop else "")
                         + (" + horizontal flip" if data.flip else ""),
         "embedded_seed": EMBEDDED_SEED if embedded_train else None,
         "class_names": classes,
     }
-    manifest = extract(dataset, code_encoder(tok, data.flip, device, mirrored_labels(dataset)), args.out, settings, shard_size=data.shard_size,
-                       batch_size=data.batch_size, restart=args.restart, desc=f"codes {kind}")
+    encoder = code_encoder(tok, data.flip, device, mirrored_labels(dataset), data.resolution if data.ten_crop else None)
+    manifest = extract(dataset, encoder, args.out, settings, shard_size=data.shard_size, batch_size=data.batch_size,
+                       restart=args.restart, desc=f"codes {kind}")
     print(json.dumps({"out": args.out, "rows": manifest["rows"], "grid": grid,
                       "unreadable": len(manifest["unreadable"])}))
     return manifest

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torchvision.transforms.v2.functional import five_crop
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
@@ -77,13 +78,19 @@ def flipped_labels(labels: torch.Tensor, mirror: torch.Tensor | None) -> torch.T
     return labels if mirror is None else mirror.to(labels.device)[labels]
 
 
-def with_flips(batch: dict, flip: bool, mirror: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch's pixels and labels, followed (when `flip`) by its horizontal flips and their labels: the rows of
-    every extraction (codes and latents alike) are a batch's B originals, then their B flips."""
-    x, labels = batch["pixels"], batch["label"].long()
+def with_flips(x: torch.Tensor, labels: torch.Tensor, flip: bool,
+               mirror: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels and labels, followed (when `flip`) by their horizontal flips and the flips' labels: the rows of every
+    extraction (codes and latents alike) are a batch's B originals, then their B flips."""
     if not flip:
         return x, labels
     return torch.cat([x, x.flip(-1)]), torch.cat([labels, flipped_labels(labels, mirror)])
+
+
+def five_crops(x: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four corner crops and the centre crop of `size` of every image (B, 3, S, S), crop-major (5B rows); with
+    with_flips after it, LlamaGen's ten-crop augmentation."""
+    return torch.cat(five_crop(x, [size, size])), labels.repeat(5)
 
 
 def shard_name(index: int) -> str:

@@ -74,6 +74,27 @@ def test_extracted_codes_are_uint16_with_labels_flips_and_the_manifest(image_cod
     assert clips.settings["grid"] == [2, 4, 4] and clips.settings["frames"] == 5 and len(clips) == 8
 
 
+def test_ten_crop_stores_four_corners_and_the_centre_and_their_flips(tok_dir, tmp_path):
+    extract_codes.main(["--tokenizer", str(tok_dir), "--images", "embedded", "--out", str(tmp_path / "c"), "--scale",
+                        "tiny", "--set", "data.embedded_items=2", "--set", "data.resolution=16",
+                        "--set", "data.ten_crop=true", "--set", "data.crop_range=1.5"])
+    data = ShardDataset(tmp_path / "c")
+    codes, labels = data.arrays["codes"].long(), data.arrays["labels"]
+    assert len(data) == 20 and "ten-crop" in data.settings["augmentation"]  # 2 images x (5 crops + 5 flips)
+    from shared.data import EmbeddedPhotos, SampleKey
+    item = EmbeddedPhotos("train", 24)[SampleKey(1, extract_codes.EMBEDDED_SEED + 1, 24, 24)]  # loaded at 16 * 1.5
+    tok = OmniTokenizer.from_pretrained(tok_dir).eval()
+    x = item["pixels"][None]
+    # rows of the batch: crop-major (top-left of both images, top-right of both, ...), then the same flipped
+    crops = {1: x[..., :16, :16], 3: x[..., :16, 8:], 9: x[..., 4:20, 4:20], 19: x[..., 4:20, 4:20].flip(-1)}
+    for row, crop in crops.items():
+        assert torch.equal(tok.encode(crop).indices[0], codes[row]), row
+    assert (labels[1::2] == item["label"]).all()
+    with pytest.raises(SystemExit, match="image augmentation"):
+        extract_codes.main(["--tokenizer", str(tok_dir), "--videos", "embedded", "--out", str(tmp_path / "v"),
+                            "--scale", "tiny", "--set", "data.ten_crop=true"])
+
+
 def test_extraction_resumes_and_refuses_another_tokenizer(image_codes, tok_dir, tmp_path):
     args = ["--images", "embedded", "--out", str(image_codes), "--scale", "tiny", *sum([["--set", s] for s in TINY], [])]
     before = (image_codes / "shard_00000.safetensors").stat().st_mtime_ns
