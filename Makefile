@@ -75,15 +75,20 @@ $(RESULTS)/eval/%.json: | $(RESULTS)/$$(firstword $$(subst /, ,$$*)).json
 # two 1-thread jobs finish ~1.3x sooner than one 2-thread job after another (small matrices scale poorly).
 TABLES_JOBS ?= 2
 TABLES_THREADS := $(shell n=$$(( $$(nproc) / $(TABLES_JOBS) )); echo $$(( n > 0 ? n : 1 )))
+# Every tokenizer run of the tables is trained with SEEDS seeds (model init and data order; seed 0 is the run
+# itself, seed k the run <run>_seed<k>); the tables show mean ± std and call a difference only beyond its noise.
+SEEDS ?= 1
 tables: $(STAMP)
-	OMP_NUM_THREADS=$(TABLES_THREADS) $(MAKE) --no-print-directory -j$(TABLES_JOBS) tables-build SCALE=$(SCALE)
+	OMP_NUM_THREADS=$(TABLES_THREADS) $(MAKE) --no-print-directory -j$(TABLES_JOBS) tables-build SCALE=$(SCALE) SEEDS=$(SEEDS)
 
-# TABLE_INPUTS and the order of runs (a run waits for the run whose stage it starts from), from eval/experiments.py
-$(RESULTS)/experiments.mk: eval/experiments.py tokenizer/configs/$(SCALE).yaml | $(STAMP)
+# TABLE_INPUTS and the order of runs (a run waits for the run of its seed whose stage it starts from), and the
+# training rules of seeds 1.., from eval/experiments.py
+EXPERIMENTS_MK := $(RESULTS)/experiments_seeds$(SEEDS).mk
+$(EXPERIMENTS_MK): eval/experiments.py tokenizer/configs/$(SCALE).yaml | $(STAMP)
 	@mkdir -p $(@D)
-	$(PY) -m eval.experiments --scale $(SCALE) --make > $@.tmp && mv $@.tmp $@
+	$(PY) -m eval.experiments --scale $(SCALE) --seeds $(SEEDS) --make > $@.tmp && mv $@.tmp $@
 ifeq ($(MAKECMDGOALS),tables-build)
-include $(RESULTS)/experiments.mk
+include $(EXPERIMENTS_MK)
 endif
 tables-build: $(TABLE_INPUTS)
 	$(PY) -m eval.tables --scale $(SCALE)

@@ -1,15 +1,17 @@
-"""Do our ablations point the same way as the paper's? Each comparison (eval/experiments.py) pits two settings on
-one metric (lower is better for rFID and rFVD), takes the paper's two numbers from its table and ours from the
-result files, and says which setting wins in each, and by how much."""
+"""Do our ablations point the same way as the paper's, beyond noise? Each comparison (eval/experiments.py) pits two
+settings: the paper's two numbers from its table (rFID or rFVD, lower is better), ours over seeds on the same metric
+and on PSNR and SSIM (higher is better; they need no feature network, so offline they are the primary figures).
+Each of ours gets a verdict by eval.seeds.NOISE_RULE: the paper's way, the opposite, or within noise."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .experiments import COMPARISONS, TokenizerRow, row
+from .experiments import COMPARISONS, row
 from .paper_tables import PAPER_TABLES
+from .seeds import Seeds, feature_metric, row_metrics, verdict
 
-COLUMNS = ["Table", "Comparison", "Paper", "Ours", "Same direction?", "Ours, PSNR of the same split (dB, higher is better)"]
+COLUMNS = ["Table", "Comparison", "Paper (lower is better)", "Ours, same metric", "Verdict",
+           "Ours, PSNR (dB)", "Verdict on PSNR", "Ours, SSIM", "Verdict on SSIM"]
 
 
 def paper_value(table: int, row: str | tuple[str, str], column: str) -> float:
@@ -23,35 +25,65 @@ def paper_value(table: int, row: str | tuple[str, str], column: str) -> float:
     raise KeyError(f"Table {table} has no row with {key} = {cell!r}")
 
 
-def our_value(results: Path, r: TokenizerRow) -> tuple[float, float] | None:
-    """(metric, PSNR) of a row's model on its split, from its eval file; None when not evaluated."""
-    f = r.result(results.name, results.parent)
-    if not f.is_file():
-        return None
-    m = json.loads(f.read_text())["metrics"].get(r.split)
-    return None if m is None else (float(m[r.metric]["value"]), float(m["psnr"]))
-
-
-def _verdict(name_a: str, a: float, name_b: str, b: float) -> tuple[str, str | None]:
-    """'A x vs B y: B better by z %' and the winner (None on a tie)."""
+def _paper(name_a: str, a: float, name_b: str, b: float) -> tuple[str, str | None]:
+    """'A x vs B y: B better by z %' and the better side ("a", "b"; None on a tie)."""
     if a == b:
         return f"{name_a} {a:.2f} = {name_b} {b:.2f}", None
-    winner, gap = (name_a, (b - a) / b) if a < b else (name_b, (a - b) / a)
-    return f"{name_a} {a:.2f} vs {name_b} {b:.2f}: {winner} better by {100 * gap:.0f} %", winner
+    better, name, gap = ("a", name_a, (b - a) / b) if a < b else ("b", name_b, (a - b) / a)
+    return f"{name_a} {a:.2f} vs {name_b} {b:.2f}: {name} better by {100 * gap:.0f} %", better
 
 
-def compare(results: str | Path) -> list[list[str]]:
-    rows = []
+def _sides(name_a: str, a: Seeds, name_b: str, b: Seeds, fmt: str) -> str:
+    return f"{name_a} {a.text(fmt)} vs {name_b} {b.text(fmt)}"
+
+
+def compare(results: str | Path) -> list[dict]:
+    """One record per comparison: the table cells (`cells`, in COLUMNS order) and the verdicts by metric."""
+    results = Path(results)
+    out = []
     for table, what, column, split, (name_a, paper_a, ours_a), (name_b, paper_b, ours_b) in COMPARISONS:
-        paper_text, paper_winner = _verdict(name_a, paper_value(table, paper_a, column),
-                                            name_b, paper_value(table, paper_b, column))
-        oa = our_value(Path(results), row(table, ours_a, split))
-        ob = our_value(Path(results), row(table, ours_b, split))
-        if oa is None or ob is None:
-            rows.append([str(table), what, paper_text, "not run", "", ""])
-            continue
-        our_text, our_winner = _verdict(name_a, oa[0], name_b, ob[0])
-        psnr_winner = name_a if oa[1] > ob[1] else name_b if ob[1] > oa[1] else "neither"
-        rows.append([str(table), what, paper_text, our_text, "yes" if our_winner == paper_winner else "no",
-                     f"{name_a} {oa[1]:.2f} vs {name_b} {ob[1]:.2f}: {psnr_winner} better by {abs(oa[1] - ob[1]):.2f}"])
-    return rows
+        paper_text, paper_better = _paper(name_a, paper_value(table, paper_a, column),
+                                          name_b, paper_value(table, paper_b, column))
+        ma, mb = row_metrics(results, row(table, ours_a, split)), row_metrics(results, row(table, ours_b, split))
+        record = {"table": table, "comparison": what, "split": split, "sides": (name_a, name_b), "paper_better": paper_better,
+                  "verdicts": {}, "cells": [str(table), what, paper_text, "not run", "", "", "", "", ""]}
+        if ma and mb:
+            cells = [str(table), what, paper_text]
+            metric = "rfid" if split == "image" else "rfvd"
+            (fa, why_a), (fb, why_b) = feature_metric(ma, metric), feature_metric(mb, metric)
+            if fa is None or fb is None:
+                cells += [why_a or why_b, ""]
+            else:
+                record["verdicts"][metric] = verdict(fa, fb, False, paper_better)
+                cells += [_sides(name_a, fa, name_b, fb, ".2f"), record["verdicts"][metric]]
+            for key, fmt in (("psnr", ".2f"), ("ssim", ".3f")):
+                a, b = Seeds([float(m[key]) for m in ma]), Seeds([float(m[key]) for m in mb])
+                record["verdicts"][key] = verdict(a, b, True, paper_better)
+                record[key] = {"a": a.values, "b": b.values}
+                cells += [_sides(name_a, a, name_b, b, fmt), record["verdicts"][key]]
+            record["cells"] = cells
+        out.append(record)
+    return out
+
+
+def findings(records: list[dict]) -> list[str]:
+    """Sentences for the README: which of the paper's findings hold beyond noise on PSNR at this scale."""
+    groups = {"paper's way": [], "opposite": [], "within noise": [], "one seed": [], "not run": []}
+    for r in records:
+        v = r["verdicts"].get("psnr", "not run")
+        if v in groups:
+            groups[v].append(r)
+    words = {
+        "paper's way": "Hold beyond noise (the setting the paper found better has the higher PSNR here too)",
+        "opposite": "Reversed beyond noise (the setting the paper found worse has the higher PSNR here)",
+        "within noise": "Within noise (no difference the seeds can tell apart)",
+        "one seed": "Not decided (a side has one seed: `make tables SEEDS=3`)",
+        "not run": "Not run"}
+    lines = []
+    for key, group in groups.items():
+        if group:
+            lines.append(f"- {words[key]}: " + "; ".join(
+                f"Table {r['table']}, {r['comparison'].rsplit(', ', 1)[0]}"
+                + (f" ({r['split']} PSNR {r['sides'][0]} {Seeds(r['psnr']['a']).text('.2f')} vs {r['sides'][1]} "
+                   f"{Seeds(r['psnr']['b']).text('.2f')} dB)" if "psnr" in r else "") for r in group) + ".")
+    return lines

@@ -16,7 +16,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.paths import eval_result, run_of_model_dir, run_result, tokenizer_run
+from shared.paths import eval_result, run_dir, run_of_model_dir, run_result, seeded, tokenizer_run
 
 METRIC = {"image": "rfid", "video": "rfvd"}
 
@@ -138,16 +138,29 @@ def run_dependencies(scale: str) -> dict[str, set[str]]:
     return deps
 
 
-def make_rules(scale: str, root: str = "results") -> str:
-    """Make text: TABLE_INPUTS (the result files the tables read that this scale's config can make) and the order
-    of runs (a run waits for the run whose stage it starts from)."""
+def make_rules(scale: str, root: str = "results", seeds: int = 1) -> str:
+    """Make text: TABLE_INPUTS (the result files the tables read that this scale's config can make, for seeds
+    0..seeds-1 of every tokenizer run) and the order of runs (a run waits for the run of the same seed whose stage
+    it starts from). Seed 0 is trained by the Makefile's own rules; seed k > 0 by the rules written here."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
     runs = runs_in_config(scale)
-    inputs = sorted({str(r.result(scale, root)) for r in ROWS if r.run in runs})
+    inputs = sorted({str(eval_result(scale, seeded(r.run, k), r.stage, root)) for r in ROWS if r.run in runs
+                     for k in range(seeds)})
     inputs += [str(r.result(scale, root)) for r in GENERATION_ROWS]  # the Makefile's generator rules make these
     lines = [f"TABLE_INPUTS := {' '.join(inputs)}"]
     for run, deps in sorted(run_dependencies(scale).items()):
-        if deps:
-            lines.append(f"{run_result(scale, run, root)}: | {' '.join(str(run_result(scale, d, root)) for d in sorted(deps))}")
+        for k in range(seeds):
+            target = run_result(scale, seeded(run, k), root)
+            waits = f" | {' '.join(str(run_result(scale, seeded(d, k), root)) for d in sorted(deps))}" if deps else ""
+            if k == 0:
+                if waits:
+                    lines.append(f"{target}:{waits}")
+                continue
+            variant = run.removeprefix(VARIANT(None)).removeprefix("_")
+            lines += [f"{target}:{waits or ' |'} $(STAMP)",
+                      f"\t$(PY) -m tokenizer.train --scale $(SCALE){f' --variant {variant}' if variant else ''} --seed {k} "
+                      f"--out {run_dir(scale, seeded(run, k))} --results $@ $(DATA_FLAGS)"]
     return "\n".join(lines) + "\n"
 
 
@@ -156,9 +169,10 @@ def main(argv=None) -> None:
     ap.add_argument("--scale", default="small")
     ap.add_argument("--results", default="results")
     ap.add_argument("--make", action="store_true", help="print Make rules for this scale")
+    ap.add_argument("--seeds", type=int, default=1, help="with --make: seeds 0..N-1 of every tokenizer run")
     args = ap.parse_args(argv)
     if args.make:
-        print(make_rules(args.scale, args.results), end="")
+        print(make_rules(args.scale, args.results, args.seeds), end="")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from shared.atomic import atomic_write, atomic_write_json
 
-from shared.paths import run_of_model_dir
+from shared.paths import run_of_model_dir, seed_of, seeded
 
 from . import ablations
 from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
 from .paper_tables import PAPER_TABLES
+from .seeds import NOISE_RULE, Seeds, feature_metric, row_metrics, seed_files
 
 OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)", "Data", "Scale",
                "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
@@ -46,35 +47,41 @@ def _training_seconds(results: Path, run: str, stage: str) -> float | None:
 
 
 def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
+    """A row over its seeds: mean ± std where there are several (eval/seeds.py)."""
     label, run, stage, kind, metric = row.label, row.run, row.stage, row.split, row.metric
-    eval_file = row.result(results.name, results.parent)
-    if not eval_file.is_file():
+    files = seed_files(results, row)
+    if not files:
         variant = run.removeprefix("tokenizer_")
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
         return [label, metric, f"not run{why}", "", "", "", results.name, ""]
-    rec = json.loads(eval_file.read_text())
-    m = rec["metrics"].get(kind)
-    if m is None:
-        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", rec.get("scale") or "", ""]
-    value = m[metric]["value"]
+    recs = [json.loads(f.read_text()) for f in files]
+    ms = row_metrics(results, row)
+    if not ms:
+        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", recs[0].get("scale") or "", ""]
+    m = ms[0]
     network = m[metric]["network"]
     label_net = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
+    values, why = feature_metric(ms, metric)
     minutes = ""
-    training = _training_seconds(results, run, stage)
-    if training is not None:
-        threads = rec.get("threads")
-        minutes = f"{(training + rec.get('eval_seconds', 0.0)) / 60:.1f}" + (f" ({threads} thr.)" if threads else "")
+    seed_runs = [(seed_of(f.parent.name)[1], rec) for f, rec in zip(files, recs)]
+    training = [_training_seconds(results, seeded(run, k), stage) for k, _ in seed_runs]
+    if None not in training:
+        threads = recs[0].get("threads")
+        per_seed = Seeds([t + rec.get("eval_seconds", 0.0) for t, (_, rec) in zip(training, seed_runs)])
+        minutes = f"{per_seed.mean / 60:.1f}" + (f" ({threads} thr.)" if threads else "") + (
+            " a seed" if per_seed.n > 1 else "")
+    rec = recs[0]
     data = rec.get("data", {}).get("images" if kind == "image" else "videos", "")
     data = f"{data} {kind}s, val, n={m['items']}, {rec.get('resolution')}px" + (f", {rec.get('frames')} frames" if kind == "video" else "")
-    return [label, f"{metric} ({label_net}; n={m[metric]['n'][0]}, d={m[metric]['dim']})", f"{value:.2f}",
-            _with_baseline(m, "psnr", ".2f"), _with_baseline(m, "ssim", ".3f"), data, rec.get("scale") or results.name,
-            minutes]
+    return [label, f"{metric} ({label_net}; n={m[metric]['n'][0]}, d={m[metric]['dim']})",
+            why or values.text(".2f"), _with_baseline(ms, "psnr", ".2f"), _with_baseline(ms, "ssim", ".3f"), data,
+            rec.get("scale") or results.name, minutes]
 
 
-def _with_baseline(m: dict, key: str, fmt: str) -> str:
-    """A reconstruction figure, with bicubic interpolation keeping as many numbers beside it where evaluated."""
-    same = (m.get("bicubic") or {}).get("same_numbers")
-    return f"{m[key]:{fmt}}" + (f" (bicubic {same[key]:{fmt}})" if same else "")
+def _with_baseline(ms: list[dict], key: str, fmt: str) -> str:
+    """A reconstruction figure over seeds, with bicubic interpolation keeping as many numbers beside it."""
+    same = (ms[0].get("bicubic") or {}).get("same_numbers")
+    return Seeds([float(m[key]) for m in ms]).text(fmt) + (f" (bicubic {same[key]:{fmt}})" if same else "")
 
 
 GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Precision / recall",
@@ -145,13 +152,14 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
             lines += [f"Ours at scale `{scale}`:", "", _md(t["ours_columns"], t["ours"]), ""]
     directions = ablations.compare(results)
     lines += ["## Do our ablations point the same way as the paper's?", "",
-              "Each row pits two settings of Tables 7-10 on one metric (lower is better), in the paper and in our "
-              "runs above. Where our rFID/rFVD come from random-init feature networks on a few dozen validation "
-              "items, small margins are within run-to-run spread (see the README for a measured repeat); PSNR needs "
-              "no feature network and is shown beside them.",
-              "", _md(ablations.COLUMNS, directions), ""]
+              "Each row pits two settings of Tables 7-10: the paper's rFID/rFVD, and ours over seeds on the same "
+              "metric (where its covariance is full rank) and on PSNR and SSIM of the same split (no feature network "
+              "needed). " + NOISE_RULE, "", _md(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
     atomic_write(out_dir / "TABLES.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     atomic_write_json(out_dir / "tables.json", {"scale": scale, "tables": tables, "ablations": directions})
+    readme = Path(out_dir) / "README.md"
+    if readme.is_file():
+        write_findings(readme, scale, directions)
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
@@ -167,6 +175,24 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
 
     atomic_write(out_dir / "tables.csv", write_csv)
     return tables
+
+
+README_BEGIN = "<!-- ablation findings: written by `python -m eval.tables` from results/{scale}; do not edit -->"
+README_END = "<!-- end of ablation findings -->"
+
+
+def write_findings(readme: Path, scale: str, directions: list[dict]) -> None:
+    """Replace the README's block of ablation findings (between its two markers, where present) with the verdicts
+    of these results, in words; a README without the markers is left alone."""
+    text = readme.read_text()
+    begin = text.find(README_BEGIN.split("{scale}")[0])
+    end = text.find(README_END)
+    if begin < 0 or end < begin:
+        return
+    block = [README_BEGIN.format(scale=scale), "",
+             f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
+             *ablations.findings(directions), ""]
+    atomic_write(readme, lambda tmp: Path(tmp).write_text(text[:begin] + "\n".join(block) + text[end:]))
 
 
 def _md(columns: list[str], rows: list[list[str]]) -> str:

@@ -4,7 +4,8 @@
     results/<scale>/<run>.json              a training run's report
     results/<scale>/eval/<run>/<stage>.json an evaluation of one stage's model
 
-A tokenizer run is "tokenizer" (the default schedule) or "tokenizer_<variant>" (an ablation of Tables 7-10).
+A tokenizer run is "tokenizer" (the default schedule) or "tokenizer_<variant>" (an ablation of Tables 7-10); trained
+with seed k > 0 (model init and data order) it is "<run>_seed<k>" (seed 0 keeps the plain name).
 """
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from pathlib import Path
 
 def tokenizer_run(variant: str | None = None) -> str:
     return f"tokenizer_{variant}" if variant else "tokenizer"
+
+
+def seeded(run: str, seed: int) -> str:
+    """The name of `run` trained with `seed`: the run itself for seed 0, "<run>_seed<k>" otherwise."""
+    return run if seed == 0 else f"{run}_seed{seed}"
+
+
+def seed_of(run: str) -> tuple[str, int]:
+    """(run, seed) of a seeded run name: the inverse of seeded()."""
+    base, sep, k = run.rpartition("_seed")
+    return (base, int(k)) if sep and k.isdigit() and int(k) > 0 else (run, 0)
 
 
 def run_dir(scale: str, run: str, root: str | Path = "runs") -> Path:

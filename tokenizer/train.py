@@ -29,7 +29,7 @@ from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator
 from shared.training.checkpoint import as_record, config_difference
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
-from shared.paths import run_dir, run_result, tokenizer_run
+from shared.paths import run_dir, run_result, seeded, tokenizer_run
 
 from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
@@ -309,7 +309,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
             if "stopped_at" in summaries[stage.name]:
                 return summaries
         done[stage.name] = stage_dir / "final"
-    report = {"scale": scale, "variant": variant, "data": {"images": cfg.data.images, "videos": cfg.data.videos},
+    report = {"scale": scale, "variant": variant, "seed": cfg.seed, "data": {"images": cfg.data.images, "videos": cfg.data.videos},
               "out": str(out), "stages": summaries,
               "wall_seconds": sum(s.get("wall_seconds", 0.0) for s in summaries.values())}
     if results and accelerator.is_main_process:
@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--images", default=None, help="image folder (ImageNet layout); default: embedded photos")
     ap.add_argument("--videos", default=None, help="video folder; default: embedded clips")
     ap.add_argument("--video-layout", default=None, choices=["ucf101", "classes", "plain"])
+    ap.add_argument("--seed", type=int, default=0, help="model init and data order (train.seed); seed k > 0 names the "
+                    "run <run>_seed<k> and starts a variant from the default run of the same seed")
     ap.add_argument("--restart", action="store_true", help="discard the stages' checkpoints and train again")
     ap.add_argument("--results", default=None, help="results JSON (default results/<scale>/tokenizer[_<variant>].json)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -353,11 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = {k: v for k, v in {"images": args.images, "videos": args.videos, "video_layout": args.video_layout}.items() if v}
-    name, run_name = Path(args.scale).stem, tokenizer_run(args.variant)
+    name, run_name = Path(args.scale).stem, seeded(tokenizer_run(args.variant), args.seed)
     out = args.out or run_dir(name, run_name)
     results = args.results or run_result(name, run_name)
     report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set,
-                 **({"data": data} if data else {}))
+                 seed=args.seed, **({"data": data} if data else {}))
     print_summary(report)
     print(f"results: {results}")
 

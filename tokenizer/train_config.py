@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared.config import apply_overrides, build, read_yaml, scale_file
+from shared.paths import run_of_model_dir, seeded
 
 from .config import CONFIG_DIR, OmniTokenizerConfig
 
@@ -89,11 +91,21 @@ class TrainConfig:
         return build(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")
 
     def stage_list(self, variant: str | None = None) -> list[StageConfig]:
-        if variant is None:
-            return self.stages
-        if variant not in self.variants:
+        """The default schedule's stages or a variant's. With seed k > 0, a stage that starts from another run's
+        stage (runs/<scale>/<run>/<stage>/final) starts from that run's seed-k copy: each seed's ablations branch
+        from the default run of the same seed."""
+        if variant is not None and variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; this config has {sorted(self.variants)}")
-        return self.variants[variant]
+        stages = self.stages if variant is None else self.variants[variant]
+        return [self._from_same_seed(s) for s in stages]
+
+    def _from_same_seed(self, stage: StageConfig) -> StageConfig:
+        source = stage.init_from and run_of_model_dir(stage.init_from)
+        if not source or self.seed == 0:
+            return stage
+        run, name = source
+        folder = Path(stage.init_from).parents[2] / seeded(run, self.seed) / name / "final"
+        return dataclasses.replace(stage, init_from=str(folder))
 
 
 @dataclass
