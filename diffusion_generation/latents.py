@@ -65,7 +65,8 @@ class LatentSet(Dataset):
                 raise ValueError(f"{folder}: an extraction without '{name}' (found {sorted(data.arrays)}); "
                                  f"expected latents written by diffusion_generation.extract_latents")
         self.folder, self.manifest = Path(folder), data.manifest
-        self.mean, self.logvar, self.labels = data.arrays["mean"], data.arrays["logvar"], data.arrays["labels"]
+        # mean and log-variance stay memory-mapped (ImageNet's are ~84 GB); the labels are read
+        self.mean, self.logvar, self.labels = data.arrays["mean"], data.arrays["logvar"], data.arrays["labels"].load()
         if scale is None and "latent_scale" not in self.manifest:
             raise ValueError(f"{folder}: the latent scale was never measured (the extraction stopped after its last "
                              f"shard); run diffusion_generation.extract_latents on this folder again: it keeps the "

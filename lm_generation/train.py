@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
-from shared.extraction import ShardDataset, read_manifest
+from shared.extraction import ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint,
                              seed_step, set_lr)
@@ -44,14 +44,15 @@ TASKS = ("image", "video", "frames")
 # ----------------------------------------------------------------------------- data and layout
 
 
-def load_codes(folder: str | Path, task: str, cfg: LMConfig) -> tuple[torch.Tensor, torch.Tensor, CodeLayout, dict]:
-    """All extracted codes (N, T', h, w) long, labels (N,), the token layout for `task`, the extraction settings."""
+def load_codes(folder: str | Path, task: str, cfg: LMConfig) -> tuple[ShardArray, torch.Tensor, CodeLayout, dict]:
+    """The extracted codes (N, T', h, w), memory-mapped and given as long rows, labels (N,), the token layout for
+    `task`, the extraction settings."""
     data = ShardDataset(folder)
     s = data.settings
     kind = "video" if task == "frames" else task
     if s["kind"] != kind:
         raise ValueError(f"{folder}: holds {s['kind']} codes; task '{task}' needs {kind} codes")
-    codes, labels = data.arrays["codes"].to(torch.int32).long(), data.arrays["labels"].long()
+    codes, labels = data.arrays["codes"].to(torch.long), data.arrays["labels"].load().long()
     layout = CodeLayout(codebook_size=s["codebook_size"], num_classes=len(s["class_names"]), grid=s["grid"],
                         size=(s["frames"], s["resolution"], s["resolution"]),
                         cond_frames=cfg.train.cond_latent_frames if task == "frames" else 0,
@@ -63,7 +64,7 @@ def load_codes(folder: str | Path, task: str, cfg: LMConfig) -> tuple[torch.Tens
 
 
 @torch.no_grad()
-def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConfig, codes: torch.Tensor,
+def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConfig, codes: ShardArray,
                 labels: torch.Tensor, path: Path) -> Path:
     """Rows: classes (frame prediction: training clips, their given frames kept); columns: samples."""
     s, cols = cfg.sample, 4

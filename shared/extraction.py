@@ -30,13 +30,15 @@ Layout of `out/`:
 from __future__ import annotations
 
 import json
+import math
+import mmap
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torchvision.transforms.v2.functional import five_crop
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.utils.data import Dataset
+from torchvision.transforms.v2.functional import five_crop
 from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write, atomic_write_json
@@ -214,9 +216,95 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+# safetensors dtype names -> torch dtypes (the ones an extraction writes, and their neighbours)
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "U16": torch.uint16, "BOOL": torch.bool}
+
+
+def map_shard(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as views of a (copy-on-write) memory map of it: no row is read before it is
+    used, and the processes of a DDP run share the rows through the page cache instead of holding a copy each."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+            start, end = info["data_offsets"]
+            count = math.prod(info["shape"])
+            if end - start != count * dtype.itemsize or 8 + n + end > len(mapped):
+                raise ValueError(f"tensor '{name}' does not fit the file")
+            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=8 + n + start) if count else \
+                torch.empty(0, dtype=dtype)
+            out[name] = flat.view(info["shape"])
+        return out
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise ExtractionError(f"{path}: not a readable safetensors shard ({e}); pass --restart to the extraction") from e
+
+
+class ShardArray:
+    """One array over every shard of an extraction, rows read from the memory-mapped shards on access.
+
+    Index it like a tensor along rows: an int gives one row, a slice, list or tensor of row numbers gives them
+    stacked (copies: the shards are never written). `to(dtype)` converts the rows it gives; `load()` reads the
+    whole array into memory."""
+
+    def __init__(self, parts: list[torch.Tensor], dtype: torch.dtype | None = None):
+        self.parts, self._as = parts, dtype
+        self.ends = torch.tensor([len(p) for p in parts]).cumsum(0)
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size([len(self), *self.parts[0].shape[1:]])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._as or self.parts[0].dtype
+
+    def to(self, dtype: torch.dtype) -> "ShardArray":
+        return ShardArray(self.parts, dtype)
+
+    def _convert(self, rows: torch.Tensor) -> torch.Tensor:
+        if self._as is None or rows.dtype == self._as:
+            return rows.clone()
+        return (rows.to(torch.int32) if rows.dtype == torch.uint16 else rows).to(self._as)  # uint16 converts via int32
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, (int, torch.SymInt)) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+            i = int(index) + (len(self) if int(index) < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"row {int(index)} of an array of {len(self)} rows")
+            k = int(torch.searchsorted(self.ends, i, right=True))
+            return self._convert(self.parts[k][i - (int(self.ends[k - 1]) if k else 0)])
+        rows = torch.arange(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index, dtype=torch.long)
+        if len(rows) and not (-len(self) <= int(rows.min()) and int(rows.max()) < len(self)):
+            raise IndexError(f"rows outside an array of {len(self)} rows")
+        rows = rows % max(len(self), 1)
+        shard = torch.searchsorted(self.ends, rows, right=True)
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), self.ends[:-1]])
+        pieces, order = [self.parts[0][:0]], [torch.zeros(0, dtype=torch.long)]
+        for k in shard.unique().tolist():  # gathered shard by shard, then put back in the order asked (uint16 has
+            pick = (shard == k).nonzero().flatten()  # no index_put, so no writing into a preallocated tensor)
+            pieces.append(self.parts[k][rows[pick] - starts[k]])
+            order.append(pick)
+        return self._convert(torch.cat(pieces)[torch.argsort(torch.cat(order))])
+
+    def load(self) -> torch.Tensor:
+        return self._convert(torch.cat(self.parts))
+
+
 class ShardDataset(Dataset):
-    """Every shard of an extraction folder, concatenated in memory. `arrays[name]` holds all rows of one array
-    (as stored: uint16 codes, float16 latents ...); `dataset[i]` is {name: row i}. `manifest` is the manifest."""
+    """Every shard of an extraction folder, memory-mapped (map_shard). `arrays[name]` is one array over all shards
+    (a ShardArray, as stored: uint16 codes, float16 latents ...); `dataset[i]` is {name: row i}. `manifest` is the
+    manifest."""
 
     def __init__(self, folder: str | Path):
         folder = Path(folder)
@@ -229,13 +317,13 @@ class ShardDataset(Dataset):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: listed in {MANIFEST} but missing; run the extraction again to "
                                         f"rewrite it")
-            tensors = load_file(str(path))
+            tensors = map_shard(path)
             if {v.shape[0] for v in tensors.values()} != {shard["rows"]}:
                 raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
                                       f"({shard['rows']}); pass --restart to the extraction")
             for name, value in tensors.items():
                 parts.setdefault(name, []).append(value)
-        self.arrays = {name: torch.cat(values) for name, values in parts.items()}
+        self.arrays = {name: ShardArray(values) for name, values in parts.items()}
 
     @property
     def settings(self) -> dict:

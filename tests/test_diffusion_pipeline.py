@@ -55,7 +55,7 @@ def test_measured_scale_gives_unit_variance_on_its_data(work):
     data = LatentSet(work / "image_latents")
     assert data.scale == pytest.approx(1 / posterior_moments(shard_posteriors(work / "image_latents"))[1])
     # exactly: the variance of scale * (mean + sigma * noise) over the stored rows
-    scaled = posterior_moments([(data.mean.float() * data.scale, data.logvar.float() + 2 * torch.log(
+    scaled = posterior_moments([(data.mean.load().float() * data.scale, data.logvar.load().float() + 2 * torch.log(
         torch.tensor(data.scale)))])
     assert scaled[1] == pytest.approx(1.0, abs=1e-6)
     # and as training draws them: every row sampled from its own seed

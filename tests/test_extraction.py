@@ -73,7 +73,32 @@ def test_killed_extraction_resumes_at_the_first_missing_shard_and_equals_a_strai
     assert calls == [8, 9]  # only the missing shard was encoded
     a, b = ShardDataset(straight), ShardDataset(killed)
     for name in a.arrays:
-        assert torch.equal(a.arrays[name], b.arrays[name])
+        assert torch.equal(a.arrays[name].load(), b.arrays[name].load())
+
+
+def test_shards_are_memory_mapped_and_index_like_one_tensor(tmp_path):
+    """Rows come from the memory-mapped shards (nothing is read up front) and index like one concatenated tensor."""
+    extract(Items(10, broken={3}), flip_encode([]), tmp_path, SETTINGS, shard_size=4, batch_size=3)
+    data = ShardDataset(tmp_path)
+    codes = data.arrays["codes"]
+    whole = codes.load()
+    assert [len(p) for p in codes.parts] == [6, 8, 4] and codes.shape == whole.shape == (18,)
+    for index in (0, 5, 6, 17, -1, slice(4, 12), slice(None, None, 5), [17, 0, 6, 6], torch.tensor([13, 2])):
+        assert torch.equal(codes[index], whole[index]), index
+    longs = codes.to(torch.long)
+    assert longs[[1, 7]].dtype == torch.long and torch.equal(longs[[1, 7]], whole[[1, 7]].to(torch.int32).long())
+    means = data.arrays["mean"]
+    row = means[2]
+    row += 1  # a copy: the mapped shard is untouched
+    assert torch.equal(means[2], means.load()[2])
+    with pytest.raises(IndexError, match="18 rows"):
+        codes[18]
+    with pytest.raises(IndexError, match="18 rows"):
+        codes[[0, 18]]
+    shard = tmp_path / "shard_00001.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-8])  # truncated on disk
+    with pytest.raises(ExtractionError, match="shard_00001.safetensors: not a readable safetensors shard"):
+        ShardDataset(tmp_path)
 
 
 def test_changed_tokenizer_or_setting_is_refused_never_mixed(tmp_path):

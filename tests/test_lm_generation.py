@@ -79,7 +79,7 @@ def test_ten_crop_stores_four_corners_and_the_centre_and_their_flips(tok_dir, tm
                         "tiny", "--set", "data.embedded_items=2", "--set", "data.resolution=16",
                         "--set", "data.ten_crop=true", "--set", "data.crop_range=1.5"])
     data = ShardDataset(tmp_path / "c")
-    codes, labels = data.arrays["codes"].long(), data.arrays["labels"]
+    codes, labels = data.arrays["codes"].load().long(), data.arrays["labels"]
     assert len(data) == 20 and "ten-crop" in data.settings["augmentation"]  # 2 images x (5 crops + 5 flips)
     from shared.data import EmbeddedPhotos, SampleKey
     item = EmbeddedPhotos("train", 24)[SampleKey(1, extract_codes.EMBEDDED_SEED + 1, 24, 24)]  # loaded at 16 * 1.5
