@@ -141,6 +141,11 @@ def test_nearest_code_in_slices_equals_one_argmax():
     expected = (z @ head.codes().T).argmax(-1)
     assert torch.equal(head.nearest(z, max_scores=head.codebook.shape[0] * 5), expected)  # slices of 5 rows
     assert torch.equal(head.nearest(z, max_scores=1), expected)  # one row at a time
+    close = torch.nn.functional.normalize(head.codes()[:2].mean(0, keepdim=True), dim=-1)  # equidistant from 2 codes
+    z = torch.nn.functional.normalize(torch.cat([z.flatten(0, 1), close + 1e-3 * head.codes()[1:2]]), dim=-1)
+    expected = (z @ head.codes().T).argmax(-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the search stays in fp32 under autocast
+        assert torch.equal(head.nearest(z), expected)
 
 
 def test_vq_codes_and_decode_indices():

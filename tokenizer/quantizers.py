@@ -85,13 +85,17 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def nearest(self, z: torch.Tensor, max_scores: int = 2**22) -> torch.Tensor:
         """Index of the nearest unit code for each unit vector in z (..., C); the score matrix is built in
-        slices of at most `max_scores` entries (16 MB in fp32), whatever the number of tokens or codes."""
-        flat = z.reshape(-1, z.shape[-1])
-        codes = self.codes().to(flat.dtype)
+        slices of at most `max_scores` entries (16 MB in fp32), whatever the number of tokens or codes.
+
+        Always in fp32, autocast or not: bf16 scores (8 bits of mantissa) pick another code for some tokens, and
+        argmax over bf16 ran ~5x slower on the CPU (measured: 25 ms for 1024 x 8192 scores)."""
+        flat = z.reshape(-1, z.shape[-1]).float()
+        codes = self.codes().float()
         rows = max(1, max_scores // codes.shape[0])
         idx = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
-        for start in range(0, flat.shape[0], rows):
-            idx[start : start + rows] = (flat[start : start + rows] @ codes.T).argmax(-1)
+        with torch.autocast(flat.device.type, enabled=False):
+            for start in range(0, flat.shape[0], rows):
+                idx[start : start + rows] = (flat[start : start + rows] @ codes.T).argmax(-1)
         return idx.view(z.shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
