@@ -62,8 +62,9 @@ EVAL_FLAGS = --scale $(SCALE) $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if 
 $(RESULTS)/tokenizer.json: | $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) --out $(RUNS)/tokenizer --results $@ $(DATA_FLAGS)
 
+# tokenizer_<variant>, tokenizer_seed<k>, tokenizer_<variant>_seed<k>: the run's name says its variant and seed
 $(RESULTS)/tokenizer_%.json: | $(STAMP)
-	$(PY) -m tokenizer.train --scale $(SCALE) --variant $* --out $(RUNS)/tokenizer_$* --results $@ $(DATA_FLAGS)
+	$(PY) -m tokenizer.train --scale $(SCALE) --run tokenizer_$* --out $(RUNS)/tokenizer_$* --results $@ $(DATA_FLAGS)
 
 # results made through pattern rules are kept, not deleted as intermediates
 .PRECIOUS: $(RESULTS)/tokenizer_%.json $(RESULTS)/eval/%.json
@@ -81,10 +82,10 @@ SEEDS ?= 1
 tables: $(STAMP)
 	OMP_NUM_THREADS=$(TABLES_THREADS) $(MAKE) --no-print-directory -j$(TABLES_JOBS) tables-build SCALE=$(SCALE) SEEDS=$(SEEDS)
 
-# TABLE_INPUTS and the order of runs (a run waits for the run of its seed whose stage it starts from), and the
-# training rules of seeds 1.., from eval/experiments.py
+# TABLE_INPUTS and the order of runs (a run waits for the run of its seed whose stage it starts from), from
+# eval/experiments.py
 EXPERIMENTS_MK := $(RESULTS)/experiments_seeds$(SEEDS).mk
-$(EXPERIMENTS_MK): eval/experiments.py tokenizer/configs/$(SCALE).yaml | $(STAMP)
+$(EXPERIMENTS_MK): eval/experiments.py shared/paths.py tokenizer/configs/$(SCALE).yaml | $(STAMP)
 	@mkdir -p $(@D)
 	$(PY) -m eval.experiments --scale $(SCALE) --seeds $(SEEDS) --make > $@.tmp && mv $@.tmp $@
 ifeq ($(MAKECMDGOALS),tables-build)

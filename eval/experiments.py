@@ -16,7 +16,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.paths import eval_result, run_dir, run_of_model_dir, run_result, seeded, tokenizer_run
+from shared.paths import eval_result, run_of_model_dir, run_result, seeded, tokenizer_run
 
 METRIC = {"image": "rfid", "video": "rfvd"}
 
@@ -141,7 +141,7 @@ def run_dependencies(scale: str) -> dict[str, set[str]]:
 def make_rules(scale: str, root: str = "results", seeds: int = 1) -> str:
     """Make text: TABLE_INPUTS (the result files the tables read that this scale's config can make, for seeds
     0..seeds-1 of every tokenizer run) and the order of runs (a run waits for the run of the same seed whose stage
-    it starts from). Seed 0 is trained by the Makefile's own rules; seed k > 0 by the rules written here."""
+    it starts from); the Makefile's pattern rule trains any of them from its name."""
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     runs = runs_in_config(scale)
@@ -151,16 +151,9 @@ def make_rules(scale: str, root: str = "results", seeds: int = 1) -> str:
     lines = [f"TABLE_INPUTS := {' '.join(inputs)}"]
     for run, deps in sorted(run_dependencies(scale).items()):
         for k in range(seeds):
-            target = run_result(scale, seeded(run, k), root)
-            waits = f" | {' '.join(str(run_result(scale, seeded(d, k), root)) for d in sorted(deps))}" if deps else ""
-            if k == 0:
-                if waits:
-                    lines.append(f"{target}:{waits}")
-                continue
-            variant = run.removeprefix(VARIANT(None)).removeprefix("_")
-            lines += [f"{target}:{waits or ' |'} $(STAMP)",
-                      f"\t$(PY) -m tokenizer.train --scale $(SCALE){f' --variant {variant}' if variant else ''} --seed {k} "
-                      f"--out {run_dir(scale, seeded(run, k))} --results $@ $(DATA_FLAGS)"]
+            if deps:
+                waits = " ".join(str(run_result(scale, seeded(d, k), root)) for d in sorted(deps))
+                lines.append(f"{run_result(scale, seeded(run, k), root)}: | {waits}")
     return "\n".join(lines) + "\n"
 
 

@@ -51,19 +51,20 @@ class Seeds:
         return f"{self.mean:{fmt}} ± {self.std:{fmt}} ({self.n} seeds)"
 
 
-def seed_files(results: Path, row: TokenizerRow) -> list[Path]:
-    """The evaluation files of a row: seed 0, then seeds 1, 2, ... as far as they exist (in seed order)."""
+def seed_files(results: Path, row: TokenizerRow) -> list[tuple[int, Path]]:
+    """(seed, evaluation file) of a row: seed 0, then seeds 1, 2, ... that exist, in seed order. (A variant's name
+    never ends in _seed<digits>: tokenizer.train_config refuses it.)"""
     scale, root = results.name, results.parent
     first = eval_result(scale, row.run, row.stage, root)
     found = {int(m.group(1)): p for p in (results / "eval").glob(f"{row.run}_seed*/{row.stage}.json")
-             if (m := re.fullmatch(re.escape(row.run) + r"_seed(\d+)", p.parent.name))}
-    return ([first] if first.is_file() else []) + [found[k] for k in sorted(found)]
+             if (m := re.fullmatch(re.escape(row.run) + r"_seed([1-9]\d*)", p.parent.name))}
+    return ([(0, first)] if first.is_file() else []) + [(k, found[k]) for k in sorted(found)]
 
 
 def row_metrics(results: Path, row: TokenizerRow) -> list[dict]:
     """The row's split metrics of each seed's evaluation (seeds without that split left out)."""
     out = []
-    for f in seed_files(results, row):
+    for _, f in seed_files(results, row):
         m = json.loads(f.read_text())["metrics"].get(row.split)
         if m is not None:
             out.append(m)

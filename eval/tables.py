@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shared.atomic import atomic_write, atomic_write_json
 
-from shared.paths import run_of_model_dir, seed_of, seeded
+from shared.paths import run_of_model_dir, seeded
 
 from . import ablations
 from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
@@ -54,7 +54,7 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
         variant = run.removeprefix("tokenizer_")
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
         return [label, metric, f"not run{why}", "", "", "", results.name, ""]
-    recs = [json.loads(f.read_text()) for f in files]
+    recs = [json.loads(f.read_text()) for _, f in files]
     ms = row_metrics(results, row)
     if not ms:
         return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", recs[0].get("scale") or "", ""]
@@ -63,7 +63,7 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
     label_net = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
     values, why = feature_metric(ms, metric)
     minutes = ""
-    seed_runs = [(seed_of(f.parent.name)[1], rec) for f, rec in zip(files, recs)]
+    seed_runs = [(k, rec) for (k, _), rec in zip(files, recs)]
     training = [_training_seconds(results, seeded(run, k), stage) for k, _ in seed_runs]
     if None not in training:
         threads = recs[0].get("threads")

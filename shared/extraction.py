@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
+import numbers
 from pathlib import Path
 from typing import Callable
 
@@ -223,40 +223,51 @@ SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.f
 
 
 def map_shard(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file as views of a (copy-on-write) memory map of it: no row is read before it is
-    used, and the processes of a DDP run share the rows through the page cache instead of holding a copy each."""
+    """The tensors of a safetensors file as views of a private memory map of it (torch.UntypedStorage.from_file,
+    which keeps no file descriptor open): no row is read before it is used, and the processes of a DDP run share
+    the rows through the page cache instead of holding a copy each."""
     try:
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(n))
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        size = path.stat().st_size
+        data = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage.from_file(str(path), False, size))
         out = {}
         for name, info in header.items():
             if name == "__metadata__":
                 continue
             dtype = SAFETENSORS_DTYPES[info["dtype"]]
-            start, end = info["data_offsets"]
-            count = math.prod(info["shape"])
-            if end - start != count * dtype.itemsize or 8 + n + end > len(mapped):
+            start, end = (8 + n + o for o in info["data_offsets"])
+            if end - start != math.prod(info["shape"]) * dtype.itemsize or end > size:
                 raise ValueError(f"tensor '{name}' does not fit the file")
-            flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=8 + n + start) if count else \
-                torch.empty(0, dtype=dtype)
-            out[name] = flat.view(info["shape"])
+            raw = data[start:end]
+            if start % dtype.itemsize:  # safetensors aligns its tensors; a file that does not is read, not mapped
+                raw = raw.clone()
+            out[name] = raw.view(dtype).view(info["shape"])
         return out
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except (ValueError, KeyError, json.JSONDecodeError, RuntimeError) as e:
         raise ExtractionError(f"{path}: not a readable safetensors shard ({e}); pass --restart to the extraction") from e
 
 
 class ShardArray:
     """One array over every shard of an extraction, rows read from the memory-mapped shards on access.
 
-    Index it like a tensor along rows: an int gives one row, a slice, list or tensor of row numbers gives them
-    stacked (copies: the shards are never written). `to(dtype)` converts the rows it gives; `load()` reads the
-    whole array into memory."""
+    Index it like a tensor along rows: an int gives one row; a slice, a list, a 1-D integer tensor or a boolean
+    mask gives them stacked (copies: the shards are never written). `to(dtype)` converts the rows it gives;
+    `load()` reads the whole array into memory. It pickles as its file names (DataLoader workers map the
+    shards again instead of receiving a copy of the data)."""
 
-    def __init__(self, parts: list[torch.Tensor], dtype: torch.dtype | None = None):
-        self.parts, self._as = parts, dtype
-        self.ends = torch.tensor([len(p) for p in parts]).cumsum(0)
+    def __init__(self, files: list[Path], name: str, dtype: torch.dtype | None = None,
+                 parts: list[torch.Tensor] | None = None):
+        self.files, self.name, self._as = list(files), name, dtype
+        self.parts = parts if parts is not None else [map_shard(f)[name] for f in self.files]
+        self.ends = torch.tensor([len(p) for p in self.parts], dtype=torch.long).cumsum(0)
+
+    def __getstate__(self) -> dict:
+        return {"files": self.files, "name": self.name, "dtype": self._as}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["files"], state["name"], state["dtype"])
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
@@ -270,24 +281,38 @@ class ShardArray:
         return self._as or self.parts[0].dtype
 
     def to(self, dtype: torch.dtype) -> "ShardArray":
-        return ShardArray(self.parts, dtype)
+        return ShardArray(self.files, self.name, dtype, self.parts)
 
     def _convert(self, rows: torch.Tensor) -> torch.Tensor:
         if self._as is None or rows.dtype == self._as:
             return rows.clone()
         return (rows.to(torch.int32) if rows.dtype == torch.uint16 else rows).to(self._as)  # uint16 converts via int32
 
+    def _rows(self, index) -> torch.Tensor:
+        """Row numbers (1-D long, negatives resolved) of a slice, list, tensor or boolean mask."""
+        if isinstance(index, slice):
+            return torch.arange(len(self))[index].contiguous()
+        rows = torch.as_tensor(index)
+        if rows.dtype == torch.bool:
+            if rows.shape != (len(self),):
+                raise IndexError(f"a boolean mask of shape {tuple(rows.shape)} for an array of {len(self)} rows")
+            return rows.nonzero().flatten()
+        if rows.dim() != 1 or rows.is_floating_point() or rows.is_complex():
+            raise IndexError(f"rows must be an int, a slice, or a 1-D list/tensor of ints or bools, got {index!r}")
+        rows = rows.long()
+        if len(rows) and not (-len(self) <= int(rows.min()) and int(rows.max()) < len(self)):
+            raise IndexError(f"rows outside an array of {len(self)} rows")
+        return rows % max(len(self), 1)
+
     def __getitem__(self, index) -> torch.Tensor:
-        if isinstance(index, (int, torch.SymInt)) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+        if isinstance(index, numbers.Integral) or (isinstance(index, torch.Tensor) and index.dim() == 0
+                                                   and not index.is_floating_point() and index.dtype != torch.bool):
             i = int(index) + (len(self) if int(index) < 0 else 0)
             if not 0 <= i < len(self):
                 raise IndexError(f"row {int(index)} of an array of {len(self)} rows")
             k = int(torch.searchsorted(self.ends, i, right=True))
             return self._convert(self.parts[k][i - (int(self.ends[k - 1]) if k else 0)])
-        rows = torch.arange(len(self))[index] if isinstance(index, slice) else torch.as_tensor(index, dtype=torch.long)
-        if len(rows) and not (-len(self) <= int(rows.min()) and int(rows.max()) < len(self)):
-            raise IndexError(f"rows outside an array of {len(self)} rows")
-        rows = rows % max(len(self), 1)
+        rows = self._rows(index)
         shard = torch.searchsorted(self.ends, rows, right=True)
         starts = torch.cat([torch.zeros(1, dtype=torch.long), self.ends[:-1]])
         pieces, order = [self.parts[0][:0]], [torch.zeros(0, dtype=torch.long)]
@@ -309,7 +334,7 @@ class ShardDataset(Dataset):
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         self.folder, self.manifest = folder, read_manifest(folder)
-        parts: dict[str, list[torch.Tensor]] = {}
+        files, names = [], None
         for shard in self.manifest["shards"]:
             if shard["file"] is None:
                 continue
@@ -321,9 +346,9 @@ class ShardDataset(Dataset):
             if {v.shape[0] for v in tensors.values()} != {shard["rows"]}:
                 raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
                                       f"({shard['rows']}); pass --restart to the extraction")
-            for name, value in tensors.items():
-                parts.setdefault(name, []).append(value)
-        self.arrays = {name: ShardArray(values) for name, values in parts.items()}
+            files.append(path)
+            names = names or sorted(tensors)
+        self.arrays = {name: ShardArray(files, name) for name in names or []}
 
     @property
     def settings(self) -> dict:

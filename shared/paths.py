@@ -21,10 +21,16 @@ def seeded(run: str, seed: int) -> str:
     return run if seed == 0 else f"{run}_seed{seed}"
 
 
-def seed_of(run: str) -> tuple[str, int]:
-    """(run, seed) of a seeded run name: the inverse of seeded()."""
-    base, sep, k = run.rpartition("_seed")
-    return (base, int(k)) if sep and k.isdigit() and int(k) > 0 else (run, 0)
+def tokenizer_run_parts(run: str) -> tuple[str | None, int]:
+    """(variant, seed) of a tokenizer run name: the inverse of seeded(tokenizer_run(variant), seed). Unambiguous
+    because no variant's name ends in _seed<digits> (tokenizer.train_config refuses one)."""
+    if run != "tokenizer" and not run.startswith("tokenizer_"):
+        raise ValueError(f"{run!r} is not a tokenizer run name (tokenizer[_<variant>][_seed<k>])")
+    base, seed = run, 0
+    head, sep, tail = run.rpartition("_seed")
+    if sep and tail.isdigit() and not tail.startswith("0"):
+        base, seed = head, int(tail)
+    return (None if base == "tokenizer" else base.removeprefix("tokenizer_")), seed
 
 
 def run_dir(scale: str, run: str, root: str | Path = "runs") -> Path:

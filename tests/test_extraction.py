@@ -1,6 +1,7 @@
 """shared/extraction.py: shards + manifest, resume from the first missing shard, refusal of changed settings."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,6 +96,18 @@ def test_shards_are_memory_mapped_and_index_like_one_tensor(tmp_path):
         codes[18]
     with pytest.raises(IndexError, match="18 rows"):
         codes[[0, 18]]
+    mask = whole.long() % 2 == 0
+    assert torch.equal(codes[mask], whole[mask]) and torch.equal(codes[np.int64(7)], whole[7])
+    with pytest.raises(IndexError, match="1-D"):
+        codes[[[0, 1]]]
+    # no file stays open per shard, and a pickled array (a DataLoader worker's copy) maps the files again
+    import os
+    import pickle
+    open_files = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    again = [ShardDataset(tmp_path) for _ in range(20)]
+    assert open_files is None or len(os.listdir("/proc/self/fd")) == open_files
+    copy = pickle.loads(pickle.dumps(again[0].arrays["codes"].to(torch.long)))
+    assert len(pickle.dumps(codes)) < 1000 and torch.equal(copy[[3, 9]], whole[[3, 9]].to(torch.int32).long())
     shard = tmp_path / "shard_00001.safetensors"
     shard.write_bytes(shard.read_bytes()[:-8])  # truncated on disk
     with pytest.raises(ExtractionError, match="shard_00001.safetensors: not a readable safetensors shard"):

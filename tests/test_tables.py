@@ -4,7 +4,7 @@ import json
 import pytest
 
 from eval import experiments, tables, tokenizer_eval
-from shared.paths import seed_of, seeded
+from shared.paths import seeded
 from shared.data.embedded import load_video
 from tokenizer.train import run
 
@@ -153,11 +153,11 @@ def test_seeded_runs_find_their_files_and_the_readme_block_is_rewritten(tmp_path
     from eval.seeds import seed_files
 
     results = tmp_path / "small"
-    for run in ("tokenizer", "tokenizer_seed2", "tokenizer_seed1", "tokenizer_seedless", "tokenizer_image_multi_seed1"):
-        _write_eval(results, run, "image", 1.0, 18.0)
+    for name in ("tokenizer", "tokenizer_seed2", "tokenizer_seed1", "tokenizer_seedless", "tokenizer_image_multi_seed1"):
+        _write_eval(results, name, "image", 1.0, 18.0)
     row = experiments.row(7, "Ours-Image (Fix)", "image")
-    assert [f.parent.name for f in seed_files(results, row)] == ["tokenizer", "tokenizer_seed1", "tokenizer_seed2"]
-    assert seed_of("tokenizer_image_multi_seed12") == ("tokenizer_image_multi", 12) and seed_of("tokenizer") == ("tokenizer", 0)
+    assert [(k, f.parent.name) for k, f in seed_files(results, row)] == [
+        (0, "tokenizer"), (1, "tokenizer_seed1"), (2, "tokenizer_seed2")]
     readme = tmp_path / "README.md"
     readme.write_text("intro\n" + tables.README_BEGIN.format(scale="old") + "\nstale figures\n" + tables.README_END + "\nrest\n")
     from eval import ablations
@@ -179,10 +179,15 @@ def test_the_experiment_list_drives_make_rules_and_comparisons():
     assert {"results/small/eval/tokenizer_seed2/joint.json", "results/small/eval/tokenizer_video_fixed_seed1/video.json",
             "results/small/eval/tokenizer_kl_vq_seed2/vq.json"} <= set(inputs)
     assert len([f for f in inputs if "/eval/" in f]) == 3 * len([f for f in rules[0].split() if "/eval/" in f])
-    assert "results/small/tokenizer_kl_vq_seed2.json: | results/small/tokenizer_seed2.json $(STAMP)" in seeds
-    i = seeds.index("results/small/tokenizer_video_fixed_seed1.json: | $(STAMP)")
-    assert seeds[i + 1] == ("\t$(PY) -m tokenizer.train --scale $(SCALE) --variant video_fixed --seed 1 "
-                            "--out runs/small/tokenizer_video_fixed_seed1 --results $@ $(DATA_FLAGS)")
+    assert "results/small/tokenizer_kl_vq_seed2.json: | results/small/tokenizer_seed2.json" in seeds
+    assert not any(line.startswith("results/small/tokenizer_video_fixed_seed1.json") for line in seeds)
+    # the Makefile's pattern rule trains a run from its name: variant and seed
+    from shared.paths import tokenizer_run_parts
+    assert tokenizer_run_parts("tokenizer_video_fixed_seed1") == ("video_fixed", 1)
+    assert tokenizer_run_parts("tokenizer_seed12") == (None, 12) and tokenizer_run_parts("tokenizer") == (None, 0)
+    assert tokenizer_run_parts("tokenizer_kl_vq") == ("kl_vq", 0) and tokenizer_run_parts("tokenizer_x_seed01") == ("x_seed01", 0)
+    for variant, seed in [(None, 0), ("kl_vq", 3), ("image_multi", 0)]:
+        assert tokenizer_run_parts(seeded(experiments.VARIANT(variant), seed)) == (variant, seed)
     tiny = experiments.make_rules("tiny").splitlines()
     assert tiny[1:] == []  # tiny has no variants
     assert "results/tiny/dit_imagenet.json" in tiny[0].split()  # a generator row's result is an input
@@ -202,6 +207,28 @@ def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
     seed2 = dataclasses.replace(cfg, seed=2)
     assert [s.init_from for s in seed2.stage_list("kl_vq")] == ["runs/small/tokenizer_seed2/image/final", "kl"]
     assert [s.init_from for s in seed2.stage_list()] == [None, "image", "joint"]  # stages of the same run: unchanged
+
+
+def test_only_our_own_runs_have_seeded_copies_and_seed_like_variant_names_are_refused(tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from shared.config import ConfigError
+    from tokenizer.train_config import train_config
+
+    raw = yaml.safe_load(open("tokenizer/configs/tiny.yaml"))
+    stage = {"name": "joint", "quantizer": "vq", "steps": 1, "pattern": "i", "resolutions": [32]}
+    raw["train"]["variants"] = {"from_elsewhere": [{**stage, "init_from": "/data/release/omni/final"}],
+                                "from_ours": [{**stage, "init_from": "runs/tiny/tokenizer/image/final"}]}
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(raw))
+    cfg = dataclasses.replace(train_config(str(tmp_path / "ok.yaml")), seed=1)
+    assert cfg.stage_list("from_elsewhere")[0].init_from == "/data/release/omni/final"  # not ours: used as is
+    assert cfg.stage_list("from_ours")[0].init_from == "runs/tiny/tokenizer_seed1/image/final"
+    raw["train"]["variants"] = {"video_seed2": [stage]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="video_seed2.*would read as a seed of variant 'video'"):
+        train_config(str(tmp_path / "bad.yaml"))
 
 
 def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_path):

@@ -29,7 +29,7 @@ from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator
 from shared.training.checkpoint import as_record, config_difference
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
-from shared.paths import run_dir, run_result, seeded, tokenizer_run
+from shared.paths import run_dir, run_result, seeded, tokenizer_run, tokenizer_run_parts
 
 from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
@@ -343,11 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="run folder (default runs/<scale>/tokenizer[_<variant>])")
     ap.add_argument("--stage", action="append", help="run only this stage (repeatable); earlier ones must be done")
     ap.add_argument("--variant", default=None, help="a stage list from the config's `variants` (Tables 7, 10)")
+    ap.add_argument("--run", default=None, help="a run's name instead of --variant/--seed: tokenizer[_<variant>][_seed<k>]")
     ap.add_argument("--images", default=None, help="image folder (ImageNet layout); default: embedded photos")
     ap.add_argument("--videos", default=None, help="video folder; default: embedded clips")
     ap.add_argument("--video-layout", default=None, choices=["ucf101", "classes", "plain"])
-    ap.add_argument("--seed", type=int, default=0, help="model init and data order (train.seed); seed k > 0 names the "
-                    "run <run>_seed<k> and starts a variant from the default run of the same seed")
+    ap.add_argument("--seed", type=int, default=None, help="model init and data order (default: train.seed of the "
+                    "config); seed k > 0 names the run <run>_seed<k> and starts a variant from the default run of that seed")
     ap.add_argument("--restart", action="store_true", help="discard the stages' checkpoints and train again")
     ap.add_argument("--results", default=None, help="results JSON (default results/<scale>/tokenizer[_<variant>].json)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -355,11 +356,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     data = {k: v for k, v in {"images": args.images, "videos": args.videos, "video_layout": args.video_layout}.items() if v}
-    name, run_name = Path(args.scale).stem, seeded(tokenizer_run(args.variant), args.seed)
+    if args.run:
+        if args.variant or args.seed is not None:
+            raise SystemExit("--run names the variant and the seed: give it without --variant / --seed")
+        args.variant, args.seed = tokenizer_run_parts(args.run)
+    seed = args.seed if args.seed is not None else load_config(args.scale, args.set).train.seed
+    name, run_name = Path(args.scale).stem, seeded(tokenizer_run(args.variant), seed)
     out = args.out or run_dir(name, run_name)
     results = args.results or run_result(name, run_name)
-    report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set,
-                 seed=args.seed, **({"data": data} if data else {}))
+    overrides = {**({"data": data} if data else {}), **({"seed": args.seed} if args.seed is not None else {})}
+    report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set, **overrides)
     print_summary(report)
     print(f"results: {results}")
 

@@ -11,11 +11,12 @@ file share, so that each stage states only what differs.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.config import apply_overrides, build, read_yaml, scale_file
-from shared.paths import run_of_model_dir, seeded
+from shared.config import ConfigError, apply_overrides, build, read_yaml, scale_file
+from shared.paths import run_of_model_dir, seeded, tokenizer_run
 
 from .config import CONFIG_DIR, OmniTokenizerConfig
 
@@ -100,8 +101,12 @@ class TrainConfig:
         return [self._from_same_seed(s) for s in stages]
 
     def _from_same_seed(self, stage: StageConfig) -> StageConfig:
+        """Only a stage of this project's tokenizer runs (runs/<scale>/tokenizer[_<variant>]/<stage>/final) has
+        seeded copies; any other folder (a downloaded model, say) is used as it is."""
         source = stage.init_from and run_of_model_dir(stage.init_from)
-        if not source or self.seed == 0:
+        parts = Path(stage.init_from or "").parts
+        if not source or self.seed == 0 or not source[0].startswith(tokenizer_run()) or len(parts) < 5 \
+                or parts[-5] != "runs":
             return stage
         run, name = source
         folder = Path(stage.init_from).parents[2] / seeded(run, self.seed) / name / "final"
@@ -130,6 +135,10 @@ def _train(raw: dict, overrides: dict, source: str) -> TrainConfig:
     loss = build(LossConfig, raw.pop("loss", None) or {}, f"{source} loss")
     stages = _stages(raw.pop("stages", None) or [], defaults, source)
     variants = {k: _stages(v, defaults, f"{source} variant {k}") for k, v in (raw.pop("variants", None) or {}).items()}
+    for name in variants:
+        if re.search(r"_seed\d+$", name):
+            raise ConfigError(f"{source}: variant '{name}': a name ending in _seed<digits> would read as a seed of "
+                              f"variant '{name.rpartition('_seed')[0]}' (shared.paths.seeded); rename it")
     cfg = build(TrainConfig, {**raw, "data": data, "loss": loss, "stages": stages, "variants": variants}, source)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):

@@ -31,5 +31,9 @@ def make_accelerator(find_unused_parameters: bool = False, precision: str | None
 
 
 def precision_record(accelerator: Accelerator) -> dict:
-    """What every run summary records about its precision: "fp32" or "bf16" (autocast), and why."""
+    """What every run summary records about its precision: "fp32" or "bf16" (autocast), and why (an Accelerator
+    not made by make_accelerator: from its mixed_precision)."""
+    if not hasattr(accelerator, "precision"):
+        return {"precision": "bf16" if accelerator.mixed_precision == "bf16" else "fp32",
+                "precision_reason": f"accelerate mixed_precision={accelerator.mixed_precision!r}"}
     return {"precision": accelerator.precision, "precision_reason": accelerator.precision_reason}
