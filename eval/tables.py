@@ -121,7 +121,10 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
         pr = [_number(entry.get(k)) for k in ("precision", "recall")]
         share = entry.get("class_consistency")
         out.append([row.label, "none" if entry.get("guidance_scale") is None else f"{entry['guidance_scale']}",
-                    f"{row.metric.upper()} ({network}; n={metric.get('n', ['?'])[0]}, d={metric.get('dim', '?')})",
+                    f"{row.metric.upper()} ({network}; n={'/'.join(str(n) for n in metric.get('n', ['?']))}, "
+                    f"d={metric.get('dim', '?')}"
+                    + ("; rank-deficient covariance: a rough figure" if metric.get("full_rank_covariance") is False else "")
+                    + ")",
                     "" if value is None else f"{value:.2f}", "" if isc is None else f"{isc:.2f}",
                     " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",
                     "" if share is None else f"{share:.0%}{acc}", data_text, rec.get("scale") or results.name,

@@ -234,7 +234,8 @@ def test_only_our_own_runs_have_seeded_copies_and_seed_like_variant_names_are_re
 def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_path):
     results = tmp_path / "small"
     results.mkdir()
-    fid = lambda v: {"value": v, "n": [64, 18], "dim": 2048, "network": "inception-v3-fid (RANDOM-INIT seed 0)"}  # noqa: E731
+    fid = lambda v: {"value": v, "n": [64, 18], "dim": 2048, "network": "inception-v3-fid (RANDOM-INIT seed 0)",  # noqa: E731
+                     "full_rank_covariance": False}
     (results / "dit_imagenet.json").write_text(json.dumps({
         "metrics": {"cfg4.0": {"guidance_scale": 4.0, "fid": fid(80.5), "inception_score": {"mean": 3.1, "std": 0.1},
                                "precision": 0.5, "recall": 0.25, "class_consistency": 0.9},
@@ -247,6 +248,7 @@ def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_pat
     assert [r[1] for r in rows] == ["1.0", "4.0"]  # ordered by guidance
     assert rows[0][3] == "90.25" and rows[1][4] == "3.10" and rows[1][5] == "0.50 / 0.25"
     assert rows[1][6] == "90%; classifier 95%, chance 8%" and "RANDOM-INIT network" in rows[0][2]
+    assert "n=64/18, d=2048; rank-deficient covariance: a rough figure" in rows[0][2]
     assert rows[0][9] == "10.0 (2 thr.)"
     missing = tables._generation_rows(results, experiments.GENERATION_ROWS[0])
     assert missing[0][3] == "not run (make lm-imagenet SCALE=small)"
