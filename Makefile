@@ -43,6 +43,7 @@ tokenizer: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json
+	$(PY) bench/readme_speed.py --bench bench/out/tokenizer_speed.json --readme README.md
 	$(PY) bench/lm_speed.py --out bench/out/lm_speed.json
 	$(PY) bench/diffusion_speed.py --out bench/out/diffusion_speed.json
 

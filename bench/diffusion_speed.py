@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from types import SimpleNamespace
@@ -24,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import matmul_gflops, sync  # noqa: E402
+from bench.flops import machine_name, matmul_gflops, sync  # noqa: E402
 from diffusion_generation.config import DiffusionConfig, experiment_config  # noqa: E402
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output  # noqa: E402
 from diffusion_generation.models import build_model  # noqa: E402
@@ -144,7 +143,7 @@ def main(argv=None) -> dict:
         raise SystemExit("--dtype bf16 is for CUDA (the trainers use bf16 autocast on CUDA only)")
     rate = matmul_gflops(args.device, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
     report = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "cpu": machine_name(), "threads": torch.get_num_threads(),
               "dtype": args.dtype, "matmul_gflops": rate, "torch": torch.__version__, "cases": {}}
     for name in args.cases:
         report["cases"][name] = run_case(name, args.device, args.dtype, rate, not args.no_diffusers)

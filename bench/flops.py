@@ -9,6 +9,7 @@ for its CUDA SDPA kernels.
 """
 from __future__ import annotations
 
+import platform
 import time
 
 import torch
@@ -27,6 +28,17 @@ def count_flops(fn) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
+
+
+def machine_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sync(device: str) -> None:

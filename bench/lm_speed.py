@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import matmul_gflops, sync  # noqa: E402
+from bench.flops import machine_name, matmul_gflops, sync  # noqa: E402
 from lm_generation.config import lm_config  # noqa: E402
 from lm_generation.model import CodeLayout, build_lm, lm_loss  # noqa: E402
 from lm_generation.sampling import sample_codes  # noqa: E402
@@ -163,7 +163,7 @@ def main() -> None:
     rate = matmul_gflops(dev, matmul_dtype)
     small, paper = lm_config("small"), lm_config("paper")
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": dev,
+        "machine": {"platform": platform.platform(), "processor": machine_name(), "device": dev,
                     "gpu": torch.cuda.get_device_name() if dev.startswith("cuda") else None,
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
         "dtype": args.dtype, "matmul_gflop_per_s": rate,

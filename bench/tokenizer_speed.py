@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import count_flops, matmul_gflops, sync  # noqa: E402
+from bench.flops import count_flops, machine_name, matmul_gflops, sync  # noqa: E402
 from shared.training.precision import choose_precision  # noqa: E402
 from tokenizer import OmniTokenizer  # noqa: E402
 
@@ -96,7 +95,7 @@ def main() -> None:
     # the rate again at the end: how much the machine's speed moved during the run
     rates_after = {p: matmul_gflops(args.device, torch.bfloat16 if p == "bf16" else torch.float32) for p in precisions}
     report = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "machine": platform.processor() or platform.machine(),
+              "machine": machine_name(),
               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
               "automatic_precision": auto, "automatic_precision_reason": why,
               "matmul_gflops": rates, "matmul_gflops_at_end": rates_after, "cases": results}

@@ -1,0 +1,72 @@
+"""Write the README's tokenizer speed table from bench/out/tokenizer_speed.json (`make bench` runs it), so that
+the figures there are the last run's on the machine that ran it, never typed in.
+
+    python bench/readme_speed.py [--bench bench/out/tokenizer_speed.json] [--readme README.md]
+
+The table goes between the README's two markers (BEGIN / END below); a README without them is left alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BEGIN = "<!-- tokenizer speed: written by `python bench/readme_speed.py` from bench/out/tokenizer_speed.json; do not edit -->"
+END = "<!-- end of tokenizer speed -->"
+NAMES = {"image_256": "image 256²", "clip_17x256": "clip 17 x 256²", "clip_129x256_chunked": "clip 129 x 256², max_tokens=8192"}
+
+
+def _case(c: dict) -> str:
+    rate = c["frames_per_s"] if c["frames"] > 1 else c["items_per_s"]
+    unit = "frames/s" if c["frames"] > 1 else "images/s"
+    return (f"{rate:.2f} {unit}; {c['gflop_per_call']:.0f} GFLOP at {c['achieved_gflops']:.0f} GFLOP/s = "
+            f"{100 * c['fraction_of_matmul_rate']:.0f} % of the {c['precision']} matmul rate; peak RSS "
+            f"{c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + weights)")
+
+
+def table(report: dict) -> list[str]:
+    """Markdown: one row per case and layout, one column per precision; then the run's conditions."""
+    precisions = list(report["matmul_gflops"])
+    cases: dict[tuple[str, str], dict[str, dict]] = {}
+    for c in report["cases"]:
+        base = c["case"].removeprefix("release_")
+        cases.setdefault((base, c["layout"]), {})[c["precision"]] = c
+    lines = ["| case | layout | " + " | ".join(precisions) + " |", "|---|---|" + "---|" * len(precisions)]
+    for (base, layout), by_precision in cases.items():
+        lines.append(f"| {NAMES.get(base, base)} | {layout} | "
+                     + " | ".join(_case(by_precision[p]) if p in by_precision else "-" for p in precisions) + " |")
+    speedups = []
+    for (base, layout), by_precision in cases.items():
+        if {"fp32", "bf16"} <= set(by_precision):
+            speedups.append(f"{NAMES.get(base, base)} ({layout}) "
+                            f"{by_precision['fp32']['seconds_per_call'] / by_precision['bf16']['seconds_per_call']:.1f}x")
+    rates = ", ".join(f"{p} {report['matmul_gflops'][p]:.0f} GFLOP/s at the start and "
+                      f"{report['matmul_gflops_at_end'][p]:.0f} at the end" for p in precisions)
+    lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"
+              + (f" ({report['gpu']})" if report.get("gpu") else "") + f", torch {report['torch']}. "
+              f"Matmul rate (2048² in each precision, this run): {rates}. Automatic precision here: "
+              f"{report['automatic_precision']} ({report['automatic_precision_reason']})."
+              + (f" bf16 autocast against fp32, same case: {'; '.join(speedups)}." if speedups else "")]
+    return lines
+
+
+def write(readme: Path, report: dict) -> bool:
+    text = readme.read_text()
+    begin, end = text.find(BEGIN), text.find(END)
+    if begin < 0 or end < begin:
+        return False
+    readme.write_text(text[:begin] + "\n".join([BEGIN, "", *table(report), ""]) + text[end:])
+    return True
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default="bench/out/tokenizer_speed.json")
+    ap.add_argument("--readme", default="README.md")
+    args = ap.parse_args(argv)
+    done = write(Path(args.readme), json.loads(Path(args.bench).read_text()))
+    print(f"{args.readme}: speed table {'written' if done else 'not written (no markers)'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""bench/: the FLOP counter counts SDPA on the CPU, and the README's speed table is written from a bench result."""
+import torch
+
+from bench.flops import count_flops
+from bench.readme_speed import BEGIN, END, write
+
+
+def test_cpu_sdpa_is_counted():
+    q = torch.randn(1, 4, 64, 32)
+    flops = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q))
+    assert flops == 2 * (2 * 4 * 64 * 64 * 32)  # q k^T and (scores) v
+
+
+def case(name, layout, precision, seconds, frames=1):
+    return {"case": name, "layout": layout, "precision": precision, "frames": frames, "seconds_per_call": seconds,
+            "items_per_s": 1 / seconds, "frames_per_s": frames / seconds, "gflop_per_call": 96.0,
+            "achieved_gflops": 96.0 / seconds, "fraction_of_matmul_rate": 0.5, "peak_rss_gb": 1.1,
+            "rss_before_input_gb": 0.9}
+
+
+def test_readme_speed_table_is_written_between_its_markers(tmp_path):
+    report = {"machine": "Some CPU", "threads": 2, "device": "cpu", "torch": "2.x", "matmul_gflops": {"fp32": 100.0,
+              "bf16": 400.0}, "matmul_gflops_at_end": {"fp32": 90.0, "bf16": 390.0}, "automatic_precision": "bf16",
+              "automatic_precision_reason": "CPU bf16 matmul measured at 4.0x fp32",
+              "cases": [case("image_256", "paper", "fp32", 1.0), case("release_image_256", "release", "fp32", 1.2),
+                        case("image_256", "paper", "bf16", 0.25)]}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nold figures\n{END}\n\nrest\n")
+    assert write(readme, report)
+    text = readme.read_text()
+    assert "old figures" not in text and text.endswith(f"{END}\n\nrest\n")
+    assert "| image 256² | paper | 1.00 images/s; 96 GFLOP at 96 GFLOP/s = 50 % of the fp32 matmul rate" in text
+    assert "| image 256² | release | 0.83 images/s" in text and text.count("| image 256² |") == 2
+    assert "Some CPU, 2 threads" in text and "image 256² (paper) 4.0x" in text  # bf16 against fp32
+    readme.write_text("no markers\n")
+    assert not write(readme, report) and readme.read_text() == "no markers\n"
