@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -94,13 +93,11 @@ def main(argv=None) -> dict:
                 "augmentation": "original + horizontal flip" if data.flip else "original",
                 "arrays": "mean, logvar (float16 posterior), labels", "classes": classes}
     encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset))
-    t0 = time.perf_counter()
     manifest = extract(dataset, encode, args.out, settings, batch_size=data.batch_size, restart=args.restart,
                        desc=f"latents ({args.experiment})", num_items=items)
     mean, std = posterior_moments(shard_posteriors(args.out))
     manifest.update(latent_scale=scale_from_std(std), latent_mean=mean, latent_std=std,
-                    num_classes=len(classes),  # seconds summed over the calls that extracted (resumes included)
-                    extract_seconds=manifest.get("extract_seconds", 0.0) + time.perf_counter() - t0)
+                    num_classes=len(classes))
     atomic_write_json(f"{args.out}/{MANIFEST}", manifest)
     print(json.dumps({k: manifest[k] for k in ("rows", "latent_scale", "latent_mean", "latent_std")}))
     return manifest

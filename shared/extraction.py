@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -151,6 +152,7 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
     if shard_size <= 0 or batch_size <= 0:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size}, {batch_size}")
     manifest = _open_manifest(out, settings, shard_size, total, restart)
+    started, seconds_before = time.perf_counter(), manifest.get("extract_seconds", 0.0)  # summed over resumed calls
     n_shards = -(-total // shard_size)
     done = {s["index"] for s in manifest["shards"] if s["file"] is None or (out / s["file"]).is_file()}
     manifest["shards"] = [s for s in manifest["shards"] if s["index"] in done]
@@ -187,6 +189,7 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
         manifest["unreadable"] += unreadable
         manifest["rows"] = sum(s["rows"] for s in manifest["shards"])
         manifest["complete"] = len(manifest["shards"]) == n_shards
+        manifest["extract_seconds"] = seconds_before + time.perf_counter() - started
         atomic_write_json(out / MANIFEST, manifest)
     bar.close()
     if not manifest["shards"] or manifest["rows"] == 0:

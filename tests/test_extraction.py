@@ -69,9 +69,11 @@ def test_killed_extraction_resumes_at_the_first_missing_shard_and_equals_a_strai
         extract(Items(10), dies_in_shard_2, killed, SETTINGS, shard_size=4, batch_size=2)
     with pytest.raises(ExtractionError, match="did not finish"):
         read_manifest(killed)
+    before = json.loads((killed / "manifest.json").read_text())["extract_seconds"]
     calls.clear()
-    extract(Items(10), encode, killed, SETTINGS, shard_size=4, batch_size=2)
+    resumed = extract(Items(10), encode, killed, SETTINGS, shard_size=4, batch_size=2)
     assert calls == [8, 9]  # only the missing shard was encoded
+    assert 0 < before < resumed["extract_seconds"]  # the time of both calls
     a, b = ShardDataset(straight), ShardDataset(killed)
     for name in a.arrays:
         assert torch.equal(a.arrays[name].load(), b.arrays[name].load())
