@@ -82,8 +82,8 @@ def findings(records: list[dict]) -> list[str]:
     lines = []
     for key, group in groups.items():
         if group:
-            lines.append(f"- {words[key]}: " + "; ".join(
-                f"Table {r['table']}, {r['comparison'].rsplit(', ', 1)[0]}"
-                + (f" ({r['split']} PSNR {r['sides'][0]} {Seeds(r['psnr']['a']).text('.2f')} vs {r['sides'][1]} "
-                   f"{Seeds(r['psnr']['b']).text('.2f')} dB)" if "psnr" in r else "") for r in group) + ".")
+            lines.append(f"- {words[key]}:")
+            lines += [f"  - Table {r['table']}, {r['comparison'].rsplit(', ', 1)[0]}"
+                      + (f": {r['split']} PSNR {r['sides'][0]} {Seeds(r['psnr']['a']).text('.2f')} vs {r['sides'][1]} "
+                         f"{Seeds(r['psnr']['b']).text('.2f')} dB" if "psnr" in r else "") for r in group]
     return lines

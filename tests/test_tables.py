@@ -132,8 +132,8 @@ def test_ablation_verdicts_are_gated_by_the_spread_over_seeds(tmp_path):
     assert rows["temporal attention: plain vs causal, rFVD"]["cells"][3] == "not run"
     assert len(rows) == len(ablations.COMPARISONS)  # every comparison finds its paper numbers
     findings = "\n".join(ablations.findings(list(rows.values())))
-    assert "Hold beyond noise" in findings and "Table 8, spatial attention: plain vs window (image PSNR plain " \
-        "18.00 ± 0.10 (3 seeds) vs window 19.10 ± 0.10 (3 seeds) dB)" in findings
+    assert "Hold beyond noise" in findings and "  - Table 8, spatial attention: plain vs window: image PSNR plain " \
+        "18.00 ± 0.10 (3 seeds) vs window 19.10 ± 0.10 (3 seeds) dB" in findings
     assert "Not decided" in findings and "Reversed" not in findings
 
 
