@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from shared.atomic import atomic_rewrite_block  # noqa: E402
 
 BEGIN = "<!-- tokenizer speed: written by `python bench/readme_speed.py` from bench/out/tokenizer_speed.json; do not edit -->"
 END = "<!-- end of tokenizer speed -->"
@@ -51,12 +56,7 @@ def table(report: dict) -> list[str]:
 
 
 def write(readme: Path, report: dict) -> bool:
-    text = readme.read_text()
-    begin, end = text.find(BEGIN), text.find(END)
-    if begin < 0 or end < begin:
-        return False
-    readme.write_text(text[:begin] + "\n".join([BEGIN, "", *table(report), ""]) + text[end:])
-    return True
+    return atomic_rewrite_block(readme, BEGIN, END, table(report))
 
 
 def main(argv=None) -> None:

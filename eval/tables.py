@@ -13,7 +13,7 @@ import csv
 import json
 from pathlib import Path
 
-from shared.atomic import atomic_write, atomic_write_json
+from shared.atomic import atomic_rewrite_block, atomic_write, atomic_write_json
 
 from shared.paths import run_of_model_dir, seeded
 
@@ -180,22 +180,16 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
     return tables
 
 
-README_BEGIN = "<!-- ablation findings: written by `python -m eval.tables` from results/{scale}; do not edit -->"
+README_BEGIN = "<!-- ablation findings: written by `python -m eval.tables` from the results; do not edit -->"
 README_END = "<!-- end of ablation findings -->"
 
 
 def write_findings(readme: Path, scale: str, directions: list[dict]) -> None:
     """Replace the README's block of ablation findings (between its two markers, where present) with the verdicts
     of these results, in words; a README without the markers is left alone."""
-    text = readme.read_text()
-    begin = text.find(README_BEGIN.split("{scale}")[0])
-    end = text.find(README_END)
-    if begin < 0 or end < begin:
-        return
-    block = [README_BEGIN.format(scale=scale), "",
-             f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
-             *ablations.findings(directions), ""]
-    atomic_write(readme, lambda tmp: Path(tmp).write_text(text[:begin] + "\n".join(block) + text[end:]))
+    atomic_rewrite_block(readme, README_BEGIN, README_END, [
+        f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
+        *ablations.findings(directions)])
 
 
 def _md(columns: list[str], rows: list[list[str]]) -> str:

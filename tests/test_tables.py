@@ -159,7 +159,7 @@ def test_seeded_runs_find_their_files_and_the_readme_block_is_rewritten(tmp_path
     assert [(k, f.parent.name) for k, f in seed_files(results, row)] == [
         (0, "tokenizer"), (1, "tokenizer_seed1"), (2, "tokenizer_seed2")]
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n" + tables.README_BEGIN.format(scale="old") + "\nstale figures\n" + tables.README_END + "\nrest\n")
+    readme.write_text("intro\n" + tables.README_BEGIN + "\nstale figures\n" + tables.README_END + "\nrest\n")
     from eval import ablations
     tables.write_findings(readme, "small", ablations.compare(results))
     text = readme.read_text()
