@@ -337,7 +337,7 @@ class ShardDataset(Dataset):
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         self.folder, self.manifest = folder, read_manifest(folder)
-        files, names = [], None
+        files, maps = [], []
         for shard in self.manifest["shards"]:
             if shard["file"] is None:
                 continue
@@ -350,8 +350,9 @@ class ShardDataset(Dataset):
                 raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
                                       f"({shard['rows']}); pass --restart to the extraction")
             files.append(path)
-            names = names or sorted(tensors)
-        self.arrays = {name: ShardArray(files, name) for name in names or []}
+            maps.append(tensors)
+        # each shard is mapped once; its arrays are views of that map
+        self.arrays = {name: ShardArray(files, name, parts=[m[name] for m in maps]) for name in sorted(maps[0] if maps else [])}
 
     @property
     def settings(self) -> dict:
