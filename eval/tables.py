@@ -20,7 +20,7 @@ from shared.paths import run_of_model_dir, seeded
 from . import ablations
 from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
 from .paper_tables import PAPER_TABLES
-from .seeds import NOISE_RULE, Seeds, feature_metric, row_metrics, seed_files
+from .seeds import NOISE_RULE, Seeds, feature_metric, seed_files
 
 OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)", "Data", "Scale",
                "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
@@ -55,7 +55,7 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
         return [label, metric, f"not run{why}", "", "", "", results.name, ""]
     recs = [json.loads(f.read_text()) for _, f in files]
-    ms = row_metrics(results, row)
+    ms = [r["metrics"][kind] for r in recs if kind in r["metrics"]]  # as eval.seeds.row_metrics, files read once
     if not ms:
         return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", recs[0].get("scale") or "", ""]
     m = ms[0]
@@ -63,11 +63,10 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
     label_net = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
     values, why = feature_metric(ms, metric)
     minutes = ""
-    seed_runs = [(k, rec) for (k, _), rec in zip(files, recs)]
-    training = [_training_seconds(results, seeded(run, k), stage) for k, _ in seed_runs]
+    training = [_training_seconds(results, seeded(run, k), stage) for k, _ in files]
     if None not in training:
         threads = recs[0].get("threads")
-        per_seed = Seeds([t + rec.get("eval_seconds", 0.0) for t, (_, rec) in zip(training, seed_runs)])
+        per_seed = Seeds([t + rec.get("eval_seconds", 0.0) for t, rec in zip(training, recs)])
         minutes = f"{per_seed.mean / 60:.1f}" + (f" ({threads} thr.)" if threads else "") + (
             " a seed" if per_seed.n > 1 else "")
     rec = recs[0]
