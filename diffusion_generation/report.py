@@ -10,12 +10,9 @@ house format of eval/results.py (metrics + context + git commit + time written).
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from shared.atomic import atomic_write_json
-from shared.generation_report import read_json, sample_metrics
+from shared.generation_report import read_json, report_main, sample_metrics
 from shared.provenance import stamp
 
 
@@ -43,16 +40,7 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="the training run folder")
-    ap.add_argument("--metrics", required=True, help="folder of the eval/ result files of its samples")
-    ap.add_argument("--scale", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    report = build_report(Path(args.run), Path(args.metrics), args.scale)
-    atomic_write_json(args.out, report)
-    print(json.dumps({"wall_seconds": report["wall_seconds"], "metrics": report["metrics"]}, indent=1))
-    return report
+    return report_main(build_report, __doc__, argv)
 
 
 if __name__ == "__main__":

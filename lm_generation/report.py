@@ -6,22 +6,13 @@ and the class consistency, gathered from the files the steps wrote (eval/ is not
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from shared.atomic import atomic_write_json
-from shared.generation_report import read_json, sample_metrics
+from shared.generation_report import read_json, report_main, sample_metrics
 from shared.provenance import stamp
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="training run folder (summary.json, samples/cfg*/record.json)")
-    ap.add_argument("--metrics", required=True, help="folder of eval results (samples_cfg*.json, class_consistency.json)")
-    ap.add_argument("--scale", required=True)
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    run, metrics_dir = Path(args.run), Path(args.metrics)
+def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
     summary = read_json(run / "summary.json")
     records = {folder.name: read_json(folder / "record.json") for folder in sorted((run / "samples").glob("cfg*"))}
     folders = {name: {"guidance_scale": r["sampling"]["cfg_scale"] if name != "cfgnone" else None,
@@ -29,19 +20,20 @@ def main(argv=None) -> dict:
     # frame prediction is unconditional: no class consistency
     metrics, classifier, eval_seconds = sample_metrics(folders, metrics_dir, consistency_required=False)
     codes = read_json(Path(summary["codes"]) / "manifest.json")
-    report = {"metrics": metrics, "classifier": classifier, "experiment": run.name, "scale": args.scale,
-              "data": {**{k: codes["settings"].get(k) for k in ("source", "split", "resolution", "frames")},
-                       "items": codes.get("source_items"), "rows": codes.get("rows")},
-              "checkpoint": str((run / "final").resolve()), "tokenizer": summary["tokenizer"],
-              "tokenizer_sha256": summary["tokenizer_sha256"], "steps": summary["steps"],
-              "parameters": summary["parameters"], "threads": summary["threads"], "precision": summary["precision"],
-              "wall_seconds": {"extraction": codes.get("extract_seconds"), "training": summary["train_seconds"],
-                               "sampling": sum(f["sampling_seconds"] for f in folders.values()),
-                               "evaluation": eval_seconds},
-              "sampling": records, "config": summary["config"], **stamp()}
-    atomic_write_json(args.out, report)
-    print(f"{args.out}: {len(metrics)} guidance scale(s)")
-    return report
+    return {"metrics": metrics, "classifier": classifier, "experiment": run.name, "scale": scale,
+            "data": {**{k: codes["settings"].get(k) for k in ("source", "split", "resolution", "frames")},
+                     "items": codes.get("source_items"), "rows": codes.get("rows")},
+            "checkpoint": str((run / "final").resolve()), "tokenizer": summary["tokenizer"],
+            "tokenizer_sha256": summary["tokenizer_sha256"], "steps": summary["steps"],
+            "parameters": summary["parameters"], "threads": summary["threads"], "precision": summary["precision"],
+            "wall_seconds": {"extraction": codes.get("extract_seconds"), "training": summary["train_seconds"],
+                             "sampling": sum(f["sampling_seconds"] for f in folders.values()),
+                             "evaluation": eval_seconds},
+            "sampling": records, "config": summary["config"], **stamp()}
+
+
+def main(argv=None) -> dict:
+    return report_main(build_report, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ not imported: layers point one way). Both generators' report.py build on it, in 
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import Callable
 
+from shared.atomic import atomic_write_json
 
 
 def read_json(path: str | Path) -> dict:
@@ -38,3 +41,18 @@ def sample_metrics(folders: dict[str, dict], metrics_dir: str | Path, consistenc
     classifier = ({k: consistency["metrics"][k] for k in ("classifier_accuracy", "chance", "rises_with_guidance")}
                   if consistency else None)
     return metrics, classifier, seconds
+
+
+def report_main(build: Callable[[Path, Path, str], dict], doc: str, argv=None) -> dict:
+    """The command line of both generators' report.py (the Makefile calls them alike): build(run folder, folder of
+    eval/ results, scale) -> the result file's content, written atomically to --out."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the training run folder (summary.json, samples/)")
+    ap.add_argument("--metrics", required=True, help="folder of eval results (samples_cfg*.json, class_consistency.json)")
+    ap.add_argument("--scale", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    report = build(Path(args.run), Path(args.metrics), args.scale)
+    atomic_write_json(args.out, report)
+    print(json.dumps({"out": args.out, "wall_seconds": report["wall_seconds"], "metrics": report["metrics"]}, indent=1))
+    return report
