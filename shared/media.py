@@ -22,15 +22,19 @@ def sample_path(folder: str | Path, label: int, index: int, video: bool) -> Path
     return Path(folder) / f"{label:04d}" / f"{index:05d}{'.mp4' if video else '.png'}"
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
-    """(T, H, W, 3) uint8 -> lossless RGB H.264."""
+def write_video(frames: np.ndarray, path: str | Path, fps: int = 8, codec: str = "libx264rgb",
+                pix_fmt: str = "rgb24", options: dict | None = None) -> Path:
+    """(T, H, W, 3) uint8 -> a video file, its container named by the file's suffix (.mp4, .avi ...). The defaults
+    are the samples' lossless RGB H.264 (options None: crf 0)."""
     import av
 
+    options = {"crf": "0"} if options is None else options
+
     def write(tmp: str) -> None:
-        with av.open(tmp, "w", format="mp4") as container:
-            stream = container.add_stream("libx264rgb", rate=fps, options={"crf": "0"})
+        with av.open(tmp, "w", format=Path(path).suffix.lstrip(".")) as container:
+            stream = container.add_stream(codec, rate=fps, options=options)
             stream.height, stream.width = frames.shape[1:3]
-            stream.pix_fmt = "rgb24"
+            stream.pix_fmt = pix_fmt
             for f in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                     container.mux(packet)
@@ -45,7 +49,7 @@ def write_sample(pixels: torch.Tensor, path: str | Path) -> Path:
     frames = to_uint8(pixels.cpu()).permute(1, 2, 3, 0).numpy()  # (T, H, W, 3)
     if frames.shape[0] == 1:
         return atomic_write(path, lambda tmp: imageio.imwrite(tmp, frames[0], format="png"))
-    return write_mp4(frames, path)
+    return write_video(frames, path)
 
 
 def read_sample(path: str | Path) -> torch.Tensor:

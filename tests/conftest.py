@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from shared.data.embedded import load_photo, load_video
+from shared.media import write_video
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
@@ -39,17 +40,8 @@ def imagenet_dir(tmp_path_factory):
 
 
 def write_avi(path, frames):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    """A UCF-101-like file: MPEG-4 part 2 in AVI, yuv420p (lossy)."""
+    write_video(frames, path, fps=25, codec="mpeg4", pix_fmt="yuv420p", options={})
 
 
 @pytest.fixture(scope="module")
