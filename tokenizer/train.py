@@ -319,21 +319,21 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
 
 def print_summary(report: dict) -> None:
     print(f"\nOmniTokenizer, scale {report['scale']}" + (f", variant {report['variant']}" if report["variant"] else ""))
-    print(f"{'stage':<12}{'head':<6}{'steps':>7}{'minutes':>9}  {'image PSNR/SSIM (bicubic)':>27}  "
-          f"{'video PSNR/SSIM (bicubic)':>27}  usage")
+    print(f"{'stage':<12}{'head':<6}{'steps':>7}{'minutes':>9}  {'image PSNR/SSIM':>16}  {'video PSNR/SSIM':>16}  "
+          f"codebook usage / perplexity (image, video)")
+    baselines = {}
     for name, s in report["stages"].items():
         val = s.get("validation", {})
-
-        def cell(k):
-            if k not in val:
-                return "-"
-            same = val[k].get("bicubic", {}).get("same_numbers", {})
-            return f"{val[k]['psnr']:5.2f}/{val[k]['ssim']:.3f} ({same.get('psnr', float('nan')):5.2f}/{same.get('ssim', float('nan')):.3f})"
-
-        usage = val.get("image", {}).get("codebook_usage")
-        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>27}  "
-              f"{cell('video'):>27}  {'' if usage is None else f'{usage:.1%}'}")
-    print("bicubic: down-sampling and back up, keeping as many numbers per patch as the tokenizer's latents")
+        for kind, v in val.items():
+            baselines.setdefault(kind, {}).update(v.get("bicubic", {}))
+        cell = lambda k: f"{val[k]['psnr']:5.2f}/{val[k]['ssim']:.3f}" if k in val else "-"  # noqa: E731
+        codes = ", ".join(f"{val[k]['codebook_usage']:.1%} / {val[k]['codebook_perplexity']:.0f}" for k in ("image", "video")
+                          if "codebook_usage" in val.get(k, {}))
+        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>16}  "
+              f"{cell('video'):>16}  {codes}")
+    for kind, bicubic in baselines.items():
+        print(f"bicubic down-and-up on the same {kind} items (same numbers / bits as the last stage with them): " +
+              ", ".join(f"{k.replace('_', ' ')} {b['psnr']:.2f}/{b['ssim']:.3f}" for k, b in bicubic.items()))
     print(f"total {report['wall_seconds'] / 60:.1f} min; outputs in {report['out']}")
 
 
