@@ -33,6 +33,8 @@ class _Inception(FeatureExtractorInceptionV3):
 class InceptionFeatures:
     """Pool (2048-d) features and unbiased logits of frames in [-1, 1]."""
 
+    dim = 2048  # width of the pool features the Fréchet distance uses
+
     def __init__(self, weights: str | None = None, allow_random: bool = False, device: str | torch.device = "cpu"):
         self.weights: FeatureWeights = resolve_weights("inception-v3-fid", weights, ENV_VAR, URL_INCEPTION_V3, allow_random)
         with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():

@@ -55,13 +55,19 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | 
             continue
         frame_net = InceptionFeatures(args.inception_weights, args.allow_random_features, device) if kind == "image" else None
         video_net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device) if kind == "video" else None
-        net = frame_net.net if frame_net is not None else video_net.net
-        cache = FeatureCache(args.feature_cache or None, kind, net)
+        features = frame_net or video_net
+        cache = FeatureCache(args.feature_cache or None, kind, features.net)
         lpips_values, real, fake = [], [], []
+        # a Fréchet distance over n <= d items has a rank-deficient covariance and is not reported (eval.seeds): its
+        # features are not computed either (on the embedded split at `small` they were most of each evaluation's time)
+        n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+        frechet = features.dim is None or n > features.dim
 
         def collect(x: torch.Tensor, x_hat: torch.Tensor) -> None:
             frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731
             lpips_values.append(perceptual.lpips(frames(x_hat), frames(x), normalize=False).flatten().cpu())
+            if not frechet:
+                return
             if frame_net is not None:
                 real.append(cache.features(x, lambda v: frame_net(frames(v))[0]))
                 fake.append(frame_net(frames(x_hat))[0])
@@ -73,13 +79,17 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | 
         cache.save()
         entry["real_features_cached"] = cache.hits
         entry["lpips"] = {"value": torch.cat(lpips_values).mean().item(), "network": perceptual.source}
-        real, fake = torch.cat(real), torch.cat(fake)
-        if frame_net is not None:
-            entry["rfid"] = {**frechet_from_features(fake.double().numpy(), real.double().numpy()),
-                             "network": frame_net.weights.source, "weights_sha256": frame_net.weights.sha256}
+        if not frechet:
+            distance = {"value": None, "n": [n, n], "dim": features.dim, "full_rank_covariance": False,
+                        "not_computed": f"{n} items <= {features.dim} feature dimensions"}
+        elif frame_net is not None:
+            distance = frechet_from_features(torch.cat(fake).double().numpy(), torch.cat(real).double().numpy())
         else:
-            entry["rfvd"] = {**fvd(fake, real), "network": video_net.source, "kind": args.i3d_kind,
-                             "weights_sha256": video_net.sha256}
+            distance = fvd(torch.cat(fake), torch.cat(real))
+        if frame_net is not None:
+            entry["rfid"] = {**distance, "network": frame_net.weights.source, "weights_sha256": frame_net.weights.sha256}
+        else:
+            entry["rfvd"] = {**distance, "network": video_net.source, "kind": args.i3d_kind, "weights_sha256": video_net.sha256}
         results[kind] = entry
         if on_part is not None:
             on_part(results)

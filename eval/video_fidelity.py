@@ -29,12 +29,16 @@ ENV_VAR = "OMNITOK_I3D_WEIGHTS"
 KINDS = ("videogpt", "styleganv")
 
 
+FEATURE_DIMS = {"videogpt": 400}  # feature width of each kind known before it runs
+
+
 class I3DFeatures:
     def __init__(self, kind: str = "videogpt", weights: str | None = None, allow_random: bool = False,
                  device: str | torch.device = "cpu"):
         if kind not in KINDS:
             raise ValueError(f"I3D kind must be one of {KINDS}, got {kind!r}")
         self.kind, self.device = kind, device
+        self.dim = FEATURE_DIMS.get(kind)  # the TorchScript file's feature width is known once it runs
         if kind == "styleganv":
             path = weights or os.environ.get(ENV_VAR)
             if not path or not Path(path).is_file():

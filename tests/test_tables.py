@@ -21,14 +21,27 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys):
+def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys, monkeypatch):
+    from eval import image_fidelity, video_fidelity
+
     out = tiny_run / "results" / "tiny" / "eval" / "tokenizer" / "joint.json"
     argv = ["--model", str(tiny_run / "runs" / "tiny" / "tokenizer" / "joint" / "final"), "--scale", "tiny",
             "--resolution", "32", "--frames", "9", "--limit", "4", "--batch-size", "2", "--allow-random-features",
             "--feature-cache", str(tiny_run / "feature_cache")]
+    # 4 items against 2048 / 400 feature dimensions: the Fréchet distances are not computed
+    tokenizer_eval.main(argv + ["--out", str(tiny_run / "skipped.json")])
+    skipped = json.loads((tiny_run / "skipped.json").read_text())["metrics"]
+    for kind, name, d in (("image", "rfid", 2048), ("video", "rfvd", 400)):
+        assert skipped[kind][name]["value"] is None and skipped[kind][name]["dim"] == d
+        assert skipped[kind][name]["not_computed"] == f"4 items <= {d} feature dimensions"
+        assert skipped[kind]["real_features_cached"] == 0 and skipped[kind]["psnr"] > 0
+    # as if the networks were 3 features wide, they are computed (and their inputs' features cached)
+    monkeypatch.setattr(image_fidelity.InceptionFeatures, "dim", 3)
+    monkeypatch.setitem(video_fidelity.FEATURE_DIMS, "videogpt", 3)
     tokenizer_eval.main(argv + ["--out", str(tiny_run / "first.json")])
     tokenizer_eval.main(argv + ["--out", str(out)])
     first, rec = json.loads((tiny_run / "first.json").read_text()), json.loads(out.read_text())
+    assert skipped["image"]["psnr"] == rec["metrics"]["image"]["psnr"]
     # the second evaluation takes the inputs' features from the cache, and gets the same numbers
     assert [first["metrics"][k]["real_features_cached"] for k in ("image", "video")] == [0, 0]
     assert [rec["metrics"][k]["real_features_cached"] for k in ("image", "video")] == [2, 2]
