@@ -29,7 +29,7 @@ from .feature_cache import FeatureCache
 from .frechet import frechet_from_features
 from .image_fidelity import InceptionFeatures
 from .results import write_result
-from .video_fidelity import I3DFeatures, fvd
+from .video_fidelity import I3DFeatures
 
 
 def _datasets(args) -> dict:
@@ -82,10 +82,8 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | 
         if not frechet:
             distance = {"value": None, "n": [n, n], "dim": features.dim, "full_rank_covariance": False,
                         "not_computed": f"{n} items <= {features.dim} feature dimensions"}
-        elif frame_net is not None:
+        else:  # rFID and rFVD are the same Fréchet distance, over Inception or I3D features
             distance = frechet_from_features(torch.cat(fake).double().numpy(), torch.cat(real).double().numpy())
-        else:
-            distance = fvd(torch.cat(fake), torch.cat(real))
         if frame_net is not None:
             entry["rfid"] = {**distance, "network": frame_net.weights.source, "weights_sha256": frame_net.weights.sha256}
         else:
