@@ -90,6 +90,11 @@ def test_inputs_that_would_give_silent_wrong_codes_are_refused_or_converted():
     bad[0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
         model.encode(bad)
+    for inf in (float("inf"), -float("inf")):
+        bad = x.clone()
+        bad[0, 1, 2, 3, 4] = inf
+        with pytest.raises(ValueError, match="NaN or inf"):
+            model.encode(bad, check_range=False)
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\].*x / 127.5 - 1"):
         model.encode((x + 1) * 127.5)
     assert model.encode((x + 1) * 127.5, check_range=False).indices.shape == (1, 2, 4, 4)  # on purpose: allowed
@@ -133,6 +138,19 @@ def test_chunked_encode_decode_equals_one_pass(quantizer, max_tokens):
         torch.testing.assert_close(part.latents, full.latents, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(model.decode(full.latents, max_tokens=max_tokens), model.decode(full.latents),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_stack_leaves_its_input_alone():
+    """Without autograd a chunked stack reuses its own buffer after the first stage; the caller's tensor stays."""
+    model = make("vq")
+    with torch.no_grad():
+        for stack in (model.encoder, model.decoder):
+            stack.peg.conv.weight.normal_(0, 0.2)
+            x = torch.randn(2, 4, 3, 5, model.config.dim)
+            before = x.clone()
+            out = stack(x, max_tokens=12)
+            assert torch.equal(x, before)
+            torch.testing.assert_close(out, stack(x), atol=1e-5, rtol=1e-5)
 
 
 def test_nearest_code_in_slices_equals_one_argmax():

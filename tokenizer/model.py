@@ -48,6 +48,9 @@ def rope_2d(h: int, w: int, head_dim: int, theta: float, device) -> tuple[torch.
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x by the angles of cos / sin, in x's dtype: under bf16 autocast, fp32 tables promoted q and k to fp32
+    and cast them back for the attention matmul (42 % of a 256² image's CPU bf16 encode + decode; measured)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
 
@@ -107,7 +110,11 @@ class GEGLU(nn.Module):
         # output gave strided halves that cost a copy each (GEGLU 2x faster in CPU bf16, 7 % in fp32; measured)
         w, b = self.proj_in.weight, self.proj_in.bias
         n = w.shape[0] // 2
-        return self.proj_out(F.linear(x, w[:n], b[:n]) * F.gelu(F.linear(x, w[n:], b[n:])))
+        value, gate = F.linear(x, w[:n], b[:n]), F.linear(x, w[n:], b[n:])
+        if torch.is_grad_enabled():
+            return self.proj_out(value * F.gelu(gate))
+        # no autograd: GELU and product in place, two inner-width tensors live instead of three (a long clip's peak)
+        return self.proj_out(value.mul_(torch.ops.aten.gelu_(gate)))
 
 
 class SpatialBlock(nn.Module):
@@ -178,12 +185,15 @@ class CausalPEG(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
-    def forward(self, x: torch.Tensor, frames_per_chunk: int | None = None) -> torch.Tensor:  # (B, T', h, w, D)
+    def forward(self, x: torch.Tensor, frames_per_chunk: int | None = None, in_place: bool = False) -> torch.Tensor:
+        """x (B, T', h, w, D) plus the conv of its past, `frames_per_chunk` latent frames at a time (None: at once).
+        in_place (no autograd): x is overwritten with the result, the chunks taken last to first so that each
+        still reads its unchanged past; no second clip-sized tensor."""
         t = x.shape[1]
         if frames_per_chunk is None or t <= frames_per_chunk:
-            return x + self._conv(x, 2)
-        out = torch.empty_like(x)
-        for start in range(0, t, frames_per_chunk):
+            return x.add_(self._conv(x, 2)) if in_place else x + self._conv(x, 2)
+        out = x if in_place else torch.empty_like(x)
+        for start in reversed(range(0, t, frames_per_chunk)):
             stop = min(t, start + frames_per_chunk)
             past = min(2, start)  # frames before the slice that its outputs see; zero padding before frame 0
             out[:, start:stop] = x[:, start:stop] + self._conv(x[:, start - past : stop], 2 - past)
@@ -217,14 +227,16 @@ def frames_per_chunk(max_tokens: int | None, tokens_per_row: int) -> int | None:
     return None if max_tokens is None else max(1, max_tokens // tokens_per_row)
 
 
-def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int | None, dim: int = 0) -> torch.Tensor:
+def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int | None, dim: int = 0,
+            in_place: bool = False) -> torch.Tensor:
     """fn over x in slices of `rows` along `dim` (fn must treat them independently and keep that axis); None:
     one call. The slices' results are written into one output tensor, so that memory holds the input, the
-    output and one slice's work, not a list of results and their concatenation as well."""
+    output and one slice's work, not a list of results and their concatenation as well. in_place (no autograd,
+    fn keeps the shape): the output is x itself, so memory holds one clip-sized tensor, not two."""
     size = x.shape[dim]
     if rows is None or size <= rows:
         return fn(x)
-    out = None
+    out = x if in_place else None
     for start in range(0, size, rows):
         part = fn(x.narrow(dim, start, min(rows, size - start)))
         if out is None:
@@ -252,7 +264,7 @@ class SpaceTimeStack(nn.Module):
         self.temporal = nn.ModuleList(TemporalBlock(cfg.dim, cfg.heads, cfg.ff_mult) for _ in range(temporal))
         self.norm = nn.LayerNorm(cfg.dim)
 
-    def _space(self, x: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+    def _space(self, x: torch.Tensor, max_tokens: int | None, in_place: bool) -> torch.Tensor:
         b, t, h, w, d = x.shape
         rope = rope_2d(h, w, d // self.cfg.heads, self.cfg.rope_theta, x.device)
 
@@ -261,11 +273,12 @@ class SpaceTimeStack(nn.Module):
                 frames = block(frames, rope)
             return frames
 
-        return chunked(run, x.reshape(b * t, h, w, d), frames_per_chunk(max_tokens, h * w)).view(b, t, h, w, d)
+        rows = frames_per_chunk(max_tokens, h * w)
+        return chunked(run, x.reshape(b * t, h, w, d), rows, in_place=in_place).view(b, t, h, w, d)
 
-    def _time(self, x: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+    def _time(self, x: torch.Tensor, max_tokens: int | None, in_place: bool) -> torch.Tensor:
         b, t, h, w, d = x.shape
-        x = self.peg(x, frames_per_chunk(max_tokens, b * h * w))
+        x = self.peg(x, frames_per_chunk(max_tokens, b * h * w), in_place=in_place)
         bias = alibi_bias(self.cfg.heads, t, self.cfg.causal, x.device)
 
         def run(positions):  # (b, t, n, d): n spatial positions, each a sequence over time
@@ -275,13 +288,21 @@ class SpaceTimeStack(nn.Module):
                 seqs = block(seqs, bias)
             return rearrange(seqs, "(b n) t d -> b t n d", b=b, n=n)
 
-        # slices of spatial positions taken from (b, t, h*w, d) directly: no whole-clip transposed copy
-        return chunked(run, x.view(b, t, h * w, d), frames_per_chunk(max_tokens, b * t), dim=2).view(b, t, h, w, d)
+        # slices of spatial positions taken from (b, t, h*w, d) directly: no whole-clip transposed copy; after the
+        # PEG, x is this stack's own tensor, so without autograd the slices' results overwrite it
+        rows = frames_per_chunk(max_tokens, b * t)
+        own = not torch.is_grad_enabled()
+        return chunked(run, x.view(b, t, h * w, d), rows, dim=2, in_place=own).view(b, t, h, w, d)
 
     def forward(self, x: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
+        """x (B, T', h, w, D) is left as it is; without autograd and with max_tokens, the stages after the first
+        write into the first one's output, so that a long clip costs this stack one more clip of tokens."""
+        own = False
         for stage in self.order:
-            x = self._space(x, max_tokens) if stage == "s" else self._time(x, max_tokens)
-        return self.norm(x)
+            x = self._space(x, max_tokens, own) if stage == "s" else self._time(x, max_tokens, own)
+            own = not torch.is_grad_enabled()
+        b, t, h, w, d = x.shape
+        return chunked(self.norm, x.reshape(b * t, h, w, d), frames_per_chunk(max_tokens, h * w), in_place=own).view(b, t, h, w, d)
 
 
 # ----------------------------------------------------------------------------- the tokenizer
@@ -352,9 +373,9 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
             raise ValueError(f"pixels must not be empty, got shape {tuple(x.shape)}")
         self.latent_frames(x.shape[2])
         x = x.to(self.out_first.weight.dtype)  # fp16 / bf16 / fp64 input: the weights' dtype (autocast still applies)
-        if not torch.isfinite(x).all():
+        lo, hi = torch.aminmax(x)  # NaN propagates to both, an inf to one: no clip-sized isfinite() temporaries
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
             raise ValueError("pixels contain NaN or inf; every code of such a sample would be wrong")
-        lo, hi = torch.aminmax(x)
         if check_range and (lo < -1.05 or hi > 1.05):
             raise ValueError(f"pixels must be in [-1, 1], got values in [{lo.item():.3g}, {hi.item():.3g}] (uint8-range "
                              f"images: x / 127.5 - 1); pass check_range=False to encode values outside on purpose")
