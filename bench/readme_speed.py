@@ -18,14 +18,16 @@ from shared.atomic import atomic_rewrite_block  # noqa: E402
 
 BEGIN = "<!-- tokenizer speed: written by `python bench/readme_speed.py` from bench/out/tokenizer_speed.json; do not edit -->"
 END = "<!-- end of tokenizer speed -->"
-NAMES = {"image_256": "image 256²", "clip_17x256": "clip 17 x 256²", "clip_129x256_chunked": "clip 129 x 256², max_tokens=8192"}
+NAMES = {"image_256": "image 256²", "clip_17x256": "clip 17 x 256²", "clip_129x256_chunked": "clip 129 x 256², max_tokens=8192",
+         "clip_129x256_chunked_mmap1mb": "the same, glibc mmap threshold 1 MB"}
 
 
 def _case(c: dict) -> str:
     rate = c["frames_per_s"] if c["frames"] > 1 else c["items_per_s"]
     unit = "frames/s" if c["frames"] > 1 else "images/s"
     return (f"{rate:.2f} {unit}; {c['gflop_per_call']:.0f} GFLOP at {c['achieved_gflops']:.0f} GFLOP/s = "
-            f"{100 * c['fraction_of_matmul_rate']:.0f} % of the {c['precision']} matmul rate; peak RSS "
+            f"{100 * c['fraction_of_matmul_rate']:.0f} % of the {c['precision']} matmul rate; its GEMMs alone run at "
+            f"{c['gemm_gflops']:.0f} GFLOP/s and take {100 * c['gemm_share']:.0f} % of the call; peak RSS "
             f"{c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + weights)")
 
 
