@@ -94,7 +94,7 @@ ifeq ($(MAKECMDGOALS),tables-build)
 include $(EXPERIMENTS_MK)
 endif
 tables-build: $(TABLE_INPUTS)
-	$(PY) -m eval.tables --scale $(SCALE)
+	$(PY) -m eval.tables --scale $(SCALE) --seeds $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 
 # ---- LM generator (lm_generation/): VQ tokenizer (the joint stage, trained if missing) -> codes -> LM training ->
 # sampling (one folder per guidance scale) -> eval.sample_metrics on each folder, eval.class_consistency on all of

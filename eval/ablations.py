@@ -4,6 +4,7 @@ and on PSNR and SSIM (higher is better; they need no feature network, so offline
 Each of ours gets a verdict by eval.seeds.NOISE_RULE: the paper's way, the opposite, or within noise."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from .experiments import COMPARISONS, row
@@ -37,14 +38,15 @@ def _sides(name_a: str, a: Seeds, name_b: str, b: Seeds, fmt: str) -> str:
     return f"{name_a} {a.text(fmt)} vs {name_b} {b.text(fmt)}"
 
 
-def compare(results: str | Path) -> list[dict]:
-    """One record per comparison: the table cells (`cells`, in COLUMNS order) and the verdicts by metric."""
+def compare(results: str | Path, seeds: Collection[int] | None = None) -> list[dict]:
+    """One record per comparison: the table cells (`cells`, in COLUMNS order) and the verdicts by metric, over
+    `seeds` (None: every seed evaluated)."""
     results = Path(results)
     out = []
     for table, what, column, split, (name_a, paper_a, ours_a), (name_b, paper_b, ours_b) in COMPARISONS:
         paper_text, paper_better = _paper(name_a, paper_value(table, paper_a, column),
                                           name_b, paper_value(table, paper_b, column))
-        ma, mb = row_metrics(results, row(table, ours_a, split)), row_metrics(results, row(table, ours_b, split))
+        ma, mb = (row_metrics(results, row(table, ours, split), seeds) for ours in (ours_a, ours_b))
         record = {"table": table, "comparison": what, "split": split, "sides": (name_a, name_b), "paper_better": paper_better,
                   "verdicts": {}, "cells": [str(table), what, paper_text, "not run", "", "", "", "", ""]}
         if ma and mb:

@@ -1,7 +1,7 @@
 """A table row over seeds: every seed's result of a row, their mean ± std, and when a difference is beyond noise.
 
 Seed 0 of a run is results/<scale>/eval/<run>/<stage>.json, seed k > 0 is .../eval/<run>_seed<k>/<stage>.json
-(shared.paths.seeded); `make tables SEEDS=n` makes seeds 0..n-1. The rule that calls a difference (NOISE_RULE) is
+(shared.paths.seeded); `make tables SEEDS=n` makes seeds 0..n-1 and the tables use those (eval.tables --seeds). The rule that calls a difference (NOISE_RULE) is
 printed under every table that uses it.
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,20 +52,21 @@ class Seeds:
         return f"{self.mean:{fmt}} ± {self.std:{fmt}} ({self.n} seeds)"
 
 
-def seed_files(results: Path, row: TokenizerRow) -> list[tuple[int, Path]]:
-    """(seed, evaluation file) of a row: seed 0, then seeds 1, 2, ... that exist, in seed order. (A variant's name
-    never ends in _seed<digits>: tokenizer.train_config refuses it.)"""
+def seed_files(results: Path, row: TokenizerRow, seeds: Collection[int] | None = None) -> list[tuple[int, Path]]:
+    """(seed, evaluation file) of a row: seed 0, then seeds 1, 2, ... that exist, in seed order; only those in
+    `seeds` where given. (A variant's name never ends in _seed<digits>: tokenizer.train_config refuses it.)"""
     scale, root = results.name, results.parent
     first = eval_result(scale, row.run, row.stage, root)
     found = {int(m.group(1)): p for p in (results / "eval").glob(f"{row.run}_seed*/{row.stage}.json")
              if (m := re.fullmatch(re.escape(row.run) + r"_seed([1-9]\d*)", p.parent.name))}
-    return ([(0, first)] if first.is_file() else []) + [(k, found[k]) for k in sorted(found)]
+    files = ([(0, first)] if first.is_file() else []) + [(k, found[k]) for k in sorted(found)]
+    return [(k, f) for k, f in files if seeds is None or k in seeds]
 
 
-def row_metrics(results: Path, row: TokenizerRow) -> list[dict]:
+def row_metrics(results: Path, row: TokenizerRow, seeds: Collection[int] | None = None) -> list[dict]:
     """The row's split metrics of each seed's evaluation (seeds without that split left out)."""
     out = []
-    for _, f in seed_files(results, row):
+    for _, f in seed_files(results, row, seeds):
         m = json.loads(f.read_text())["metrics"].get(row.split)
         if m is not None:
             out.append(m)

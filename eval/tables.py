@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from shared.atomic import atomic_rewrite_block, atomic_write, atomic_write_json
@@ -46,10 +47,10 @@ def _training_seconds(results: Path, run: str, stage: str) -> float | None:
     return seconds
 
 
-def _our_row(results: Path, runs: set[str], row: TokenizerRow) -> list[str]:
+def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection[int] | None) -> list[str]:
     """A row over its seeds: mean ± std where there are several (eval/seeds.py)."""
     label, run, stage, kind, metric = row.label, row.run, row.stage, row.split, row.metric
-    files = seed_files(results, row)
+    files = seed_files(results, row, seeds)
     if not files:
         variant = run.removeprefix("tokenizer_")
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
@@ -131,7 +132,10 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
     return out
 
 
-def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".") -> dict:
+def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".",
+          seeds: Collection[int] | None = None) -> dict:
+    """TABLES.md, tables.json, tables.csv (and the README's findings block) from the results of `seeds` (None: every
+    seed evaluated)."""
     results = Path(results_root) / scale
     runs = runs_in_config(scale)
     tables = {}
@@ -140,7 +144,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
         if generation:
             ours = [line for r in generation for line in _generation_rows(results, r)]
         else:
-            ours = [_our_row(results, runs, row) for row in ROWS if row.table == number]
+            ours = [_our_row(results, runs, row, seeds) for row in ROWS if row.table == number]
         tables[number] = {**paper, "ours_columns": GENERATION_COLUMNS if generation else OUR_COLUMNS, "ours": ours}
     out_dir = Path(out_dir)
     lines = [f"# The paper's tables, with ours (scale `{scale}`)", "",
@@ -152,7 +156,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
         lines += [f"## Table {number}: {t['title']}", "", _md(t["columns"], t["rows"]), ""]
         if t["ours"]:
             lines += [f"Ours at scale `{scale}`:", "", _md(t["ours_columns"], t["ours"]), ""]
-    directions = ablations.compare(results)
+    directions = ablations.compare(results, seeds)
     lines += ["## Do our ablations point the same way as the paper's?", "",
               "Each row pits two settings of Tables 7-10: the paper's rFID/rFVD, and ours over seeds on the same "
               "metric (where its covariance is full rank) and on PSNR and SSIM of the same split (no feature network "
@@ -197,13 +201,26 @@ def _md(columns: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(k) for k in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers such as 0,1,2, got {text!r}")
+    if any(k < 0 for k in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must not be negative, got {text!r}")
+    return seeds
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="small")
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--seeds", type=_seed_list, default=None,
+                    help="the seeds whose results the tables use, e.g. 0,1,2 (make tables passes 0..SEEDS-1); "
+                         "default: every seed evaluated")
     args = ap.parse_args(argv)
-    build(args.scale, args.results, args.out)
+    build(args.scale, args.results, args.out, args.seeds)
     print(f"wrote {Path(args.out) / 'TABLES.md'}, tables.json, tables.csv")
 
 

@@ -171,6 +171,9 @@ def test_seeded_runs_find_their_files_and_the_readme_block_is_rewritten(tmp_path
     row = experiments.row(7, "Ours-Image (Fix)", "image")
     assert [(k, f.parent.name) for k, f in seed_files(results, row)] == [
         (0, "tokenizer"), (1, "tokenizer_seed1"), (2, "tokenizer_seed2")]
+    assert [k for k, _ in seed_files(results, row, seeds=[1, 2])] == [1, 2]  # eval.tables --seeds 1,2
+    with pytest.raises(SystemExit):
+        tables.main(["--seeds", "0,one"])
     readme = tmp_path / "README.md"
     readme.write_text("intro\n" + tables.README_BEGIN + "\nstale figures\n" + tables.README_END + "\nrest\n")
     from eval import ablations
