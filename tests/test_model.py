@@ -141,7 +141,8 @@ def test_chunked_encode_decode_equals_one_pass(quantizer, max_tokens):
 
 
 def test_chunked_stack_leaves_its_input_alone():
-    """Without autograd a chunked stack reuses its own buffer after the first stage; the caller's tensor stays."""
+    """Without autograd a chunked stack reuses its own buffer after the first stage; the caller's tensor stays
+    unless handed over (in_place, as encode and decode do with their own tokens)."""
     model = make("vq")
     with torch.no_grad():
         for stack in (model.encoder, model.decoder):
@@ -151,6 +152,7 @@ def test_chunked_stack_leaves_its_input_alone():
             out = stack(x, max_tokens=12)
             assert torch.equal(x, before)
             torch.testing.assert_close(out, stack(x), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(stack(x.clone(), max_tokens=12, in_place=True), out)  # handed over: same result
 
 
 def test_nearest_code_in_slices_equals_one_argmax():

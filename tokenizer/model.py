@@ -294,10 +294,10 @@ class SpaceTimeStack(nn.Module):
         own = not torch.is_grad_enabled()
         return chunked(run, x.view(b, t, h * w, d), rows, dim=2, in_place=own).view(b, t, h, w, d)
 
-    def forward(self, x: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
-        """x (B, T', h, w, D) is left as it is; without autograd and with max_tokens, the stages after the first
-        write into the first one's output, so that a long clip costs this stack one more clip of tokens."""
-        own = False
+    def forward(self, x: torch.Tensor, max_tokens: int | None = None, in_place: bool = False) -> torch.Tensor:
+        """x (B, T', h, w, D). Without autograd every stage after the first writes into the first one's output, and
+        with in_place (the caller hands x over) the first one too: a long clip then costs one clip of tokens."""
+        own = in_place and not torch.is_grad_enabled()
         for stage in self.order:
             x = self._space(x, max_tokens, own) if stage == "s" else self._time(x, max_tokens, own)
             own = not torch.is_grad_enabled()
@@ -429,7 +429,7 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         p = self.config.patch_size
         x = F.pad(x, (0, -w_in % p, 0, -h_in % p, 0, 0), mode="replicate") if (h_in % p or w_in % p) else x
         tokens = self._embed(x, frames_per_chunk(max_tokens, b * (x.shape[-2] // p) * (x.shape[-1] // p)))
-        out = self.head(self.encoder(tokens, max_tokens), sample=sample)
+        out = self.head(self.encoder(tokens, max_tokens, in_place=True), sample=sample)
         to_channels_first = lambda z: z.permute(0, 4, 1, 2, 3)  # noqa: E731
         posterior = None
         if out.posterior is not None:
@@ -444,7 +444,7 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         if latents.dim() != 5 or latents.shape[1] != self.config.latent_dim:
             raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w), got {tuple(latents.shape)}")
         b, _, _, h, w = latents.shape
-        tokens = self.decoder(self.post_head(latents.permute(0, 2, 3, 4, 1)), max_tokens)
+        tokens = self.decoder(self.post_head(latents.permute(0, 2, 3, 4, 1)), max_tokens, in_place=True)
         frames = self._unembed(tokens, frames_per_chunk(max_tokens, b * h * w))
         if size is not None:
             if size[-2] > frames.shape[-2] or size[-1] > frames.shape[-1] or (len(size) == 3 and size[0] != frames.shape[2]):
