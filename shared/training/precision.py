@@ -16,20 +16,22 @@ MIN_SPEEDUP = 1.5
 
 
 @lru_cache(maxsize=None)
-def cpu_bf16_speedup(n: int = 512, repeats: int = 8) -> float:
-    """bf16 / fp32 matmul rate on this CPU (one process, measured once, best of three)."""
-    def rate(dtype: torch.dtype) -> float:
-        a = torch.randn(n, n, dtype=dtype)
-        a @ a
-        best = float("inf")
-        for _ in range(3):
+def cpu_bf16_speedup(n: int = 512, repeats: int = 8, rounds: int = 5) -> float:
+    """bf16 / fp32 matmul rate on this CPU, measured once per process: the two precisions take turns for `rounds`
+    rounds and each keeps its best, so that a drift in the machine's speed (seen here: 2x within minutes) cannot
+    favour either."""
+    a = {torch.float32: torch.randn(n, n)}
+    a[torch.bfloat16] = a[torch.float32].bfloat16()
+    best = dict.fromkeys(a, float("inf"))
+    for m in a.values():
+        m @ m
+    for _ in range(rounds):
+        for dtype, m in a.items():
             t = time.perf_counter()
             for _ in range(repeats):
-                a @ a
-            best = min(best, time.perf_counter() - t)
-        return 1.0 / best
-
-    return rate(torch.bfloat16) / rate(torch.float32)
+                m @ m
+            best[dtype] = min(best[dtype], time.perf_counter() - t)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def choose_precision(requested: str = "auto", device: str | torch.device = "cpu") -> tuple[str, str]:
