@@ -47,11 +47,12 @@ def table(report: dict) -> list[str]:
         if {"fp32", "bf16"} <= set(by_precision):
             speedups.append(f"{NAMES.get(base, base)} ({layout}) "
                             f"{by_precision['fp32']['seconds_per_call'] / by_precision['bf16']['seconds_per_call']:.1f}x")
-    rates = ", ".join(f"{p} {report['matmul_gflops'][p]:.0f} GFLOP/s at the start and "
-                      f"{report['matmul_gflops_at_end'][p]:.0f} at the end" for p in precisions)
+    rates = ", ".join(f"{p} {min(r):.0f}-{max(r):.0f} GFLOP/s" for p in precisions
+                      if (r := [c["matmul_gflops"] for c in report["cases"] if c["precision"] == p]))
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"
               + (f" ({report['gpu']})" if report.get("gpu") else "") + f", torch {report['torch']}. "
-              f"Matmul rate (2048² in each precision, this run): {rates}. Automatic precision here: "
+              f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process just "
+              f"before and after it (the higher); over this run's cases: {rates}. Automatic precision here: "
               f"{report['automatic_precision']} ({report['automatic_precision_reason']})."
               + (f" bf16 autocast against fp32, same case: {'; '.join(speedups)}." if speedups else "")]
     return lines

@@ -5,8 +5,8 @@ width: the `paper` preset (window attention in every spatial block, the paper's 
 layout (encoder `ggww`, decoder `gggg`: global attention in 6 of 8 spatial blocks), so that a comparison with
 the release compares like with like. FLOPs come from torch.utils.flop_counter with SDPA's CPU kernel counted
 too (bench/flops.py). Each precision runs every case: fp32, and bf16 autocast where the machine has it (CUDA, or
-a CPU whose bf16 matmul measures faster: shared.training.precision); the matmul rate of each precision is
-measured in the same run, and every figure is a fraction of the rate of its own precision. Beside it, the case's
+a CPU whose bf16 matmul measures faster: shared.training.precision); each case's figure is a fraction of the
+2048² matmul rate of its precision measured in its own process, just before and after it. Beside it, the case's
 own GEMMs (linear layers, attention products) replayed alone at its shapes (bench/flops.py): their rate says what
 the 2048² rate overstates for these shapes, and their share of the call what the rest (norms, softmax, GELU,
 elementwise ops, copies, autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold
@@ -32,7 +32,7 @@ from shared.training.precision import choose_precision  # noqa: E402
 from tokenizer import OmniTokenizer  # noqa: E402
 
 LAYOUTS = {"paper": {}, "release": {"encoder_spatial": "ggww", "decoder_spatial": "gggg"}}
-CASES = {  # name: (layout, batch, frames, size, max_tokens, repeats)
+CASES = {  # name: (layout, batch, frames, size, max_tokens, rounds)
     "image_256": ("paper", 1, 1, 256, None, 3),
     "clip_17x256": ("paper", 1, 17, 256, None, 2),
     "release_image_256": ("release", 1, 1, 256, None, 3),
@@ -57,22 +57,30 @@ def run_case(name: str, device: str, precision: str) -> dict:
             enc = model.encode(x, max_tokens=max_tokens)
             return model.decode(enc.latents, max_tokens=max_tokens)
 
-    sync(device)
-    times = []
+    # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 1380 GFLOP/s minutes apart): the case's own
+    # matmul rate is measured in its process just before and after it (the higher counts), and each round times
+    # one call and then replays its GEMMs, so that the call and its GEMMs see the machine alike (best of rounds)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    rates = [matmul_gflops(device, dtype)]
+    times, gemms, peak = [], [], None
     for _ in range(repeats):
+        sync(device)
         t = time.perf_counter()
         step()
         sync(device)
         times.append(time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # before the FLOP count, which holds more
+        # the first call's peak: the replays and FLOP count after it allocate (and fragment the heap) in their own ways
+        peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        gemms.append(gemm_seconds(step, device))
+    rates.append(matmul_gflops(device, dtype))
     flops = count_flops(step)
-    gemm = gemm_seconds(step, device)
-    best = min(times)
+    best, gemm, rate = min(times), min(gemms), max(rates)
     out = {"case": name, "layout": layout, "precision": precision, "batch": b, "frames": frames, "size": size,
            "max_tokens": max_tokens, "env": CASE_ENV.get(name, {}), "seconds_per_call": best,
            "gflop_per_call": flops / 1e9, "achieved_gflops": flops / best / 1e9, "items_per_s": b / best,
-           "frames_per_s": b * frames / best, "gemm_seconds": gemm, "gemm_share": gemm / best,
-           "gemm_gflops": flops / gemm / 1e9, "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss}
+           "frames_per_s": b * frames / best, "matmul_gflops": rate, "fraction_of_matmul_rate": flops / best / 1e9 / rate,
+           "gemm_seconds": gemm, "gemm_share": gemm / best, "gemm_gflops": flops / gemm / 1e9,
+           "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss}
     if device.startswith("cuda"):
         out["peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 1024**3
     return out
@@ -101,7 +109,6 @@ def main() -> None:
             env = {**os.environ, **CASE_ENV.get(name, {})}
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            results[-1]["fraction_of_matmul_rate"] = results[-1]["achieved_gflops"] / rates[precision]
             print(json.dumps(results[-1]), flush=True)
     # the rate again at the end: how much the machine's speed moved during the run
     rates_after = {p: matmul_gflops(args.device, torch.bfloat16 if p == "bf16" else torch.float32) for p in precisions}
