@@ -33,7 +33,7 @@ def _case(c: dict) -> str:
 
 def table(report: dict) -> list[str]:
     """Markdown: one row per case and layout, one column per precision; then the run's conditions."""
-    precisions = list(report["matmul_gflops"])
+    precisions = report["precisions"]
     cases: dict[tuple[str, str], dict[str, dict]] = {}
     for c in report["cases"]:
         base = c["case"].removeprefix("release_")
