@@ -39,13 +39,20 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     assert "RANDOM-INIT vgg16-imagenet" in report["stages"]["image"]["perceptual_network"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["stages"]["kl"]["validation"]["image"]["psnr"] == report["stages"]["kl"]["validation"]["image"]["psnr"]
+    # a stage finished before edge_lr_scale existed (its record lacks the field) trained at scale 1: reused
+    summary_file = tmp_path / "run" / "image" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    del summary["config"]["edge_lr_scale"]
+    summary_file.write_text(json.dumps(summary))
     again = run("tiny", tmp_path / "run")  # finished stages are reused, not retrained
     assert again["stages"]["kl"]["wall_seconds"] == report["stages"]["kl"]["wall_seconds"]
+    assert again["stages"]["image"]["wall_seconds"] == report["stages"]["image"]["wall_seconds"]
 
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
-    kw = dict(stages=[dict(STAGE, loss={"disc_start": 2})], checkpoint_every=2, keep_checkpoints=5)
+    # edge_lr_scale: two optimizer groups, whose lrs and Adam states must come back too
+    kw = dict(stages=[dict(STAGE, edge_lr_scale=10.0, loss={"disc_start": 2})], checkpoint_every=2, keep_checkpoints=5)
     run("tiny", tmp_path / "a", **kw)
     stopped = run("tiny", tmp_path / "b", stop_at=3, **kw)
     assert stopped["image"] == {"stage": "image", "stopped_at": 3}
@@ -64,6 +71,37 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     last = lambda d: sorted((d / "image" / "checkpoints").iterdir())[-1]  # noqa: E731
     da, db = load_file(str(last(tmp_path / "a") / "disc3d.safetensors")), load_file(str(last(tmp_path / "b") / "disc3d.safetensors"))
     assert all(torch.equal(da[k], db[k]) for k in da)
+
+
+def test_edge_layers_take_edge_lr_scale_times_the_step():
+    """One Adam step moves every weight by about its lr (m / sqrt(v) = +-1 at step 1): the layers that meet pixels or
+    latents move 10x as far as the transformer's under edge_lr_scale=10, and as far as them under 1."""
+    from shared.training import set_lr
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    moved = {}
+    for scale in (1.0, 10.0):
+        torch.manual_seed(0)
+        model = OmniTokenizer.from_config("tiny", quantizer="kl")
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = torch.optim.Adam(model.parameter_groups(scale), lr=1.0)
+        set_lr(opt, 1e-4)
+        x_hat, enc = model(x, sample_posterior=False)
+        ((x_hat - x) ** 2).mean().backward()
+        opt.step()
+        moved[scale] = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    groups = OmniTokenizer.from_config("tiny").parameter_groups(10.0)
+    names = {id(p): n for n, p in OmniTokenizer.from_config("tiny").named_parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(names)  # every parameter once
+    for name in ("embed_first.proj.weight", "embed_rest.proj.weight", "head.proj.weight", "post_head.weight",
+                 "out_first.weight", "out_rest.weight"):
+        assert moved[1.0][name] == pytest.approx(1e-4, rel=0.05)
+        assert moved[10.0][name] == pytest.approx(1e-3, rel=0.05)
+    block = next(n for n in moved[1.0] if n.startswith("encoder.") and n.endswith("qkv.weight"))
+    assert moved[10.0][block] == pytest.approx(moved[1.0][block], rel=0.05) == pytest.approx(1e-4, rel=0.05)
+    with pytest.raises(ValueError, match="edge_lr_scale must be > 0"):
+        OmniTokenizer.from_config("tiny").parameter_groups(0.0)
 
 
 def test_reconstruction_loss_goes_down(tmp_path):

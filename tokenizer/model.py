@@ -346,6 +346,20 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    EDGE_LAYERS = ("embed_first", "embed_rest", "head.proj", "post_head", "out_first", "out_rest")
+
+    def parameter_groups(self, edge_lr_scale: float = 1.0) -> list[dict]:
+        """Optimizer groups: the layers between pixels or latents and the model width (EDGE_LAYERS), with
+        "lr_scale" = edge_lr_scale (shared.training.set_lr applies it), and the rest. One group when the scale is 1."""
+        if not edge_lr_scale > 0:
+            raise ValueError(f"edge_lr_scale must be > 0, got {edge_lr_scale}")
+        if edge_lr_scale == 1.0:
+            return [{"params": list(self.parameters())}]
+        edge = tuple(f"{name}." for name in self.EDGE_LAYERS)
+        named = list(self.named_parameters())
+        return [{"params": [p for n, p in named if not n.startswith(edge)]},
+                {"params": [p for n, p in named if n.startswith(edge)], "lr_scale": edge_lr_scale}]
+
     @classmethod
     def from_config(cls, config: str | OmniTokenizerConfig = "small", **overrides) -> "OmniTokenizer":
         """A fresh model from a scale name ("tiny", "small", "paper"), a YAML path or a config object."""

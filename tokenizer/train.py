@@ -95,6 +95,11 @@ def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done:
     return model, notes
 
 
+# StageConfig fields added after runs were recorded, each with the value those runs trained with: a stage recorded
+# without the field is reused or resumed by a config that keeps that value
+ADDED_STAGE_FIELDS = {"edge_lr_scale": 1.0}
+
+
 def stage_record(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig) -> dict:
     """What a stage's checkpoints and summary record of its configuration, and what a resumed or reused stage
     must match: the stage's settings, the model it trains, and the data it trains on (folders, layouts, splits,
@@ -124,14 +129,14 @@ def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageCo
     model.latent_frames(cfg.data.num_frames)  # a clear error now if the clip length does not fit t
     loss_cfg = cfg.stage_loss(stage)
     loss_fn = TokenizerLoss(loss_cfg)
-    opt_g = torch.optim.Adam(model.parameters(), lr=stage.lr, betas=stage.betas)
+    opt_g = torch.optim.Adam(model.parameter_groups(stage.edge_lr_scale), lr=stage.lr, betas=stage.betas)
     opt_d = torch.optim.Adam(loss_fn.discriminator_parameters(), lr=stage.lr * loss_cfg.disc_lr_ratio, betas=stage.betas)
 
     # Resume:
     state = {"elapsed": 0.0, "nonfinite_skipped": 0, "unreadable": {"count": 0, "first": []}, "notes": notes}
     config_record = stage_record(cfg, model_cfg, stage)
     meta = resume(ckpt_dir, config_record, {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d},
-                  {"opt_g": opt_g, "opt_d": opt_d}, what=f"stage '{stage.name}'")
+                  {"opt_g": opt_g, "opt_d": opt_d}, what=f"stage '{stage.name}'", added=ADDED_STAGE_FIELDS)
     start = meta["step"] if meta else 0
     if meta:
         state = {k: meta[k] for k in state}
@@ -297,7 +302,8 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         accelerator.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage))
+            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage),
+                                            added=ADDED_STAGE_FIELDS)
             if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({'; '.join(differences)}); pass --restart to train it again")

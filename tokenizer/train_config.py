@@ -65,6 +65,9 @@ class StageConfig:
     temporal_patch_size: int | None = None  # overrides the model's t (stage 1 of the paper uses 2)
     lr: float = 1e-3
     min_lr: float = 5e-5
+    # lr (and min_lr) multiplier of the layers that meet pixels or latents: the patch embeddings, the head's
+    # projection, post_head and the pixel heads (OmniTokenizer.parameter_groups)
+    edge_lr_scale: float = 1.0
     warmup_steps: int = 100
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0

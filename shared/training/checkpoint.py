@@ -89,12 +89,17 @@ def as_record(config) -> dict:
     return json.loads(json.dumps(config))
 
 
-def config_difference(saved: dict | None, wanted: dict, prefix: str = "") -> list[str]:
-    """The fields in which a stored configuration record differs from the one asked for, as 'name: saved -> wanted'."""
-    saved = saved or {}
+def config_difference(saved: dict | None, wanted: dict, prefix: str = "", added: dict | None = None) -> list[str]:
+    """The fields in which a stored configuration record differs from the one asked for, as 'name: saved -> wanted'.
+
+    added: top-level fields newer than some records, each with the value the older runs trained with; a record
+    without such a field matches a configuration that keeps that value."""
+    saved, added = saved or {}, added or {}
     out = []
     for key in sorted(set(saved) | set(wanted)):
         a, b = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if key not in saved and key in added and b == added[key]:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_difference(a, b, f"{prefix}{key}.")
         elif a != b:
@@ -103,7 +108,7 @@ def config_difference(saved: dict | None, wanted: dict, prefix: str = "") -> lis
 
 
 def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module],
-           optimizers: dict[str, torch.optim.Optimizer], what: str = "run") -> dict | None:
+           optimizers: dict[str, torch.optim.Optimizer], what: str = "run", added: dict | None = None) -> dict | None:
     """Load the latest checkpoint of `folder` into `modules` and `optimizers` (by name) and return its meta, or
     None when there is none. A checkpoint written with another `record` (meta["config"]) is refused. What a
     killed run left half-written in the folder is deleted first."""
@@ -112,7 +117,7 @@ def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module]
     if path is None:
         return None
     models, optims, meta = load_checkpoint(path)
-    differences = config_difference(meta.get("config"), as_record(record))
+    differences = config_difference(meta.get("config"), as_record(record), added=added)
     if differences:
         raise ValueError(f"{path}: written with a different configuration of {what} ({'; '.join(differences)}); "
                          f"resume with that configuration, or pass --restart to train again")

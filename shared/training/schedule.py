@@ -26,5 +26,6 @@ def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, total_steps: i
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr to `lr`, times the group's own "lr_scale" where it has one."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
