@@ -18,7 +18,7 @@ help:
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default; SEEDS=3 there); runs what is missing"
-	@echo "make bench       run the speed/memory benchmarks (writes bench/out/*.json)"
+	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines (writes bench/out/*.json)"
 	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
 	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
 	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=)"
@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/readme_speed.py --bench bench/out/tokenizer_speed.json --readme README.md
 	$(PY) bench/lm_speed.py --out bench/out/lm_speed.json
 	$(PY) bench/diffusion_speed.py --out bench/out/diffusion_speed.json
+	$(PY) bench/linear_codes.py --out bench/out/linear_codes.json
 
 # ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
 # experiments (which result files the tables read, which run starts from which) is eval/experiments.py.

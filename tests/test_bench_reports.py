@@ -1,8 +1,10 @@
-"""bench/: the FLOP counter counts SDPA on the CPU, GEMM replay finds a call's products, and the README's speed
-table is written from a bench result."""
+"""bench/: the FLOP counter counts SDPA on the CPU, GEMM replay finds a call's products, the README's speed
+table is written from a bench result, and the no-network codes of linear_codes.py are what they say."""
+import pytest
 import torch
 
 from bench.flops import _RecordGemms, count_flops, gemm_seconds
+from bench.linear_codes import PCA, KMeans, code_clips, from_patches, to_patches
 from bench.readme_speed import BEGIN, END, write
 
 
@@ -56,3 +58,26 @@ def test_readme_speed_table_is_written_between_its_markers(tmp_path):
     assert "over this run's cases: fp32 160-192 GFLOP/s, bf16 768-768 GFLOP/s" in text  # each case's own rate
     readme.write_text("no markers\n")
     assert not write(readme, report) and readme.read_text() == "no markers\n"
+
+
+def test_linear_codes_patches_pca_and_kmeans():
+    torch.manual_seed(0)
+    clip = torch.rand(2, 3, 9, 16, 24) * 2 - 1
+    assert torch.equal(from_patches(to_patches(clip[:, :, 1:], 4), clip[:, :, 1:].shape, 4), clip[:, :, 1:])
+    tubes = to_patches(clip[:, :, 1:], 4)
+    assert tubes.shape == (2 * 2 * 2 * 3, 3 * 4 * 8 * 8)
+    assert torch.equal(tubes[0].reshape(3, 4, 8, 8), clip[0, :, 1:5, :8, :8])  # one tube: 4 frames of a patch
+    # a full-rank PCA is exact; fewer components lose more; a clip is coded as first frame + tubes
+    first = to_patches(clip[:, :, :1])
+    assert torch.allclose(PCA(first, first.shape[1])(first), first, atol=1e-5)
+    error = [(PCA(first, k)(first) - first).pow(2).mean().item() for k in (2, 8, 24)]
+    assert error[0] > error[1] > error[2]
+    full = code_clips(clip, PCA(first, first.shape[1]), PCA(tubes, tubes.shape[0]))
+    assert torch.allclose(full, clip, atol=1e-4)
+    # k-means with a centre for every patch codes them exactly and uses every code; fewer centres lose more
+    patches = torch.randn(10, 192)
+    kmeans = KMeans(patches, 10)
+    assert torch.equal(kmeans(patches), patches) and kmeans.usage(patches) == 1.0
+    assert kmeans.usage(patches[:3]) == 0.3
+    error = [(KMeans(patches, k)(patches) - patches).pow(2).mean().item() for k in (1, 5)]
+    assert error[0] == pytest.approx(patches.var(0, unbiased=False).mean().item()) and error[0] > error[1] > 0
