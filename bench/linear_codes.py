@@ -3,7 +3,8 @@
     python bench/linear_codes.py --out bench/out/linear_codes.json
 
 - PCA: the best linear code of k numbers per 8x8 patch (per 4 x 8 x 8 tube for the frames after a clip's first),
-  fitted on patches of random training crops. k = 8 is the VAE's budget, k = 12 bicubic 4x's.
+  fitted on patches of random training crops. k = 8 is the VAE's budget; k = 12 a patch is bicubic 4x's, and 16 a
+  tube twice the VAE's.
 - k-means: a codebook of 1,024 whole patches (10 bits a patch, the VQVAE's budget), fitted the same way; with the
   share of its codes that the held-out photos use, and that as many fresh training crops use.
 
@@ -51,6 +52,9 @@ class PCA:
 
 class KMeans:
     def __init__(self, patches: torch.Tensor, k: int, iterations: int = 15, seed: int = 0):
+        if len(patches) < k:
+            raise ValueError(f"k-means with {k} centres needs at least {k} patches, got {len(patches)} "
+                             f"(fit on more crops: --train-crops)")
         g = torch.Generator().manual_seed(seed)
         self.centres = patches[torch.randperm(len(patches), generator=g)[:k]].clone()
         for _ in range(iterations):

@@ -80,4 +80,6 @@ def test_linear_codes_patches_pca_and_kmeans():
     assert torch.equal(kmeans(patches), patches) and kmeans.usage(patches) == 1.0
     assert kmeans.usage(patches[:3]) == 0.3
     error = [(KMeans(patches, k)(patches) - patches).pow(2).mean().item() for k in (1, 5)]
+    with pytest.raises(ValueError, match="needs at least 20 patches, got 10"):
+        KMeans(patches, 20)
     assert error[0] == pytest.approx(patches.var(0, unbiased=False).mean().item()) and error[0] > error[1] > 0
