@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import machine_name, matmul_gflops, sync  # noqa: E402
+from bench.flops import DTYPES, machine_name, matmul_gflops, sync  # noqa: E402
 from diffusion_generation.config import DiffusionConfig, experiment_config  # noqa: E402
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output  # noqa: E402
 from diffusion_generation.models import build_model  # noqa: E402
@@ -141,7 +141,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.dtype == "bf16" and not args.device.startswith("cuda"):
         raise SystemExit("--dtype bf16 is for CUDA (the trainers use bf16 autocast on CUDA only)")
-    rate = matmul_gflops(args.device, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+    rate = matmul_gflops(args.device, DTYPES[args.dtype])
     report = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
               "cpu": machine_name(), "threads": torch.get_num_threads(),
               "dtype": args.dtype, "matmul_gflops": rate, "torch": torch.__version__, "cases": {}}

@@ -108,6 +108,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the benches' precision names
+
+
 def matmul_gflops(device: str, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 10) -> float:
     """The machine's n x n matmul rate in this precision, measured now (the same run as the figures beside it)."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import torch
+from einops import rearrange
 
 from shared.data.embedded import EmbeddedClips, EmbeddedPhotos
 from shared.data.keys import SampleKey
@@ -27,16 +28,15 @@ P, T = 8, 4  # the small tokenizer's patch and tube
 
 
 def to_patches(x: torch.Tensor, t: int = 1) -> torch.Tensor:
-    """(B, 3, t*n, H, W) -> (B*n*(H/P)*(W/P), 3*t*P*P): non-overlapping tubes of t frames."""
-    b, c, frames, h, w = x.shape
-    x = x.reshape(b, c, frames // t, t, h // P, P, w // P, P)
-    return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(-1, c * t * P * P)
+    """(B, 3, t*n, H, W) -> (B*n*(H/P)*(W/P), 3*t*P*P): non-overlapping tubes of t frames, laid out as the
+    tokenizer's patch embeddings take them (tokenizer/model.py, _embed)."""
+    return rearrange(x, "b c (n t) (h p) (w q) -> (b n h w) (c t p q)", t=t, p=P, q=P)
 
 
 def from_patches(patches: torch.Tensor, shape: tuple, t: int = 1) -> torch.Tensor:
-    b, c, frames, h, w = shape
-    x = patches.reshape(b, frames // t, h // P, w // P, c, t, P, P)
-    return x.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(shape)
+    b, _, frames, h, w = shape
+    return rearrange(patches, "(b n h w) (c t p q) -> b c (n t) (h p) (w q)", b=b, n=frames // t, h=h // P, w=w // P,
+                     t=t, p=P, q=P)
 
 
 class PCA:

@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import machine_name, matmul_gflops, sync  # noqa: E402
+from bench.flops import DTYPES, machine_name, matmul_gflops, sync  # noqa: E402
 from lm_generation.config import lm_config  # noqa: E402
 from lm_generation.model import CodeLayout, build_lm, lm_loss  # noqa: E402
 from lm_generation.sampling import sample_codes  # noqa: E402
@@ -92,7 +92,7 @@ def bench_sampling(shape, new_tokens: int, uncached_tokens: int, batch: int, dev
     out = {"parameters": n_layer_params, "new_tokens": new_tokens, "batch": batch, "rows_with_guidance": 2 * batch}
     flops = sampling_flops(model, 2 * batch, new_tokens)
     skinny = skinny_matmul_gflops(2 * batch, shape.width, shape.intermediate, device,
-                                  torch.bfloat16 if dtype == "bf16" else torch.float32)
+                                  DTYPES[dtype])
     out["cached"] = {"seconds": cached_s, "tokens_per_s": batch * new_tokens / cached_s,
                      "gflop": flops / 1e9, "gflop_per_s": flops / cached_s / 1e9,
                      "fraction_of_matmul_rate": flops / cached_s / 1e9 / matmul_rate,
@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--train-batch-227m", type=int, default=8)
     args = ap.parse_args()
     dev = args.device
-    matmul_dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    matmul_dtype = DTYPES[args.dtype]
     rate = matmul_gflops(dev, matmul_dtype)
     small, paper = lm_config("small"), lm_config("paper")
     result = {

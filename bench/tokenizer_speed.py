@@ -27,7 +27,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops, sync  # noqa: E402
+from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, sync  # noqa: E402
 from shared.training.precision import choose_precision  # noqa: E402
 from tokenizer import OmniTokenizer  # noqa: E402
 
@@ -60,8 +60,7 @@ def run_case(name: str, device: str, precision: str) -> dict:
     # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 1380 GFLOP/s minutes apart): the case's own
     # matmul rate is measured in its process just before and after it (the higher counts), and each round times
     # one call and then replays its GEMMs, so that the call and its GEMMs see the machine alike (best of rounds)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    rates = [matmul_gflops(device, dtype)]
+    rates = [matmul_gflops(device, DTYPES[precision])]
     times, gemms, peak = [], [], None
     for _ in range(rounds):
         sync(device)
@@ -72,7 +71,7 @@ def run_case(name: str, device: str, precision: str) -> dict:
         # the first call's peak: the replays and FLOP count after it allocate (and fragment the heap) in their own ways
         peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         gemms.append(gemm_seconds(step, device))
-    rates.append(matmul_gflops(device, dtype))
+    rates.append(matmul_gflops(device, DTYPES[precision]))
     flops = count_flops(step)
     best, gemm, rate = min(times), min(gemms), max(rates)
     out = {"case": name, "layout": layout, "precision": precision, "batch": b, "frames": frames, "size": size,

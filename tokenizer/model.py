@@ -350,7 +350,8 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
 
     def parameter_groups(self, edge_lr_scale: float = 1.0) -> list[dict]:
         """Optimizer groups: the layers between pixels or latents and the model width (EDGE_LAYERS), with
-        "lr_scale" = edge_lr_scale (shared.training.set_lr applies it), and the rest. One group when the scale is 1."""
+        "lr_scale" = edge_lr_scale (shared.training.set_lr applies it), and the rest. One group when the scale is 1: the
+        optimizer state of a checkpoint written before the groups existed then loads as it is."""
         if not edge_lr_scale > 0:
             raise ValueError(f"edge_lr_scale must be > 0, got {edge_lr_scale}")
         if edge_lr_scale == 1.0:
