@@ -19,16 +19,22 @@ from shared.atomic import atomic_rewrite_block  # noqa: E402
 BEGIN = "<!-- tokenizer speed: written by `python bench/readme_speed.py` from bench/out/tokenizer_speed.json; do not edit -->"
 END = "<!-- end of tokenizer speed -->"
 NAMES = {"image_256": "image 256²", "clip_17x256": "clip 17 x 256²", "clip_129x256_chunked": "clip 129 x 256², max_tokens=8192",
-         "clip_129x256_chunked_mmap1mb": "the same, glibc mmap threshold 1 MB"}
+         "clip_129x256_chunked_mmap1mb": "the same, glibc mmap threshold 1 MB",
+         "image_256_compiled": "image 256², `compile_for_inference()`",
+         "clip_17x256_compiled": "clip 17 x 256², `compile_for_inference()`"}
 
 
 def _case(c: dict) -> str:
     rate = c["frames_per_s"] if c["frames"] > 1 else c["items_per_s"]
     unit = "frames/s" if c["frames"] > 1 else "images/s"
-    return (f"{rate:.2f} {unit}; {c['gflop_per_call']:.0f} GFLOP at {c['achieved_gflops']:.0f} GFLOP/s = "
-            f"{100 * c['fraction_of_matmul_rate']:.0f} % of the {c['precision']} matmul rate; its GEMMs alone run at "
-            f"{c['gemm_gflops']:.0f} GFLOP/s and take {100 * c['gemm_share']:.0f} % of the call; peak RSS "
-            f"{c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + weights)")
+    text = (f"{rate:.2f} {unit}; {c['gflop_per_call']:.0f} GFLOP at {c['achieved_gflops']:.0f} GFLOP/s = "
+            f"{100 * c['fraction_of_matmul_rate']:.0f} % of the {c['precision']} matmul rate; ")
+    if c.get("compile_seconds") is not None:
+        return text + (f"compiled in {c['compile_seconds']:.0f} s; peak RSS {c['peak_rss_gb']:.2f} GB, compilation "
+                       f"and an eager copy of the model included")
+    return text + (f"its GEMMs alone run at {c['gemm_gflops']:.0f} GFLOP/s and take {100 * c['gemm_share']:.0f} % "
+                   f"of the call; peak RSS {c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + "
+                   f"weights)")
 
 
 def table(report: dict) -> list[str]:
@@ -47,6 +53,12 @@ def table(report: dict) -> list[str]:
         if {"fp32", "bf16"} <= set(by_precision):
             speedups.append(f"{NAMES.get(base, base)} ({layout}) "
                             f"{by_precision['fp32']['seconds_per_call'] / by_precision['bf16']['seconds_per_call']:.1f}x")
+    for base in [b for b, _ in cases if b.endswith("_compiled")]:
+        compiled, eager = cases[(base, "paper")], cases.get((base.removesuffix("_compiled"), "paper"), {})
+        for p in precisions:
+            if p in compiled and p in eager:
+                speedups.append(f"{NAMES.get(base, base)} against eager, {p}: "
+                                f"{eager[p]['seconds_per_call'] / compiled[p]['seconds_per_call']:.2f}x")
     rates = ", ".join(f"{p} {min(r):.0f}-{max(r):.0f} GFLOP/s" for p in precisions
                       if (r := [c["matmul_gflops"] for c in report["cases"] if c["precision"] == p]))
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"
@@ -54,7 +66,8 @@ def table(report: dict) -> list[str]:
               f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process just "
               f"before and after it (the higher); over this run's cases: {rates}. Automatic precision here: "
               f"{report['automatic_precision']} ({report['automatic_precision_reason']})."
-              + (f" bf16 autocast against fp32, same case: {'; '.join(speedups)}." if speedups else "")]
+              + (f" Ratios of seconds per call, same case (bf16 autocast against fp32; compiled against eager): "
+                 f"{'; '.join(speedups)}." if speedups else "")]
     return lines
 
 

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._dynamo.utils import counters
 
 from tokenizer import OmniTokenizer
 from tokenizer.model import Attention, SpatialBlock, alibi_bias, attend, rope_2d
@@ -138,6 +139,30 @@ def test_chunked_encode_decode_equals_one_pass(quantizer, max_tokens):
         torch.testing.assert_close(part.latents, full.latents, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(model.decode(full.latents, max_tokens=max_tokens), model.decode(full.latents),
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "kl"])
+def test_a_bf16_model_encodes_and_decodes_in_bf16(quantizer):
+    """The heads give fp32 latents (the code search stays in fp32); decode takes them in the weights' dtype."""
+    model = make(quantizer).to(torch.bfloat16)
+    x = video(b=1, t=5, h=16, w=16)
+    with torch.no_grad():
+        out = model.decode(model.encode(x).latents)
+    assert out.dtype == torch.bfloat16 and out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights():
+    model = make("kl")
+    x = video(b=1, t=5, h=16, w=16)
+    keys = list(model.state_dict())
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.inference_mode():
+        ref = model.decode(model.encode(x).latents)
+        model.compile_for_inference()
+        out = model.decode(model.encode(x).latents)
+    assert counters["stats"]["unique_graphs"] >= graphs + 2  # the encoder and decoder stacks ran compiled
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert list(model.state_dict()) == keys  # saving and loading see the model as it was
 
 
 def test_chunked_stack_leaves_its_input_alone():

@@ -1,0 +1,30 @@
+"""Give the C heap's free pages back to the operating system (glibc's malloc_trim), where the C library has it.
+
+glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MB), so after a long clip's first
+chunk, later chunk-sized tensors come from the heap, and the pages of their freed holes stay resident. Trimming once
+a chunked stage is done returns them before the next stage allocates in its own pattern (measured at 129 x 256²,
+max_tokens=8192: peak RSS 60-65 MB lower in fp32 and bf16, no slower; trimming after every chunk was slower in bf16).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from functools import lru_cache
+
+
+@lru_cache(maxsize=None)
+def _malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return getattr(libc, "malloc_trim", None)  # glibc only: macOS and musl have none
+
+
+def release_free_heap() -> bool:
+    """Return the heap's free pages to the OS; False where the C library cannot (nothing done)."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
