@@ -48,17 +48,11 @@ def table(report: dict) -> list[str]:
     for (base, layout), by_precision in cases.items():
         lines.append(f"| {NAMES.get(base, base)} | {layout} | "
                      + " | ".join(_case(by_precision[p]) if p in by_precision else "-" for p in precisions) + " |")
-    speedups = []
-    for (base, layout), by_precision in cases.items():
-        if {"fp32", "bf16"} <= set(by_precision):
-            speedups.append(f"{NAMES.get(base, base)} ({layout}) "
-                            f"{by_precision['fp32']['seconds_per_call'] / by_precision['bf16']['seconds_per_call']:.1f}x")
-    for base in [b for b, _ in cases if b.endswith("_compiled")]:
-        compiled, eager = cases[(base, "paper")], cases.get((base.removesuffix("_compiled"), "paper"), {})
-        for p in precisions:
-            if p in compiled and p in eager:
-                speedups.append(f"{NAMES.get(base, base)} against eager, {p}: "
-                                f"{eager[p]['seconds_per_call'] / compiled[p]['seconds_per_call']:.2f}x")
+    against = {"eager_fp32": "eager fp32", "eager": "eager"}
+    speedups = [f"{NAMES.get(base, base)} ({c['layout']}), {c['precision']} against {against[k]}{' ' + c['precision'] if k == 'eager' else ''}: "
+                f"{seconds / c['seconds_per_call']:.2f}x"
+                for c in report["cases"] for base in [c["case"].removeprefix("release_")]
+                for k, seconds in c.get("paired_seconds_per_call", {}).items()]
     rates = ", ".join(f"{p} {min(r):.0f}-{max(r):.0f} GFLOP/s" for p in precisions
                       if (r := [c["matmul_gflops"] for c in report["cases"] if c["precision"] == p]))
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"
@@ -66,8 +60,8 @@ def table(report: dict) -> list[str]:
               f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process just "
               f"before and after it (the higher); over this run's cases: {rates}. Automatic precision here: "
               f"{report['automatic_precision']} ({report['automatic_precision_reason']})."
-              + (f" Ratios of seconds per call, same case (bf16 autocast against fp32; compiled against eager): "
-                 f"{'; '.join(speedups)}." if speedups else "")]
+              + (f" Speed-ups, each timed in turns with the call it is compared with, in one process (across "
+                 f"processes this CPU's drift decides): {'; '.join(speedups)}." if speedups else "")]
     return lines
 
 

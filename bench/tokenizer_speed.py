@@ -17,6 +17,7 @@ fixed at 1 MB (MALLOC_MMAP_THRESHOLD_): the peak memory glibc's heap keeps from 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -51,6 +52,14 @@ COMPILED = {"image_256_compiled", "clip_17x256_compiled"}
 CASE_ENV = {"clip_129x256_chunked_mmap1mb": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}}
 
 
+def timed(fn, device: str) -> float:
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
 def run_case(name: str, device: str, precision: str) -> dict:
     layout, b, frames, size, max_tokens, rounds = CASES[name]
     model = OmniTokenizer.from_config("paper", **LAYOUTS[layout]).to(device).eval()
@@ -58,33 +67,35 @@ def run_case(name: str, device: str, precision: str) -> dict:
     x = torch.empty(b, 3, frames, size, size, device=device).uniform_(-1, 1)
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    def call(m):
-        with torch.inference_mode(), autocast:
+    def call(m, cast=autocast):
+        with torch.inference_mode(), cast:
             enc = m.encode(x, max_tokens=max_tokens)
             return m.decode(enc.latents, max_tokens=max_tokens)
 
     eager = lambda: call(model)  # noqa: E731
-    step, compile_seconds = eager, None
+    step, compile_seconds, paired = eager, None, {}
     if name in COMPILED:  # its FLOPs are the eager call's; its GEMMs (packed oneDNN ones) are not replayed
         compiled = copy.deepcopy(model).compile_for_inference()
-        step = lambda: call(compiled)  # noqa: E731
+        step, paired["eager"] = (lambda: call(compiled)), eager
         t = time.perf_counter()
         step()
         compile_seconds = time.perf_counter() - t
+    if precision == "bf16":
+        paired["eager_fp32"] = lambda: call(model, contextlib.nullcontext())
 
-    # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 1380 GFLOP/s minutes apart): the case's own
-    # matmul rate is measured in its process just before and after it (the higher counts), and each round times
-    # one call and then replays its GEMMs, so that the call and its GEMMs see the machine alike (best of rounds)
+    # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 2180 GFLOP/s in one run): the case's own matmul
+    # rate is measured in its process just before and after it (the higher counts), and each round times one call,
+    # then the calls it is compared with (`paired`: the eager call, the fp32 one) and replays its GEMMs, so that all
+    # see the machine alike (best of rounds); ratios between cases come from these pairs, not from separate processes
     rates = [matmul_gflops(device, DTYPES[precision])]
     times, gemms, peak = [], [], None
+    paired_times = {k: [] for k in paired}
     for _ in range(rounds):
-        sync(device)
-        t = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t)
+        times.append(timed(step, device))
         # the first call's peak: the replays and FLOP count after it allocate (and fragment the heap) in their own ways
         peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        for k, fn in paired.items():
+            paired_times[k].append(timed(fn, device))
         if compile_seconds is None:
             gemms.append(gemm_seconds(step, device))
     rates.append(matmul_gflops(device, DTYPES[precision]))
@@ -95,7 +106,8 @@ def run_case(name: str, device: str, precision: str) -> dict:
            "gflop_per_call": flops / 1e9, "achieved_gflops": flops / best / 1e9, "items_per_s": b / best,
            "frames_per_s": b * frames / best, "matmul_gflops": rate, "fraction_of_matmul_rate": flops / best / 1e9 / rate,
            "gemm_seconds": gemm, "gemm_share": gemm and gemm / best, "gemm_gflops": gemm and flops / gemm / 1e9,
-           "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss, "compile_seconds": compile_seconds}
+           "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss, "compile_seconds": compile_seconds,
+           "paired_seconds_per_call": {k: min(v) for k, v in paired_times.items()}}
     if device.startswith("cuda"):
         out["peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 1024**3
     return out

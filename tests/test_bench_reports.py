@@ -45,9 +45,9 @@ def test_readme_speed_table_is_written_between_its_markers(tmp_path):
               "automatic_precision": "bf16",
               "automatic_precision_reason": "CPU bf16 matmul measured at 4.0x fp32",
               "cases": [case("image_256", "paper", "fp32", 1.0), case("release_image_256", "release", "fp32", 1.2),
-                        case("image_256", "paper", "bf16", 0.25),
+                        {**case("image_256", "paper", "bf16", 0.25), "paired_seconds_per_call": {"eager_fp32": 0.8}},
                         {**case("image_256_compiled", "paper", "bf16", 0.2), "gemm_gflops": None, "gemm_share": None,
-                         "compile_seconds": 31.0}]}
+                         "compile_seconds": 31.0, "paired_seconds_per_call": {"eager": 0.3, "eager_fp32": 0.9}}]}
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{BEGIN}\nold figures\n{END}\n\nrest\n")
     assert write(readme, report)
@@ -56,10 +56,12 @@ def test_readme_speed_table_is_written_between_its_markers(tmp_path):
     assert ("| image 256² | paper | 1.00 images/s; 96 GFLOP at 96 GFLOP/s = 50 % of the fp32 matmul rate; its GEMMs "
             "alone run at 150 GFLOP/s and take 64 % of the call") in text
     assert "| image 256² | release | 0.83 images/s" in text and text.count("| image 256² |") == 2
-    assert "Some CPU, 2 threads" in text and "image 256² (paper) 4.0x" in text  # bf16 against fp32
+    assert "Some CPU, 2 threads" in text
+    assert "image 256² (paper), bf16 against eager fp32: 3.20x" in text  # from the pair timed in one process
     assert ("| image 256², `compile_for_inference()` | paper | - | 5.00 images/s; 96 GFLOP at 480 GFLOP/s = 50 % of "
             "the bf16 matmul rate; compiled in 31 s") in text
-    assert "image 256², `compile_for_inference()` against eager, bf16: 1.25x" in text
+    assert ("image 256², `compile_for_inference()` (paper), bf16 against eager bf16: 1.50x; "
+            "image 256², `compile_for_inference()` (paper), bf16 against eager fp32: 4.50x") in text
     assert "over this run's cases: fp32 160-192 GFLOP/s, bf16 768-960 GFLOP/s" in text  # each case's own rate
     readme.write_text("no markers\n")
     assert not write(readme, report) and readme.read_text() == "no markers\n"
