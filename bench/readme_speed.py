@@ -57,8 +57,8 @@ def table(report: dict) -> list[str]:
                       if (r := [c["matmul_gflops"] for c in report["cases"] if c["precision"] == p]))
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"
               + (f" ({report['gpu']})" if report.get("gpu") else "") + f", torch {report['torch']}. "
-              f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process just "
-              f"before and after it (the higher); over this run's cases: {rates}. Automatic precision here: "
+              f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process after "
+              f"its first and its last call (the higher); over this run's cases: {rates}. Automatic precision here: "
               f"{report['automatic_precision']} ({report['automatic_precision_reason']})."
               + (f" Speed-ups, each timed in turns with the call it is compared with, in one process (across "
                  f"processes this CPU's drift decides): {'; '.join(speedups)}." if speedups else "")]

@@ -6,7 +6,7 @@ layout (encoder `ggww`, decoder `gggg`: global attention in 6 of 8 spatial block
 the release compares like with like. FLOPs come from torch.utils.flop_counter with SDPA's CPU kernel counted
 too (bench/flops.py). Each precision runs every case: fp32, and bf16 autocast where the machine has it (CUDA, or
 a CPU whose bf16 matmul measures faster: shared.training.precision); each case's figure is a fraction of the
-2048² matmul rate of its precision measured in its own process, just before and after it. Beside it, the case's
+2048² matmul rate of its precision measured in its own process, after its first and its last call. Beside it, the case's
 own GEMMs (linear layers, attention products) replayed alone at its shapes (bench/flops.py): their rate says what
 the 2048² rate overstates for these shapes, and their share of the call what the rest (norms, softmax, GELU,
 elementwise ops, copies, autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold
@@ -84,16 +84,18 @@ def run_case(name: str, device: str, precision: str) -> dict:
         paired["eager_fp32"] = lambda: call(model, contextlib.nullcontext())
 
     # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 2180 GFLOP/s in one run): the case's own matmul
-    # rate is measured in its process just before and after it (the higher counts), and each round times one call,
-    # then the calls it is compared with (`paired`: the eager call, the fp32 one) and replays its GEMMs, so that all
-    # see the machine alike (best of rounds); ratios between cases come from these pairs, not from separate processes
-    rates = [matmul_gflops(device, DTYPES[precision])]
-    times, gemms, peak = [], [], None
+    # rate is measured in its process right after its first call and after its last (the higher counts), and each
+    # round times one call, then the calls it is compared with (`paired`: the eager call, the fp32 one) and replays
+    # its GEMMs, so that all see the machine alike (best of rounds); ratios between cases come from these pairs, not
+    # from separate processes
+    times, gemms, peak, rates = [], [], None, []
     paired_times = {k: [] for k in paired}
     for _ in range(rounds):
         times.append(timed(step, device))
-        # the first call's peak: the replays and FLOP count after it allocate (and fragment the heap) in their own ways
-        peak = peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        if peak is None:  # the first call's peak: the matmul probe, replays and FLOP count allocate (and leave the
+            # heap) in their own ways; measured after the probe, a 129-frame fp32 call peaked 0.1 GB higher
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+            rates.append(matmul_gflops(device, DTYPES[precision]))
         for k, fn in paired.items():
             paired_times[k].append(timed(fn, device))
         if compile_seconds is None:
