@@ -6,18 +6,19 @@ beyond that is everything else (norms, softmax, GELU, elementwise ops, copies, c
 
 torch 2.14's FlopCounterMode has no formula for `aten._scaled_dot_product_flash_attention_for_cpu`, the kernel
 `F.scaled_dot_product_attention` runs on the CPU, so every SDPA-based path was counted without its attention
-(measured: 0 FLOPs for a (1, 4, 64, 32) SDPA call). Importing this module registers the same formula torch uses
-for its CUDA SDPA kernels.
+(measured: 0 FLOPs for a (1, 4, 64, 32) SDPA call). count_flops registers the same formula torch uses for its CUDA
+SDPA kernels. It imports torch's flop counter when first called, not with this module: the import (sympy among
+others) adds 75 MB of resident memory, which the benches' peak-memory figures must not include.
 """
 from __future__ import annotations
 
 import platform
 import time
 from collections import Counter
+from functools import lru_cache
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
 
 _CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _aten = torch.ops.aten
@@ -26,14 +27,21 @@ GEMM_OPS = {_aten.linear.default, _aten.matmul.default, _aten.scaled_dot_product
             _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default, _CPU_SDPA.default}
 
 
-@register_flop_formula(_CPU_SDPA, get_raw=True)
-def _cpu_sdpa_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
-    return sdpa_flop_count(query.shape, key.shape, value.shape)
+@lru_cache(maxsize=None)
+def _flop_counter():
+    """torch's FlopCounterMode, with the CPU SDPA kernel's formula registered (once)."""
+    from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
+
+    @register_flop_formula(_CPU_SDPA, get_raw=True)
+    def _cpu_sdpa_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    return FlopCounterMode
 
 
 def count_flops(fn) -> int:
     """FLOPs of one call of fn(), every matmul and attention counted."""
-    with FlopCounterMode(display=False) as counter:
+    with _flop_counter()(display=False) as counter:
         fn()
     return counter.get_total_flops()
 

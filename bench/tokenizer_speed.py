@@ -92,8 +92,8 @@ def run_case(name: str, device: str, precision: str) -> dict:
     paired_times = {k: [] for k in paired}
     for _ in range(rounds):
         times.append(timed(step, device))
-        if peak is None:  # the first call's peak: the matmul probe, replays and FLOP count allocate (and leave the
-            # heap) in their own ways; measured after the probe, a 129-frame fp32 call peaked 0.1 GB higher
+        if peak is None:  # the first call's peak, before the matmul probe, replays and FLOP count allocate (and
+            # leave the heap) in their own ways
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
             rates.append(matmul_gflops(device, DTYPES[precision]))
         for k, fn in paired.items():
