@@ -29,6 +29,8 @@ def test_psnr_and_ssim_match_scikit_image():
                                 use_sample_covariance=False)
     assert ssim(y, x)[0].item() == pytest.approx(ref, abs=1e-4)
     assert ssim(x, x).min().item() == pytest.approx(1.0, abs=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast does not reach the metric
+        assert ssim(y, x)[0].item() == pytest.approx(ref, abs=1e-4)
     video = torch.stack([x, y], 2)  # (B, 3, T=2, H, W): one value per frame
     assert psnr(video, video.roll(1, 2)).shape == (4,)
 

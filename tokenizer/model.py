@@ -374,8 +374,9 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         in the autocast dtype instead of cast on every call). Returns self; the weights and state_dict are unchanged.
 
         For a model whose weights are final (after from_pretrained): later changes to the weights are not seen by
-        calls without autograd. Each new input shape compiles anew (35-70 s on a 2-core CPU), so it pays for many
-        calls at one shape (extraction, evaluation, benchmarks). Speed and output against eager: README, Speed."""
+        calls without autograd. Each new input shape compiles anew (27-46 s at `paper`, 256², on a 2-core CPU), so
+        it pays for many calls at one shape (extraction, evaluation, benchmarks). Speed and output against eager:
+        README, Speed."""
         from torch._inductor import config as inductor
 
         for stack in (self.encoder, self.decoder):

@@ -19,8 +19,14 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(x_hat: torch.Tensor, x: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """SSIM of every frame (N,), averaged over channels and valid window positions."""
-    a, b = _frames(x_hat), _frames(x)
+    """SSIM of every frame (N,), averaged over channels and valid window positions. Always in fp32: under a caller's
+    bf16 autocast the blurs ran in bf16, and E[a^2] - mu^2 lost its digits (held-out SSIM 0.754 -> 0.723 for a
+    model whose PSNR moved 0.005 dB; measured)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return _ssim(_frames(x_hat), _frames(x), window, sigma)
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
     window = min(window, a.shape[-1], a.shape[-2])
     coords = torch.arange(window, dtype=torch.float32, device=a.device) - (window - 1) / 2
     g = torch.exp(-coords.pow(2) / (2 * sigma**2))
