@@ -105,17 +105,26 @@ class GEGLU(nn.Module):
         inner = int(dim * mult * 2 / 3)
         self.proj_in = nn.Linear(dim, 2 * inner)
         self.proj_out = nn.Linear(inner, dim)
+        # The inner width is computed in zero-padded to a multiple of 64 where that adds at most 1/16 of it (`paper`:
+        # 1365 -> 1408): the same result, and oneDNN's bf16 products ran 1.3x faster at the aligned width, the
+        # compiled `paper` tokenizer 1.11-1.16x (measured). Narrower models (tiny, small) would pay 13 % more FLOPs.
+        pad = -inner % 64
+        self.pad = pad if 16 * pad <= inner else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the value and gate halves of proj_in as two products with contiguous outputs: chunking one product's
         # output gave strided halves that cost a copy each (GEGLU 2x faster in CPU bf16, 7 % in fp32; measured)
         w, b = self.proj_in.weight, self.proj_in.bias
-        n = w.shape[0] // 2
-        value, gate = F.linear(x, w[:n], b[:n]), F.linear(x, w[n:], b[n:])
+        n, pad = w.shape[0] // 2, self.pad
+        value_w, value_b, gate_w, gate_b, out_w = w[:n], b[:n], w[n:], b[n:], self.proj_out.weight
+        if pad:  # zero rows give value = gate = 0, GELU(0) = 0, and meet zero columns of proj_out
+            value_w, gate_w = F.pad(value_w, (0, 0, 0, pad)), F.pad(gate_w, (0, 0, 0, pad))
+            value_b, gate_b, out_w = F.pad(value_b, (0, pad)), F.pad(gate_b, (0, pad)), F.pad(out_w, (0, pad))
+        value, gate = F.linear(x, value_w, value_b), F.linear(x, gate_w, gate_b)
         if torch.is_grad_enabled():
-            return self.proj_out(value * F.gelu(gate))
+            return F.linear(value * F.gelu(gate), out_w, self.proj_out.bias)
         # no autograd: GELU and product in place, two inner-width tensors live instead of three (a long clip's peak)
-        return self.proj_out(value.mul_(torch.ops.aten.gelu_(gate)))
+        return F.linear(value.mul_(torch.ops.aten.gelu_(gate)), out_w, self.proj_out.bias)
 
 
 class SpatialBlock(nn.Module):
