@@ -20,10 +20,9 @@ import time
 from types import SimpleNamespace
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import DTYPES, machine_name, matmul_gflops, sync  # noqa: E402
+from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops, sync  # noqa: E402
 from diffusion_generation.config import DiffusionConfig, experiment_config  # noqa: E402
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output  # noqa: E402
 from diffusion_generation.models import build_model  # noqa: E402
@@ -64,10 +63,10 @@ class Timer:
         self.model, self.diffusion, self.x, self.y, self.device, self.autocast = model, diffusion, x, y, device, autocast
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0) if optimizer else None
         self.train_times, self.sample_times = [], []
-        with FlopCounterMode(display=False) as counter:  # also the warm-up
+        with flop_counter_mode()(display=False) as counter:  # also the warm-up
             self.train_step()
         self.train_flops = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter_mode()(display=False) as counter:
             self.sample_step()
         self.sample_flops = counter.get_total_flops()
 

@@ -6,9 +6,9 @@ beyond that is everything else (norms, softmax, GELU, elementwise ops, copies, c
 
 torch 2.14's FlopCounterMode has no formula for `aten._scaled_dot_product_flash_attention_for_cpu`, the kernel
 `F.scaled_dot_product_attention` runs on the CPU, so every SDPA-based path was counted without its attention
-(measured: 0 FLOPs for a (1, 4, 64, 32) SDPA call). count_flops registers the same formula torch uses for its CUDA
-SDPA kernels. It imports torch's flop counter when first called, not with this module: the import (sympy among
-others) adds 75 MB of resident memory, which the benches' peak-memory figures must not include.
+(measured: 0 FLOPs for a (1, 4, 64, 32) SDPA call). flop_counter_mode registers the same formula torch uses for
+its CUDA SDPA kernels. torch's flop counter is imported then, not with this module: the import (sympy among others)
+adds 75 MB of resident memory, which the benches' peak-memory figures must not include.
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ GEMM_OPS = {_aten.linear.default, _aten.matmul.default, _aten.scaled_dot_product
 
 
 @lru_cache(maxsize=None)
-def _flop_counter():
-    """torch's FlopCounterMode, with the CPU SDPA kernel's formula registered (once)."""
+def flop_counter_mode():
+    """torch's FlopCounterMode class, with the CPU SDPA kernel's formula registered (once): every bench counts
+    FLOPs through it or count_flops."""
     from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
 
     @register_flop_formula(_CPU_SDPA, get_raw=True)
@@ -41,7 +42,7 @@ def _flop_counter():
 
 def count_flops(fn) -> int:
     """FLOPs of one call of fn(), every matmul and attention counted."""
-    with _flop_counter()(display=False) as counter:
+    with flop_counter_mode()(display=False) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -89,13 +89,17 @@ def run_case(name: str, device: str, precision: str) -> dict:
     # round times one call, then the calls it is compared with (`paired`: the eager call, the fp32 one) and replays
     # its GEMMs, so that all see the machine alike (best of rounds); ratios between cases come from these pairs, not
     # from separate processes
-    times, gemms, peak, rates = [], [], None, []
+    times, gemms, peak, peak_cuda, rates = [], [], None, None, []
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     paired_times = {k: [] for k in paired}
     for _ in range(rounds):
         times.append(timed(step, device))
         if peak is None:  # the first call's peak, before the matmul probe, replays and FLOP count allocate (and
             # leave the heap) in their own ways
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+            if device.startswith("cuda"):
+                peak_cuda = torch.cuda.max_memory_allocated() / 1024**3
             rates.append(matmul_gflops(device, DTYPES[precision]))
         for k, fn in paired.items():
             paired_times[k].append(timed(fn, device))
@@ -114,8 +118,8 @@ def run_case(name: str, device: str, precision: str) -> dict:
            "gemm_seconds": gemm, "gemm_share": gemm and gemm / best, "gemm_gflops": gemm and flops / gemm / 1e9,
            "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss, "compile_seconds": compile_seconds,
            "paired_seconds_per_call": {k: min(v) for k, v in paired_times.items()}}
-    if device.startswith("cuda"):
-        out["peak_cuda_gb"] = torch.cuda.max_memory_allocated() / 1024**3
+    if peak_cuda is not None:
+        out["peak_cuda_gb"] = peak_cuda
     return out
 
 

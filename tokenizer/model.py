@@ -105,9 +105,10 @@ class GEGLU(nn.Module):
         inner = int(dim * mult * 2 / 3)
         self.proj_in = nn.Linear(dim, 2 * inner)
         self.proj_out = nn.Linear(inner, dim)
-        # The inner width is computed in zero-padded to a multiple of 64 where that adds at most 1/16 of it (`paper`:
-        # 1365 -> 1408): the same result, and oneDNN's bf16 products ran 1.3x faster at the aligned width, the
-        # compiled `paper` tokenizer 1.11-1.16x (measured). Narrower models (tiny, small) would pay 13 % more FLOPs.
+        # Without autograd the inner width is computed zero-padded to a multiple of 64 where that adds at most 1/16
+        # of it (`paper`: 1365 -> 1408): the same result, and oneDNN's bf16 products ran 1.3x faster at the aligned
+        # width, the compiled `paper` tokenizer 1.11-1.16x (measured). Narrower models (tiny, small) would pay 13 %
+        # more FLOPs; training (not measured) would keep the padded copies for the backward pass.
         pad = -inner % 64
         self.pad = pad if 16 * pad <= inner else 0
 
@@ -115,15 +116,16 @@ class GEGLU(nn.Module):
         # the value and gate halves of proj_in as two products with contiguous outputs: chunking one product's
         # output gave strided halves that cost a copy each (GEGLU 2x faster in CPU bf16, 7 % in fp32; measured)
         w, b = self.proj_in.weight, self.proj_in.bias
-        n, pad = w.shape[0] // 2, self.pad
-        value_w, value_b, gate_w, gate_b, out_w = w[:n], b[:n], w[n:], b[n:], self.proj_out.weight
+        n = w.shape[0] // 2
+        value_w, value_b, gate_w, gate_b = w[:n], b[:n], w[n:], b[n:]
+        if torch.is_grad_enabled():
+            return self.proj_out(F.linear(x, value_w, value_b) * F.gelu(F.linear(x, gate_w, gate_b)))
+        out_w, pad = self.proj_out.weight, self.pad
         if pad:  # zero rows give value = gate = 0, GELU(0) = 0, and meet zero columns of proj_out
             value_w, gate_w = F.pad(value_w, (0, 0, 0, pad)), F.pad(gate_w, (0, 0, 0, pad))
             value_b, gate_b, out_w = F.pad(value_b, (0, pad)), F.pad(gate_b, (0, pad)), F.pad(out_w, (0, pad))
         value, gate = F.linear(x, value_w, value_b), F.linear(x, gate_w, gate_b)
-        if torch.is_grad_enabled():
-            return F.linear(value * F.gelu(gate), out_w, self.proj_out.bias)
-        # no autograd: GELU and product in place, two inner-width tensors live instead of three (a long clip's peak)
+        # GELU and product in place: two inner-width tensors live instead of three (a long clip's peak)
         return F.linear(value.mul_(torch.ops.aten.gelu_(gate)), out_w, self.proj_out.bias)
 
 
@@ -275,6 +277,13 @@ class SpaceTimeStack(nn.Module):
         self.temporal = nn.ModuleList(TemporalBlock(cfg.dim, cfg.heads, cfg.ff_mult) for _ in range(temporal))
         self.norm = nn.LayerNorm(cfg.dim)
 
+    def __getstate__(self):
+        """Copies and pickles run eagerly: a forward set by OmniTokenizer.compile_for_inference is compiled for this
+        instance, and a copy carrying it would compute with this instance's weights."""
+        state = dict(super().__getstate__())
+        state.pop("forward", None)
+        return state
+
     def _space(self, x: torch.Tensor, max_tokens: int | None, in_place: bool) -> torch.Tensor:
         b, t, h, w, d = x.shape
         rope = rope_2d(h, w, d // self.cfg.heads, self.cfg.rope_theta, x.device)
@@ -384,8 +393,8 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
 
         For a model whose weights are final (after from_pretrained): later changes to the weights are not seen by
         calls without autograd. Each new input shape compiles anew (27-46 s at `paper`, 256², on a 2-core CPU), so
-        it pays for many calls at one shape (extraction, evaluation, benchmarks). Speed and output against eager:
-        README, Speed."""
+        it pays for many calls at one shape (extraction, evaluation, benchmarks). A copy (copy.deepcopy, pickle)
+        runs eagerly: compile it again. Speed and output against eager: README, Speed."""
         from torch._inductor import config as inductor
 
         for stack in (self.encoder, self.decoder):
