@@ -90,13 +90,7 @@ def gemm_seconds(fn, device: str, repeats: int = 3) -> float:
         args, kwargs = _thaw(args), dict(_thaw(kwargs))
         with torch.inference_mode():
             func(*args, **kwargs)
-            best = float("inf")
-            for _ in range(repeats):
-                sync(device)
-                t = time.perf_counter()
-                func(*args, **kwargs)
-                sync(device)
-                best = min(best, time.perf_counter() - t)
+            best = min(timed(lambda: func(*args, **kwargs), device) for _ in range(repeats))
         total += count * best
     return total
 
@@ -115,6 +109,15 @@ def machine_name() -> str:
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> float:
+    """Seconds one fn() call takes, the device's queued work included."""
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the benches' precision names

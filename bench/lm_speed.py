@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import DTYPES, machine_name, matmul_gflops, sync  # noqa: E402
+from bench.flops import DTYPES, machine_name, matmul_gflops, sync, timed  # noqa: E402
 from lm_generation.config import lm_config  # noqa: E402
 from lm_generation.model import CodeLayout, build_lm, lm_loss  # noqa: E402
 from lm_generation.sampling import sample_codes  # noqa: E402
@@ -63,14 +63,6 @@ def sampling_flops(model, rows: int, new_tokens: int) -> float:
     matmul = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n)
     attention = sum(4 * c.num_hidden_layers * c.hidden_size * ctx for ctx in range(1, new_tokens + 1))
     return rows * (2 * matmul * new_tokens + attention)
-
-
-def timed(fn, device: str) -> float:
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
 
 
 def bench_sampling(shape, new_tokens: int, uncached_tokens: int, batch: int, device: str, dtype: str,

@@ -48,11 +48,13 @@ def table(report: dict) -> list[str]:
     for (base, layout), by_precision in cases.items():
         lines.append(f"| {NAMES.get(base, base)} | {layout} | "
                      + " | ".join(_case(by_precision[p]) if p in by_precision else "-" for p in precisions) + " |")
-    against = {"eager_fp32": "eager fp32", "eager": "eager"}
-    speedups = [f"{NAMES.get(base, base)} ({c['layout']}), {c['precision']} against {against[k]}{' ' + c['precision'] if k == 'eager' else ''}: "
-                f"{seconds / c['seconds_per_call']:.2f}x"
-                for c in report["cases"] for base in [c["case"].removeprefix("release_")]
-                for k, seconds in c.get("paired_seconds_per_call", {}).items()]
+    against = {"eager_fp32": "eager fp32", "eager": "eager {}"}  # the eager call in the case's own precision
+    speedups = []
+    for c in report["cases"]:
+        base = c["case"].removeprefix("release_")
+        for k, seconds in c.get("paired_seconds_per_call", {}).items():
+            speedups.append(f"{NAMES.get(base, base)} ({c['layout']}), {c['precision']} against "
+                            f"{against[k].format(c['precision'])}: {seconds / c['seconds_per_call']:.2f}x")
     rates = ", ".join(f"{p} {min(r):.0f}-{max(r):.0f} GFLOP/s" for p in precisions
                       if (r := [c["matmul_gflops"] for c in report["cases"] if c["precision"] == p]))
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"

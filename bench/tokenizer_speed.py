@@ -24,12 +24,11 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, sync  # noqa: E402
+from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, timed  # noqa: E402
 from shared.training.precision import choose_precision  # noqa: E402
 from tokenizer import OmniTokenizer  # noqa: E402
 from tokenizer.model import GEGLU  # noqa: E402
@@ -53,14 +52,6 @@ COMPILED = {"image_256_compiled", "clip_17x256_compiled"}
 CASE_ENV = {"clip_129x256_chunked_mmap1mb": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}}
 
 
-def timed(fn, device: str) -> float:
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
-
-
 def run_case(name: str, device: str, precision: str) -> dict:
     layout, b, frames, size, max_tokens, rounds = CASES[name]
     model = OmniTokenizer.from_config("paper", **LAYOUTS[layout]).to(device).eval()
@@ -78,9 +69,7 @@ def run_case(name: str, device: str, precision: str) -> dict:
     if name in COMPILED:  # its FLOPs are the eager call's; its GEMMs (packed oneDNN ones) are not replayed
         compiled = copy.deepcopy(model).compile_for_inference()
         step, paired["eager"] = (lambda: call(compiled)), eager
-        t = time.perf_counter()
-        step()
-        compile_seconds = time.perf_counter() - t
+        compile_seconds = timed(step, device)
     if precision == "bf16":
         paired["eager_fp32"] = lambda: call(model, contextlib.nullcontext())
 
