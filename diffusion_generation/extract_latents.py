@@ -29,6 +29,7 @@ from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.data.transforms import as_size
 from shared.extraction import MANIFEST, SeededItems, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
+from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, experiment_config
@@ -50,13 +51,16 @@ def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str
     return base, list(base.classes)
 
 
-def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mirror: torch.Tensor | None = None):
+def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mirror: torch.Tensor | None = None,
+                 precision: str = "fp32"):
     """encode(batch) -> {"mean", "logvar", "labels"}: rows are the batch, then its flips (shared.extraction.with_flips).
-    mirror: label -> label of the flipped item (shared.extraction.mirrored_labels)."""
+    mirror: label -> label of the flipped item (shared.extraction.mirrored_labels). precision: "fp32" or "bf16"
+    (autocast) for the encoder."""
 
     def encode(batch: dict) -> dict:
         x, labels = with_flips(batch["pixels"], batch["label"].long(), flip, mirror)
-        posterior = tokenizer.encode(x.to(device)).posterior
+        with autocast(precision, device):
+            posterior = tokenizer.encode(x.to(device)).posterior
         mean, logvar = posterior.mean, posterior.logvar  # (B', C, T', h, w)
         if images:
             mean, logvar = mean[:, :, 0], logvar[:, :, 0]
@@ -77,6 +81,7 @@ def main(argv=None) -> dict:
     cfg = experiment_config(args.scale, args.experiment, args.overrides)
     data = cfg.data
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision, why = choose_precision(data.precision, device)
     tokenizer = OmniTokenizer.from_pretrained(args.tokenizer).eval().to(device)
     if tokenizer.config.quantizer != "kl":
         raise ValueError(f"{args.tokenizer}: a '{tokenizer.config.quantizer}' tokenizer; the diffusion models need "
@@ -89,17 +94,18 @@ def main(argv=None) -> dict:
     settings = {"tokenizer": str(Path(args.tokenizer).resolve()), "tokenizer_sha256": file_sha256(args.tokenizer),
                 "source": data.source, "split": data.split, "video_layout": data.video_layout if data.num_frames > 1
                 else None, "resolution": data.resolution, "num_frames": data.num_frames,
-                "frame_stride": data.frame_stride, "latent_shape": latent_shape,
+                "frame_stride": data.frame_stride, "latent_shape": latent_shape, "precision": precision,
                 "augmentation": "original + horizontal flip" if data.flip else "original",
                 "arrays": "mean, logvar (float16 posterior), labels", "classes": classes}
-    encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset))
+    encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset), precision)
     manifest = extract(dataset, encode, args.out, settings, batch_size=data.batch_size, restart=args.restart,
                        desc=f"latents ({args.experiment})", num_items=items)
     mean, std = posterior_moments(shard_posteriors(args.out))
     manifest.update(latent_scale=scale_from_std(std), latent_mean=mean, latent_std=std,
                     num_classes=len(classes))
     atomic_write_json(f"{args.out}/{MANIFEST}", manifest)
-    print(json.dumps({k: manifest[k] for k in ("rows", "latent_scale", "latent_mean", "latent_std")}))
+    print(json.dumps({**{k: manifest[k] for k in ("rows", "latent_scale", "latent_mean", "latent_std")},
+                      "precision": f"{precision} ({why})"}))
     return manifest
 
 

@@ -29,6 +29,7 @@ import torch
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.extraction import SeededItems, extract, five_crops, mirrored_labels, with_flips
 from shared.provenance import file_sha256
+from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, lm_config
@@ -55,10 +56,11 @@ def build_dataset(kind: str, source: str, split: str, data: DataConfig):
     return ds, list(ds.classes)
 
 
-def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | None = None, crop: int | None = None):
+def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | None = None, crop: int | None = None,
+                 precision: str = "fp32"):
     """batch -> {"codes": (rows, T', h, w) uint16, "labels": (rows,)}; rows: the batch (or, with `crop`, its five
     crops of that size, crop-major), then their flips (shared.extraction). mirror: label -> label of the flipped
-    item (shared.extraction.mirrored_labels)."""
+    item (shared.extraction.mirrored_labels). precision: "fp32" or "bf16" (autocast) for the encoder."""
     dtype = torch.uint16 if tok.config.codebook_size <= 2**16 else torch.int32
 
     def encode(batch: dict) -> dict:
@@ -66,7 +68,8 @@ def code_encoder(tok: OmniTokenizer, flip: bool, device, mirror: torch.Tensor | 
         if crop is not None:
             x, labels = five_crops(x, labels, crop)
         x, labels = with_flips(x, labels, flip, mirror)
-        codes = tok.encode(x.to(device)).indices
+        with autocast(precision, device):
+            codes = tok.encode(x.to(device)).indices
         return {"codes": codes.to(torch.int32).to(dtype).cpu(), "labels": labels.long().cpu()}
 
     return encode
@@ -89,6 +92,7 @@ def main(argv=None) -> dict:
     source = args.images or args.videos
     split = args.split or (data.image_split if kind == "image" else data.video_split)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision, why = choose_precision(data.precision, device)
     tok = OmniTokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
     if tok.config.quantizer != "vq":
         raise SystemExit(f"{args.tokenizer}: a {tok.config.quantizer.upper()} tokenizer; code extraction needs a VQ one "
@@ -105,7 +109,7 @@ def main(argv=None) -> dict:
         "kind": kind, "source": source if source == "embedded" else str(Path(source).resolve()), "split": split,
         "resolution": data.resolution, "frames": frames, "frame_stride": data.frame_stride if kind == "video" else 1,
         "video_layout": data.video_layout if kind == "video" and source != "embedded" else None,
-        "grid": grid, "codebook_size": tok.config.codebook_size,
+        "grid": grid, "codebook_size": tok.config.codebook_size, "precision": precision,
         "augmentation": ("seeded random crop" if embedded_train else "centre crop")
                         + (f" at {round(data.resolution * data.crop_range)} px, then its 4 corner and centre crops at "
                            f"{data.resolution} (ten-crop)" if data.ten_crop else "")
@@ -113,10 +117,11 @@ def main(argv=None) -> dict:
         "embedded_seed": EMBEDDED_SEED if embedded_train else None,
         "class_names": classes,
     }
-    encoder = code_encoder(tok, data.flip, device, mirrored_labels(dataset), data.resolution if data.ten_crop else None)
+    encoder = code_encoder(tok, data.flip, device, mirrored_labels(dataset), data.resolution if data.ten_crop else None,
+                           precision)
     manifest = extract(dataset, encoder, args.out, settings, shard_size=data.shard_size, batch_size=data.batch_size,
                        restart=args.restart, desc=f"codes {kind}")
-    print(json.dumps({"out": args.out, "rows": manifest["rows"], "grid": grid,
+    print(json.dumps({"out": args.out, "rows": manifest["rows"], "grid": grid, "precision": f"{precision} ({why})",
                       "unreadable": len(manifest["unreadable"])}))
     return manifest
 

@@ -19,8 +19,8 @@ Layout of `out/`:
   and logvar for the diffusion generators: `{"mean": ..., "logvar": ..., "labels": ...}`). Every array of a
   shard has the same number of rows.
 - `settings` is everything that makes the items what they are: the tokenizer checkpoint and its sha256
-  (`file_sha256`), resolution, frames, latent shape, augmentation, data source and split, and any field the
-  caller adds. Opening a folder written with other settings (or another shard size) is refused with an
+  (`file_sha256`), the precision it encoded in, resolution, frames, latent shape, augmentation, data source and
+  split, and any field the caller adds. Opening a folder written with other settings (or another shard size) is refused with an
   `ExtractionError`: shards of two tokenizers are never mixed. Choose a new `out` or pass `restart=True`.
 - Resume: a shard is written atomically and then recorded in the manifest; a killed run keeps its finished
   shards and starts again at the first missing one.
@@ -48,6 +48,9 @@ from shared.data.errors import DataError
 from shared.data.keys import SampleKey
 
 MANIFEST = "manifest.json"
+# settings added after some folders were written, with the value those folders were made with: such a folder
+# still resumes under settings that keep that value
+ADDED_SETTINGS = {"precision": "fp32"}
 
 
 class ExtractionError(ValueError):
@@ -120,6 +123,9 @@ def _open_manifest(out: Path, settings: dict, shard_size: int, source_items: int
         old = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ExtractionError(f"{path}: not valid JSON ({exc}); pass --restart to extract again") from None
+    if isinstance(old.get("settings"), dict):
+        added = {k: v for k, v in ADDED_SETTINGS.items() if k in fresh["settings"]}
+        old["settings"] = {**added, **old["settings"]}
     layout = {k: fresh[k] for k in ("settings", "shard_size", "source_items")}
     changed = [k for k in layout if old.get(k) != layout[k]]
     if changed:

@@ -129,6 +129,18 @@ def test_changed_tokenizer_or_setting_is_refused_never_mixed(tmp_path):
     assert len(list(tmp_path.glob("shard_*"))) == 3 and (tmp_path / "notes.txt").is_file()
 
 
+def test_a_folder_written_before_a_setting_existed_resumes_under_the_value_it_was_made_with(tmp_path):
+    extract(Items(8), flip_encode([]), tmp_path, SETTINGS, shard_size=4)  # written before "precision" existed
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["shards"], manifest["complete"] = manifest["shards"][:1], False
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    calls = []
+    extract(Items(8), flip_encode(calls), tmp_path, {**SETTINGS, "precision": "fp32"}, shard_size=4)
+    assert calls == [4, 5, 6, 7] and ShardDataset(tmp_path).settings["precision"] == "fp32"
+    with pytest.raises(ExtractionError, match="precision: 'fp32' -> 'bf16'"):
+        extract(Items(8), flip_encode([]), tmp_path, {**SETTINGS, "precision": "bf16"}, shard_size=4)
+
+
 def test_missing_shard_file_is_rewritten_and_a_missing_folder_is_a_clear_error(tmp_path):
     extract(Items(8), flip_encode([]), tmp_path, SETTINGS, shard_size=4)
     (tmp_path / "shard_00001.safetensors").unlink()

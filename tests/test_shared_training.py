@@ -148,7 +148,7 @@ def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path
 
 
 def test_precision_is_chosen_by_the_machine_or_forced():
-    from shared.training.precision import choose_precision, cpu_bf16_speedup
+    from shared.training.precision import autocast, choose_precision, cpu_bf16_speedup
 
     assert choose_precision("fp32") == ("fp32", "forced") and choose_precision("bf16", "cuda") == ("bf16", "forced")
     assert choose_precision("auto", "cuda") == ("bf16", "CUDA")
@@ -156,6 +156,13 @@ def test_precision_is_chosen_by_the_machine_or_forced():
     assert chosen == ("bf16" if cpu_bf16_speedup() >= 1.5 else "fp32") and "measured" in why
     with pytest.raises(ValueError, match="precision must be one of"):
         choose_precision("fp16")
+    # unset: bf16 on CUDA, fp32 on a CPU, whatever the CPU measures
+    assert choose_precision(None, "cuda") == ("bf16", "CUDA") and choose_precision(None, "cpu")[0] == "fp32"
+    x = torch.randn(4, 4)
+    with autocast("bf16", "cpu"):
+        assert (x @ x).dtype == torch.bfloat16
+    with autocast("fp32", "cpu"):
+        assert (x @ x).dtype == torch.float32
 
 
 def test_a_tokenizer_stage_trains_under_cpu_bf16_autocast(tmp_path):

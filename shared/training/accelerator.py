@@ -16,8 +16,7 @@ def make_accelerator(find_unused_parameters: bool = False, precision: str | None
     two discriminators, one used per step). precision: "auto" | "fp32" | "bf16"; None: bf16 on CUDA, else fp32.
     The choice is `accelerator.precision` (and why, `accelerator.precision_reason`), for the run's summary."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen, why = choose_precision(precision, device) if precision else (
-        ("bf16", "CUDA") if device == "cuda" else ("fp32", "CPU default"))
+    chosen, why = choose_precision(precision, device)
     mixed = "bf16" if chosen == "bf16" else "no"
     state = AcceleratorState._shared_state
     if state and state.get("_mixed_precision", mixed) != mixed:

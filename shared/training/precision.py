@@ -2,10 +2,12 @@
 
 "auto": bf16 autocast on CUDA; on a CPU, bf16 autocast where a bf16 matmul measures at least MIN_SPEEDUP x the fp32
 one (CPUs with AVX512-BF16 / AMX: 4-9x measured here), fp32 where it does not (an earlier CPU ran bf16 ~300x
-slower). "fp32" and "bf16" force one. The choice and the measurement go into every run's summary.
+slower). "fp32" and "bf16" force one. None (unset): bf16 on CUDA, fp32 on a CPU. The choice and the measurement go
+into every run's summary.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import lru_cache
 
@@ -34,14 +36,25 @@ def cpu_bf16_speedup(n: int = 512, repeats: int = 8, rounds: int = 5) -> float:
     return best[torch.float32] / best[torch.bfloat16]
 
 
-def choose_precision(requested: str = "auto", device: str | torch.device = "cpu") -> tuple[str, str]:
-    """(precision, why) for `requested` on `device`."""
+def choose_precision(requested: str | None = "auto", device: str | torch.device = "cpu") -> tuple[str, str]:
+    """(precision, why) for `requested` on `device`; None: bf16 on CUDA, fp32 on a CPU."""
+    cuda = torch.device(device).type == "cuda"
+    if requested is None:
+        return ("bf16", "CUDA") if cuda else ("fp32", "CPU default")
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested, "forced"
-    if torch.device(device).type == "cuda":
+    if cuda:
         return "bf16", "CUDA"
     speedup = cpu_bf16_speedup()
     choice = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
     return choice, f"CPU bf16 matmul measured at {speedup:.1f}x fp32"
+
+
+def autocast(precision: str, device: str | torch.device):
+    """The context a chosen precision computes in: bf16 autocast, or nothing for fp32."""
+    device = torch.device(device)
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
