@@ -32,7 +32,6 @@ whose weights no longer match their record is retrained.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -57,6 +56,7 @@ from shared.data.embedded import REAL_VIDEOS
 from shared.data.sampling import StepSchedule, step_loader
 from shared.provenance import file_sha256
 from shared.training import lr_at, set_lr
+from shared.training.precision import autocast as precision_autocast, choose_precision
 
 HELD_OUT_SEED = 2**31 - 1  # StepSchedule seeds are taken modulo 2**31 - 1: seeds from here on are never trained on
 
@@ -290,8 +290,8 @@ def device() -> str:
 
 
 def autocast(dev: str):
-    """bf16 autocast on CUDA, nothing (fp32) on the CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if dev == "cuda" else contextlib.nullcontext()
+    """The unset precision of every trainer here: bf16 autocast on CUDA, nothing (fp32) on the CPU."""
+    return precision_autocast(choose_precision(None, dev)[0], dev)
 
 
 def train_classifier(data: RealData, cfg: ClassifierConfig, progress: bool = True) -> ConvClassifier:
