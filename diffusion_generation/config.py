@@ -53,9 +53,6 @@ class DataConfig:
     items: int | None = None  # at most this many source items (None: the whole split; embedded: its length)
     flip: bool = True  # also store each item's horizontal flip
     batch_size: int = 16
-    # the encoder's: None bf16 autocast on CUDA, fp32 on a CPU; "auto" also the CPU's bf16 where it measures faster;
-    # "fp32" / "bf16"
-    precision: str | None = None
 
 
 @dataclass

@@ -29,7 +29,7 @@ from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.data.transforms import as_size
 from shared.extraction import MANIFEST, SeededItems, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
-from shared.training.precision import autocast, choose_precision
+from shared.training.precision import PRECISIONS, autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, experiment_config
@@ -77,11 +77,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", required=True, help="extraction folder (shards + manifest.json)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
     ap.add_argument("--restart", action="store_true", help="discard this folder's shards and extract again")
+    ap.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="the encoder's precision (default: bf16 autocast on CUDA, fp32 on a CPU; auto: also the CPU's bf16 where "
+                         "a matmul measures it faster, decided at start-up). Recorded in the folder's settings: "
+                         "a folder made in another precision is refused, never mixed")
     args = ap.parse_args(argv)
     cfg = experiment_config(args.scale, args.experiment, args.overrides)
     data = cfg.data
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision, why = choose_precision(data.precision, device)
+    precision, why = choose_precision(args.precision, device)
     tokenizer = OmniTokenizer.from_pretrained(args.tokenizer).eval().to(device)
     if tokenizer.config.quantizer != "kl":
         raise ValueError(f"{args.tokenizer}: a '{tokenizer.config.quantizer}' tokenizer; the diffusion models need "

@@ -43,9 +43,6 @@ class DataConfig:
     crop_range: float = 1.1
     shard_size: int = 1024  # source items per shard
     batch_size: int = 16  # items encoded at once
-    # the encoder's: None bf16 autocast on CUDA, fp32 on a CPU; "auto" also the CPU's bf16 where it measures faster;
-    # "fp32" / "bf16" (the code search itself is always fp32)
-    precision: Optional[str] = None
 
 
 @dataclass

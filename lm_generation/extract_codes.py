@@ -29,7 +29,7 @@ import torch
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.extraction import SeededItems, extract, five_crops, mirrored_labels, with_flips
 from shared.provenance import file_sha256
-from shared.training.precision import autocast, choose_precision
+from shared.training.precision import PRECISIONS, autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, lm_config
@@ -86,13 +86,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--scale", default="small", help="tiny | small | paper | path to a YAML (its data: section)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
     ap.add_argument("--restart", action="store_true", help="discard what --out holds and extract again")
+    ap.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="the encoder's precision (default: bf16 autocast on CUDA, fp32 on a CPU; auto: also the CPU's bf16 where "
+                         "a matmul measures it faster, decided at start-up). Recorded in the folder's settings: "
+                         "a folder made in another precision is refused, never mixed")
     args = ap.parse_args(argv)
     data = lm_config(args.scale, args.set).data
     kind = "image" if args.images else "video"
     source = args.images or args.videos
     split = args.split or (data.image_split if kind == "image" else data.video_split)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision, why = choose_precision(data.precision, device)
+    precision, why = choose_precision(args.precision, device)
     tok = OmniTokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
     if tok.config.quantizer != "vq":
         raise SystemExit(f"{args.tokenizer}: a {tok.config.quantizer.upper()} tokenizer; code extraction needs a VQ one "

@@ -123,23 +123,27 @@ def _open_manifest(out: Path, settings: dict, shard_size: int, source_items: int
         old = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ExtractionError(f"{path}: not valid JSON ({exc}); pass --restart to extract again") from None
+    # compared with the values an older folder was made with; its manifest keeps its own settings (what the
+    # trainers recorded from it stays the same)
+    stored = dict(old)
     if isinstance(old.get("settings"), dict):
-        added = {k: v for k, v in ADDED_SETTINGS.items() if k in fresh["settings"]}
-        old["settings"] = {**added, **old["settings"]}
+        stored["settings"] = {**{k: v for k, v in ADDED_SETTINGS.items() if k in fresh["settings"]}, **old["settings"]}
     layout = {k: fresh[k] for k in ("settings", "shard_size", "source_items")}
-    changed = [k for k in layout if old.get(k) != layout[k]]
+    changed = [k for k in layout if stored.get(k) != layout[k]]
     if changed:
         diffs = []
         for k in changed:
-            if k == "settings" and isinstance(old.get(k), dict):
-                keys = sorted(set(old[k]) | set(layout[k]))
-                diffs += [f"{s}: {old[k].get(s)!r} -> {layout[k].get(s)!r}" for s in keys
-                          if old[k].get(s) != layout[k].get(s)]
+            if k == "settings" and isinstance(stored.get(k), dict):
+                keys = sorted(set(stored[k]) | set(layout[k]))
+                diffs += [f"{s}: {stored[k].get(s)!r} -> {layout[k].get(s)!r}" for s in keys
+                          if stored[k].get(s) != layout[k].get(s)]
             else:
-                diffs.append(f"{k}: {old.get(k)!r} -> {layout[k]!r}")
+                diffs.append(f"{k}: {stored.get(k)!r} -> {layout[k]!r}")
+        hint = (f" (or --precision {stored['settings']['precision']} to go on with them)"
+                if any(d.startswith("precision:") for d in diffs) else "")
         raise ExtractionError(f"{path}: these items were extracted with other settings ({'; '.join(diffs)}); "
                               f"they are not mixed with new ones. Choose a new --out, or pass --restart to "
-                              f"discard them")
+                              f"discard them{hint}")
     return old
 
 

@@ -136,8 +136,9 @@ def test_a_folder_written_before_a_setting_existed_resumes_under_the_value_it_wa
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     calls = []
     extract(Items(8), flip_encode(calls), tmp_path, {**SETTINGS, "precision": "fp32"}, shard_size=4)
-    assert calls == [4, 5, 6, 7] and ShardDataset(tmp_path).settings["precision"] == "fp32"
-    with pytest.raises(ExtractionError, match="precision: 'fp32' -> 'bf16'"):
+    # resumed, and its manifest keeps the settings it was made with (trainers record them: their resume holds)
+    assert calls == [4, 5, 6, 7] and ShardDataset(tmp_path).settings == SETTINGS
+    with pytest.raises(ExtractionError, match=r"precision: 'fp32' -> 'bf16'.*--precision fp32"):
         extract(Items(8), flip_encode([]), tmp_path, {**SETTINGS, "precision": "bf16"}, shard_size=4)
 
 

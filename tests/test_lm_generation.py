@@ -110,19 +110,19 @@ def test_extraction_resumes_and_refuses_another_tokenizer(image_codes, tok_dir, 
 
 
 def test_extraction_precision_is_recorded_and_never_mixed(image_codes, tok_dir, tmp_path):
-    """Unset, the encoder runs in fp32 on a CPU; bf16 autocast is asked with data.precision, recorded in the
-    settings, and refused for a folder extracted in fp32. The codes search is fp32 either way, so bf16 moves only
-    the tokens whose encoder output lands near a tie."""
-    assert ShardDataset(image_codes).settings["precision"] == "fp32"
+    """Unset, the encoder runs in fp32 on a CPU (bf16 autocast on CUDA); --precision asks for the other, which is
+    recorded in the settings and refused for the folder made in the first. The code search is fp32 either way, so
+    bf16 moves only the tokens whose encoder output lands near a tie."""
+    default = "bf16" if torch.cuda.is_available() else "fp32"
+    other = {"fp32": "bf16", "bf16": "fp32"}[default]
+    assert ShardDataset(image_codes).settings["precision"] == default
     args = ["--images", "embedded", "--scale", "tiny", *sum([["--set", s] for s in TINY], [])]
-    with pytest.raises(ExtractionError, match="precision: 'fp32' -> 'bf16'"):
-        extract_codes.main(["--tokenizer", str(tok_dir), *args, "--out", str(image_codes),
-                            "--set", "data.precision=bf16"])
-    extract_codes.main(["--tokenizer", str(tok_dir), *args, "--out", str(tmp_path / "bf16"),
-                        "--set", "data.precision=bf16"])
-    bf16, fp32 = ShardDataset(tmp_path / "bf16"), ShardDataset(image_codes)
-    assert bf16.settings["precision"] == "bf16"
-    same = (bf16.arrays["codes"][:].long() == fp32.arrays["codes"][:].long()).float().mean()
+    with pytest.raises(ExtractionError, match=f"precision: '{default}' -> '{other}'.*--precision {default}"):
+        extract_codes.main(["--tokenizer", str(tok_dir), *args, "--out", str(image_codes), "--precision", other])
+    extract_codes.main(["--tokenizer", str(tok_dir), *args, "--out", str(tmp_path / other), "--precision", other])
+    again = ShardDataset(tmp_path / other)
+    assert again.settings["precision"] == other
+    same = (again.arrays["codes"][:].long() == ShardDataset(image_codes).arrays["codes"][:].long()).float().mean()
     assert 0.5 < same, same
 
 
