@@ -17,7 +17,6 @@ fixed at 1 MB (MALLOC_MMAP_THRESHOLD_): the peak memory glibc's heap keeps from 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -29,7 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, timed  # noqa: E402
-from shared.training.precision import choose_precision  # noqa: E402
+from shared.training.precision import autocast, choose_precision  # noqa: E402
 from tokenizer import OmniTokenizer  # noqa: E402
 from tokenizer.model import GEGLU  # noqa: E402
 
@@ -57,10 +56,9 @@ def run_case(name: str, device: str, precision: str) -> dict:
     model = OmniTokenizer.from_config("paper", **LAYOUTS[layout]).to(device).eval()
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # torch + the weights
     x = torch.empty(b, 3, frames, size, size, device=device).uniform_(-1, 1)
-    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    def call(m, cast=autocast):
-        with torch.inference_mode(), cast:
+    def call(m, cast=precision):
+        with torch.inference_mode(), autocast(cast, device):
             enc = m.encode(x, max_tokens=max_tokens)
             return m.decode(enc.latents, max_tokens=max_tokens)
 
@@ -71,7 +69,7 @@ def run_case(name: str, device: str, precision: str) -> dict:
         step, paired["eager"] = (lambda: call(compiled)), eager
         compile_seconds = timed(step, device)
     if precision == "bf16":
-        paired["eager_fp32"] = lambda: call(model, contextlib.nullcontext())
+        paired["eager_fp32"] = lambda: call(model, "fp32")
 
     # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 2180 GFLOP/s in one run): the case's own matmul
     # rate is measured in its process right after its first call and after its last (the higher counts), and each

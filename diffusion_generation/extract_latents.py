@@ -27,9 +27,9 @@ import torch
 from shared.atomic import atomic_write_json
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
 from shared.data.transforms import as_size
-from shared.extraction import MANIFEST, SeededItems, extract, mirrored_labels, with_flips
+from shared.extraction import MANIFEST, SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
-from shared.training.precision import PRECISIONS, autocast, choose_precision
+from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, experiment_config
@@ -77,10 +77,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", required=True, help="extraction folder (shards + manifest.json)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
     ap.add_argument("--restart", action="store_true", help="discard this folder's shards and extract again")
-    ap.add_argument("--precision", choices=PRECISIONS, default=None,
-                    help="the encoder's precision (default: bf16 autocast on CUDA, fp32 on a CPU; auto: also the CPU's bf16 where "
-                         "a matmul measures it faster, decided at start-up). Recorded in the folder's settings: "
-                         "a folder made in another precision is refused, never mixed")
+    add_precision_argument(ap)
     args = ap.parse_args(argv)
     cfg = experiment_config(args.scale, args.experiment, args.overrides)
     data = cfg.data

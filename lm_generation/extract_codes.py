@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
-from shared.extraction import SeededItems, extract, five_crops, mirrored_labels, with_flips
+from shared.extraction import SeededItems, add_precision_argument, extract, five_crops, mirrored_labels, with_flips
 from shared.provenance import file_sha256
-from shared.training.precision import PRECISIONS, autocast, choose_precision
+from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DataConfig, lm_config
@@ -86,10 +86,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--scale", default="small", help="tiny | small | paper | path to a YAML (its data: section)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
     ap.add_argument("--restart", action="store_true", help="discard what --out holds and extract again")
-    ap.add_argument("--precision", choices=PRECISIONS, default=None,
-                    help="the encoder's precision (default: bf16 autocast on CUDA, fp32 on a CPU; auto: also the CPU's bf16 where "
-                         "a matmul measures it faster, decided at start-up). Recorded in the folder's settings: "
-                         "a folder made in another precision is refused, never mixed")
+    add_precision_argument(ap)
     args = ap.parse_args(argv)
     data = lm_config(args.scale, args.set).data
     kind = "image" if args.images else "video"

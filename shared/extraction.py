@@ -20,8 +20,9 @@ Layout of `out/`:
   shard has the same number of rows.
 - `settings` is everything that makes the items what they are: the tokenizer checkpoint and its sha256
   (`file_sha256`), the precision it encoded in, resolution, frames, latent shape, augmentation, data source and
-  split, and any field the caller adds. Opening a folder written with other settings (or another shard size) is refused with an
-  `ExtractionError`: shards of two tokenizers are never mixed. Choose a new `out` or pass `restart=True`.
+  split, and any field the caller adds. Opening a folder written with other settings (or another shard size) is
+  refused with an `ExtractionError`: shards of two tokenizers are never mixed. Choose a new `out` or pass
+  `restart=True`.
 - Resume: a shard is written atomically and then recorded in the manifest; a killed run keeps its finished
   shards and starts again at the first missing one.
 - An item the dataset cannot read (`shared.data.DataError`) is skipped, counted and listed (file and problem)
@@ -46,6 +47,7 @@ from shared.atomic import atomic_write, atomic_write_json
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.keys import SampleKey
+from shared.training.precision import PRECISIONS
 
 MANIFEST = "manifest.json"
 # settings added after some folders were written, with the value those folders were made with: such a folder
@@ -55,6 +57,14 @@ ADDED_SETTINGS = {"precision": "fp32"}
 
 class ExtractionError(ValueError):
     pass
+
+
+def add_precision_argument(parser) -> None:
+    """The extraction CLIs' --precision (None unless given: shared.training.precision.choose_precision's default)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the encoder's precision (default: bf16 autocast on CUDA, fp32 on a CPU; auto: also the "
+                             "CPU's bf16 where a matmul measures it faster, decided at start-up). Recorded in the "
+                             "folder's settings: a folder made in another precision is refused, never mixed")
 
 
 class SeededItems(Dataset):
