@@ -154,6 +154,25 @@ def test_vq_to_kl_transfer_starts_at_the_vq_projection():
     assert torch.equal(back.head.proj.weight, vq.head.proj.weight) and not bool(back.head.initialized)
 
 
+def test_widening_the_gaussian_latent_keeps_the_function():
+    torch.manual_seed(0)
+    kl8 = OmniTokenizer.from_config("tiny", quantizer="kl").eval()
+    kl16 = OmniTokenizer.from_config("tiny", quantizer="kl", latent_dim=2 * kl8.config.latent_dim).eval()
+    notes = transfer_weights(kl8, kl16)
+    assert any("widened" in n for n in notes) and not any("fresh" in n for n in notes)
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z8, z16 = kl8.encode(x), kl16.encode(x)
+        c = kl8.config.latent_dim
+        torch.testing.assert_close(z16.latents[:, :c], z8.latents)
+        assert z16.latents[:, c:].abs().sum() > 0  # the new channels carry something the decoder can learn to read
+        torch.testing.assert_close(kl16.decode(z16.latents), kl8.decode(z8.latents))
+        assert z16.posterior.std[:, c:].max() < 0.01  # new channels start nearly deterministic too
+    vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
+    transfer_weights(vq, kl16)  # VQ -> wider KL: the mean's first channels start at the VQ projection
+    assert torch.equal(kl16.head.proj.weight[:c], vq.head.proj.weight)
+
+
 @pytest.mark.slow  # full-size Inception / VGG16 networks
 def test_perceptual_weight_sources(tmp_path):
     from torchvision.models import vgg16

@@ -47,6 +47,21 @@ def transfer_weights(src: OmniTokenizer, dst: OmniTokenizer) -> list[str]:
     elif q_src == "kl" and q_dst == "vq":
         s["head.proj.weight"], s["head.proj.bias"] = s["head.proj.weight"][:c], s["head.proj.bias"][:c]
         notes.append("VQ head: projection from the Gaussian mean; codebook initialised from data")
+    c_src = src.config.latent_dim
+    if q_dst == "kl" and c > c_src:  # a wider Gaussian latent: the old channels keep their maps, the new ones start
+        # from dst's own initial weights and are not read by the decoder yet (zero columns), so the widened model
+        # computes what the narrow one did
+        w, b = s["head.proj.weight"], s["head.proj.bias"]
+        w_new, b_new = d["head.proj.weight"].clone(), d["head.proj.bias"].clone()
+        for part in (0, 1):  # mean, logvar
+            w_new[part * c : part * c + c_src], b_new[part * c : part * c + c_src] = (
+                w[part * c_src : (part + 1) * c_src], b[part * c_src : (part + 1) * c_src])
+        b_new[c + c_src :] = INITIAL_LOGVAR
+        w_new[c + c_src :] = 0
+        post = torch.zeros_like(d["post_head.weight"])
+        post[:, :c_src] = s["post_head.weight"]
+        s["head.proj.weight"], s["head.proj.bias"], s["post_head.weight"] = w_new, b_new, post
+        notes.append(f"latent widened from {c_src} to {c} channels (new channels unread by the decoder at first)")
     copied, skipped = 0, []
     for key, value in d.items():
         if key in s and s[key].shape == value.shape:
