@@ -32,8 +32,10 @@ def _case(c: dict) -> str:
     if c.get("compile_seconds") is not None:
         return text + (f"compiled in {c['compile_seconds']:.0f} s; peak RSS {c['peak_rss_gb']:.2f} GB, compilation "
                        f"and an eager copy of the model included")
-    return text + (f"its GEMMs alone run at {c['gemm_gflops']:.0f} GFLOP/s and take {100 * c['gemm_share']:.0f} % "
-                   f"of the call; peak RSS {c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + "
+    ceiling = c.get("gemm_fraction_of_matmul_rate")  # absent from runs before it was recorded
+    return text + (f"its GEMMs alone run at {c['gemm_gflops']:.0f} GFLOP/s"
+                   + (f" ({100 * ceiling:.0f} % of the rate: the most fusing the rest could give)" if ceiling else "")
+                   + f" and take {100 * c['gemm_share']:.0f} % of the call; peak RSS {c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + "
                    f"weights)")
 
 
@@ -59,8 +61,8 @@ def table(report: dict) -> list[str]:
                       if (r := [c["matmul_gflops"] for c in report["cases"] if c["precision"] == p]))
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, {report['device']}"
               + (f" ({report['gpu']})" if report.get("gpu") else "") + f", torch {report['torch']}. "
-              f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process after "
-              f"its first and its last call (the higher); over this run's cases: {rates}. Automatic precision here: "
+              f"Each case's fraction is of the 2048² matmul rate of its precision measured in its own process in "
+              f"every round and after the last (the best); over this run's cases: {rates}. Automatic precision here: "
               f"{report['automatic_precision']} ({report['automatic_precision_reason']})."
               + (f" Speed-ups, each timed in turns with the call it is compared with, in one process (across "
                  f"processes this CPU's drift decides): {'; '.join(speedups)}." if speedups else "")]

@@ -4,12 +4,13 @@ Each case runs in its own process so that its peak resident memory is its own. T
 width: the `paper` preset (window attention in every spatial block, the paper's text) and the public release's
 layout (encoder `ggww`, decoder `gggg`: global attention in 6 of 8 spatial blocks), so that a comparison with
 the release compares like with like. FLOPs come from torch.utils.flop_counter with SDPA's CPU kernel counted
-too (bench/flops.py). Each precision runs every case: fp32, and bf16 autocast where the machine has it (CUDA, or
-a CPU whose bf16 matmul measures faster: shared.training.precision); each case's figure is a fraction of the
-2048² matmul rate of its precision measured in its own process, after its first and its last call. Beside it, the case's
-own GEMMs (linear layers, attention products) replayed alone at its shapes (bench/flops.py): their rate says what
-the 2048² rate overstates for these shapes, and their share of the call what the rest (norms, softmax, GELU,
-elementwise ops, copies, autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold
+too (bench/flops.py). Each precision runs every case: fp32, and bf16 autocast where the machine has it (CUDA, or a
+CPU whose bf16 matmul measures faster: shared.training.precision); each case's figure is a fraction of the 2048²
+matmul rate of its precision measured in its own process, in every round and after the last (the best). Beside it,
+the case's own GEMMs (linear layers, attention products) replayed alone at its shapes (bench/flops.py): their rate
+says what the 2048² rate overstates for these shapes (the fraction they alone reach is the most any fusion of the
+rest could give), and their share of the call what the rest (norms, softmax, GELU, elementwise ops, copies,
+autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold
 fixed at 1 MB (MALLOC_MMAP_THRESHOLD_): the peak memory glibc's heap keeps from freed chunk-sized tensors.
 
     python bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json [--precisions fp32,bf16] [--device cpu]
@@ -71,11 +72,11 @@ def run_case(name: str, device: str, precision: str) -> dict:
     if precision == "bf16":
         paired["eager_fp32"] = lambda: call(model, "fp32")
 
-    # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 2180 GFLOP/s in one run): the case's own matmul
-    # rate is measured in its process right after its first call and after its last (the higher counts), and each
-    # round times one call, then the calls it is compared with (`paired`: the eager call, the fp32 one) and replays
-    # its GEMMs, so that all see the machine alike (best of rounds); ratios between cases come from these pairs, not
-    # from separate processes
+    # This CPU's speed drifts (its 2048² bf16 rate has read 570 and 2180 GFLOP/s in one run): each round times one
+    # call, measures the 2048² matmul rate, times the calls it is compared with (`paired`: the eager call, the fp32
+    # one) and replays its GEMMs, so that all see the machine alike; the rate is the best of the rounds' probes and
+    # one more after the last, the times the best of rounds. Ratios between cases come from these pairs, not from
+    # separate processes
     times, gemms, peak, peak_cuda, rates = [], [], None, None, []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -87,7 +88,7 @@ def run_case(name: str, device: str, precision: str) -> dict:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
             if device.startswith("cuda"):
                 peak_cuda = torch.cuda.max_memory_allocated() / 1024**3
-            rates.append(matmul_gflops(device, DTYPES[precision]))
+        rates.append(matmul_gflops(device, DTYPES[precision]))
         for k, fn in paired.items():
             paired_times[k].append(timed(fn, device))
         if compile_seconds is None:
@@ -103,6 +104,8 @@ def run_case(name: str, device: str, precision: str) -> dict:
            "gflop_per_call": flops / 1e9, "achieved_gflops": flops / best / 1e9, "items_per_s": b / best,
            "frames_per_s": b * frames / best, "matmul_gflops": rate, "fraction_of_matmul_rate": flops / best / 1e9 / rate,
            "gemm_seconds": gemm, "gemm_share": gemm and gemm / best, "gemm_gflops": gemm and flops / gemm / 1e9,
+           # the fraction the call would reach if everything but its GEMMs took no time: what no fusion can pass
+           "gemm_fraction_of_matmul_rate": gemm and flops / gemm / 1e9 / rate,
            "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss, "compile_seconds": compile_seconds,
            "paired_seconds_per_call": {k: min(v) for k, v in paired_times.items()}}
     if peak_cuda is not None:
