@@ -8,10 +8,10 @@ too (bench/flops.py). Each precision runs every case: fp32, and bf16 autocast wh
 CPU whose bf16 matmul measures faster: shared.training.precision); each case's figure is a fraction of the 2048²
 matmul rate of its precision measured in its own process, in every round and after the last (the best). Beside it,
 the case's own GEMMs (linear layers, attention products) replayed alone at its shapes (bench/flops.py): their rate
-says what the 2048² rate overstates for these shapes (the fraction they alone reach is the most any fusion of the
-rest could give), and their share of the call what the rest (norms, softmax, GELU, elementwise ops, copies,
-autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold
-fixed at 1 MB (MALLOC_MMAP_THRESHOLD_): the peak memory glibc's heap keeps from freed chunk-sized tensors.
+says what the 2048² rate overstates for these shapes (the fraction they alone reach is the most fusing the rest
+could give with these kernels), and their share of the call what the rest (norms, softmax, GELU, elementwise ops,
+copies, autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold fixed at 1 MB
+(MALLOC_MMAP_THRESHOLD_): the peak memory glibc's heap keeps from freed chunk-sized tensors.
 
     python bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json [--precisions fp32,bf16] [--device cpu]
 """
@@ -104,7 +104,8 @@ def run_case(name: str, device: str, precision: str) -> dict:
            "gflop_per_call": flops / 1e9, "achieved_gflops": flops / best / 1e9, "items_per_s": b / best,
            "frames_per_s": b * frames / best, "matmul_gflops": rate, "fraction_of_matmul_rate": flops / best / 1e9 / rate,
            "gemm_seconds": gemm, "gemm_share": gemm and gemm / best, "gemm_gflops": gemm and flops / gemm / 1e9,
-           # the fraction the call would reach if everything but its GEMMs took no time: what no fusion can pass
+           # the fraction the call would reach if everything but its GEMMs took no time: what fusing the rest can
+           # give while the GEMMs run eager's kernels
            "gemm_fraction_of_matmul_rate": gemm and flops / gemm / 1e9 / rate,
            "peak_rss_gb": peak, "rss_before_input_gb": baseline_rss, "compile_seconds": compile_seconds,
            "paired_seconds_per_call": {k: min(v) for k, v in paired_times.items()}}

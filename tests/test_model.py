@@ -152,7 +152,11 @@ def test_a_bf16_model_encodes_and_decodes_in_bf16(quantizer):
     assert out.dtype == torch.bfloat16 and out.shape == x.shape and torch.isfinite(out).all()
 
 
-def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights():
+def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights(monkeypatch):
+    import shared.memory
+
+    trims = []  # the heap release a chunked stage ends with: called eagerly, skipped inside compiled stacks
+    monkeypatch.setattr(shared.memory, "_malloc_trim", lambda: trims.append(1) or (lambda pad: 0))
     model = make("kl")
     x = video(b=1, t=5, h=16, w=16)
     keys = list(model.state_dict())
@@ -163,9 +167,16 @@ def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights():
         out = model.decode(model.encode(x).latents)
     assert counters["stats"]["unique_graphs"] >= graphs + 2  # the encoder and decoder stacks ran compiled
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
-    with torch.inference_mode():  # chunked: the compiled stacks trace past the heap release (a C call)
-        chunked = model.decode(model.encode(x, max_tokens=40).latents, max_tokens=40)
+    eager_copy = OmniTokenizer(model.config).eval()
+    eager_copy.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        eager_copy.decode(eager_copy.encode(x, max_tokens=16).latents, max_tokens=16)  # 2 latent frames of 16 tokens
+        assert trims
+        trims.clear()
+        breaks = sum(counters["graph_break"].values())
+        chunked = model.decode(model.encode(x, max_tokens=16).latents, max_tokens=16)
     torch.testing.assert_close(chunked, ref, atol=1e-4, rtol=1e-4)
+    assert not trims and sum(counters["graph_break"].values()) == breaks  # traced past the C call, no graph break
     assert list(model.state_dict()) == keys  # saving and loading see the model as it was
     twin = copy.deepcopy(model)  # a copy runs eagerly, with its own weights
     with torch.no_grad():

@@ -167,10 +167,15 @@ def test_widening_the_gaussian_latent_keeps_the_function():
         torch.testing.assert_close(z16.latents[:, :c], z8.latents)
         assert z16.latents[:, c:].abs().sum() > 0  # the new channels carry something the decoder can learn to read
         torch.testing.assert_close(kl16.decode(z16.latents), kl8.decode(z8.latents))
-        assert z16.posterior.std[:, c:].max() < 0.01  # new channels start nearly deterministic too
+        torch.testing.assert_close(z16.posterior.std[:, :c], z8.posterior.std)  # the old channels' logvar kept
+        assert z16.posterior.std[:, c:].max() < 0.01  # new channels start nearly deterministic
     vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
-    transfer_weights(vq, kl16)  # VQ -> wider KL: the mean's first channels start at the VQ projection
-    assert torch.equal(kl16.head.proj.weight[:c], vq.head.proj.weight)
+    notes = transfer_weights(vq, kl16)  # VQ -> wider KL: the mean's first channels start at the VQ projection
+    assert not any("fresh" in n for n in notes)
+    w, b = kl16.head.proj.weight, kl16.head.proj.bias
+    assert torch.equal(w[:c], vq.head.proj.weight) and torch.equal(b[:c], vq.head.proj.bias)
+    assert not w[2 * c :].any() and bool((b[2 * c :] == -10).all())  # every logvar row: weights 0, bias -10
+    assert not kl16.post_head.weight[:, c:].any()
 
 
 @pytest.mark.slow  # full-size Inception / VGG16 networks

@@ -1,6 +1,7 @@
 """Initialising one stage's model from another's: same-shape weights copy; the tube embedding and the
 tube output projection are inflated when the temporal patch size changes (t = 2 -> 4 in the paper);
-the head converts between VQ and KL (the mean of a Gaussian head starts from the VQ projection)."""
+the head converts between VQ and KL (the mean of a Gaussian head starts from the VQ projection), and a Gaussian
+latent may change width (the channels both have keep their maps)."""
 from __future__ import annotations
 
 import torch
@@ -37,31 +38,32 @@ def transfer_weights(src: OmniTokenizer, dst: OmniTokenizer) -> list[str]:
                                  ("out_rest.bias", 0, False)):
             s[key] = _inflate(s[key], t_src, t_dst, axis, scale)
         notes.append(f"inflated tube embedding and output from t={t_src} to t={t_dst}")
-    c = dst.config.latent_dim
+    c, c_src = dst.config.latent_dim, src.config.latent_dim
     q_src, q_dst = src.config.quantizer, dst.config.quantizer
-    if q_src == "vq" and q_dst == "kl":
-        w, b = s.pop("head.proj.weight"), s.pop("head.proj.bias")
-        s["head.proj.weight"] = torch.cat([w, torch.zeros_like(w)])
-        s["head.proj.bias"] = torch.cat([b, torch.full_like(b, INITIAL_LOGVAR)])
-        notes.append("Gaussian head: mean from the VQ projection, logvar starts at -10")
-    elif q_src == "kl" and q_dst == "vq":
-        s["head.proj.weight"], s["head.proj.bias"] = s["head.proj.weight"][:c], s["head.proj.bias"][:c]
-        notes.append("VQ head: projection from the Gaussian mean; codebook initialised from data")
-    c_src = src.config.latent_dim
-    if q_dst == "kl" and c > c_src:  # a wider Gaussian latent: the old channels keep their maps, the new ones start
-        # from dst's own initial weights and are not read by the decoder yet (zero columns), so the widened model
-        # computes what the narrow one did
+    n = min(c, c_src)  # the channels both have
+    if q_dst == "kl" and (q_src == "vq" or c != c_src):
+        # The Gaussian head's rows are [mean (c), logvar (c)]. The source's means (a VQ projection, or a Gaussian's
+        # means) keep their maps; every logvar the source lacks starts at -10 (nearly deterministic); mean rows
+        # beyond the source's keep dst's own initial weights, and the decoder does not read those channels yet
+        # (zero columns of post_head), so a widened model computes what the narrow one did
         w, b = s["head.proj.weight"], s["head.proj.bias"]
         w_new, b_new = d["head.proj.weight"].clone(), d["head.proj.bias"].clone()
-        for part in (0, 1):  # mean, logvar
-            w_new[part * c : part * c + c_src], b_new[part * c : part * c + c_src] = (
-                w[part * c_src : (part + 1) * c_src], b[part * c_src : (part + 1) * c_src])
-        b_new[c + c_src :] = INITIAL_LOGVAR
-        w_new[c + c_src :] = 0
-        post = torch.zeros_like(d["post_head.weight"])
-        post[:, :c_src] = s["post_head.weight"]
-        s["head.proj.weight"], s["head.proj.bias"], s["post_head.weight"] = w_new, b_new, post
-        notes.append(f"latent widened from {c_src} to {c} channels (new channels unread by the decoder at first)")
+        w_new[:n], b_new[:n] = w[:n], b[:n]
+        w_new[c:], b_new[c:] = 0, INITIAL_LOGVAR
+        if q_src == "kl":
+            w_new[c : c + n], b_new[c : c + n] = w[c_src : c_src + n], b[c_src : c_src + n]
+        s["head.proj.weight"], s["head.proj.bias"] = w_new, b_new
+        if q_src == "vq":
+            notes.append("Gaussian head: mean from the VQ projection, logvar starts at -10")
+        if c != c_src:
+            post = torch.zeros_like(d["post_head.weight"])
+            post[:, :n] = s["post_head.weight"][:, :n]
+            s["post_head.weight"] = post
+            notes.append(f"latent {'widened' if c > c_src else 'narrowed'} from {c_src} to {c} channels"
+                         + (" (new channels unread by the decoder at first)" if c > c_src else ""))
+    elif q_src == "kl" and q_dst == "vq":  # the Gaussian's first means (a wider VQ's projection starts fresh, below)
+        s["head.proj.weight"], s["head.proj.bias"] = s["head.proj.weight"][:n], s["head.proj.bias"][:n]
+        notes.append("VQ head: projection from the Gaussian mean; codebook initialised from data")
     copied, skipped = 0, []
     for key, value in d.items():
         if key in s and s[key].shape == value.shape:
