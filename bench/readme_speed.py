@@ -33,10 +33,10 @@ def _case(c: dict) -> str:
         return text + (f"compiled in {c['compile_seconds']:.0f} s; peak RSS {c['peak_rss_gb']:.2f} GB, compilation "
                        f"and an eager copy of the model included")
     ceiling = c.get("gemm_fraction_of_matmul_rate")  # absent from runs before it was recorded
-    return text + (f"its GEMMs alone run at {c['gemm_gflops']:.0f} GFLOP/s"
-                   + (f" ({100 * ceiling:.0f} % of the rate: the most fusing the rest could give)" if ceiling else "")
-                   + f" and take {100 * c['gemm_share']:.0f} % of the call; peak RSS {c['peak_rss_gb']:.2f} GB ({c['rss_before_input_gb']:.2f} GB of it torch + "
-                   f"weights)")
+    bound = f" ({100 * ceiling:.0f} % of the rate: the most fusing the rest could give)" if ceiling else ""
+    return text + (f"its GEMMs alone run at {c['gemm_gflops']:.0f} GFLOP/s{bound} and take "
+                   f"{100 * c['gemm_share']:.0f} % of the call; peak RSS {c['peak_rss_gb']:.2f} GB "
+                   f"({c['rss_before_input_gb']:.2f} GB of it torch + weights)")
 
 
 def table(report: dict) -> list[str]:

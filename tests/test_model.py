@@ -160,6 +160,12 @@ def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights(monk
     model = make("kl")
     x = video(b=1, t=5, h=16, w=16)
     keys = list(model.state_dict())
+
+    def eager_with_weights_of(m):
+        eager = OmniTokenizer(model.config).eval()
+        eager.load_state_dict(m.state_dict())
+        return eager
+
     graphs = counters["stats"]["unique_graphs"]
     with torch.inference_mode():
         ref = model.decode(model.encode(x).latents)
@@ -167,8 +173,7 @@ def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights(monk
         out = model.decode(model.encode(x).latents)
     assert counters["stats"]["unique_graphs"] >= graphs + 2  # the encoder and decoder stacks ran compiled
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
-    eager_copy = OmniTokenizer(model.config).eval()
-    eager_copy.load_state_dict(model.state_dict())
+    eager_copy = eager_with_weights_of(model)
     with torch.inference_mode():
         eager_copy.decode(eager_copy.encode(x, max_tokens=16).latents, max_tokens=16)  # 2 latent frames of 16 tokens
         assert trims
@@ -185,8 +190,7 @@ def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights(monk
             stack.norm.weight.mul_(0.5)
     with torch.inference_mode():
         twin_out = twin.decode(twin.encode(x).latents)
-    eager_twin = OmniTokenizer(model.config).eval()
-    eager_twin.load_state_dict(twin.state_dict())
+    eager_twin = eager_with_weights_of(twin)
     with torch.inference_mode():
         torch.testing.assert_close(twin_out, eager_twin.decode(eager_twin.encode(x).latents))
 
