@@ -12,13 +12,14 @@ adds 75 MB of resident memory, which the benches' peak-memory figures must not i
 """
 from __future__ import annotations
 
-import platform
 import time
 from collections import Counter
 from functools import lru_cache
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from shared.provenance import machine_name  # noqa: F401  (the benches name the machine through this module)
 
 _CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _aten = torch.ops.aten
@@ -93,17 +94,6 @@ def gemm_seconds(fn, device: str, repeats: int = 3) -> float:
             best = min(timed(lambda: func(*args, **kwargs), device) for _ in range(repeats))
         total += count * best
     return total
-
-
-def machine_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: str) -> None:

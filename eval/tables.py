@@ -23,7 +23,8 @@ from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, run
 from .paper_tables import PAPER_TABLES
 from .seeds import NOISE_RULE, Seeds, feature_metric, seed_files
 
-OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)", "Data", "Scale",
+OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)",
+               "Block-edge ratio on the patch grid (input; bicubic 8x)", "Data", "Scale",
                "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
 
 
@@ -54,11 +55,11 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection
     if not files:
         variant = run.removeprefix("tokenizer_")
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
-        return [label, metric, f"not run{why}", "", "", "", results.name, ""]
+        return [label, metric, f"not run{why}", "", "", "", "", results.name, ""]
     recs = [json.loads(f.read_text()) for _, f in files]
     ms = [r["metrics"][kind] for r in recs if kind in r["metrics"]]  # as eval.seeds.row_metrics, files read once
     if not ms:
-        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", recs[0].get("scale") or "", ""]
+        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", "", recs[0].get("scale") or "", ""]
     m = ms[0]
     network = m[metric]["network"]
     label_net = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
@@ -74,7 +75,7 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection
     data = rec.get("data", {}).get("images" if kind == "image" else "videos", "")
     data = f"{data} {kind}s, val, n={m['items']}, {rec.get('resolution')}px" + (f", {rec.get('frames')} frames" if kind == "video" else "")
     return [label, f"{metric} ({label_net}; n={m[metric]['n'][0]}, d={m[metric]['dim']})",
-            why or values.text(".2f"), _with_baseline(ms, "psnr", ".2f"), _with_baseline(ms, "ssim", ".3f"), data,
+            why or values.text(".2f"), _with_baseline(ms, "psnr", ".2f"), _with_baseline(ms, "ssim", ".3f"), _block_edge(ms), data,
             rec.get("scale") or results.name, minutes]
 
 
@@ -82,6 +83,16 @@ def _with_baseline(ms: list[dict], key: str, fmt: str) -> str:
     """A reconstruction figure over seeds, with bicubic interpolation keeping as many numbers beside it."""
     same = (ms[0].get("bicubic") or {}).get("same_numbers")
     return Seeds([float(m[key]) for m in ms]).text(fmt) + (f" (bicubic {same[key]:{fmt}})" if same else "")
+
+
+def _block_edge(ms: list[dict]) -> str:
+    """The reconstructions' block-edge ratio over seeds, with the input's and bicubic 8x's beside it; empty for results
+    evaluated before the ratio was measured."""
+    if any("block_edge" not in m for m in ms):
+        return ""
+    eight = (ms[0].get("bicubic") or {}).get("8x") or {}
+    return (Seeds([float(m["block_edge"]) for m in ms]).text(".2f") + f" ({ms[0]['block_edge_input']:.2f}"
+            + (f"; {eight['block_edge']:.2f}" if "block_edge" in eight else "") + ")")
 
 
 GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Precision / recall",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import platform
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,17 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def machine_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def stamp() -> dict:
@@ -38,3 +50,13 @@ def file_sha256(path: str | Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def check_sha256(path: str | Path, expected: str, recorded_in: str | Path) -> None:
+    """Refuse a file or folder whose sha256 is not the one `recorded_in` states it was made with (a tokenizer
+    replaced after extraction, or another model given in its place)."""
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ValueError(f"{path}: sha256 {actual[:12]}... is not the {expected[:12]}... recorded in {recorded_in}: "
+                         f"these are not the weights the data was made with. Use those weights, or extract again "
+                         f"with these")

@@ -62,11 +62,12 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys, mon
     vq_row = built[1]["ours"][0]
     # 4 items against 2048 features: the rFID is not reported (issue 15); PSNR is, beside its bicubic baseline
     assert vq_row[2] == "not reported: n=4 items <= d=2048 features, the covariance is rank-deficient"
-    assert "RANDOM-INIT network" in vq_row[1] and vq_row[6] == "tiny"
+    assert "RANDOM-INIT network" in vq_row[1] and vq_row[7] == "tiny"
+    assert vq_row[5] == f"{image['block_edge']:.2f} ({image['block_edge_input']:.2f}; {image['bicubic']['8x']['block_edge']:.2f})"
     assert vq_row[3] == f"{image['psnr']:.2f} (bicubic {image['bicubic']['same_numbers']['psnr']:.2f})"
     stages = json.loads((tiny_run / "results" / "tiny" / "tokenizer.json").read_text())["stages"]
     behind = stages["image"]["wall_seconds"] + stages["joint"]["wall_seconds"]  # joint starts from image
-    assert vq_row[7] == f"{(behind + rec['eval_seconds']) / 60:.1f} ({rec['threads']} thr.)"
+    assert vq_row[8] == f"{(behind + rec['eval_seconds']) / 60:.1f} ({rec['threads']} thr.)"
     assert built[1]["ours"][1][2] == "not run"  # no VAE evaluated here
     assert "not run (make lm-imagenet SCALE=tiny)" in md and "not run (make latte-ucf SCALE=tiny)" in md
     assert "not run (the tiny config has no variant 'spatial_plain')" in md  # tiny has no ablation variants
@@ -268,3 +269,28 @@ def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_pat
     assert rows[0][9] == "10.0 (2 thr.)"
     missing = tables._generation_rows(results, experiments.GENERATION_ROWS[0])
     assert missing[0][3] == "not run (make lm-imagenet SCALE=small)"
+
+
+def test_tokenizer_report_writes_its_table_between_the_readme_markers(tmp_path):
+    from eval import tokenizer_report
+
+    val = {"psnr": 21.0, "ssim": 0.5, "block_edge": 1.7, "block_edge_input": 1.01, "codebook_usage": 0.5,
+           "bicubic": {"8x": {"factor": 8.0, "psnr": 22.0, "ssim": 0.58, "block_edge": 1.15}}}
+    report = {"scale": "small", "seed": 0, "wall_seconds": 600.0, "stages": {
+        "joint": {"quantizer": "vq", "steps": 10, "wall_seconds": 60.0, "threads": 2, "precision": "bf16",
+                  "precision_reason": "measured", "validation": {"image": val, "video": {**val, "psnr": 20.0}}},
+        "kl": {"quantizer": "kl", "steps": 5, "wall_seconds": 30.0, "validation": {"image": {"psnr": 25.0, "ssim": 0.7}}}}}
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{tokenizer_report.BEGIN}\nold\n{tokenizer_report.END}\nbottom\n")
+    assert tokenizer_report.main(["--results", str(tmp_path / "r.json"), "--readme", str(readme)])
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("top\n") and text.endswith("bottom\n")
+    assert "| joint | VQ | 10 | 1.0 | 21.00 / 0.500 / 1.70 | 20.00 / 0.500 / 1.70 | 50%, 50% |" in text
+    assert "| kl | KL | 5 | 0.5 | 25.00 / 0.700 | - | - |" in text  # a result without the ratio shows none
+    assert "| the inputs themselves | | | | - / - / 1.01 | - / - / 1.01 | |" in text
+    assert "| bicubic 8x | | | | 22.00 / 0.580 / 1.15 | 22.00 / 0.580 / 1.15 | |" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not tokenizer_report.main(["--results", str(tmp_path / "r.json"), "--readme", str(plain)])
+    assert plain.read_text() == "no markers\n"

@@ -32,6 +32,10 @@ class OmniTokenizerConfig:
     kl_weight: float = 1e-6  # lambda_3 of eq. (2)
     logvar_min: float = -30.0
     logvar_max: float = 20.0
+    # 0: the paper's pixel heads, one linear map per patch, so no output pixel sees a neighbouring patch. c > 0: the
+    # heads also paint c feature channels per pixel, and a 3x3 convolution over them and the colours, across patch
+    # edges, adds a correction to the colours (zero-initialised: the model starts as the paper's)
+    deblock_channels: int = 0
 
     def __post_init__(self):
         if self.quantizer not in ("vq", "kl"):
@@ -40,6 +44,8 @@ class OmniTokenizerConfig:
             pattern = getattr(self, name)
             if set(pattern) - {"w", "g"}:
                 raise ValueError(f"{name} must be letters 'w' (window) and 'g' (global), got {pattern!r}")
+        if self.deblock_channels < 0:
+            raise ValueError(f"deblock_channels must be >= 0, got {self.deblock_channels}")
         if self.dim % self.heads or (self.dim // self.heads) % 4:
             raise ValueError(f"dim {self.dim} must split into {self.heads} heads of a width divisible by 4 "
                              f"(2-D RoPE rotates pairs along both axes)")

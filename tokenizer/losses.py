@@ -23,6 +23,11 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "l2") 
     raise ValueError(f"reconstruction loss must be 'l2' or 'l1', got {kind!r}")
 
 
+def gradient_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance between the horizontal and vertical pixel steps of x_hat and x (..., H, W)."""
+    return sum(F.l1_loss(x_hat.diff(dim=axis), x.diff(dim=axis)) for axis in (-1, -2)) / 2
+
+
 def video_frames_for_perceptual(x_hat: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None):
     """(B, 3, T, H, W) -> one random frame per video, (B, 3, H, W) each (as published)."""
     b, _, t = x.shape[:3]
@@ -46,7 +51,7 @@ def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) ->
 class TokenizerLoss(nn.Module):
     """Everything the tokenizer's training minimises.
 
-    Generator: recon_weight * L2/L1 + the head's VQ or KL term + perceptual_weight * LPIPS (one random frame per
+    Generator: recon_weight * L2/L1 + gradient_weight * L1 of pixel steps + the head's VQ or KL term + perceptual_weight * LPIPS (one random frame per
     video) + gan_weight * hinge + feature_matching_weight * feature matching, the last two from `disc_start` on.
     Discriminators: hinge on real vs reconstructed, a 2-D PatchGAN for images and a 3-D one for videos.
     Call it inside the accelerator's autocast: `loss_fn(x, x_hat, enc, step)` for the generator,
@@ -89,6 +94,9 @@ class TokenizerLoss(nn.Module):
         terms = {"recon": reconstruction_loss(x_hat.float(), x, cfg.recon),
                  "quant" if enc.indices is not None else "kl": enc.loss}
         loss = cfg.recon_weight * terms["recon"] + enc.loss
+        if cfg.gradient_weight > 0:
+            terms["gradient"] = gradient_loss(x_hat.float(), x)
+            loss = loss + cfg.gradient_weight * terms["gradient"]
         if self.perceptual is not None:
             a, b = video_frames_for_perceptual(x_hat, x) if x.shape[2] > 1 else (x_hat[:, :, 0], x[:, :, 0])
             terms["perceptual"] = self.perceptual(a.float(), b)

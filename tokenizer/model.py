@@ -7,6 +7,7 @@
                   temporal blocks on each spatial position (causal attention + ALiBi)
       -> head: VQ (l2-normalised factorised codes) or KL (diagonal Gaussian), latents (B, C, T', h, w)
       -> decoder: the mirror image (PEG, temporal blocks, spatial blocks), two linear projections to pixels
+                  (optionally a 3x3 deblocking convolution per frame across patch edges: deblock_channels)
 
 Because patch embedding, spatial blocks and the head act on one latent frame at a time, and PEG and
 temporal attention only look at the past, latent frame j depends on input frames 0..1+jt-1 only, and
@@ -234,6 +235,28 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
+class PixelDeblock(nn.Module):
+    """Colours + c feature channels per pixel (B, 3 + c, T, H, W) -> colours (B, 3, T, H, W): the colours plus a 3x3
+    convolution over all channels of each frame, so that pixels on both sides of a patch edge are painted from both
+    patches' tokens. Per frame (2-D), so the decoder stays causal in time; `rows` frames at a time (None: all)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 3, 3, padding=1, padding_mode="replicate")
+
+    def forward(self, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        b, t = x.shape[0], x.shape[2]
+        out = x.new_empty(b, 3, *x.shape[2:])
+        step = t if rows is None else max(1, rows)
+        for j in range(0, t, step):
+            part = x[:, :, j : j + step]
+            n = part.shape[2]
+            frames = rearrange(part, "b c t h w -> (b t) c h w")
+            fixed = frames[:, :3] + self.conv(frames)
+            out[:, :, j : j + n] = rearrange(fixed, "(b t) c h w -> b c t h w", b=b, t=n)
+        return out
+
+
 def frames_per_chunk(max_tokens: int | None, tokens_per_row: int) -> int | None:
     """How many rows of `tokens_per_row` tokens fit in max_tokens (at least one); None: no chunking."""
     return None if max_tokens is None else max(1, max_tokens // tokens_per_row)
@@ -355,9 +378,14 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
             self.head = GaussianHead(d, cfg.latent_dim, cfg.kl_weight, cfg.logvar_min, cfg.logvar_max)
         self.post_head = nn.Linear(cfg.latent_dim, d)
         self.decoder = SpaceTimeStack(cfg, cfg.decoder_spatial, cfg.decoder_temporal, order="ts")
-        self.out_first = nn.Linear(d, 3 * p * p)
-        self.out_rest = nn.Linear(d, 3 * t * p * p)
+        c = 3 + cfg.deblock_channels  # colours, then the deblocking features
+        self.out_first = nn.Linear(d, c * p * p)
+        self.out_rest = nn.Linear(d, c * t * p * p)
+        self.deblock = PixelDeblock(c) if cfg.deblock_channels else None
         self.apply(self._init_weights)
+        if self.deblock is not None:
+            nn.init.zeros_(self.deblock.conv.weight)
+            nn.init.zeros_(self.deblock.conv.bias)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -366,7 +394,7 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    EDGE_LAYERS = ("embed_first", "embed_rest", "head.proj", "post_head", "out_first", "out_rest")
+    EDGE_LAYERS = ("embed_first", "embed_rest", "head.proj", "post_head", "out_first", "out_rest", "deblock")
 
     def parameter_groups(self, edge_lr_scale: float = 1.0) -> list[dict]:
         """Optimizer groups: the layers between pixels or latents and the model width (EDGE_LAYERS), with
@@ -461,7 +489,7 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
     def _unembed(self, tokens: torch.Tensor, rows: int | None) -> torch.Tensor:
         """Tokens (B, T', h, w, D) -> frames (B, 3, 1 + (T'-1)t, h*p, w*p), the mirror image of _embed."""
         p, t = self.config.patch_size, self.config.temporal_patch_size
-        first = rearrange(self.out_first(tokens[:, :1]), "b 1 h w (c p q) -> b c 1 (h p) (w q)", p=p, q=p)
+        first = rearrange(self.out_first(tokens[:, :1]), "b 1 h w (c p q) -> b c 1 (h p) (w q)", p=p, q=p)  # c: 3 + deblock
         if tokens.shape[1] == 1:
             return first
         unembed = lambda part: rearrange(self.out_rest(part), "b n h w (c t p q) -> b c (n t) (h p) (w q)", t=t, p=p, q=p)  # noqa: E731
@@ -505,6 +533,8 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         latents = latents.to(self.post_head.weight.dtype)  # the heads give fp32 latents; a bf16 model decodes in bf16
         tokens = self.decoder(self.post_head(latents.permute(0, 2, 3, 4, 1)), max_tokens, in_place=True)
         frames = self._unembed(tokens, frames_per_chunk(max_tokens, b * h * w))
+        if self.deblock is not None:
+            frames = self.deblock(frames, frames_per_chunk(max_tokens, b * h * w))
         if size is not None:
             if size[-2] > frames.shape[-2] or size[-1] > frames.shape[-1] or (len(size) == 3 and size[0] != frames.shape[2]):
                 raise ValueError(f"decode(size={tuple(size)}): the latents decode to {tuple(frames.shape[2:])} "
@@ -530,7 +560,8 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
     def num_parameters(self, part: str = "all") -> int:
         groups = {
             "encoder": [self.embed_first, self.embed_rest, self.encoder, self.head],
-            "decoder": [self.post_head, self.decoder, self.out_first, self.out_rest],
+            "decoder": [self.post_head, self.decoder, self.out_first, self.out_rest]
+                       + ([self.deblock] if self.deblock is not None else []),
             "all": [self],
         }
         return sum(p.numel() for m in groups[part] for p in m.parameters())

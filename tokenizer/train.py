@@ -24,12 +24,13 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json, remove_temporary_files
-from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint, seed_step,
-                             set_lr)
+from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, lr_at, make_accelerator, precision_record,
+                             resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record, config_difference
 from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
 from shared.data.transforms import as_size
 from shared.paths import run_dir, run_result, seeded, tokenizer_run, tokenizer_run_parts
+from shared.provenance import machine_name
 
 from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
@@ -274,6 +275,7 @@ def validate(model: OmniTokenizer, val_sets: dict, cfg: TrainConfig, samples_dir
 # ----------------------------------------------------------------------------- a whole run
 
 
+@locks_run_folder
 def run(scale: str, out: str | Path, stage_names: list[str] | None = None, variant: str | None = None,
         restart: bool = False, results: str | Path | None = None, accelerator: Accelerator | None = None,
         stop_at: int | None = None, overrides: list[str] | None = None, **train_overrides) -> dict:
@@ -315,7 +317,8 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
             if "stopped_at" in summaries[stage.name]:
                 return summaries
         done[stage.name] = stage_dir / "final"
-    report = {"scale": scale, "variant": variant, "seed": cfg.seed, "data": {"images": cfg.data.images, "videos": cfg.data.videos},
+    report = {"scale": scale, "variant": variant, "seed": cfg.seed, "machine": machine_name(),
+              "data": {"images": cfg.data.images, "videos": cfg.data.videos},
               "out": str(out), "stages": summaries,
               "wall_seconds": sum(s.get("wall_seconds", 0.0) for s in summaries.values())}
     if results and accelerator.is_main_process:
@@ -323,23 +326,34 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
     return report
 
 
+def _edge(metrics: dict) -> str:
+    """A block-edge ratio for the printed table; '-' for a stage validated before the ratio was measured."""
+    value = metrics.get("block_edge")
+    return "-" if value is None else f"{value:.2f}"
+
+
 def print_summary(report: dict) -> None:
     print(f"\nOmniTokenizer, scale {report['scale']}" + (f", variant {report['variant']}" if report["variant"] else ""))
-    print(f"{'stage':<12}{'head':<6}{'steps':>7}{'minutes':>9}  {'image PSNR/SSIM':>16}  {'video PSNR/SSIM':>16}  "
+    print(f"{'stage':<12}{'head':<6}{'steps':>7}{'minutes':>9}  {'image PSNR/SSIM/edge':>21}  {'video PSNR/SSIM/edge':>21}  "
           f"codebook usage / perplexity (image, video)")
-    baselines = {}
+    baselines, inputs = {}, {}
     for name, s in report["stages"].items():
         val = s.get("validation", {})
         for kind, v in val.items():
             baselines.setdefault(kind, {}).update(v.get("bicubic", {}))
-        cell = lambda k: f"{val[k]['psnr']:5.2f}/{val[k]['ssim']:.3f}" if k in val else "-"  # noqa: E731
+        cell = lambda k: f"{val[k]['psnr']:5.2f}/{val[k]['ssim']:.3f}/{_edge(val[k])}" if k in val else "-"  # noqa: E731
         codes = ", ".join(f"{val[k]['codebook_usage']:.1%} / {val[k]['codebook_perplexity']:.0f}" for k in ("image", "video")
                           if "codebook_usage" in val.get(k, {}))
-        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>16}  "
-              f"{cell('video'):>16}  {codes}")
+        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>21}  "
+              f"{cell('video'):>21}  {codes}")
+        for kind, v in val.items():
+            inputs[kind] = v.get("block_edge_input")
     for kind, bicubic in baselines.items():
-        print(f"bicubic down-and-up on the same {kind} items (same numbers / bits as the last stage with them): " +
-              ", ".join(f"{k.replace('_', ' ')} {b['psnr']:.2f}/{b['ssim']:.3f}" for k, b in bicubic.items()))
+        print(f"bicubic down-and-up on the same {kind} items (same numbers / bits as the last stage with them), "
+              f"PSNR/SSIM/edge: " + ", ".join(f"{k.replace('_', ' ')} {b['psnr']:.2f}/{b['ssim']:.3f}/{_edge(b)}"
+                                               for k, b in bicubic.items())
+              + f"; the {kind} inputs' own block-edge ratio {_edge({'block_edge': inputs[kind]})}")
+    print("edge: the block-edge ratio, mean pixel step across the patch grid's lines / inside the patches (1: no grid)")
     print(f"total {report['wall_seconds'] / 60:.1f} min; outputs in {report['out']}")
 
 

@@ -1,7 +1,7 @@
 """Initialising one stage's model from another's: same-shape weights copy; the tube embedding and the
 tube output projection are inflated when the temporal patch size changes (t = 2 -> 4 in the paper);
-the head converts between VQ and KL (the mean of a Gaussian head starts from the VQ projection), and a Gaussian
-latent may change width (the channels both have keep their maps)."""
+the head converts between VQ and KL (the mean of a Gaussian head starts from the VQ projection), a Gaussian
+latent may change width (the channels both have keep their maps), and so may the pixel heads' deblocking features."""
 from __future__ import annotations
 
 import torch
@@ -11,21 +11,21 @@ from .model import OmniTokenizer
 INITIAL_LOGVAR = -10.0  # a new Gaussian head starts nearly deterministic (std ~ 0.007)
 
 
-def _inflate(w: torch.Tensor, t_src: int, t_dst: int, axis: int, scale: bool) -> torch.Tensor:
-    """Map the t axis inside a flattened (3, t, p*p) axis from t_src to t_dst frames.
+def _inflate(w: torch.Tensor, t_src: int, t_dst: int, axis: int, scale: bool, channels: int = 3) -> torch.Tensor:
+    """Map the t axis inside a flattened (channels, t, p*p) axis from t_src to t_dst frames.
 
     New frame j copies old frame j * t_src // t_dst; for an input embedding (`scale`) the weight is
     multiplied by t_src / t_dst, so a tube whose frames repeat the old tube's gives the old embedding.
     """
     shape = list(w.shape)
     n = shape[axis]
-    pp = n // (3 * t_src)
-    grid = w.reshape(shape[:axis] + [3, t_src, pp] + shape[axis + 1 :])
+    pp = n // (channels * t_src)
+    grid = w.reshape(shape[:axis] + [channels, t_src, pp] + shape[axis + 1 :])
     pick = torch.tensor([j * t_src // t_dst for j in range(t_dst)])
     out = grid.index_select(axis + 1, pick)
     if scale:
         out = out * (t_src / t_dst)
-    return out.reshape(shape[:axis] + [3 * t_dst * pp] + shape[axis + 1 :])
+    return out.reshape(shape[:axis] + [channels * t_dst * pp] + shape[axis + 1 :])
 
 
 def transfer_weights(src: OmniTokenizer, dst: OmniTokenizer) -> list[str]:
@@ -33,11 +33,20 @@ def transfer_weights(src: OmniTokenizer, dst: OmniTokenizer) -> list[str]:
     s, d = src.state_dict(), dst.state_dict()
     t_src, t_dst = src.config.temporal_patch_size, dst.config.temporal_patch_size
     notes = []
+    out_channels = 3 + src.config.deblock_channels
     if t_src != t_dst:
-        for key, axis, scale in (("embed_rest.proj.weight", 1, True), ("out_rest.weight", 0, False),
-                                 ("out_rest.bias", 0, False)):
-            s[key] = _inflate(s[key], t_src, t_dst, axis, scale)
+        for key, axis, scale, channels in (("embed_rest.proj.weight", 1, True, 3), ("out_rest.weight", 0, False, out_channels),
+                                           ("out_rest.bias", 0, False, out_channels)):
+            s[key] = _inflate(s[key], t_src, t_dst, axis, scale, channels)
         notes.append(f"inflated tube embedding and output from t={t_src} to t={t_dst}")
+    if dst.config.deblock_channels != src.config.deblock_channels:
+        # the pixel heads' rows are (channels, [t,] p, q) with the colours first: the colour rows keep their maps, the
+        # feature rows dst has beyond src's keep dst's initial weights (read by a zero deblocking conv at first)
+        both = min(out_channels, 3 + dst.config.deblock_channels)
+        for key in ("out_first.weight", "out_first.bias", "out_rest.weight", "out_rest.bias"):
+            rows = both * (s[key].shape[0] // out_channels)
+            s[key] = torch.cat([s[key][:rows], d[key][rows:]])
+        notes.append(f"pixel heads' deblocking features {src.config.deblock_channels} -> {dst.config.deblock_channels}")
     c, c_src = dst.config.latent_dim, src.config.latent_dim
     q_src, q_dst = src.config.quantizer, dst.config.quantizer
     n = min(c, c_src)  # the channels both have

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .block_edge import block_edge_steps, ratio_of_means
 from .reconstruction import psnr, ssim
 
 
@@ -39,18 +40,30 @@ def matched_factors(patch_size: int, latent_dim: int, frames_per_token: int = 1,
 
 
 class BicubicBaselines:
-    """Accumulates PSNR / SSIM of each baseline over the batches of a split."""
+    """Accumulates PSNR / SSIM of each baseline over the batches of a split, and with `block` (the tokenizer's patch
+    size) the block-edge ratio of its output on that grid (shared/metrics/block_edge.py)."""
 
-    def __init__(self, factors: dict[str, float]):
-        self.factors = factors
-        self.values: dict[str, dict[str, list[torch.Tensor]]] = {k: {"psnr": [], "ssim": []} for k in factors}
+    def __init__(self, factors: dict[str, float], block: int | None = None):
+        self.factors, self.block = factors, block
+        keys = ("psnr", "ssim") + (("edge", "inside") if block else ())
+        self.values: dict[str, dict[str, list[torch.Tensor]]] = {k: {key: [] for key in keys} for k in factors}
 
     def add(self, x: torch.Tensor) -> None:
         for name, factor in self.factors.items():
             y = bicubic_down_up(x, factor)
-            self.values[name]["psnr"].append(psnr(y, x).cpu())
-            self.values[name]["ssim"].append(ssim(y, x).cpu())
+            values = self.values[name]
+            values["psnr"].append(psnr(y, x).cpu())
+            values["ssim"].append(ssim(y, x).cpu())
+            if self.block:
+                edge, inside = block_edge_steps(y, self.block)
+                values["edge"].append(edge.cpu())
+                values["inside"].append(inside.cpu())
 
     def result(self) -> dict:
-        return {name: {"factor": round(self.factors[name], 3), "psnr": torch.cat(v["psnr"]).mean().item(),
-                       "ssim": torch.cat(v["ssim"]).mean().item()} for name, v in self.values.items()}
+        out = {}
+        for name, v in self.values.items():
+            out[name] = {"factor": round(self.factors[name], 3), "psnr": torch.cat(v["psnr"]).mean().item(),
+                         "ssim": torch.cat(v["ssim"]).mean().item()}
+            if self.block:
+                out[name]["block_edge"] = ratio_of_means(torch.cat(v["edge"]), torch.cat(v["inside"]))
+        return out
