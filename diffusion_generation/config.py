@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from shared.config import load_config
+from shared.config import at_least, check_seed, load_config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 EXPERIMENTS = ("dit", "latte")
@@ -30,6 +30,13 @@ class ModelConfig:
     learn_sigma: bool = True  # output 2 x in_channels: epsilon and the variance interpolation
     num_frames: int = 5  # latte: latent frames of a clip (17 frames at t = 4 -> 5)
 
+    def __post_init__(self):
+        if self.hidden_size < 1 or self.num_heads < 1 or self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must split into num_heads {self.num_heads} equal heads")
+        at_least(self, depth=1, patch_size=1, in_channels=1, num_classes=0)
+        if not 0 <= self.class_dropout_prob < 1:
+            raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
+
 
 @dataclass
 class DiffusionConfig:
@@ -39,6 +46,11 @@ class DiffusionConfig:
     sampler: Literal["ddpm", "ddim"] = "ddpm"  # ddpm: learned-range variance (DiT's sampler); ddim: eta 0
     sampling_steps: int = 250
     guidance_scale: float = 1.0  # 1: no classifier-free guidance
+
+    def __post_init__(self):
+        at_least(self, train_steps=1, sampling_steps=1)
+        if self.sampling_steps > self.train_steps:
+            raise ValueError(f"sampling_steps {self.sampling_steps} must be at most train_steps {self.train_steps}")
 
 
 @dataclass
@@ -53,6 +65,11 @@ class DataConfig:
     items: int | None = None  # at most this many source items (None: the whole split; embedded: its length)
     flip: bool = True  # also store each item's horizontal flip
     batch_size: int = 16
+
+    def __post_init__(self):
+        at_least(self, resolution=1, num_frames=1, frame_stride=1, batch_size=1)
+        if self.items is not None:
+            at_least(self, items=1)
 
 
 @dataclass
@@ -75,6 +92,10 @@ class TrainConfig:
     # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
     precision: str | None = None
 
+    def __post_init__(self):
+        at_least(self, steps=1, batch_size=1, log_every=1, checkpoint_every=1, validate_every=1, keep_checkpoints=1)
+        check_seed(self.seed)
+
 
 @dataclass
 class SampleConfig:
@@ -84,6 +105,14 @@ class SampleConfig:
     guidance_scales: tuple[float, ...] = (1.0,)
     batch_size: int = 32
     seed: int = 0
+
+    def __post_init__(self):
+        at_least(self, per_class=1, batch_size=1)
+        check_seed(self.seed)
+        if self.classes is not None:
+            at_least(self, classes=1)
+        if not self.guidance_scales:
+            raise ValueError("guidance_scales must name at least one scale")
 
 
 @dataclass

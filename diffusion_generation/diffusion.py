@@ -11,7 +11,10 @@ At t = 0 improved DDPM (and DiT) use a likelihood discretised to 8-bit pixels in
 8-bit nor bounded, so the continuous Gaussian log-density is used there instead.
 
 Sampling (`sample`): diffusers' DDPMScheduler with variance_type="learned_range" and "linspace" spacing
-(DiT's 250-step sampler, taking the whole 2C-channel output), or DDIMScheduler (eta 0) on the eps half.
+(DiT's 250-step sampler, taking the whole 2C-channel output), or DDIM (eta 0) on the eps half: diffusers'
+DDIMScheduler with its step replaced (`ScheduledDDIMScheduler`), because diffusers' DDIM steps from t to
+t - T // steps, which is not the next timestep of a "linspace" schedule (at 50 steps 19 of them land elsewhere);
+DiT's ddim_sample_loop steps along its schedule.
 Classifier-free guidance runs the conditional and unconditional halves as one doubled batch and guides every
 eps channel; the variance comes from the conditional half.
 """
@@ -21,6 +24,7 @@ import math
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from tqdm.auto import tqdm
 
 from .config import DiffusionConfig
@@ -106,6 +110,23 @@ class GaussianDiffusion:
 # ----------------------------------------------------------------------------- sampling
 
 
+class ScheduledDDIMScheduler(DDIMScheduler):
+    """diffusers' DDIMScheduler (eta 0) stepping from each timestep to the next one of its own schedule."""
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, eta: float = 0.0, *args,
+             return_dict: bool = True, **kwargs):
+        if eta:
+            raise ValueError("ScheduledDDIMScheduler runs DDIM with eta 0 only")
+        t = int(timestep)
+        later = self.timesteps[self.timesteps < t]
+        a_t = self.alphas_cumprod[t].to(sample.device, torch.float32)
+        a_prev = (self.alphas_cumprod[int(later.max())] if len(later) else self.final_alpha_cumprod).to(sample.device,
+                                                                                                        torch.float32)
+        x0 = (sample - (1 - a_t).sqrt() * model_output) / a_t.sqrt()
+        prev = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * model_output
+        return DDIMSchedulerOutput(prev_sample=prev, pred_original_sample=x0) if return_dict else (prev,)
+
+
 def make_scheduler(cfg: DiffusionConfig, learn_sigma: bool, sampler: str | None = None,
                    steps: int | None = None) -> DDPMScheduler | DDIMScheduler:
     """The diffusers scheduler for `sampler` ("ddpm" | "ddim", default cfg.sampler) with its timesteps set."""
@@ -115,10 +136,13 @@ def make_scheduler(cfg: DiffusionConfig, learn_sigma: bool, sampler: str | None 
     if sampler == "ddpm":
         scheduler = DDPMScheduler(variance_type="learned_range" if learn_sigma else "fixed_small", **common)
     elif sampler == "ddim":
-        scheduler = DDIMScheduler(**common)
+        scheduler = ScheduledDDIMScheduler(**common)
     else:
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-    scheduler.set_timesteps(steps or cfg.sampling_steps)
+    steps = cfg.sampling_steps if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= cfg.train_steps:
+        raise ValueError(f"sampling steps must be an integer in [1, {cfg.train_steps}], got {steps!r}")
+    scheduler.set_timesteps(steps)
     return scheduler
 
 

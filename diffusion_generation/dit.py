@@ -31,11 +31,12 @@ from einops import rearrange
 
 
 def sincos_2d(dim: int, h: int, w: int, device=None) -> torch.Tensor:
-    """(h * w, dim) fixed sin-cos embedding of a row-major grid: half the channels encode the row, half the column."""
+    """(h * w, dim) fixed sin-cos embedding of a row-major grid: the first half of the channels encodes the column,
+    the second half the row, as DiT's, Latte's and diffusers' tables do (so that their weights map one to one)."""
     rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
                                 indexing="ij")
-    emb = torch.cat([get_1d_sincos_pos_embed_from_grid(dim // 2, rows.reshape(-1)),
-                     get_1d_sincos_pos_embed_from_grid(dim // 2, cols.reshape(-1))], 1)
+    emb = torch.cat([get_1d_sincos_pos_embed_from_grid(dim // 2, cols.reshape(-1)),
+                     get_1d_sincos_pos_embed_from_grid(dim // 2, rows.reshape(-1))], 1)
     return emb.float().to(device)
 
 

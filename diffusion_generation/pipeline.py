@@ -11,13 +11,13 @@ shape, class names, where the latents came from).
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 from pathlib import Path
 
 import torch
 
-from shared.atomic import atomic_write_json
-from shared.config import build
+from shared.atomic import atomic_write_json, read_json_object
+from shared.config import build, check_seed
 from tokenizer import OmniTokenizer
 
 from .config import DiffusionConfig
@@ -25,6 +25,19 @@ from .diffusion import make_scheduler, sample
 from .models import load_model
 
 PIPELINE_FILE = "pipeline.json"
+
+
+def class_labels(labels, num_classes: int) -> torch.Tensor:
+    """Class indices as a 1-D long tensor: a non-empty list or 1-D tensor of integers in [0, num_classes)."""
+    values = torch.as_tensor(labels)
+    if values.dim() > 1 or values.numel() == 0:
+        raise ValueError(f"labels must be a non-empty list or 1-D tensor of class indices, got shape {tuple(values.shape)}")
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got {labels!r}")
+    values = values.reshape(-1).long()
+    if values.min() < 0 or values.max() >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), got {values.tolist()}")
+    return values
 
 
 class LatentDiffusionPipeline:
@@ -62,18 +75,21 @@ class LatentDiffusionPipeline:
             if labels is None:
                 raise ValueError(f"this model is class-conditional ({self.model.config.num_classes} classes): "
                                  f"pass labels")
-            labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-            if labels.min() < 0 or labels.max() >= self.model.config.num_classes:
-                raise ValueError(f"labels must be in [0, {self.model.config.num_classes}), got {labels.tolist()}")
+            labels = class_labels(labels, self.model.config.num_classes)
             n = labels.shape[0]
         else:
             if labels is not None:
                 raise ValueError("this model is unconditional: pass num_samples, not labels")
-            n = num_samples or 1
+            n = 1 if num_samples is None else num_samples
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
         shape = self.latent_shape if latent_size is None else (*self.latent_shape[:-2], *latent_size)
         scheduler = make_scheduler(self.diffusion, self.model.config.learn_sigma, sampler, steps)
+        check_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         scale = self.diffusion.guidance_scale if guidance_scale is None else guidance_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ValueError(f"guidance_scale must be a finite number (1: no guidance), got {scale!r}")
         latents = sample(self.model, scheduler, (n, *shape), labels, scale, generator, self.device, progress)
         return self.decode(latents)
 
@@ -93,8 +109,15 @@ class LatentDiffusionPipeline:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; expected a folder written by the diffusion trainer "
                                     f"(model/, vae/, {PIPELINE_FILE})")
-        record = json.loads(path.read_text())
+        record = read_json_object(path, "pipeline record")
+        if "diffusion" not in record:
+            raise ValueError(f"{path}: has no 'diffusion' settings; expected a file written by the diffusion trainer")
         diffusion = build(DiffusionConfig, record["diffusion"], str(path))
-        pipe = cls(OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model"), diffusion,
-                   record["latent_shape"], record.get("classes"), record.get("info"))
+        vae, model = OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model")
+        shape = record.get("latent_shape")
+        if (not isinstance(shape, list) or len(shape) not in (3, 4) or not all(isinstance(v, int) and v > 0 for v in shape)
+                or shape[0] != vae.config.latent_dim):
+            raise ValueError(f"{path}: latent_shape must be [C, h, w] (images) or [C, T', h, w] (clips) with C = the "
+                             f"VAE's {vae.config.latent_dim} channels, got {shape!r}")
+        pipe = cls(vae, model, diffusion, shape, record.get("classes"), record.get("info"))
         return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

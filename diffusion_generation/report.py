@@ -18,6 +18,9 @@ from shared.provenance import stamp
 
 def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
     summary = read_json(run / "summary.json")
+    if summary.get("experiment") not in ("dit", "latte") or "latents" not in summary:
+        raise ValueError(f"{run / 'summary.json'}: not a DiT or Latte run (experiment {summary.get('experiment')!r}); "
+                         f"an LM run is reported by lm_generation.report")
     manifest = read_json(Path(summary["latents"]) / "manifest.json")
     sampling = read_json(run / "samples" / "samples.json")
     folders = {f"cfg{key}": {"guidance_scale": f["guidance_scale"], "n_samples": f["n"], "sampling_seconds": f["seconds"]}

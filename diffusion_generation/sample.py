@@ -10,7 +10,8 @@ lossless RGB H.264, which decord reads back exactly), the layout `eval.sample_me
 `eval.class_consistency` read (class 0 for an unconditional model), a grid beside the folder
 (`<out>/cfg<s>.png`, or `.gif` for clips; a row per class, up to 24 x 8) and `<out>/samples.json` with the settings.
 Every batch has its own seed, so a killed run skips the batches already written and gives the same files; a
-folder sampled with another sampler, step count, seed or model is refused, never mixed.
+folder sampled with another sampler, step count, seed or model (by its weights' sha256) is refused, never mixed:
+samples.json holds the settings before the first file is written.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json
 from shared.media import grid, read_sample, write_sample
+from shared.provenance import file_sha256
 
 from .config import experiment_config
 from .pipeline import LatentDiffusionPipeline
@@ -83,23 +85,34 @@ def main(argv=None) -> dict:
     num_classes = pipe.model.config.num_classes
     # a class-conditional model samples the classes it was trained on (first N with --classes); unconditional: 0
     classes = (pipe.info.get("trained_classes") or list(range(num_classes))) if num_classes else [0]
-    classes = classes[: args.classes or cfg.sample.classes or len(classes)]
-    per_class = args.per_class or cfg.sample.per_class
+    for flag, value in (("--classes", args.classes), ("--per-class", args.per_class)):
+        if value is not None and value < 1:
+            raise SystemExit(f"{flag} must be >= 1, got {value}")
+    first = args.classes if args.classes is not None else cfg.sample.classes
+    classes = classes[: len(classes) if first is None else first]
+    per_class = cfg.sample.per_class if args.per_class is None else args.per_class
     scales = args.guidance or list(cfg.sample.guidance_scales)
     if not num_classes and any(s != 1.0 for s in scales):
         raise ValueError(f"{args.pipeline}: an unconditional model has no classifier-free guidance; use --guidance 1")
     out = Path(args.out)
-    record = {"pipeline": args.pipeline, "model": pipe.info, "sampler": cfg.diffusion.sampler,
+    record = {"pipeline": args.pipeline, "model": pipe.info, "model_sha256": file_sha256(Path(args.pipeline) / "model"),
+              "sampler": cfg.diffusion.sampler,
               "sampling_steps": cfg.diffusion.sampling_steps, "classes": len(classes), "per_class": per_class,
               "seed": cfg.sample.seed, "batch_size": cfg.sample.batch_size, "threads": torch.get_num_threads(),
               "precision": "fp32", "device": str(pipe.device), "folders": {}}
     earlier = json.loads((out / "samples.json").read_text()) if (out / "samples.json").is_file() else None
     if earlier is not None:  # files of another sampler / seed / model are never mixed with these
-        keys = ("pipeline", "model", "sampler", "sampling_steps", "classes", "per_class", "seed", "batch_size")
+        keys = ("pipeline", "model", "model_sha256", "sampler", "sampling_steps", "classes", "per_class", "seed",
+                "batch_size")
         changed = {k: (earlier.get(k), record[k]) for k in keys if earlier.get(k) != record[k]}
+        if "model_sha256" in changed:  # the weights' hash, not the whole digest, in the message
+            changed["model_sha256"] = tuple(v and v[:12] for v in changed["model_sha256"])
         if changed:
             raise ValueError(f"{out / 'samples.json'}: these folders were sampled with other settings {changed}; "
                              f"choose another --out or delete it")
+        record["folders"] = earlier.get("folders", {})
+    # the settings are on disk before the first sample is: a killed run's files are always accounted for
+    atomic_write_json(out / "samples.json", record)
     for s in scales:
         t0 = time.perf_counter()
         folder = out / f"cfg{s:g}"
@@ -108,7 +121,7 @@ def main(argv=None) -> dict:
         before = (earlier or {}).get("folders", {}).get(f"{s:g}", {}).get("seconds", 0.0)  # runs that wrote files
         record["folders"][f"{s:g}"] = {"folder": str(folder), "grid": str(picture), "guidance_scale": s,
                                        "n": len(classes) * per_class, "seconds": before + time.perf_counter() - t0}
-    atomic_write_json(out / "samples.json", record)
+        atomic_write_json(out / "samples.json", record)
     print(json.dumps(record["folders"], indent=1))
     return record
 

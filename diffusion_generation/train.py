@@ -25,11 +25,13 @@ from tqdm.auto import tqdm
 from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.data.collate import collate
-from shared.media import grid
 from shared.data.sampling import StepBatchSampler
-from shared.training import (EMA, MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint,
-                             seed_step, set_lr)
-from shared.training.checkpoint import as_record
+from shared.extraction import MANIFEST
+from shared.media import grid
+from shared.provenance import check_sha256
+from shared.training import (EMA, MetricsLog, NonFiniteGuard, locks_run_folder, lr_at, make_accelerator,
+                             precision_record, resume, save_checkpoint, seed_step, set_lr)
+from shared.training.checkpoint import as_record, config_difference
 from tokenizer import OmniTokenizer
 
 from .config import ExperimentConfig, experiment_config
@@ -74,6 +76,15 @@ def write_samples(pipe: LatentDiffusionPipeline, labels: torch.Tensor | None, n:
 # ----------------------------------------------------------------------------- training
 
 
+# fields of the record that do not change the trained weights: a run may resume, or a finished one be reused, with
+# other values (sampling settings are the sampler's; validation samples draw from their own generator)
+RESULT_INDEPENDENT = ("experiment.sample", "experiment.diffusion.sampler", "experiment.diffusion.sampling_steps",
+                      "experiment.diffusion.guidance_scale", "experiment.train.num_workers", "experiment.train.log_every",
+                      "experiment.train.checkpoint_every", "experiment.train.validate_every",
+                      "experiment.train.keep_checkpoints")
+
+
+@locks_run_folder
 def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer: str | None = None,
           stop_at: int | None = None, validation_samples: int = 16) -> dict:
     """Train (resuming from `out`'s latest checkpoint); returns the summary. stop_at: leave after that many
@@ -86,14 +97,18 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     data = LatentSet(latents)
     check_data(cfg, data)
     tokenizer = tokenizer or data.manifest["settings"]["tokenizer"]
-    record = {"experiment": as_record(cfg), "latents": data.manifest["settings"], "latent_scale": data.scale}
+    check_sha256(tokenizer, data.manifest["settings"]["tokenizer_sha256"], Path(latents) / MANIFEST)
+    # the process count too: the global batch is batch_size x processes
+    record = {"experiment": as_record(cfg), "latents": data.manifest["settings"], "latent_scale": data.scale,
+              "processes": accelerator.num_processes}
 
     # Create model, EMA, optimizer; resume:
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model, latent_scale=data.scale)
     ema = EMA(model, tc.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    meta = resume(out / "checkpoints", record, {"model": model, "ema": ema.model}, {"opt": opt}, what="this run")
+    meta = resume(out / "checkpoints", record, {"model": model, "ema": ema.model}, {"opt": opt}, what="this run",
+                  ignored=RESULT_INDEPENDENT, added={"processes": 1})
     start = meta["step"] if meta else 0
     elapsed = meta["elapsed"] if meta else 0.0
     guard = NonFiniteGuard(tc.max_nonfinite_in_row, meta["nonfinite_skipped"] if meta else 0)
@@ -117,7 +132,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
             save_checkpoint(out / "checkpoints", step, {"model": raw.state_dict(), "ema": ema.state_dict()},
                             {"opt": opt.state_dict()},
                             {"config": record, "elapsed": elapsed + time.perf_counter() - t0,
-                             "nonfinite_skipped": guard.skipped}, keep=tc.keep_checkpoints)
+                             "nonfinite_skipped": guard.skipped, "log_window": window}, keep=tc.keep_checkpoints)
         accelerator.wait_for_everyone()
 
     def validate(step: int) -> None:
@@ -138,7 +153,9 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
         print(f"resuming from {meta['path']} (step {start})")
     t0 = time.perf_counter()
     model.train()
-    window: dict[str, float] = {}
+    # the sums of the logging window in progress (a resume goes on with the checkpoint's, so that the first row after
+    # it covers its whole window)
+    window: dict[str, float] = dict(meta.get("log_window", {})) if meta else {}
     bar = tqdm(total=tc.steps, initial=start, desc=cfg.model.kind, disable=not main, dynamic_ncols=True)
     for step, batch in zip(range(start, stop), loader):
         seed_step(tc.seed, step, accelerator.process_index, accelerator.num_processes)
@@ -181,7 +198,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     bar.close()
     wall = elapsed + time.perf_counter() - t0
     summary = {"experiment": cfg.model.kind, "steps": stop, "wall_seconds": wall, "latents": str(latents),
-               "latent_scale": data.scale, "tokenizer": tokenizer,
+               "latents_settings": data.manifest["settings"], "latent_scale": data.scale, "tokenizer": tokenizer,
                "tokenizer_sha256": data.manifest["settings"]["tokenizer_sha256"],
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
                **precision_record(accelerator),
@@ -216,7 +233,14 @@ def main(argv=None) -> dict:
     done = out / "summary.json"
     if done.is_file() and not args.restart:
         summary = json.loads(done.read_text())
-        if summary.get("config") != as_record(cfg) or summary.get("latents") != str(args.latents):
+        # the latents are the same when what made them is (their manifest's settings: the tokenizer's sha256, the
+        # data, the resolution ...) and so is their measured scale, wherever the folder is and however it is spelled
+        data = LatentSet(args.latents)
+        same_latents = (summary.get("latents_settings") == data.manifest["settings"]
+                        and summary.get("latent_scale") == data.scale)
+        changed = config_difference({"experiment": summary.get("config")}, {"experiment": as_record(cfg)},
+                                    ignored=RESULT_INDEPENDENT)
+        if changed or not same_latents:
             raise ValueError(f"{done}: this run finished with another configuration or other latents; pass "
                              f"--restart to train again, or choose another --out")
         print(f"{done}: finished earlier, reusing {summary['final']}")

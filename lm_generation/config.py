@@ -8,11 +8,12 @@ and `tasks` (overrides of `train` / `sample` for the video and frame-prediction 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from shared.config import ConfigError, apply_overrides, build, read_yaml, scale_file
+from shared.config import ConfigError, apply_overrides, at_least, build, check_seed, read_yaml, scale_file
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -25,6 +26,11 @@ class GPTShape:
     intermediate: int = 3584  # SwiGLU inner width
     attention_dropout: float = 0.0
     rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        at_least(self, layers=1, heads=1, width=1, intermediate=1)
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must split into {self.heads} equal heads")
 
 
 @dataclass
@@ -43,6 +49,9 @@ class DataConfig:
     crop_range: float = 1.1
     shard_size: int = 1024  # source items per shard
     batch_size: int = 16  # items encoded at once
+
+    def __post_init__(self):
+        at_least(self, resolution=1, num_frames=1, frame_stride=1, embedded_items=1, shard_size=1, batch_size=1)
 
 
 @dataclass
@@ -68,6 +77,41 @@ class TrainConfig:
     # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
     precision: Optional[str] = None
 
+    def __post_init__(self):
+        at_least(self, steps=1, batch_size=1, log_every=1, checkpoint_every=1, keep_checkpoints=1, validate_every=1)
+        check_seed(self.seed)
+        if not 0 <= self.class_dropout <= 1:
+            raise ValueError(f"class_dropout must be in [0, 1], got {self.class_dropout}")
+
+
+def check_settings(cfg_scale: float | None, cfg_interval: tuple[float, float] | None, temperature: float,
+                   top_k: int, top_p: float) -> None:
+    """Refuse sampling settings that would silently give wrong codes (NaN guidance makes every code the last entry,
+    top_p = 0 masks even the most likely token) with an error that names the setting."""
+    def finite(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+    if cfg_scale is not None:
+        finite("cfg_scale", cfg_scale)
+    finite("temperature", temperature)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0: no top-k), got {top_k!r}")
+    finite("top_p", top_p)
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (1: no nucleus filtering), got {top_p}")
+    if cfg_interval is not None:
+        if len(cfg_interval) != 2:
+            raise ValueError(f"cfg_interval must be (start, end), got {cfg_interval!r}")
+        for value in cfg_interval:
+            finite("cfg_interval", value)
+        a, b = cfg_interval
+        if not 0 <= a < b <= 1:
+            raise ValueError(f"cfg_interval must be (start, end) with 0 <= start < end <= 1 (shares of the sequence), "
+                             f"got {tuple(cfg_interval)}")
+
 
 @dataclass
 class SampleConfig:
@@ -80,6 +124,11 @@ class SampleConfig:
     per_class: int = 8
     batch_size: int = 16
     grid_classes: int = 8  # classes shown in the validation grid
+
+    def __post_init__(self):
+        check_settings(self.cfg_scale, self.cfg_interval, self.temperature, self.top_k, self.top_p)
+        at_least(self, per_class=1, batch_size=1, grid_classes=1)
+        check_seed(self.seed)
 
 
 @dataclass

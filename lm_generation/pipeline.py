@@ -4,8 +4,9 @@
     images = pipe(labels=torch.tensor([0, 5]), cfg_scale=2.0, seed=0)        # (2, 3, 1, H, W) in [-1, 1]
     clips = pipe.predict(first_frames, cfg_scale=None)                        # frame prediction: (B, 3, 17, H, W)
 
-A pipeline folder is the LM's `save_pretrained` folder (config.json with the code layout, model.safetensors)
-with the VQ tokenizer's own save_pretrained folder inside it as `tokenizer/`.
+A pipeline folder is the LM's `save_pretrained` folder (config.json with the code layout and the sha256 of the
+tokenizer folder, model.safetensors) with the VQ tokenizer's own save_pretrained folder inside it as `tokenizer/`;
+loading checks that the tokenizer is still the one the LM was saved with.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM
 
+from shared.provenance import check_sha256, file_sha256
 from tokenizer import OmniTokenizer
 
 from .model import CodeLayout, layout_of
@@ -43,19 +45,27 @@ class ARPipeline:
         if not (folder / "config.json").is_file() or not (folder / TOKENIZER_DIR).is_dir():
             raise FileNotFoundError(f"{folder}: not a pipeline folder (expected config.json, model.safetensors and "
                                     f"{TOKENIZER_DIR}/ from ARPipeline.save_pretrained or lm_generation.train)")
-        lm = LlamaForCausalLM.from_pretrained(folder).to(device)
+        try:
+            lm = LlamaForCausalLM.from_pretrained(folder).to(device)
+        except Exception as exc:  # noqa: BLE001  transformers / safetensors raise many types for a bad file
+            raise ValueError(f"{folder}: the LM's config.json / model.safetensors cannot be loaded "
+                             f"({exc.__class__.__name__}: {str(exc)[:300]})") from None
+        recorded = getattr(lm.config, "tokenizer_sha256", None)
+        if recorded is not None:  # folders saved before the hash was recorded load as they are
+            check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json")
         return cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device))
 
     def save_pretrained(self, folder: str | Path, tokenizer_folder: str | Path | None = None) -> Path:
         """The LM, and the tokenizer (copied from `tokenizer_folder` byte for byte when given, else saved)."""
         folder = Path(folder)
-        self.lm.save_pretrained(folder)
         target = folder / TOKENIZER_DIR
         if tokenizer_folder is not None:
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(tokenizer_folder, target)
         else:
             self.tokenizer.save_pretrained(target)
+        self.lm.config.tokenizer_sha256 = file_sha256(target)
+        self.lm.save_pretrained(folder)
         return folder
 
     @torch.no_grad()

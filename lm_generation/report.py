@@ -20,7 +20,13 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
     # frame prediction is unconditional: no class consistency
     metrics, classifier, eval_seconds = sample_metrics(folders, metrics_dir, consistency_required=False)
     codes = read_json(Path(summary["codes"]) / "manifest.json")
-    return {"metrics": metrics, "classifier": classifier, "experiment": run.name, "scale": scale,
+    # frame prediction against the true frames of held-out clips (eval.frame_prediction), where it was scored
+    prediction_file = metrics_dir / "frame_prediction.json"
+    prediction = read_json(prediction_file) if prediction_file.is_file() else None
+    if prediction is not None:
+        eval_seconds += prediction.get("eval_seconds", 0.0)
+    return {"metrics": metrics, "classifier": classifier, "frame_prediction": prediction, "experiment": run.name,
+            "scale": scale,
             "data": {**{k: codes["settings"].get(k) for k in ("source", "split", "resolution", "frames")},
                      "items": codes.get("source_items"), "rows": codes.get("rows")},
             "checkpoint": str((run / "final").resolve()), "tokenizer": summary["tokenizer"],

@@ -6,7 +6,7 @@
         --out runs/small/lm_k600/samples_out                                   # frame prediction: given frames
 
 `<out>/samples/<class:04d>/<index:05d>.png|mp4` (what eval.sample_metrics and eval.class_consistency read;
-class 0 when unconditional; emptied first, so that no earlier run's file is scored with these), `<out>/grids/class_XXXX.png|gif` (one row of samples per class), and with
+class 0 when unconditional; emptied first, so that no earlier run's file is scored with these), `<out>/grids/class_XXXX.png|gif` (one row of samples per class), `<out>/grid.png|gif` (a row per class, up to 24), and with
 --result a JSON record: model, tokenizer and hash, training steps and seconds, sampling settings and seconds.
 Class-conditional models sample `sample.per_class` items of every class seen in training (or --classes);
 frame prediction continues each clip of --codes (its first cond_frames latent frames), up to --limit clips.
@@ -43,12 +43,12 @@ def requests(pipe: ARPipeline, s: SampleConfig, classes: list[int] | None, codes
         if list(data.settings["grid"]) != list(layout.grid):
             raise SystemExit(f"{codes_dir}: codes of grid {data.settings['grid']}, the LM wants {list(layout.grid)}")
         codes, labels = data.arrays["codes"], data.arrays["labels"]
-        n = min(len(codes), limit or len(codes))
+        n = len(codes) if limit is None else min(len(codes), limit)
         given = codes[:n].to(torch.int32).long().reshape(n, -1)[:, : layout.num_given]
         folder_label = labels[:n].long() if conditional else torch.zeros(n, dtype=torch.long)
         return (folder_label if conditional else torch.full((n,), -1)), given, folder_label
     if not conditional:
-        n = limit or s.per_class
+        n = s.per_class if limit is None else limit
         return torch.full((n,), -1), None, torch.zeros(n, dtype=torch.long)
     wanted = classes if classes is not None else list(layout.seen_classes or range(layout.num_classes))
     labels = torch.tensor(wanted).repeat_interleave(s.per_class)
@@ -66,6 +66,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="frame prediction / unconditional: number of samples")
     ap.add_argument("--result", default=None, help="write the run's record to this JSON")
     args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"--limit must be >= 1, got {args.limit}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = ARPipeline.from_pretrained(args.model, device)
     summary_file = Path(args.model).parent / "summary.json"
@@ -77,8 +79,11 @@ def main(argv=None) -> dict:
     labels, given, folder_label = requests(pipe, s, classes, args.codes, args.limit, conditional)
     out = Path(args.out)
     samples_dir = out / "samples"
-    for own in (samples_dir, out / "grids"):  # a previous run's files are never mixed with these
-        shutil.rmtree(own, ignore_errors=True)
+    # a previous sampling run's files are never mixed with these; only the sampler's own files go (`out` may be the
+    # training run's folder, whose grids/step_*.png are the trainer's)
+    shutil.rmtree(samples_dir, ignore_errors=True)
+    for old in (out / "grids").glob("class_*"):
+        old.unlink()
     settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("per_class", "grid_classes", "batch_size")}
     settings["cfg_scale"] = s.cfg_scale if conditional else None
     start = time.perf_counter()
@@ -95,12 +100,16 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     for label, clips in by_class.items():
         grid(torch.stack(clips[:8]), out / "grids" / f"class_{label:04d}", per_row=8)
+    # one sheet to look at: a row per class (at most 24), up to 8 samples each, empty cells black
+    rows = [torch.stack(clips[:8] + [torch.full_like(clips[0], -1)] * (8 - len(clips[:8])))
+            for _, clips in sorted(by_class.items())[:24]]
+    sheet = grid(torch.cat(rows), out / "grid", per_row=8)
     record = {"model": str(Path(args.model).resolve()), "task": task, "scale": args.scale,
               "parameters": summary.get("parameters"), "codes": summary.get("codes"),
               "tokenizer": summary.get("tokenizer"), "tokenizer_sha256": summary.get("tokenizer_sha256"),
               "train_steps": summary.get("steps"), "train_seconds": summary.get("train_seconds"),
               "train_precision": summary.get("precision"), "samples": str(samples_dir.resolve()),
-              "n_samples": len(labels), "classes": sorted(by_class), "sampling": settings,
+              "n_samples": len(labels), "classes": sorted(by_class), "sampling": settings, "grid": str(sheet),
               "sample_seconds": seconds, "threads": torch.get_num_threads(), "device": device,
               "precision": "fp32", "given_codes_from": args.codes,
               "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -18,6 +18,9 @@ import torch
 from transformers import LlamaForCausalLM
 from transformers.cache_utils import Cache, DynamicLayer
 
+from shared.config import check_seed
+
+from .config import check_settings
 from .model import CodeLayout, layout_of
 
 
@@ -52,9 +55,30 @@ def kv_cache(model: LlamaForCausalLM, max_len: int) -> Cache:
     return Cache(layers=[BufferLayer(max_len) for _ in range(model.config.num_hidden_layers)])
 
 
+NULL_LABEL = -1  # a row of the null class: unconditional
+
+
+def check_labels(labels, num_classes: int) -> torch.Tensor:
+    """Class labels (B,) as a long tensor: integers in [0, num_classes), or NULL_LABEL (-1) for the null class
+    (unconditional rows); a list of integers is taken as one."""
+    if isinstance(labels, (list, tuple)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+            raise ValueError(f"labels must be integers, got {labels!r}")
+        labels = torch.tensor(labels, dtype=torch.long)
+    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor (B,), got {getattr(labels, 'dtype', type(labels))}")
+    if labels.dim() != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D tensor (B,), got shape {tuple(labels.shape)}")
+    if labels.min() < NULL_LABEL or labels.max() >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), or {NULL_LABEL} for the null class; got values in "
+                         f"[{labels.min().item()}, {labels.max().item()}]")
+    return labels.long()
+
+
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """Temperature, then keep the `top_k` largest (0: all), then the smallest set of probability >= top_p."""
-    if temperature <= 0:
+    """Temperature, then keep the `top_k` largest (0: all), then the smallest set of probability >= top_p (always
+    at least the most likely token)."""
+    if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     logits = logits / temperature
     if 0 < top_k < logits.shape[-1]:
@@ -64,16 +88,20 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: f
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         probs = sorted_logits.softmax(-1)
         before = probs.cumsum(-1) - probs  # mass of the tokens ranked above each one
-        sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))
+        drop = before >= top_p
+        drop[:, 0] = False  # the nucleus rule keeps the most likely token whatever top_p is
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     return logits
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One token per row from softmax(logits): the first index whose CDF exceeds a uniform draw."""
+    """One token per row from softmax(logits): the first index whose CDF reaches a uniform draw from (0, 1] (a draw
+    of exactly 0 would pick token 0 whatever its probability; it is taken as 1)."""
     probs = logits.float().softmax(-1)
     cdf = probs.cumsum(-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)
+    u = torch.where(u > 0, u, torch.ones_like(u)) * cdf[:, -1:]
     return torch.searchsorted(cdf, u).clamp_(max=probs.shape[-1] - 1).squeeze(1)
 
 
@@ -97,10 +125,14 @@ def sample_codes(model: LlamaForCausalLM, labels: torch.Tensor | None, given: to
     """
     layout = layout_of(model)
     device = next(model.parameters()).device
+    check_settings(cfg_scale, cfg_interval, temperature, top_k, top_p)
+    check_seed(seed)
     if labels is None:
         if given is None:
             raise ValueError("unconditional sampling needs `given` codes or labels to size the batch")
-        labels = torch.full((given.shape[0],), -1, dtype=torch.long)
+        labels = torch.full((given.shape[0],), NULL_LABEL, dtype=torch.long)
+    else:
+        labels = check_labels(labels, layout.num_classes)
     labels = labels.to(device).long()
     b = labels.shape[0]
     null = labels < 0

@@ -25,10 +25,11 @@ from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
-from shared.extraction import ShardArray, ShardDataset, read_manifest
+from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
-from shared.training import (MetricsLog, NonFiniteGuard, lr_at, make_accelerator, precision_record, resume, save_checkpoint,
-                             seed_step, set_lr)
+from shared.provenance import check_sha256
+from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, lr_at, make_accelerator, precision_record,
+                             resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
 
@@ -49,10 +50,18 @@ def load_codes(folder: str | Path, task: str, cfg: LMConfig) -> tuple[ShardArray
     `task`, the extraction settings."""
     data = ShardDataset(folder)
     s = data.settings
+    if "codes" not in data.arrays or "codebook_size" not in s:
+        raise ValueError(f"{folder}: not a folder of VQ codes (it holds {sorted(data.arrays)}); the LM trains on the "
+                         f"output of lm_generation.extract_codes")
     kind = "video" if task == "frames" else task
     if s["kind"] != kind:
         raise ValueError(f"{folder}: holds {s['kind']} codes; task '{task}' needs {kind} codes")
     codes, labels = data.arrays["codes"].to(torch.long), data.arrays["labels"].load().long()
+    for file, part in zip(codes.files, codes.parts):  # a code outside the codebook would fail mid-training
+        top = int(part.to(torch.int32).max()) if part.numel() else 0
+        if top >= s["codebook_size"]:
+            raise ValueError(f"{file}: holds code {top}, outside the codebook of {s['codebook_size']} entries its "
+                             f"manifest states; the shard is corrupt or from another tokenizer: extract again")
     layout = CodeLayout(codebook_size=s["codebook_size"], num_classes=len(s["class_names"]), grid=s["grid"],
                         size=(s["frames"], s["resolution"], s["resolution"]),
                         cond_frames=cfg.train.cond_latent_frames if task == "frames" else 0,
@@ -87,6 +96,11 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
 # ----------------------------------------------------------------------------- training
 
 
+# fields of the record that do not change the trained weights: a run may resume with other values
+RESULT_INDEPENDENT = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.validate_every")
+
+
+@locks_run_folder
 def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "image", size: str | None = None,
           restart: bool = False, stop_at: int | None = None) -> dict:
     """Train (resuming from the latest checkpoint of `out`); returns the summary. `cfg`: lm_config(..., task=task).
@@ -115,9 +129,11 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas)
     # what the weights depend on (a changed sampling setting does not stop a resume)
+    # the process count too: the global batch is batch_size x processes
     record = as_record({"train": as_record(t), "shape": as_record(shape), "size": size, "task": task,
-                        "codes": settings, "rows": len(codes)})
-    meta = resume(ckpt_dir, record, {"model": model}, {"opt": opt}, what="the LM")
+                        "codes": settings, "rows": len(codes), "processes": accelerator.num_processes})
+    meta = resume(ckpt_dir, record, {"model": model}, {"opt": opt}, what="the LM", ignored=RESULT_INDEPENDENT,
+                  added={"processes": 1})
     start = meta["step"] if meta else 0
     elapsed = meta["elapsed"] if meta else 0.0
     guard = NonFiniteGuard(t.max_nonfinite_in_row, meta["nonfinite_skipped"] if meta else 0)
@@ -129,20 +145,24 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     schedule = StepSchedule(lengths={"image": len(codes)}, batch_sizes={"image": t.batch_size}, pattern="i",
                             resolutions=[1], seed=t.seed, rank=accelerator.process_index,
                             world_size=accelerator.num_processes)
+    check_sha256(settings["tokenizer"], settings["tokenizer_sha256"], Path(codes_dir) / MANIFEST)
     tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"], map_location=accelerator.device).eval()
     metrics = MetricsLog(out, start, enabled=main)
 
     def checkpoint(step: int) -> None:
         if main:
             save_checkpoint(ckpt_dir, step, {"model": raw.state_dict()}, {"opt": opt.state_dict()},
-                            {"config": record, "elapsed": elapsed, "nonfinite_skipped": guard.skipped},
+                            {"config": record, "elapsed": elapsed, "nonfinite_skipped": guard.skipped,
+                             "log_window": window},
                             keep=t.keep_checkpoints)
         accelerator.wait_for_everyone()
 
     # Loop: one batch of code sequences a step, a pure function of the step (exact resume)
     stop = t.steps if stop_at is None else min(stop_at, t.steps)
     bar = tqdm(range(start, stop), initial=start, total=t.steps, desc="lm", disable=not main)
-    window, tokens_seen, clock = [], 0, time.perf_counter()
+    # the losses of the logging window in progress (a resume goes on with the checkpoint's: the first row after it
+    # covers its whole window, as in an uninterrupted run; tokens_per_s counts from the resume)
+    window, tokens_seen, clock = list(meta.get("log_window", [])) if meta else [], 0, time.perf_counter()
     for step in bar:
         model.train()
         seed_step(t.seed, step, accelerator.process_index, accelerator.num_processes)
@@ -166,7 +186,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
             window.append(loss.item())
         tokens_seen += len(idx) * (layout.num_codes - layout.num_given) * accelerator.num_processes
         done = step + 1
-        if done % t.log_every == 0 or done == stop:
+        if (done % t.log_every == 0 or done == t.steps) and window:
             now = time.perf_counter()
             elapsed += now - clock
             rate = tokens_seen / max(now - clock, 1e-9)

@@ -11,6 +11,7 @@ fields that exist. Overrides are parsed as YAML values (`train.betas=[0.9,0.95]`
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -95,6 +96,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -103,6 +106,22 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def at_least(cfg, **bounds: int) -> None:
+    """For a dataclass's __post_init__: refuse a field below its bound (0 is a value, never "not set")."""
+    for name, low in bounds.items():
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+
+
+MAX_SEED = 2**32 - 1  # per-batch and per-step seeds are derived from it (seed * 1_000_003 + step ...): kept in range
+
+
+def check_seed(seed: int, name: str = "seed") -> None:
+    """Refuse a seed outside [0, MAX_SEED] (torch takes at most 2**64 - 1, and derived seeds add to it)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
 
 
 def build(config_class: type, values: dict, source: str = "config"):
@@ -118,7 +137,7 @@ def build(config_class: type, values: dict, source: str = "config"):
     checked = {name: _check(v, hints[name], f"{source}: {name}") for name, v in values.items()}
     try:
         return config_class(**checked)
-    except TypeError as exc:  # a required field is missing
+    except (TypeError, ValueError) as exc:  # a required field is missing, or the class refuses a value
         raise ConfigError(f"{source}: {exc}") from None
 
 

@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2.functional import five_crop
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write, atomic_write_json
+from shared.atomic import atomic_write, atomic_write_json, read_json_object, remove_temporary_files
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.keys import SampleKey
@@ -179,6 +179,10 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
     manifest["unreadable"] = [u for u in manifest["unreadable"] if u["shard"] in done]
     todo = [k for k in range(n_shards) if k not in done]
     out.mkdir(parents=True, exist_ok=True)
+    remove_temporary_files(out)  # what a killed write left
+    # the manifest goes first, before any shard: a run killed after its first shard resumes (that shard, not yet
+    # listed, is written again) instead of finding shards it cannot account for
+    atomic_write_json(out / MANIFEST, manifest)
     bar = tqdm(total=total, initial=total - sum(min(shard_size, total - k * shard_size) for k in todo),
                desc=desc, unit="item")
     for k in todo:
@@ -232,7 +236,7 @@ def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; {folder} is not an extraction folder (run the extraction first)")
-    manifest = json.loads(path.read_text())
+    manifest = read_json_object(path, "extraction manifest")
     if not manifest.get("complete"):
         raise ExtractionError(f"{path}: the extraction did not finish ({len(manifest['shards'])} shards written); "
                               f"run it again with the same settings to resume")

@@ -20,12 +20,20 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def load_safetensors(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a truncated or corrupt file is an error naming it."""
+    """A safetensors file's tensors on `map_location`; a file that cannot be read is an error naming it and the cause.
+
+    The file is read on the CPU and moved after: safetensors takes only its own device names ("cpu:0", which a
+    CPU process of a distributed launch has as its device, is refused as an invalid device)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     try:
-        return load_file(str(path), device=str(map_location))
+        tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own SafetensorError, OSError, or a Rust panic
         raise ValueError(f"{path}: cannot be read as safetensors ({exc.__class__.__name__}: {exc}); the file is "
                          f"truncated or corrupt") from None
+    device = torch.device(map_location)
+    return tensors if device.type == "cpu" else {k: v.to(device) for k, v in tensors.items()}
 
 
 class PretrainedMixin:

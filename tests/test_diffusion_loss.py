@@ -166,3 +166,20 @@ def test_unconditional_model_refuses_guidance():
     assert x.shape == (2, 4, 4, 4)
     with pytest.raises(ValueError, match="guidance"):
         sample(model, make_scheduler(CFG, True, "ddim", 3), (2, 4, 4, 4), None, 2.0)
+
+
+def test_ddim_steps_to_the_next_timestep_of_its_schedule():
+    """With the exact noise of a known x0 as the model's output, one DDIM step (eta 0) must land on the noise level
+    of the next scheduled timestep; diffusers' own step goes to t - T // steps, which a linspace schedule of 50
+    steps is not for many of them."""
+    s = make_scheduler(CFG, True, "ddim", 50)
+    steps = s.timesteps.tolist()
+    assert sum(a - b != CFG.train_steps // 50 for a, b in zip(steps, steps[1:])) > 0  # the case that went wrong
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    noisy = lambda t: s.alphas_cumprod[t].sqrt() * x0 + (1 - s.alphas_cumprod[t]).sqrt() * eps  # noqa: E731
+    for t, t_next in zip(steps, steps[1:]):
+        torch.testing.assert_close(s.step(eps, torch.tensor(t), noisy(t)).prev_sample, noisy(t_next),
+                                   atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s.step(eps, torch.tensor(steps[-1]), noisy(steps[-1])).prev_sample, x0,
+                               atol=1e-5, rtol=1e-5)

@@ -62,6 +62,21 @@ def test_position_embedding_is_row_major_on_non_square_grids():
             assert torch.equal(emb[r * 5 + c], square[r * 5 + c])
 
 
+def test_position_embedding_is_dits_table():
+    """DiT's get_2d_sincos_pos_embed (and Latte's, and diffusers' on a square grid) put the column in the first half
+    of the channels and the row in the second; ours had them the other way round."""
+    from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid, get_2d_sincos_pos_embed
+
+    emb = sincos_2d(16, 3, 5).double()
+    one_d = lambda n: get_1d_sincos_pos_embed_from_grid(8, torch.arange(n, dtype=torch.float64))  # noqa: E731
+    cols, rows = one_d(5), one_d(3)
+    for r in range(3):
+        for c in range(5):
+            torch.testing.assert_close(emb[r * 5 + c], torch.cat([cols[c], rows[r]]))
+    square = torch.as_tensor(get_2d_sincos_pos_embed(16, 4, base_size=4, output_type="pt")).double()
+    torch.testing.assert_close(sincos_2d(16, 4, 4).double(), square, atol=1e-6, rtol=0)
+
+
 def test_latte_mixes_frames_and_dit_mixes_positions():
     latte = randomise(tiny_latte(num_classes=0)).eval()
     x = torch.randn(1, 8, 3, 4, 4)

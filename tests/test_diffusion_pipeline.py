@@ -205,3 +205,109 @@ def test_unconditional_variant_trains_and_samples_into_class_zero(work, tmp_path
     assert record["folders"]["1"]["n"] == 3
     assert sorted(p.name for p in (tmp_path / "s" / "cfg1").iterdir()) == ["0000"]
     assert len(list((tmp_path / "s" / "cfg1" / "0000").glob("*.png"))) == 3
+
+
+def test_sampling_and_training_settings_that_cannot_work_are_refused(work, tmp_path):
+    cfg = experiment_config("tiny", "dit", ["train.steps=1", "train.validate_every=1"])
+    pipe = LatentDiffusionPipeline.from_pretrained(train(cfg, work / "image_latents", tmp_path / "run")["final"])
+    for kwargs, match in [({"guidance_scale": float("nan")}, "guidance_scale must be a finite"),
+                          ({"guidance_scale": float("inf")}, "guidance_scale must be a finite"),
+                          ({"steps": 0}, r"sampling steps must be an integer in \[1, "),
+                          ({"labels": []}, "non-empty"), ({"labels": [[0, 1]]}, "non-empty list or 1-D"),
+                          ({"labels": [0.5]}, "labels must be integers")]:
+        with pytest.raises(ValueError, match=match):
+            pipe(**{"labels": [0], "sampler": "ddim", "steps": 2, **kwargs})
+    for override, match in [("diffusion.sampling_steps=0", "sampling_steps must be >= 1"),
+                            ("diffusion.guidance_scale=.nan", "expected a finite number"),
+                            ("train.steps=0", "steps must be >= 1"), ("sample.per_class=0", "per_class must be >= 1"),
+                            ("sample.classes=0", "classes must be >= 1"),
+                            ("model.class_dropout_prob=1.5", r"class_dropout_prob must be in \[0, 1\)"),
+                            ("model.num_heads=3", "must split into num_heads 3 equal heads")]:
+        with pytest.raises(ValueError, match=match):
+            experiment_config("tiny", "dit", [override])
+
+
+def test_a_finished_run_is_reused_only_for_the_same_latents_and_the_vae_must_be_theirs(work, tmp_path):
+    import shutil
+
+    from diffusion_generation import train as train_cli
+
+    latents = tmp_path / "latents"
+    shutil.copytree(work / "image_latents", latents)
+    args = ["--scale", "tiny", "--experiment", "dit", "--latents", str(latents), "--out", str(tmp_path / "run"),
+            "--set", "train.steps=1", "--set", "train.validate_every=1"]
+    train_cli.main(args)
+    # the same folder spelled otherwise is the same latents: reused
+    assert train_cli.main([*args[:5], str(latents) + "/", *args[6:]])["steps"] == 1
+    # re-extracted with another VAE into the same folder: not reused
+    torch.manual_seed(1)
+    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "vae2")
+    extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vae2"),
+                          "--out", str(latents), "--restart"])
+    with pytest.raises(ValueError, match="other latents"):
+        train_cli.main(args)
+    # a VAE (or VQ model) that did not make the latents is refused as the pipeline's decoder
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    for other in (work / "vae", tmp_path / "vq"):
+        with pytest.raises(ValueError, match="not the weights the data was made with"):
+            train_cli.main([*args, "--restart", "--tokenizer", str(other)])
+
+
+def test_resume_accepts_changes_that_do_not_touch_the_weights(work, tmp_path):
+    base = ["train.steps=4", "train.checkpoint_every=2", "train.validate_every=100"]
+    train(experiment_config("tiny", "dit", base), work / "image_latents", tmp_path / "run", stop_at=2)
+    other = base[:1] + ["train.checkpoint_every=1", "train.validate_every=50", "sample.per_class=3",
+                        "diffusion.sampling_steps=7", "diffusion.guidance_scale=3.0", "train.log_every=1"]
+    assert train(experiment_config("tiny", "dit", other), work / "image_latents", tmp_path / "run")["steps"] == 4
+    train(experiment_config("tiny", "dit", base + ["train.lr=0.5"]), work / "image_latents", tmp_path / "run2",
+          stop_at=2)
+    with pytest.raises(ValueError, match="different configuration"):  # the learning rate does touch them
+        train(experiment_config("tiny", "dit", base), work / "image_latents", tmp_path / "run2")
+
+
+def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path):
+    cfg = experiment_config("tiny", "dit", ["train.steps=2", "train.validate_every=100"])
+    final = train(cfg, work / "image_latents", tmp_path / "run")["final"]
+    args = ["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "1",
+            "--per-class", "2", "--set", "diffusion.sampling_steps=2"]
+    # killed after its first batch: the settings are already recorded, so a rerun with other steps is refused
+    sample_cli = sample
+    real = sample_cli.write_sample
+    calls = []
+
+    def killed(x, path):
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(x, path)
+
+    sample_cli.write_sample = killed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sample_cli.main(args)
+    finally:
+        sample_cli.write_sample = real
+    assert json.loads((tmp_path / "s" / "samples.json").read_text())["sampling_steps"] == 2
+    with pytest.raises(ValueError, match="other settings .*sampling_steps"):
+        sample_cli.main(args[:-1] + ["diffusion.sampling_steps=3"])
+    sample_cli.main(args)  # the same settings resume
+    # the same run folder retrained with another lr (as --restart does): other weights, refused by their hash
+    import shutil
+
+    shutil.rmtree(tmp_path / "run")
+    train(experiment_config("tiny", "dit", ["train.steps=2", "train.validate_every=100", "train.lr=0.01"]),
+          work / "image_latents", tmp_path / "run")
+    with pytest.raises(ValueError, match="other settings .*model_sha256"):
+        sample_cli.main(args)
+    for flag in ("--per-class", "--classes"):
+        with pytest.raises(SystemExit, match=f"{flag} must be >= 1"):
+            sample_cli.main(args + [flag, "0"])
+
+
+def test_the_diffusion_report_refuses_an_lm_run(tmp_path):
+    from diffusion_generation import report
+
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "summary.json").write_text(json.dumps({"task": "image", "codes": "/codes", "steps": 3}))
+    with pytest.raises(ValueError, match="not a DiT or Latte run .*lm_generation.report"):
+        report.build_report(tmp_path / "lm", tmp_path, "tiny")

@@ -184,3 +184,26 @@ def test_flipped_rows_of_mirrored_classes_get_the_mirrored_label():
     assert [names[i] for i in flipped_labels(labels, mirror)] == ["pan_right", "rotate_ccw", "zoom_in", "bikes"]
     assert mirrored_labels(EmbeddedPhotos("train", 16)) is None
     assert torch.equal(flipped_labels(labels, None), labels)
+
+
+def test_a_run_killed_after_its_first_shard_before_any_manifest_update_resumes(tmp_path, monkeypatch):
+    from shared import extraction
+
+    real = extraction.atomic_write_json
+    writes = []
+
+    def killed_after_first_shard(path, obj):
+        writes.append(path)
+        if any((tmp_path / "out").glob("shard_*.safetensors")):
+            raise KeyboardInterrupt  # the kill, after shard 0 and before the manifest says so
+        return real(path, obj)
+
+    monkeypatch.setattr(extraction, "atomic_write_json", killed_after_first_shard)
+    with pytest.raises(KeyboardInterrupt):
+        extract(Items(8), flip_encode([]), tmp_path / "out", SETTINGS, shard_size=4, batch_size=4)
+    (tmp_path / "out" / ".shard_00001.safetensors.x1.tmp").write_bytes(b"half")  # what a killed write leaves
+    monkeypatch.setattr(extraction, "atomic_write_json", real)
+    calls = []
+    manifest = extract(Items(8), flip_encode(calls), tmp_path / "out", SETTINGS, shard_size=4, batch_size=4)
+    assert manifest["complete"] and manifest["rows"] == 16 and sorted(calls) == list(range(8))
+    assert not list((tmp_path / "out").glob("*.tmp"))

@@ -9,7 +9,7 @@ from lm_generation import extract_codes, sample as sample_cli
 from lm_generation.config import lm_config
 from lm_generation.model import CodeLayout, build_lm, count_parameters, sequences, targets
 from lm_generation.pipeline import ARPipeline
-from lm_generation.sampling import filter_logits, sample_codes
+from lm_generation.sampling import draw, filter_logits, sample_codes
 from lm_generation.train import train
 from shared.extraction import ExtractionError, ShardDataset
 from tokenizer import OmniTokenizer
@@ -175,7 +175,7 @@ def test_guidance_scale_one_equals_plain_conditional_sampling():
     assert torch.equal(sample_codes(model, labels, cfg_scale=1.0, seed=1), plain)
     assert not torch.equal(sample_codes(model, labels, cfg_scale=8.0, seed=1), plain)
     # a guidance interval that covers no generated token is plain conditional sampling too
-    assert torch.equal(sample_codes(model, labels, cfg_scale=8.0, cfg_interval=(2.0, 3.0), seed=1), plain)
+    assert torch.equal(sample_codes(model, labels, cfg_scale=8.0, cfg_interval=(0.999, 1.0), seed=1), plain)
 
 
 def test_every_sampled_token_is_a_code_even_when_class_tokens_dominate():
@@ -192,6 +192,52 @@ def test_top_k_and_top_p_keep_the_most_likely_tokens():
     assert torch.isfinite(filter_logits(logits, 1.0, 2, 1.0)).tolist() == [[True, True, False, False]]
     assert torch.isfinite(filter_logits(logits, 1.0, 0, 0.75)).tolist() == [[True, True, False, False]]
     assert torch.isfinite(filter_logits(logits, 1.0, 0, 0.4)).tolist() == [[True, False, False, False]]
+
+
+def test_top_p_keeps_the_most_likely_token_whatever_its_value():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isfinite(filter_logits(logits, 1.0, 0, 1e-9)).tolist() == [[True, False, False, False]]
+
+
+@pytest.mark.parametrize("setting, match", [
+    ({"top_p": 0.0}, "top_p must be in"), ({"top_p": -0.5}, "top_p must be in"), ({"top_p": 1.5}, "top_p must be in"),
+    ({"top_p": float("nan")}, "top_p must be a finite"), ({"top_k": -1}, "top_k must be an integer"),
+    ({"cfg_scale": float("nan")}, "cfg_scale must be a finite"), ({"cfg_scale": float("inf")}, "cfg_scale must be a finite"),
+    ({"temperature": float("nan")}, "temperature must be a finite"), ({"temperature": 0.0}, "temperature must be > 0"),
+    ({"cfg_scale": 2.0, "cfg_interval": (0.8, 0.2)}, "cfg_interval must be"),
+    ({"labels": torch.tensor([-2])}, r"labels must be in \[0, 4\), or -1 for the null class"),
+    ({"labels": torch.tensor([4])}, r"labels must be in"),
+    ({"labels": torch.tensor([0.0, 1.0])}, "integer tensor"), ({"labels": torch.tensor([], dtype=torch.long)}, "non-empty 1-D"),
+    ({"labels": torch.zeros(2, 2, dtype=torch.long)}, "non-empty 1-D"), ({"labels": [0.5]}, "labels must be integers"),
+])
+def test_sampling_settings_that_would_write_wrong_codes_are_refused(setting, match):
+    model = random_lm(IMAGE)
+    kwargs = {"labels": torch.tensor([0, 1]), **setting}
+    with pytest.raises(ValueError, match=match):
+        sample_codes(model, kwargs.pop("labels"), **kwargs)
+
+
+def test_seeds_and_sizes_that_cannot_work_are_refused_in_the_config_and_the_api():
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\], got 1180591620717411303424"):
+        sample_codes(random_lm(IMAGE), torch.tensor([0]), seed=2**70)
+    for override, match in [("train.seed=-1", "seed must be an integer"), ("sample.seed=1180591620717411303424", "seed"),
+                            ("train.batch_size=0", "batch_size must be >= 1"), ("data.resolution=0", "resolution must be"),
+                            ("sample.per_class=-1", "per_class must be >= 1"), ("train.steps=0", "steps must be >= 1"),
+                            ("train.class_dropout=1.5", r"class_dropout must be in \[0, 1\]"),
+                            ("model.heads=3", "width 32 must split into 3 equal heads")]:
+        with pytest.raises(ValueError, match=match):
+            lm_config("tiny", [override])
+
+
+def test_labels_as_a_list_of_integers_sample_as_the_tensor_does():
+    model = random_lm(IMAGE)
+    assert torch.equal(sample_codes(model, [0, 1], seed=3), sample_codes(model, torch.tensor([0, 1]), seed=3))
+
+
+def test_a_uniform_draw_of_zero_never_picks_a_token_of_probability_zero(monkeypatch):
+    logits = torch.tensor([[float("-inf"), 0.0, 0.0]])  # token 0 has probability 0
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape))  # the draw that once picked it
+    assert draw(logits, torch.Generator().manual_seed(0)).item() == 2  # u = 1: the last token of the CDF
 
 
 def test_frame_prediction_returns_the_given_codes_untouched():
@@ -225,8 +271,14 @@ def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path)
     a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps))  # no step logged twice
+    rows = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("straight", "resumed")}
+    # the same rows: the first one after the resume (step 10) covers its whole window, steps 6-10, not 8-10
+    assert [(r["step"], r["loss"]) for r in rows["resumed"]] == [(r["step"], r["loss"]) for r in rows["straight"]]
+    # the checkpoint interval need not be the logging one, and it does not change the weights: a resume may change it
+    train(lm_config("tiny", ["train.steps=20", "train.checkpoint_every=3"]), image_codes, tmp_path / "other", "image",
+          stop_at=7)
+    train(lm_config("tiny", ["train.steps=20", "train.checkpoint_every=100"]), image_codes, tmp_path / "other", "image")
     other = lm_config("tiny", ["train.steps=20", "train.lr=0.01"])
     with pytest.raises(ValueError, match="different configuration"):
         train(other, image_codes, tmp_path / "resumed", "image")
@@ -253,6 +305,12 @@ def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):
     sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"), "--scale", "tiny",
                      "--classes", str(c1)])  # a second run into the same folder: only its own files remain
     assert sorted(p.name for p in (tmp_path / "s" / "samples").rglob("*.png")) == ["00000.png", "00001.png"]
+    assert sorted(p.name for p in (tmp_path / "s" / "grids").iterdir()) == [f"class_{c1:04d}.png"]
+    # sampling into the training run's own folder keeps the trainer's grids
+    trainer_grids = sorted(p.name for p in (tmp_path / "run" / "grids").iterdir())
+    sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "run"), "--scale", "tiny",
+                     "--classes", str(c1)])
+    assert set(trainer_grids) < {p.name for p in (tmp_path / "run" / "grids").iterdir()}
 
 
 def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_path):
@@ -262,9 +320,96 @@ def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_
     train(cfg, clip_codes, tmp_path / "run", "frames")
     sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"), "--scale", "tiny",
                      "--codes", str(clip_codes), "--limit", "2"])
+    with pytest.raises(SystemExit, match="--limit must be >= 1, got 0"):
+        sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s0"), "--limit", "0"])
     videos = sorted((tmp_path / "s" / "samples").rglob("*.mp4"))
     assert [v.relative_to(tmp_path / "s" / "samples").as_posix() for v in videos] == ["0000/00000.mp4",
                                                                                       "0000/00001.mp4"]
     assert len(decord.VideoReader(str(videos[0]))) == 5
     with pytest.raises(ValueError, match="holds video codes; task 'image'"):
         train(cfg, clip_codes, tmp_path / "other", "image")
+
+
+@pytest.mark.slow
+def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(image_codes, tmp_path):
+    """The README's CPU launch of the LM trainer (it had failed on both ranks: the tokenizer was loaded onto
+    "cpu:0", a device name safetensors refuses)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    overrides = ["train.steps=3", "train.class_dropout=0.0", "train.checkpoint_every=3", "train.log_every=1"]
+    code = ("from lm_generation.config import lm_config; from lm_generation.train import train; "
+            "train(lm_config('tiny', %r), %r, %r)") % (overrides + ["train.batch_size=4"], str(image_codes),
+                                                     str(tmp_path / "ddp"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "ACCELERATE_USE_CPU": "true"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           "-m", "tests.ddp_entry", code]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train(lm_config("tiny", overrides + ["train.batch_size=8"]), image_codes, tmp_path / "one")
+    two = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert (two["processes"], single["processes"]) == (2, 1)
+    a = load_file(tmp_path / "ddp" / "checkpoints" / "step_00000003" / "model.safetensors")
+    b = load_file(tmp_path / "one" / "checkpoints" / "step_00000003" / "model.safetensors")
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+
+
+def test_a_pipeline_whose_tokenizer_was_replaced_is_refused(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = OmniTokenizer.from_config("tiny", quantizer="vq")
+    layout = CodeLayout(codebook_size=tokenizer.config.codebook_size, num_classes=2, grid=(1, 2, 2), size=(1, 8, 8))
+    ARPipeline(build_lm(lm_config("tiny").model, layout), tokenizer).save_pretrained(tmp_path / "p")
+    ARPipeline.from_pretrained(tmp_path / "p")
+    torch.manual_seed(1)
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "p" / "tokenizer")  # same size
+    with pytest.raises(ValueError, match="not the weights the data was made with"):
+        ARPipeline.from_pretrained(tmp_path / "p")
+    weights = tmp_path / "p" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"p: the LM's config.json / model.safetensors cannot be loaded"):
+        ARPipeline.from_pretrained(tmp_path / "p")
+
+
+def test_lm_training_refuses_a_tokenizer_replaced_after_extraction_and_a_latents_folder(image_codes, tok_dir, tmp_path):
+    import shutil
+
+    from shared.extraction import MANIFEST
+
+    codes = tmp_path / "codes"
+    shutil.copytree(image_codes, codes)
+    manifest = json.loads((codes / MANIFEST).read_text())
+    torch.manual_seed(1)
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "replaced")
+    manifest["settings"]["tokenizer"] = str(tmp_path / "replaced")  # as if its files were replaced in place
+    (codes / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="not the weights the data was made with"):
+        train(lm_config("tiny", ["train.steps=1"]), codes, tmp_path / "run", "image")
+    # a shard with a code outside the codebook
+    from safetensors.torch import load_file as read, save_file
+
+    shutil.rmtree(codes)
+    shutil.copytree(image_codes, codes)
+    shard = codes / "shard_00000.safetensors"
+    tensors = read(shard)
+    tensors["codes"][0, 0, 0, 0] = 300  # the tiny codebook has 256 entries
+    save_file(tensors, shard)
+    with pytest.raises(ValueError, match="shard_00000.safetensors: holds code 300, outside the codebook of 256"):
+        train(lm_config("tiny", ["train.steps=1"]), codes, tmp_path / "run", "image")
+    # a folder of diffusion latents is not codes
+    from shared.extraction import extract
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"pixels": torch.zeros(3, 1, 2, 2), "label": torch.tensor(i), "path": f"item{i}"}
+
+    extract(Items(), lambda b: {"mean": b["pixels"][:, :, 0], "labels": b["label"]}, tmp_path / "latents",
+            {"kind": "image", "latent_shape": [3, 2, 2]})
+    with pytest.raises(ValueError, match="latents: not a folder of VQ codes"):
+        train(lm_config("tiny", ["train.steps=1"]), tmp_path / "latents", tmp_path / "run2", "image")

@@ -147,6 +147,29 @@ def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path
         load_safetensors(weights)
 
 
+def test_safetensors_files_get_the_umask_mode_and_load_on_a_distributed_cpu_device(tmp_path):
+    """safetensors writes its own temporary file and renames it, which had left every weights file 0600; a CPU
+    process of a distributed launch has the device "cpu:0", which safetensors refuses by name."""
+    import os
+
+    from shared.pretrained import load_safetensors
+    from tokenizer import OmniTokenizer
+
+    mask = os.umask(0o022)
+    try:
+        folder = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "tok")
+        save_checkpoint(tmp_path / "ckpt", 1, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
+    finally:
+        os.umask(mask)
+    written = [folder / "model.safetensors", tmp_path / "ckpt" / "step_00000001" / "model.safetensors"]
+    assert [os.stat(p).st_mode & 0o777 for p in written] == [0o644, 0o644]
+    tensors = load_safetensors(written[0], map_location=torch.device("cpu", 0))
+    assert tensors and all(t.device.type == "cpu" for t in tensors.values())
+    OmniTokenizer.from_pretrained(folder, map_location=torch.device("cpu", 0))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_safetensors(tmp_path / "missing.safetensors")
+
+
 def test_precision_is_chosen_by_the_machine_or_forced():
     from shared.training.precision import autocast, choose_precision, cpu_bf16_speedup
 
@@ -173,3 +196,58 @@ def test_a_tokenizer_stage_trains_under_cpu_bf16_autocast(tmp_path):
     report = run("tiny", tmp_path, stages=[stage], precision="bf16", loss={"perceptual_weight": 0.0})
     summary = report["stages"]["image"]
     assert summary["precision"] == "bf16" and summary["validation"]["image"]["psnr"] > 5
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_clearly(tmp_path):
+    from shared.training import RunFolderBusy, locks_run_folder, run_lock
+
+    @locks_run_folder
+    def trainer(cfg, out):
+        return "trained"
+
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(RunFolderBusy, match=r"run: another trainer \(pid \d+\) is writing this run folder"):
+            trainer(None, out=tmp_path / "run")
+    assert trainer(None, tmp_path / "run") == "trained"  # free again once the first writer is done
+    assert not (tmp_path / "run" / ".lock").exists()
+
+
+def test_unreadable_checkpoints_and_manifests_are_named_and_a_truncated_newest_falls_back(tmp_path, caplog):
+    from shared.extraction import read_manifest
+
+    model = nn.Linear(4, 4)
+    folder = tmp_path / "ckpt"
+    for step in (1, 2):
+        save_checkpoint(folder, step, {"model": model.state_dict()}, {}, {"config": {}, "step_note": step})
+    newest = folder / "step_00000002" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:30])
+    with caplog.at_level("WARNING"):
+        meta = resume(folder, {}, {"model": nn.Linear(4, 4)}, {})
+    assert meta["step"] == 1 and "step_00000002 could not be read" in caplog.text
+    (folder / "step_00000001" / "meta.json").write_text('{"step": 1, "conf')
+    with pytest.raises(ValueError, match=r"no checkpoint can be read"):
+        resume(folder, {}, {"model": nn.Linear(4, 4)}, {})
+    other = tmp_path / "other"
+    save_checkpoint(other, 1, {"ema": model.state_dict()}, {}, {"config": {}})
+    with pytest.raises(ValueError, match=r"step_00000001: holds no model.safetensors"):
+        resume(other, {}, {"model": nn.Linear(4, 4)}, {})
+    for text, match in (('{"complete": tr', "is not valid JSON"), ("[1, 2]", "must hold a JSON object, got list")):
+        (tmp_path / "manifest.json").write_text(text)
+        with pytest.raises(ValueError, match=f"manifest.json: this extraction manifest {match}"):
+            read_manifest(tmp_path)
+
+
+def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import errno
+
+    from shared.training import checkpoint
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    save_checkpoint(tmp_path, 1, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(OSError, match="no space left on the device while writing the checkpoint of step 2") as info:
+        save_checkpoint(tmp_path, 2, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
+    assert info.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000001"]

@@ -8,13 +8,16 @@ script that calls these.
 - metrics_log.py   metrics.jsonl + TensorBoard that never repeat a step after a resume
 - checkpoint.py    atomic checkpoints (safetensors + weights_only optimizer state), resume with a config check
 - ema.py           an exponential moving average of weights, saved and resumed with the checkpoint
+- run_lock.py      one writer per run folder
 """
 from .accelerator import make_accelerator, precision_record
 from .checkpoint import latest_checkpoint, load_checkpoint, resume, save_checkpoint
 from .ema import EMA
 from .guard import NonFiniteGuard
 from .metrics_log import MetricsLog
+from .run_lock import RunFolderBusy, locks_run_folder, run_lock
 from .schedule import lr_at, seed_step, set_lr
 
 __all__ = ["EMA", "MetricsLog", "NonFiniteGuard", "latest_checkpoint", "load_checkpoint", "lr_at",
-           "make_accelerator", "precision_record", "resume", "save_checkpoint", "seed_step", "set_lr"]
+           "locks_run_folder", "make_accelerator", "precision_record", "resume", "run_lock", "RunFolderBusy", "save_checkpoint", "seed_step",
+           "set_lr"]

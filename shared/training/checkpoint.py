@@ -9,17 +9,22 @@ place, so an interrupted write never leaves a checkpoint that looks complete. Th
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import logging
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from shared.atomic import file_mode, read_json_object
 from shared.pretrained import load_safetensors
 
 PREFIX = "step_"
+log = logging.getLogger(__name__)
 
 
 def checkpoint_dirs(folder: str | Path) -> list[Path]:
@@ -55,10 +60,21 @@ def save_checkpoint(folder: str | Path, step: int, models: dict[str, dict], opti
     tmp = folder / f".tmp_{PREFIX}{step:08d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, state in models.items():
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / f"{name}.safetensors"))
-    torch.save(optimizers, tmp / "optimizers.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+    try:
+        for name, state in models.items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / f"{name}.safetensors"))
+        torch.save(optimizers, tmp / "optimizers.pt")
+        (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2))
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # torch.save reports a full disk as "unexpected pos" from its zip writer, safetensors as an I/O error
+        if getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in str(exc) or "No space" in str(exc):
+            raise OSError(errno.ENOSPC, f"{folder}: no space left on the device while writing the checkpoint of step "
+                                        f"{step}; the earlier checkpoints are intact. Free space and run again to "
+                                        f"resume") from None
+        raise
+    for f in tmp.iterdir():  # safetensors writes its files 0600: the umask's mode, as every other file gets
+        os.chmod(f, file_mode())
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
@@ -78,7 +94,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         optimizers = torch.load(path / "optimizers.pt", map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path / 'optimizers.pt'}: cannot be read ({exc.__class__.__name__}: {exc})") from None
-    return models, optimizers, json.loads(meta_file.read_text())
+    return models, optimizers, read_json_object(meta_file, "checkpoint's meta")
 
 
 def as_record(config) -> dict:
@@ -89,35 +105,57 @@ def as_record(config) -> dict:
     return json.loads(json.dumps(config))
 
 
-def config_difference(saved: dict | None, wanted: dict, prefix: str = "", added: dict | None = None) -> list[str]:
+def config_difference(saved: dict | None, wanted: dict, prefix: str = "", added: dict | None = None,
+                      ignored: Collection[str] = ()) -> list[str]:
     """The fields in which a stored configuration record differs from the one asked for, as 'name: saved -> wanted'.
 
-    added: top-level fields newer than some records, each with the value the older runs trained with; a record
-    without such a field matches a configuration that keeps that value."""
+    added: fields newer than some records, each with the value the older runs trained with (a dict under a
+    section's name for the fields of that section); a record without such a field matches a configuration that
+    keeps that value. ignored: dotted names of fields (or sections) that do not change the result (how often to
+    log or checkpoint, sampling settings), never a difference."""
     saved, added = saved or {}, added or {}
     out = []
     for key in sorted(set(saved) | set(wanted)):
+        if f"{prefix}{key}" in ignored:
+            continue
         a, b = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
         if key not in saved and key in added and b == added[key]:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_difference(a, b, f"{prefix}{key}.")
+            nested = added.get(key)
+            out += config_difference(a, b, f"{prefix}{key}.", nested if isinstance(nested, dict) else None, ignored)
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
 
 
 def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module],
-           optimizers: dict[str, torch.optim.Optimizer], what: str = "run", added: dict | None = None) -> dict | None:
+           optimizers: dict[str, torch.optim.Optimizer], what: str = "run", added: dict | None = None,
+           ignored: Collection[str] = ()) -> dict | None:
     """Load the latest checkpoint of `folder` into `modules` and `optimizers` (by name) and return its meta, or
-    None when there is none. A checkpoint written with another `record` (meta["config"]) is refused. What a
-    killed run left half-written in the folder is deleted first."""
+    None when there is none. A checkpoint written with another `record` (meta["config"]) is refused, except for
+    the `ignored` fields (config_difference). What a killed run left half-written in the folder is deleted first."""
     clean_leftovers(folder)
-    path = latest_checkpoint(folder)
-    if path is None:
+    unreadable = []
+    for path in reversed(checkpoint_dirs(folder)):  # the newest that can be read: a truncated one falls back
+        try:
+            models, optims, meta = load_checkpoint(path)
+            break
+        except (ValueError, OSError) as exc:
+            log.warning("%s cannot be read (%s); trying the checkpoint before it", path, exc)
+            unreadable.append(str(path))
+    else:
+        if unreadable:
+            raise ValueError(f"{folder}: no checkpoint can be read ({', '.join(unreadable)}); pass --restart to train "
+                             f"again")
         return None
-    models, optims, meta = load_checkpoint(path)
-    differences = config_difference(meta.get("config"), as_record(record), added=added)
+    if unreadable:
+        log.warning("resuming from %s: the newer %s could not be read", path, ", ".join(unreadable))
+    missing = sorted(set(modules) - set(models))
+    if missing:
+        raise ValueError(f"{path}: holds no {', '.join(f'{m}.safetensors' for m in missing)}; it was written by "
+                         f"another trainer, or is incomplete: pass --restart to train again")
+    differences = config_difference(meta.get("config"), as_record(record), added=added, ignored=ignored)
     if differences:
         raise ValueError(f"{path}: written with a different configuration of {what} ({'; '.join(differences)}); "
                          f"resume with that configuration, or pass --restart to train again")
