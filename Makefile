@@ -12,13 +12,15 @@ DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--
 OUT ?= runs/$(SCALE)/tokenizer
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-fast tokenizer bench tables tables-build lm-imagenet lm-ucf lm-k600 dit-imagenet latte-ucf clean help
+.PHONY: setup test test-fast tokenizer bench dry-run tables tables-build lm-imagenet lm-ucf lm-k600 dit-imagenet latte-ucf clean help
 
 help:
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default; SEEDS=3 there); runs what is missing"
 	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines (writes bench/out/*.json)"
+	@echo "make dry-run     every paper target at its real shapes: steps, checkpoint, exact resume, sampling; loader"
+	@echo "                 throughput; docs/cost_plan.md from them (SCALE=paper; on a GPU machine it measures there)"
 	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
 	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
 	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=)"
@@ -47,6 +49,11 @@ bench: $(STAMP)
 	$(PY) bench/lm_speed.py --out bench/out/lm_speed.json
 	$(PY) bench/diffusion_speed.py --out bench/out/diffusion_speed.json
 	$(PY) bench/linear_codes.py --out bench/out/linear_codes.json
+
+dry-run: $(STAMP)
+	$(PY) -m bench.dry_run --scale $(SCALE) --out bench/out/dry_run.json
+	$(PY) -m bench.data_throughput --out bench/out/data_throughput.json
+	$(PY) -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json --doc docs/cost_plan.md
 
 # ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
 # experiments (which result files the tables read, which run starts from which) is eval/experiments.py.
@@ -152,6 +159,8 @@ $(RESULTS)/lm_k600.json: | $(STAMP) $(VQ_DEP)
 	$(call LM_RUN,lm_k600,video,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=classes,$(call \
 		LM_CODES,$(DATA_VIDEOS),clips),--task frames,--frames 17 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) \
 		--video-layout classes --split val,--reference embedded),--codes $(call LM_CODES,$(DATA_VIDEOS),clips_val),none)
+	$(PY) -m eval.frame_prediction --pipeline runs/$(SCALE)/lm_k600/final --videos $(or $(DATA_VIDEOS),embedded) \
+		--video-layout classes --split val --scale $(SCALE) --out $(RESULTS)/eval/lm_k600/frame_prediction.json
 	$(call LM_REPORT,lm_k600)
 
 # ---- diffusion generators (diffusion_generation/): VAE (the tokenizer's kl stage, trained if missing) -> latents

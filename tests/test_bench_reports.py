@@ -94,3 +94,30 @@ def test_linear_codes_patches_pca_and_kmeans():
     with pytest.raises(ValueError, match="needs at least 20 patches, got 10"):
         KMeans(patches, 20)
     assert error[0] == pytest.approx(patches.var(0, unbiased=False).mean().item()) and error[0] > error[1] > 0
+
+
+@pytest.mark.slow
+def test_dry_run_of_every_target_resumes_exactly_and_feeds_the_cost_plan(tmp_path):
+    """`make dry-run` at the test size: the same code as the paper-scale run, each target in its own process."""
+    from bench import cost_plan, data_throughput, dry_run
+
+    report = dry_run.main(["--scale", "tiny", "--precision", "fp32", "--out", str(tmp_path / "dry.json")])
+    assert set(report["targets"]) == {"tokenizer_image", "tokenizer_joint", "tokenizer_kl", "lm_model_image",
+                                      "lm_model_video", "dit", "latte"}
+    for name, r in report["targets"].items():
+        assert "error" not in r, (name, r)
+        assert r["resume_exact"] and r["step_repeatable"] and r["loss_finite"] and r["flops_per_step"] > 0, name
+        assert r["memory_bytes"]["weights"] > 0 and r["memory_bytes"]["optimizer_state"] > 0, name
+        assert len(r["seconds_per_step"]) == dry_run.STEPS and r["sampling"], name
+    assert report["targets"]["lm_model_video"]["sampling"]["tokens"] == 8
+    assert report["targets"]["tokenizer_joint"]["sampling"]["encode_flops_per_item"] > 0
+    data = data_throughput.main(["--resolution", "32", "--frames", "5", "--items", "4", "--out", str(tmp_path / "data.json")])
+    assert all(c["items_per_second"] > 0 for c in data["cases"].values()) and len(data["cases"]) == 4
+    doc = tmp_path / "plan.md"
+    doc.write_text(f"{cost_plan.BEGIN}\n{cost_plan.END}\n{cost_plan.LOADER_BEGIN}\n{cost_plan.LOADER_END}\n")
+    cost_plan.main(["--dry-run", str(tmp_path / "dry.json"), "--data", str(tmp_path / "data.json"), "--doc", str(doc)])
+    text = doc.read_text()
+    assert "| tokenizer_image | image batch 1 x 1 x" in text
+    assert "every target's resumed step was bitwise the uninterrupted one" in text
+    assert "| lm_650M_image | not run |" in text  # the tiny scale has no 650M; the paper run fills it
+    assert "UCF-101 layout, MPEG-4 AVI 320 x 240, interval 3" in text
