@@ -45,7 +45,7 @@ tokenizer: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json
-	$(PY) bench/readme_speed.py --bench bench/out/tokenizer_speed.json --readme README.md
+	$(PY) bench/readme_speed.py --bench bench/out/tokenizer_speed.json --readme docs/speed.md
 	$(PY) bench/lm_speed.py --out bench/out/lm_speed.json
 	$(PY) bench/diffusion_speed.py --out bench/out/diffusion_speed.json
 	$(PY) bench/linear_codes.py --out bench/out/linear_codes.json
@@ -110,7 +110,7 @@ tables-build: $(TABLE_INPUTS)
 # them -> results/<scale>/lm_{imagenet,ucf,k600}.json. Each step resumes or reuses what a killed run left.
 VQ_TOKENIZER ?= runs/$(SCALE)/tokenizer/joint/final
 VQ_DEP := $(if $(wildcard $(VQ_TOKENIZER)/config.json),,$(RESULTS)/tokenizer.json)
-LM_GUIDANCE ?= $(if $(filter paper,$(SCALE)),1.0 1.5 2.0,1.0 2.0 4.0)
+LM_GUIDANCE ?= 1.0 1.5 2.0
 LM_SIZE ?=
 LM_CODES = runs/$(SCALE)/codes/$(if $(1),$(notdir $(1)),embedded)_$(2)
 # $(1) run name, $(2) kind (image | video), $(3) extraction flags, $(4) codes folder, $(5) train flags,

@@ -29,8 +29,9 @@ ASSUMED_MFU = 0.40
 PLAN = {
     "tokenizer_image": dict(steps=500_000, per_gpu=8, gpus=8, source="steps: paper; batch 8 per GPU: release; 8 GPUs: paper",
                             loader="imagenet_jpeg_500x375"),
-    "tokenizer_joint": dict(steps=500_000, per_gpu=2, gpus=8, source="steps: paper; clip batch 2 per GPU (video steps): "
-                            "release; 8 GPUs: paper", loader="ucf101_avi_320x240_interval1"),
+    "tokenizer_joint": dict(steps=500_000, per_gpu=2, gpus=8, source="steps: paper; every step counted as a clip step "
+                            "(batch 2 per GPU: release; its image steps, batch 8, cost a little less); 8 GPUs: paper",
+                            loader="ucf101_avi_320x240_interval1"),
     "tokenizer_kl": dict(steps=100_000, per_gpu=2, gpus=8, source="steps: ours (the paper does not state them); "
                          "batch: release", loader="ucf101_avi_320x240_interval1"),
     "lm_227M_image": dict(steps=300_000, per_gpu=8, gpus=32, source="steps: ours (not published); batch 8 x 32 GPUs: "
@@ -101,9 +102,12 @@ def plan_rows(dry: dict, data: dict, mfu: float) -> list[str]:
     lines += ["", f"Measured by `python -m bench.dry_run` on {dry.get('machine')} ({dry.get('device')}, batch "
                   f"{dry.get('batch')}, {dry.get('threads')} threads, {'/'.join(precisions)}); {resume}. "
                   f"GPU-hours assume {mfu:.0%} MFU of the {GPU['name']}'s {GPU['bf16_dense_flops'] / 1e12:.0f} TFLOP/s "
-                  f"dense bf16 peak (an assumption until measured on a GPU). Memory: weights and optimizer state as "
-                  f"measured; gradients as many bytes as the weights; activations scaled from the measured batch to "
-                  f"the per-GPU batch (bf16 autocast)."]
+                  f"dense bf16 peak (an assumption until measured on a GPU). Memory: weights (with the EMA copy where "
+                  f"the trainer keeps one) and optimizer state as measured; gradients as many bytes as the weights; the "
+                  f"rest of the measured peak (activations, workspace) scaled from the measured batch to the per-GPU "
+                  f"batch. Measured on a CPU this rest is an upper bound for a GPU: the CPU's attention kernel with a "
+                  f"causal mask keeps each layer's full score matrix (1 + 5 x 32 x 32 tokens squared, per head), which "
+                  f"CUDA's flash attention never stores; `make dry-run` on the GPU measures the real figure."]
     return lines
 
 

@@ -1,4 +1,4 @@
-"""Speed of the LM generator (issue 10, section 7). Writes JSON.
+"""Speed of the LM generator. Writes JSON.
 
 Cached sampling with classifier-free guidance (one doubled batch, our loop), against (a) recomputing the whole
 prefix at every token and (b) transformers' `generate(guidance_scale=...)` on the same model, plus training

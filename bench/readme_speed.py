@@ -1,9 +1,9 @@
-"""Write the README's tokenizer speed table from bench/out/tokenizer_speed.json (`make bench` runs it), so that
+"""Write the tokenizer speed table of docs/speed.md from bench/out/tokenizer_speed.json (`make bench` runs it), so that
 the figures there are the last run's on the machine that ran it, never typed in.
 
-    python bench/readme_speed.py [--bench bench/out/tokenizer_speed.json] [--readme README.md]
+    python bench/readme_speed.py [--bench bench/out/tokenizer_speed.json] [--readme docs/speed.md]
 
-The table goes between the README's two markers (BEGIN / END below); a README without them is left alone.
+The table goes between the page's two markers (BEGIN / END below); a README without them is left alone.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def write(readme: Path, report: dict) -> bool:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="bench/out/tokenizer_speed.json")
-    ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--readme", default="docs/speed.md")
     args = ap.parse_args(argv)
     done = write(Path(args.readme), json.loads(Path(args.bench).read_text()))
     print(f"{args.readme}: speed table {'written' if done else 'not written (no markers)'}")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write_json
+from shared.atomic import atomic_write_json, remove_temporary_files
 from shared.media import grid, read_sample, write_sample
 from shared.provenance import file_sha256
 
@@ -46,6 +46,8 @@ def sample_folder(pipe: LatentDiffusionPipeline, folder: Path, classes: list[int
     columns = min(per_class, GRID_COLUMNS)
     in_grid = lambda c, i: c in classes[:GRID_ROWS] and i < columns  # noqa: E731
     shown: dict[tuple[int, int], torch.Tensor] = {}
+    for c in classes:  # what a killed run's unfinished writes left
+        remove_temporary_files(folder / f"{c:04d}")
     for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=f"cfg {guidance_scale}", unit="batch")):
         batch = jobs[start : start + batch_size]
         paths = [folder / f"{c:04d}" / f"{i:05d}{suffix}" for c, i in batch]

@@ -76,6 +76,16 @@ def write_samples(pipe: LatentDiffusionPipeline, labels: torch.Tensor | None, n:
 # ----------------------------------------------------------------------------- training
 
 
+def step_noise(seed: int, step: int, x: torch.Tensor, num_steps: int, rank: int, world_size: int):
+    """This rank's timesteps and noise: drawn for the whole global batch from a generator of (seed, step), the same on
+    every rank, and sliced, so that N processes of batch b train as one process of batch N * b does."""
+    b = x.shape[0]
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    t = torch.randint(0, num_steps, (world_size * b,), generator=g)[rank * b : (rank + 1) * b]
+    noise = torch.randn((world_size * b, *x.shape[1:]), generator=g)[rank * b : (rank + 1) * b]
+    return t.to(x.device), noise.to(x.device, x.dtype)
+
+
 # fields of the record that do not change the trained weights: a run may resume, or a finished one be reused, with
 # other values (sampling settings are the sampler's; validation samples draw from their own generator)
 RESULT_INDEPENDENT = ("experiment.sample", "experiment.diffusion.sampler", "experiment.diffusion.sampling_steps",
@@ -162,8 +172,8 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
         set_lr(opt, lr_at(step, tc.lr, tc.lr, tc.warmup_steps, tc.steps, "constant"))
         x = batch["latents"].to(device)
         y = batch["label"].to(device) if conditional else None
-        t = torch.randint(0, diffusion.num_steps, (x.shape[0],), device=device)
-        noise = torch.randn_like(x)
+        t, noise = step_noise(tc.seed, step, x, diffusion.num_steps, accelerator.process_index,
+                              accelerator.num_processes)
         with accelerator.autocast():
             terms = diffusion.training_losses(model, x, t, y, noise)
         loss = terms["loss"].mean()

@@ -145,7 +145,7 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
 
 def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".",
           seeds: Collection[int] | None = None) -> dict:
-    """TABLES.md, tables.json, tables.csv (and the README's findings block) from the results of `seeds` (None: every
+    """TABLES.md, tables.json, tables.csv (and the findings block of docs/evaluation.md) from the results of `seeds` (None: every
     seed evaluated)."""
     results = Path(results_root) / scale
     runs = runs_in_config(scale)
@@ -174,9 +174,9 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
               "needed). " + NOISE_RULE, "", _md(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
     atomic_write(out_dir / "TABLES.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     atomic_write_json(out_dir / "tables.json", {"scale": scale, "tables": tables, "ablations": directions})
-    readme = Path(out_dir) / "README.md"
-    if readme.is_file():
-        write_findings(readme, scale, directions)
+    findings_page = Path(out_dir) / "docs" / "evaluation.md"
+    if findings_page.is_file():
+        write_findings(findings_page, scale, directions)
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
@@ -199,8 +199,8 @@ README_END = "<!-- end of ablation findings -->"
 
 
 def write_findings(readme: Path, scale: str, directions: list[dict]) -> None:
-    """Replace the README's block of ablation findings (between its two markers, where present) with the verdicts
-    of these results, in words; a README without the markers is left alone."""
+    """Replace a page's block of ablation findings (between its two markers, where present) with the verdicts of
+    these results, in words; a page without the markers is left alone."""
     atomic_rewrite_block(readme, README_BEGIN, README_END, [
         f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
         *ablations.findings(directions)])

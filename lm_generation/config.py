@@ -76,6 +76,9 @@ class TrainConfig:
     max_nonfinite_in_row: int = 8
     # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
     precision: Optional[str] = None
+    # recompute each layer's activations in the backward pass instead of keeping them (transformers' gradient
+    # checkpointing): about a third more compute for memory that no longer grows with depth x sequence
+    gradient_checkpointing: bool = False
 
     def __post_init__(self):
         at_least(self, steps=1, batch_size=1, log_every=1, checkpoint_every=1, keep_checkpoints=1, validate_every=1)

@@ -97,7 +97,8 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
 
 
 # fields of the record that do not change the trained weights: a run may resume with other values
-RESULT_INDEPENDENT = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.validate_every")
+RESULT_INDEPENDENT = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.validate_every",
+                      "train.gradient_checkpointing")
 
 
 @locks_run_folder
@@ -122,6 +123,8 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     shape = cfg.shape(size)
     torch.manual_seed(t.seed)  # the same initial weights on every rank and in every run of this config
     model = build_lm(shape, layout)
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     n_params = sum(p.numel() for p in model.parameters())
     decay, no_decay = [], []
     for name, p in model.named_parameters():

@@ -1,4 +1,4 @@
-"""Data layer (issue 2): folder datasets in their usual layouts, embedded defaults, sampling, bad input."""
+"""Data layer: folder datasets in their usual layouts, embedded defaults, sampling, bad input."""
 import numpy as np
 import pytest
 import torch
@@ -82,7 +82,7 @@ def test_fps_rule_sets_the_stride(ucf_dir):
 def test_short_videos_loop_or_fail_clearly(ucf_dir, caplog):
     looped = VideoFolder(ucf_dir, layout="ucf101", num_frames=17, frame_stride=3, resolution=16)
     assert looped[0]["pixels"].shape == (3, 17, 16, 16)
-    # issue 12, item 11: looping is said in the log, once per file, and counted
+    # looping is said in the log, once per file, and counted
     assert "v_ApplyEyeMakeup_g01_c01.avi: 30 frames, shorter than a clip (49); its frames are looped" in caplog.text
     looped[0]
     assert caplog.text.count("are looped") == 1 and len(looped.looped) == 1
@@ -174,7 +174,7 @@ def test_unreadable_training_items_are_replaced_and_named(tmp_path):
 
 
 def test_hostile_images_cost_little_and_fail_clearly(tmp_path):
-    """Issue 12, items 2, 3 and 6: extreme aspect ratios are cut before resizing, a decompression bomb is a
+    """extreme aspect ratios are cut before resizing, a decompression bomb is a
     DataError naming the file, and a 16-bit image is scaled by its bit depth."""
     import resource
 
@@ -196,7 +196,7 @@ def test_hostile_images_cost_little_and_fail_clearly(tmp_path):
 
 
 def test_layout_mistakes_get_a_hint(tmp_path, ucf_dir, caplog):
-    """Issue 12, item 11: a plain folder read as UCF-101 points to --video-layout; a plain image folder that
+    """a plain folder read as UCF-101 points to --video-layout; a plain image folder that
     validates on its own training files says so."""
     import shutil
 

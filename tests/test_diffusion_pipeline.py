@@ -1,6 +1,7 @@
 """diffusion_generation/ end to end at the tiny scale: latents extracted with a (random) tiny KL tokenizer, the
 measured scale, training (loss falls, EMA, exact resume), the pipeline object and the sample folders."""
 import json
+from pathlib import Path
 
 import decord
 import pytest
@@ -200,6 +201,8 @@ def test_unconditional_variant_trains_and_samples_into_class_zero(work, tmp_path
     assert pipe.model.condition.label_embed is None and pipe.info["trained_classes"] == []
     with pytest.raises(ValueError, match="unconditional"):
         pipe(labels=[1])
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):  # 0 is 0, not "unset"
+        pipe(num_samples=0)
     record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
                           "--guidance", "1", "--per-class", "3", "--set", "diffusion.sampling_steps=2"])
     assert record["folders"]["1"]["n"] == 3
@@ -290,7 +293,10 @@ def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path
     assert json.loads((tmp_path / "s" / "samples.json").read_text())["sampling_steps"] == 2
     with pytest.raises(ValueError, match="other settings .*sampling_steps"):
         sample_cli.main(args[:-1] + ["diffusion.sampling_steps=3"])
+    stale = next((tmp_path / "s" / "cfg1").iterdir()) / ".00001.png.abc.tmp"
+    stale.write_bytes(b"half a png")  # what the kill left mid-write
     sample_cli.main(args)  # the same settings resume
+    assert not stale.exists()
     # the same run folder retrained with another lr (as --restart does): other weights, refused by their hash
     import shutil
 
@@ -304,6 +310,21 @@ def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path
             sample_cli.main(args + [flag, "0"])
 
 
+def test_a_corrupt_pipeline_record_is_named(work, tmp_path):
+    import shutil
+
+    cfg = experiment_config("tiny", "dit", ["train.steps=1", "train.validate_every=100"])
+    final = Path(train(cfg, work / "image_latents", tmp_path / "run")["final"])
+    record = json.loads((final / "pipeline.json").read_text())
+    for text, match in (('{"diffusion": {', "pipeline.json: this pipeline record is not valid JSON"),
+                        (json.dumps({**record, "latent_shape": [4, 8, 8]}), r"latent_shape must be .* 8 channels"),
+                        (json.dumps({**record, "latent_shape": "8x8"}), "latent_shape must be")):
+        (final / "pipeline.json").write_text(text)
+        with pytest.raises(ValueError, match=match):
+            LatentDiffusionPipeline.from_pretrained(final)
+    shutil.rmtree(tmp_path / "run")
+
+
 def test_the_diffusion_report_refuses_an_lm_run(tmp_path):
     from diffusion_generation import report
 
@@ -311,3 +332,35 @@ def test_the_diffusion_report_refuses_an_lm_run(tmp_path):
     (tmp_path / "lm" / "summary.json").write_text(json.dumps({"task": "image", "codes": "/codes", "steps": 3}))
     with pytest.raises(ValueError, match="not a DiT or Latte run .*lm_generation.report"):
         report.build_report(tmp_path / "lm", tmp_path, "tiny")
+
+
+@pytest.mark.slow
+def test_two_process_dit_training_equals_one_process_of_the_same_global_batch(work, tmp_path):
+    """The README's `accelerate launch` of the DiT trainer, on two CPU processes (gloo): both ranks finish, only the
+    main one writes, and the weights are those of one process with the doubled batch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    repo = Path(__file__).resolve().parent.parent
+    overrides = ["train.steps=3", "train.checkpoint_every=3", "train.validate_every=100", "model.class_dropout_prob=0.0"]
+    code = ("from diffusion_generation.config import experiment_config; from diffusion_generation.train import train; "
+            "train(experiment_config('tiny', 'dit', %r), %r, %r)") % (overrides + ["train.batch_size=4"],
+                                                                     str(work / "image_latents"), str(tmp_path / "ddp"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "ACCELERATE_USE_CPU": "true"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29521",
+           "-m", "tests.ddp_entry", code]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = train(experiment_config("tiny", "dit", overrides + ["train.batch_size=8"]), work / "image_latents",
+                   tmp_path / "one")
+    two = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert (two["processes"], single["processes"]) == (2, 1)
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["step_00000003"]
+    a = load_file(tmp_path / "ddp" / "checkpoints" / "step_00000003" / "model.safetensors")
+    b = load_file(tmp_path / "one" / "checkpoints" / "step_00000003" / "model.safetensors")
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)

@@ -1,4 +1,4 @@
-"""Metrics (issue 5): reconstruction metrics, the Fréchet distance, feature-network weight handling."""
+"""Metrics: reconstruction metrics, the Fréchet distance, feature-network weight handling."""
 import numpy as np
 import pytest
 import torch
@@ -189,7 +189,6 @@ def test_fvd_of_a_sample_folder_against_ucf101(tmp_path, ucf_dir):
 
 
 def test_sample_metrics_needs_two_samples_and_says_so_before_any_work(tmp_path):
-    """Issue 12, item 11."""
     from eval import sample_metrics
 
     (tmp_path / "one").mkdir()
@@ -200,7 +199,7 @@ def test_sample_metrics_needs_two_samples_and_says_so_before_any_work(tmp_path):
 
 
 def test_bicubic_baselines_keep_as_many_numbers_as_the_tokenizer():
-    """Issue 13, item 1: the baseline beside every reconstruction figure."""
+    """the baseline beside every reconstruction figure."""
     from shared.metrics.bicubic import BicubicBaselines, bicubic_down_up, matched_factors
 
     factors = matched_factors(8, 8, 1, codebook_size=1024)

@@ -1,4 +1,4 @@
-"""The LM generator (issue 10) at the tiny preset: extraction, layout, sampling invariants, training, resume."""
+"""The LM generator at the tiny preset: extraction, layout, sampling invariants, training, resume."""
 import json
 
 import pytest
@@ -413,3 +413,14 @@ def test_lm_training_refuses_a_tokenizer_replaced_after_extraction_and_a_latents
             {"kind": "image", "latent_shape": [3, 2, 2]})
     with pytest.raises(ValueError, match="latents: not a folder of VQ codes"):
         train(lm_config("tiny", ["train.steps=1"]), tmp_path / "latents", tmp_path / "run2", "image")
+
+
+def test_gradient_checkpointing_trains_the_same_weights(image_codes, tmp_path):
+    plain = train(lm_config("tiny", ["train.steps=3"]), image_codes, tmp_path / "a", "image")
+    saved = train(lm_config("tiny", ["train.steps=3", "train.gradient_checkpointing=true"]), image_codes, tmp_path / "b",
+                  "image")
+    assert plain["steps"] == saved["steps"] == 3
+    a = load_file(str(tmp_path / "a" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""OmniTokenizer invariants (issue 3), each on the tiny preset."""
+"""OmniTokenizer invariants, each on the tiny preset."""
 import copy
 import json
 
@@ -85,7 +85,6 @@ def test_bad_frame_count_and_bad_input_are_clear_errors():
 
 
 def test_inputs_that_would_give_silent_wrong_codes_are_refused_or_converted():
-    """Issue 12, item 8."""
     model = make()
     x = video(b=1, t=5, h=16, w=16)
     bad = x.clone()
@@ -347,7 +346,7 @@ class TestKLTokenizer(_TokenizerTester):
 
 
 def test_dead_code_restarts_bring_unused_codes_back_into_use():
-    """Issue 13, item 3: with restarts, a codebook initialised badly (every code on one point) spreads over the
+    """with restarts, a codebook initialised badly (every code on one point) spreads over the
     data within a few steps; without, it stays collapsed. Eval mode never restarts."""
     from tokenizer.quantizers import VectorQuantizer
 

@@ -111,7 +111,7 @@ def test_collate_stacks_tensors_and_lists_the_rest():
 
 
 def test_crash_leftovers_are_cleaned_and_complete_checkpoints_kept(tmp_path):
-    """Issue 12, item 5: a kill while writing or pruning leaves folders that the next start removes."""
+    """a kill while writing or pruning leaves folders that the next start removes."""
     from shared.atomic import remove_temporary_files
 
     model = nn.Linear(2, 2)
@@ -128,7 +128,6 @@ def test_crash_leftovers_are_cleaned_and_complete_checkpoints_kept(tmp_path):
 
 
 def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path):
-    """Issue 12, items 7 and 9."""
     import os
 
     from shared.atomic import atomic_write_json

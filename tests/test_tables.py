@@ -1,4 +1,4 @@
-"""Evaluation CLI and table builder (issue 5), end to end on a tiny run."""
+"""Evaluation CLI and table builder, end to end on a tiny run."""
 import json
 
 import pytest
@@ -49,7 +49,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys, mon
     assert rec["metrics"]["video"]["rfvd"] == first["metrics"]["video"]["rfvd"]
     image, video = rec["metrics"]["image"], rec["metrics"]["video"]
     assert image["items"] == 4 and video["frames"] == 4 * 9
-    assert image["bicubic"]["same_numbers"]["psnr"] > 0 and "same_bits" in video["bicubic"]  # issue 13, item 1
+    assert image["bicubic"]["same_numbers"]["psnr"] > 0 and "same_bits" in video["bicubic"]
     assert "RANDOM-INIT" in image["rfid"]["network"] and "RANDOM-INIT" in video["rfvd"]["network"]
     assert image["rfid"]["n"] == [4, 4] and not image["rfid"]["full_rank_covariance"] and video["rfvd"]["dim"] == 400
     assert "RANDOM-INIT vgg16-imagenet" in image["lpips"]["network"] and 0 < image["lpips"]["value"]
@@ -60,7 +60,7 @@ def test_eval_writes_labelled_results_and_tables_show_them(tiny_run, capsys, mon
     assert all(f"## Table {n}:" in md for n in range(1, 11))
     assert "| Ours-VQVAE | ImageNet | 32x32 | 8192 | 1.11 |" in md  # the paper's row
     vq_row = built[1]["ours"][0]
-    # 4 items against 2048 features: the rFID is not reported (issue 15); PSNR is, beside its bicubic baseline
+    # 4 items against 2048 features: the rFID is not reported; PSNR is, beside its bicubic baseline
     assert vq_row[2] == "not reported: n=4 items <= d=2048 features, the covariance is rank-deficient"
     assert "RANDOM-INIT network" in vq_row[1] and vq_row[7] == "tiny"
     assert vq_row[5] == f"{image['block_edge']:.2f} ({image['block_edge_input']:.2f}; {image['bicubic']['8x']['block_edge']:.2f})"
@@ -86,7 +86,7 @@ def test_eval_without_feature_weights_is_a_clear_error(tiny_run):
 
 @pytest.mark.slow
 def test_eval_keeps_finished_parts_and_checks_arguments_first(tiny_run, tmp_path):
-    """Issue 12, item 4: a bad video split costs only the video part; a bad frame count costs nothing."""
+    """a bad video split costs only the video part; a bad frame count costs nothing."""
     from shared.data import DataError
 
     from .conftest import write_avi
@@ -294,3 +294,37 @@ def test_tokenizer_report_writes_its_table_between_the_readme_markers(tmp_path):
     plain.write_text("no markers\n")
     assert not tokenizer_report.main(["--results", str(tmp_path / "r.json"), "--readme", str(plain)])
     assert plain.read_text() == "no markers\n"
+
+
+def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
+    from eval import generator_pages
+
+    results = tmp_path / "results" / "small"
+    (results / "eval" / "lm_imagenet").mkdir(parents=True)
+    metric = {"value": 3.0, "n": [4, 4], "dim": 2048, "network": "RANDOM-INIT inception"}
+    (results / "lm_imagenet.json").write_text(json.dumps({
+        "metrics": {"cfg1.5": {"guidance_scale": 1.5, "fid": metric, "class_consistency": 0.8}},
+        "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "scale": "small", "threads": 2,
+        "wall_seconds": {"training": 60.0}, "sampling": {"cfg1.5": {"sampling": {"temperature": 0.5, "top_k": 64}}}}))
+    (results / "eval" / "lm_imagenet" / "class_consistency.json").write_text(json.dumps({"metrics": {"class_consistency": [
+        {"guidance": 1.5, "n": 4, "per_class": [{"name": "a", "share": 1.0}, {"name": "b", "share": 0.25}]}]}}))
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    for name, (g, share) in {"x": (2.0, 0.5), "y": (1.0, 0.75)}.items():
+        (sweep / f"{name}.json").write_text(json.dumps({
+            "model": "m", "sampling": {"cfg_scale": g, "top_k": 0, "temperature": 1.0, "per_class": 2, "seed": 0},
+            "judge": {"classifier_accuracy": 0.9, "chance": 0.5},
+            "class_consistency": {"share": share, "n": 4, "per_class": [{"name": "a", "share": share}]}}))
+    page = tmp_path / "page.md"
+    page.write_text(f"{generator_pages.BEGIN}\n{generator_pages.END}\n{generator_pages.SWEEP_BEGIN}\n"
+                    f"{generator_pages.SWEEP_END}\n")
+    assert generator_pages.main(["--results", str(tmp_path / "results"), "--page", str(page), "--target", "lm-imagenet",
+                                 "lm-ucf"])
+    assert generator_pages.main(["--page", str(page), "--sampling-sweep", str(sweep)])
+    text = page.read_text()
+    assert "| 1.5 | FID (RANDOM-INIT network" in text and "80%; classifier 98%, chance 5%" in text
+    assert "not run (make lm-ucf SCALE=small)" in text
+    assert "sampling temperature 0.5, top_k 64; guidance 1.5: weakest class b 25%, 1 of 2 classes at 50 % or more" in text
+    assert text.index("| 1.0 | all | 1.0 | 75% | a 75% | 1 of 1 |") < text.index("| 2.0 | all | 1.0 | 50% | a 50% | 1 of 1 |")
+    with pytest.raises(SystemExit, match="unknown target"):
+        generator_pages.main(["--page", str(page), "--target", "nope"])

@@ -1,4 +1,4 @@
-"""Tokenizer training (issue 4) at the tiny preset: stages, exact resume, transfer, losses, DDP."""
+"""Tokenizer training at the tiny preset: stages, exact resume, transfer, losses, DDP."""
 import json
 import os
 import subprocess
@@ -258,7 +258,7 @@ def test_training_reads_imagenet_and_ucf101_folders(tmp_path, imagenet_dir, ucf_
     val = report["stages"]["image"]["validation"]
     assert val["image"]["items"] == 10 and val["video"]["items"] == 2  # the val split and testlist01
     assert report["data"] == {"images": str(imagenet_dir), "videos": str(ucf_dir)}
-    # Issue 12, item 1: the same run on other data is neither reused nor resumed
+    # the same run on other data is neither reused nor resumed
     with pytest.raises(ValueError, match=r"finished with a different configuration .*data.images: '.*' -> 'embedded'"):
         run("tiny", tmp_path, stages=[stage], data={"videos": str(ucf_dir)}, loss={"perceptual_weight": 0.0})
     run("tiny", tmp_path / "half", stages=[stage], stop_at=1, data={"images": str(imagenet_dir)},

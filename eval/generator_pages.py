@@ -1,0 +1,115 @@
+"""The generators' result tables in their docs pages, generated from the result files (never typed), in TABLES.md's
+columns (eval/tables.py), with the share of the weakest class and the sampling settings beneath:
+
+    python -m eval.generator_pages --scale small --page docs/lm_generation.md --target lm-imagenet lm-ucf lm-k600
+    python -m eval.generator_pages --scale small --page docs/diffusion_generation.md --target dit-imagenet latte-ucf
+    python -m eval.generator_pages --page docs/lm_generation.md --sampling-sweep docs/results/lm_sampling
+
+The last: one trained model's class consistency under several sampling settings (a file per setting, each holding
+its settings and the judge's result), sorted by guidance, top-k and temperature (SWEEP_BEGIN / SWEEP_END).
+
+A target without a result file shows "not run"; a page without the markers (BEGIN / END) is left alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from shared.atomic import atomic_rewrite_block
+
+from .experiments import GENERATION_ROWS
+from .tables import GENERATION_COLUMNS, _generation_rows, _md
+
+BEGIN = "<!-- generator results: written by `python -m eval.generator_pages` from the result files; do not edit -->"
+END = "<!-- end of generator results -->"
+SWEEP_BEGIN = "<!-- sampling comparison: written by `python -m eval.generator_pages --sampling-sweep`; do not edit -->"
+SWEEP_END = "<!-- end of sampling comparison -->"
+SAMPLING_KEYS = ("sampler", "sampling_steps", "temperature", "top_k", "top_p", "cfg_interval")
+
+
+def weakest_classes(eval_dir: Path) -> list[str]:
+    """Per guidance scale: the share of the weakest class and how many classes reach half, from class_consistency.json."""
+    path = eval_dir / "class_consistency.json"
+    if not path.is_file():
+        return []
+    out = []
+    for row in json.loads(path.read_text()).get("metrics", {}).get("class_consistency", []):
+        per = row.get("per_class") or []
+        if per:
+            worst = min(per, key=lambda c: c["share"])
+            half = sum(c["share"] >= 0.5 for c in per)
+            out.append(f"guidance {row['guidance']}: weakest class {worst['name']} {worst['share']:.0%}, "
+                       f"{half} of {len(per)} classes at 50 % or more ({row['n']} samples)")
+    return out
+
+
+def sampling_settings(record: dict) -> str:
+    """The sampling settings the result's folders share, in words."""
+    sampling = record.get("sampling") or {}
+    if any(isinstance(v, dict) and "sampling" in v for v in sampling.values()):  # the LM: one record per folder
+        first = next(v["sampling"] for v in sampling.values() if isinstance(v, dict) and "sampling" in v)
+    else:
+        first = sampling
+    return ", ".join(f"{k} {first[k]}" for k in SAMPLING_KEYS if first.get(k) is not None)
+
+
+def page_lines(results: Path, targets: list[str]) -> list[str]:
+    rows, notes = [], []
+    for row in GENERATION_ROWS:
+        if row.target not in targets:
+            continue
+        rows += _generation_rows(results, row)
+        f = row.result(results.name, results.parent)
+        if f.is_file():
+            record = json.loads(f.read_text())
+            lines = weakest_classes(results / "eval" / row.name)
+            settings = sampling_settings(record)
+            notes.append(f"- {row.label}: " + "; ".join(([f"sampling {settings}"] if settings else []) + lines))
+    return [_md(GENERATION_COLUMNS, rows), "", *notes]
+
+
+def sweep_lines(folder: Path) -> list[str]:
+    """The sampling comparison's table: one row per file of `folder`."""
+    records = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    if not records:
+        raise SystemExit(f"{folder}: no result files")
+    records.sort(key=lambda r: (r["sampling"]["cfg_scale"], r["sampling"]["top_k"], r["sampling"]["temperature"]))
+    lines = ["| guidance | top-k | temperature | class consistency | weakest class | classes at 50 % or more |",
+             "|---|---|---|---|---|---|"]
+    for r in records:
+        s, cc = r["sampling"], r["class_consistency"]
+        worst = min(cc["per_class"], key=lambda c: c["share"])
+        half = sum(c["share"] >= 0.5 for c in cc["per_class"])
+        lines.append(f"| {s['cfg_scale']} | {s['top_k'] or 'all'} | {s['temperature']} | {cc['share']:.0%} | "
+                     f"{worst['name']} {worst['share']:.0%} | {half} of {len(cc['per_class'])} |")
+    first = records[0]
+    lines += ["", f"{first['model']}; {first['sampling']['per_class']} samples per class ({records[0]['class_consistency']['n']} "
+                  f"in all) per row, seed {first['sampling']['seed']}; judge accuracy on held-out real data "
+                  f"{first['judge']['classifier_accuracy']:.0%}, chance {first['judge']['chance']:.0%}."]
+    return lines
+
+
+def main(argv=None) -> bool:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="small")
+    ap.add_argument("--results", default="results", help="the results root (results/<scale>/...)")
+    ap.add_argument("--page", required=True, help="the Markdown page holding the markers")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--target", nargs="+", help="make targets whose results to show")
+    what.add_argument("--sampling-sweep", help="folder of one model's results under several sampling settings")
+    args = ap.parse_args(argv)
+    if args.sampling_sweep:
+        written = atomic_rewrite_block(args.page, SWEEP_BEGIN, SWEEP_END, sweep_lines(Path(args.sampling_sweep)))
+        print(f"{args.page}: {'table written' if written else 'no markers, left alone'}")
+        return written
+    known = {r.target for r in GENERATION_ROWS}
+    if set(args.target) - known:
+        raise SystemExit(f"unknown target(s) {sorted(set(args.target) - known)}; known: {sorted(known)}")
+    written = atomic_rewrite_block(args.page, BEGIN, END, page_lines(Path(args.results) / args.scale, args.target))
+    print(f"{args.page}: {'table written' if written else 'no markers, left alone'}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
