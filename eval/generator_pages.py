@@ -28,6 +28,13 @@ SWEEP_END = "<!-- end of sampling comparison -->"
 SAMPLING_KEYS = ("sampler", "sampling_steps", "temperature", "top_k", "top_p", "cfg_interval")
 
 
+def class_spread(per_class: list[dict]) -> str:
+    """The weakest class's share and how many classes reach half, in words."""
+    worst = min(per_class, key=lambda c: c["share"])
+    half = sum(c["share"] >= 0.5 for c in per_class)
+    return f"weakest class {worst['name']} {worst['share']:.0%}, {half} of {len(per_class)} classes at 50 % or more"
+
+
 def weakest_classes(eval_dir: Path) -> list[str]:
     """Per guidance scale: the share of the weakest class and how many classes reach half, from class_consistency.json."""
     path = eval_dir / "class_consistency.json"
@@ -35,12 +42,8 @@ def weakest_classes(eval_dir: Path) -> list[str]:
         return []
     out = []
     for row in json.loads(path.read_text()).get("metrics", {}).get("class_consistency", []):
-        per = row.get("per_class") or []
-        if per:
-            worst = min(per, key=lambda c: c["share"])
-            half = sum(c["share"] >= 0.5 for c in per)
-            out.append(f"guidance {row['guidance']}: weakest class {worst['name']} {worst['share']:.0%}, "
-                       f"{half} of {len(per)} classes at 50 % or more ({row['n']} samples)")
+        if row.get("per_class"):
+            out.append(f"guidance {row['guidance']}: {class_spread(row['per_class'])} ({row['n']} samples)")
     return out
 
 
@@ -75,14 +78,11 @@ def sweep_lines(folder: Path) -> list[str]:
     if not records:
         raise SystemExit(f"{folder}: no result files")
     records.sort(key=lambda r: (r["sampling"]["cfg_scale"], r["sampling"]["top_k"], r["sampling"]["temperature"]))
-    lines = ["| guidance | top-k | temperature | class consistency | weakest class | classes at 50 % or more |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| guidance | top-k | temperature | class consistency | the classes |", "|---|---|---|---|---|"]
     for r in records:
         s, cc = r["sampling"], r["class_consistency"]
-        worst = min(cc["per_class"], key=lambda c: c["share"])
-        half = sum(c["share"] >= 0.5 for c in cc["per_class"])
         lines.append(f"| {s['cfg_scale']} | {s['top_k'] or 'all'} | {s['temperature']} | {cc['share']:.0%} | "
-                     f"{worst['name']} {worst['share']:.0%} | {half} of {len(cc['per_class'])} |")
+                     f"{class_spread(cc['per_class'])} |")
     first = records[0]
     lines += ["", f"{first['model']}; {first['sampling']['per_class']} samples per class ({records[0]['class_consistency']['n']} "
                   f"in all) per row, seed {first['sampling']['seed']}; judge accuracy on held-out real data "
