@@ -47,6 +47,18 @@ def weakest_classes(eval_dir: Path) -> list[str]:
     return out
 
 
+def frame_prediction(record: dict) -> list[str]:
+    """Frame prediction against the true frames (eval.frame_prediction), where the result holds it."""
+    scored = (record.get("frame_prediction") or {}).get("metrics")
+    if not scored:
+        return []
+    frames = scored["predicted_frames"]
+    means = {k: scored[k]["psnr"]["mean"] for k in ("model", "repeat_last_given", "tokenizer_reconstruction")}
+    return [f"predicted frames {frames[0]}-{frames[-1]} of {scored['clips']} held-out clips, mean PSNR: the model "
+            f"{means['model']:.2f} dB, the last given frame repeated {means['repeat_last_given']:.2f}, the tokenizer's "
+            f"reconstruction of the true frames (the ceiling) {means['tokenizer_reconstruction']:.2f}"]
+
+
 def sampling_settings(record: dict) -> str:
     """The sampling settings the result's folders share, in words."""
     sampling = record.get("sampling") or {}
@@ -66,7 +78,7 @@ def page_lines(results: Path, targets: list[str]) -> list[str]:
         f = row.result(results.name, results.parent)
         if f.is_file():
             record = json.loads(f.read_text())
-            lines = weakest_classes(results / "eval" / row.name)
+            lines = weakest_classes(results / "eval" / row.name) + frame_prediction(record)
             settings = sampling_settings(record)
             notes.append(f"- {row.label}: " + "; ".join(([f"sampling {settings}"] if settings else []) + lines))
     return [_md(GENERATION_COLUMNS, rows), "", *notes]

@@ -305,7 +305,10 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     (results / "lm_imagenet.json").write_text(json.dumps({
         "metrics": {"cfg1.5": {"guidance_scale": 1.5, "fid": metric, "class_consistency": 0.8}},
         "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "scale": "small", "threads": 2,
-        "wall_seconds": {"training": 60.0}, "sampling": {"cfg1.5": {"sampling": {"temperature": 0.5, "top_k": 64}}}}))
+        "wall_seconds": {"training": 60.0}, "sampling": {"cfg1.5": {"sampling": {"temperature": 0.5, "top_k": 64}}},
+        "frame_prediction": {"metrics": {"predicted_frames": [5, 6], "clips": 3, **{
+            k: {"psnr": {"mean": v}} for k, v in (("model", 15.0), ("repeat_last_given", 21.0),
+                                                   ("tokenizer_reconstruction", 22.0))}}}}))
     (results / "eval" / "lm_imagenet" / "class_consistency.json").write_text(json.dumps({"metrics": {"class_consistency": [
         {"guidance": 1.5, "n": 4, "per_class": [{"name": "a", "share": 1.0}, {"name": "b", "share": 0.25}]}]}}))
     sweep = tmp_path / "sweep"
@@ -324,6 +327,8 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     text = page.read_text()
     assert "| 1.5 | FID (RANDOM-INIT network" in text and "80%; classifier 98%, chance 5%" in text
     assert "not run (make lm-ucf SCALE=small)" in text
+    assert ("predicted frames 5-6 of 3 held-out clips, mean PSNR: the model 15.00 dB, the last given frame repeated "
+            "21.00, the tokenizer's reconstruction of the true frames (the ceiling) 22.00") in text
     assert "sampling temperature 0.5, top_k 64; guidance 1.5: weakest class b 25%, 1 of 2 classes at 50 % or more" in text
     assert text.index("| 1.0 | all | 1.0 | 75% | weakest class a 75%, 1 of 1 classes at 50 % or more |") < \
         text.index("| 2.0 | all | 1.0 | 50% | weakest class a 50%, 1 of 1 classes at 50 % or more |")
