@@ -424,3 +424,20 @@ def test_gradient_checkpointing_trains_the_same_weights(image_codes, tmp_path):
     b = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compute_curve_trains_samples_and_judges_each_budget(image_codes, tmp_path):
+    from bench import lm_compute_curve
+
+    report = lm_compute_curve.main(["--codes", str(image_codes), "--scale", "tiny", "--steps", "3", "2",
+                                    "--runs", str(tmp_path / "runs"), "--json", str(tmp_path / "curve.json"),
+                                    "--plot", str(tmp_path / "curve.png"), "--guidance", "2"])
+    assert [r["steps"] for r in report["budgets"]] == [2, 3]
+    for r in report["budgets"]:
+        assert 0 <= r["lowest_class_share"] <= r["share"] <= 1 and r["n"] > 0 and r["train_seconds"] > 0
+        assert r["sampling"]["cfg_scale"] == 2.0
+    assert json.loads((tmp_path / "curve.json").read_text())["budgets"] == report["budgets"]
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="--steps must all be >= 1"):
+        lm_compute_curve.main(["--codes", str(image_codes), "--steps", "0", "--json", "x", "--plot", "y"])
