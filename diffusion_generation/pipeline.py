@@ -11,13 +11,13 @@ shape, class names, where the latents came from).
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
 
 from shared.atomic import atomic_write_json, read_json_object
-from shared.config import build, check_seed
+from shared.config import build, check_finite, check_seed
+from shared.labels import class_labels
 from tokenizer import OmniTokenizer
 
 from .config import DiffusionConfig
@@ -25,19 +25,6 @@ from .diffusion import make_scheduler, sample
 from .models import load_model
 
 PIPELINE_FILE = "pipeline.json"
-
-
-def class_labels(labels, num_classes: int) -> torch.Tensor:
-    """Class indices as a 1-D long tensor: a non-empty list or 1-D tensor of integers in [0, num_classes)."""
-    values = torch.as_tensor(labels)
-    if values.dim() > 1 or values.numel() == 0:
-        raise ValueError(f"labels must be a non-empty list or 1-D tensor of class indices, got shape {tuple(values.shape)}")
-    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
-        raise ValueError(f"labels must be integers, got {labels!r}")
-    values = values.reshape(-1).long()
-    if values.min() < 0 or values.max() >= num_classes:
-        raise ValueError(f"labels must be in [0, {num_classes}), got {values.tolist()}")
-    return values
 
 
 class LatentDiffusionPipeline:
@@ -88,8 +75,7 @@ class LatentDiffusionPipeline:
         check_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         scale = self.diffusion.guidance_scale if guidance_scale is None else guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-            raise ValueError(f"guidance_scale must be a finite number (1: no guidance), got {scale!r}")
+        check_finite("guidance_scale", scale)
         latents = sample(self.model, scheduler, (n, *shape), labels, scale, generator, self.device, progress)
         return self.decode(latents)
 

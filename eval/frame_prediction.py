@@ -25,6 +25,7 @@ from shared.atomic import atomic_write_json
 from shared.data.collate import collate
 from shared.metrics.reconstruction import psnr, ssim
 from shared.provenance import file_sha256, stamp
+from tokenizer.evaluate import reconstruct
 
 from .datasets import video_split
 
@@ -40,8 +41,7 @@ def per_frame(metric, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def score(pipe: ARPipeline, loader, sampling: dict, seed: int) -> dict:
     """Per predicted frame index: mean PSNR / SSIM of the model, the last given frame repeated, and the tokenizer's
     reconstruction, over every clip of `loader`; and their means over the predicted frames."""
-    t = pipe.tokenizer.config.temporal_patch_size
-    given = 1 + (pipe.layout.cond_frames - 1) * t  # frames whose codes are given
+    given = pipe.given_frames
     device = next(pipe.lm.parameters()).device
     sums = {name: {"psnr": 0.0, "ssim": 0.0} for name in PREDICTORS}
     clips = 0
@@ -49,8 +49,7 @@ def score(pipe: ARPipeline, loader, sampling: dict, seed: int) -> dict:
         x = batch["pixels"].to(device)
         outputs = {"model": pipe.predict(x, **sampling, seed=seed + b),
                    "repeat_last_given": x[:, :, given - 1 : given].expand_as(x),
-                   "tokenizer_reconstruction": pipe.tokenizer.decode(pipe.tokenizer.encode(x).latents, size=x.shape[2:])
-                   .clamp(-1, 1)}
+                   "tokenizer_reconstruction": reconstruct(pipe.tokenizer, x)[0].clamp(-1, 1)}
         for name, y in outputs.items():
             for key, metric in (("psnr", psnr), ("ssim", ssim)):
                 sums[name][key] = sums[name][key] + per_frame(metric, y[:, :, given:], x[:, :, given:]).sum(0).cpu()

@@ -8,12 +8,11 @@ and `tasks` (overrides of `train` / `sample` for the video and frame-prediction 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from shared.config import ConfigError, apply_overrides, at_least, build, check_seed, read_yaml, scale_file
+from shared.config import ConfigError, apply_overrides, at_least, build, check_finite, check_seed, read_yaml, scale_file
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -91,25 +90,21 @@ def check_settings(cfg_scale: float | None, cfg_interval: tuple[float, float] | 
                    top_k: int, top_p: float) -> None:
     """Refuse sampling settings that would silently give wrong codes (NaN guidance makes every code the last entry,
     top_p = 0 masks even the most likely token) with an error that names the setting."""
-    def finite(name, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-
     if cfg_scale is not None:
-        finite("cfg_scale", cfg_scale)
-    finite("temperature", temperature)
+        check_finite("cfg_scale", cfg_scale)
+    check_finite("temperature", temperature)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be an integer >= 0 (0: no top-k), got {top_k!r}")
-    finite("top_p", top_p)
+    check_finite("top_p", top_p)
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (1: no nucleus filtering), got {top_p}")
     if cfg_interval is not None:
         if len(cfg_interval) != 2:
             raise ValueError(f"cfg_interval must be (start, end), got {cfg_interval!r}")
         for value in cfg_interval:
-            finite("cfg_interval", value)
+            check_finite("cfg_interval", value)
         a, b = cfg_interval
         if not 0 <= a < b <= 1:
             raise ValueError(f"cfg_interval must be (start, end) with 0 <= start < end <= 1 (shares of the sequence), "

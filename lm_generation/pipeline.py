@@ -79,13 +79,16 @@ class ARPipeline:
         `sampling`: cfg_scale, cfg_interval, temperature, top_k, top_p, seed (see sampling.sample_codes)."""
         return self.decode(sample_codes(self.lm, labels, given, **sampling))
 
+    @property
+    def given_frames(self) -> int:
+        """Video frames whose codes frame prediction is given: those of the first cond_frames latent frames."""
+        return 1 + (self.layout.cond_frames - 1) * self.tokenizer.config.temporal_patch_size
+
     @torch.no_grad()
     def predict(self, frames: torch.Tensor, labels: torch.Tensor | None = None, **sampling) -> torch.Tensor:
         """Frame prediction: pixels (B, 3, T, H, W) whose first 1 + (cond_frames - 1) * t frames are used (5 for
         2 latent frames at t = 4) -> the whole clip, those frames' codes kept as given."""
-        layout = self.layout
-        t = self.tokenizer.config.temporal_patch_size
-        needed = 1 + (layout.cond_frames - 1) * t
+        layout, needed = self.layout, self.given_frames
         if layout.cond_frames == 0:
             raise ValueError("this LM does not predict frames (trained with no given latent frames)")
         if frames.dim() != 5 or frames.shape[2] < needed:

@@ -19,6 +19,7 @@ from transformers import LlamaForCausalLM
 from transformers.cache_utils import Cache, DynamicLayer
 
 from shared.config import check_seed
+from shared.labels import NULL_LABEL, class_labels
 
 from .config import check_settings
 from .model import CodeLayout, layout_of
@@ -53,26 +54,6 @@ class BufferLayer(DynamicLayer):
 
 def kv_cache(model: LlamaForCausalLM, max_len: int) -> Cache:
     return Cache(layers=[BufferLayer(max_len) for _ in range(model.config.num_hidden_layers)])
-
-
-NULL_LABEL = -1  # a row of the null class: unconditional
-
-
-def check_labels(labels, num_classes: int) -> torch.Tensor:
-    """Class labels (B,) as a long tensor: integers in [0, num_classes), or NULL_LABEL (-1) for the null class
-    (unconditional rows); a list of integers is taken as one."""
-    if isinstance(labels, (list, tuple)):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
-            raise ValueError(f"labels must be integers, got {labels!r}")
-        labels = torch.tensor(labels, dtype=torch.long)
-    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor (B,), got {getattr(labels, 'dtype', type(labels))}")
-    if labels.dim() != 1 or labels.numel() == 0:
-        raise ValueError(f"labels must be a non-empty 1-D tensor (B,), got shape {tuple(labels.shape)}")
-    if labels.min() < NULL_LABEL or labels.max() >= num_classes:
-        raise ValueError(f"labels must be in [0, {num_classes}), or {NULL_LABEL} for the null class; got values in "
-                         f"[{labels.min().item()}, {labels.max().item()}]")
-    return labels.long()
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
@@ -132,7 +113,7 @@ def sample_codes(model: LlamaForCausalLM, labels: torch.Tensor | None, given: to
             raise ValueError("unconditional sampling needs `given` codes or labels to size the batch")
         labels = torch.full((given.shape[0],), NULL_LABEL, dtype=torch.long)
     else:
-        labels = check_labels(labels, layout.num_classes)
+        labels = class_labels(labels, layout.num_classes, allow_null=True)
     labels = labels.to(device).long()
     b = labels.shape[0]
     null = labels < 0

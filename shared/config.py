@@ -115,6 +115,12 @@ def at_least(cfg, **bounds: int) -> None:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 
 
+def check_finite(name: str, value) -> None:
+    """Refuse a setting that is not a finite number (NaN guidance or temperature writes wrong samples silently)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 MAX_SEED = 2**32 - 1  # per-batch and per-step seeds are derived from it (seed * 1_000_003 + step ...): kept in range
 
 

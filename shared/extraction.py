@@ -130,9 +130,9 @@ def _open_manifest(out: Path, settings: dict, shard_size: int, source_items: int
             raise ExtractionError(f"{out}: holds shards but no {MANIFEST}; choose a new --out or pass --restart")
         return fresh
     try:
-        old = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ExtractionError(f"{path}: not valid JSON ({exc}); pass --restart to extract again") from None
+        old = read_json_object(path, "extraction manifest")
+    except ValueError as exc:  # truncated, corrupt, or not an object
+        raise ExtractionError(f"{exc}; pass --restart to extract again") from None
     # compared with the values an older folder was made with; its manifest keeps its own settings (what the
     # trainers recorded from it stays the same)
     stored = dict(old)

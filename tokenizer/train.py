@@ -326,10 +326,14 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
     return report
 
 
-def _edge(metrics: dict) -> str:
+def _edge(value: float | None) -> str:
     """A block-edge ratio for the printed table; '-' for a stage validated before the ratio was measured."""
-    value = metrics.get("block_edge")
     return "-" if value is None else f"{value:.2f}"
+
+
+def _figures(m: dict) -> str:
+    """PSNR / SSIM / block-edge ratio of a validation split or a baseline."""
+    return f"{m['psnr']:.2f}/{m['ssim']:.3f}/{_edge(m.get('block_edge'))}"
 
 
 def print_summary(report: dict) -> None:
@@ -341,18 +345,16 @@ def print_summary(report: dict) -> None:
         val = s.get("validation", {})
         for kind, v in val.items():
             baselines.setdefault(kind, {}).update(v.get("bicubic", {}))
-        cell = lambda k: f"{val[k]['psnr']:5.2f}/{val[k]['ssim']:.3f}/{_edge(val[k])}" if k in val else "-"  # noqa: E731
+            inputs[kind] = v.get("block_edge_input")
+        cells = [_figures(val[k]) if k in val else "-" for k in ("image", "video")]
         codes = ", ".join(f"{val[k]['codebook_usage']:.1%} / {val[k]['codebook_perplexity']:.0f}" for k in ("image", "video")
                           if "codebook_usage" in val.get(k, {}))
-        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cell('image'):>21}  "
-              f"{cell('video'):>21}  {codes}")
-        for kind, v in val.items():
-            inputs[kind] = v.get("block_edge_input")
+        print(f"{name:<12}{s['quantizer']:<6}{s['steps']:>7}{s['wall_seconds'] / 60:>9.1f}  {cells[0]:>21}  "
+              f"{cells[1]:>21}  {codes}")
     for kind, bicubic in baselines.items():
         print(f"bicubic down-and-up on the same {kind} items (same numbers / bits as the last stage with them), "
-              f"PSNR/SSIM/edge: " + ", ".join(f"{k.replace('_', ' ')} {b['psnr']:.2f}/{b['ssim']:.3f}/{_edge(b)}"
-                                               for k, b in bicubic.items())
-              + f"; the {kind} inputs' own block-edge ratio {_edge({'block_edge': inputs[kind]})}")
+              f"PSNR/SSIM/edge: " + ", ".join(f"{k.replace('_', ' ')} {_figures(b)}" for k, b in bicubic.items())
+              + f"; the {kind} inputs' own block-edge ratio {_edge(inputs[kind])}")
     print("edge: the block-edge ratio, mean pixel step across the patch grid's lines / inside the patches (1: no grid)")
     print(f"total {report['wall_seconds'] / 60:.1f} min; outputs in {report['out']}")
 
