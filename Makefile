@@ -105,104 +105,87 @@ endif
 tables-build: $(TABLE_INPUTS)
 	$(PY) -m eval.tables --scale $(SCALE) --seeds $(shell seq -s, 0 $$(($(SEEDS) - 1)))
 
-# ---- LM generator (lm_generation/): VQ tokenizer (the joint stage, trained if missing) -> codes -> LM training ->
-# sampling (one folder per guidance scale) -> eval.sample_metrics on each folder, eval.class_consistency on all of
-# them -> results/<scale>/lm_{imagenet,ucf,k600}.json. Each step resumes or reuses what a killed run left.
+# ---- generators: tokenizer (trained if missing) -> codes (LM, lm_generation/) or latents (DiT / Latte,
+# diffusion_generation/) -> training -> sampling (shared.sample_folders: one folder per guidance scale of the config's
+# sample.guidance_scales, and samples.json) -> eval.sample_metrics and eval.class_consistency on every folder of
+# samples.json -> eval.generation_report -> results/<scale>/<run>.json. Every step resumes or reuses what a killed
+# run left: run the same command again.
 VQ_TOKENIZER ?= runs/$(SCALE)/tokenizer/joint/final
 VQ_DEP := $(if $(wildcard $(VQ_TOKENIZER)/config.json),,$(RESULTS)/tokenizer.json)
-LM_GUIDANCE ?= 1.0 1.5 2.0
+VAE ?= runs/$(SCALE)/tokenizer/kl/final
+VAE_DEP := $(if $(wildcard $(VAE)/config.json),,$(RESULTS)/tokenizer.json)
 LM_SIZE ?=
-LM_CODES = runs/$(SCALE)/codes/$(if $(1),$(notdir $(1)),embedded)_$(2)
-# $(1) run name, $(2) kind (image | video), $(3) extraction flags, $(4) codes folder, $(5) train flags,
-# $(6) reference flags for eval.sample_metrics, $(7) sampling flags, $(8) guidance scales ("none": unguided)
-define LM_RUN
-	$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) $(3) --scale $(SCALE) --out $(4)
-	$(PY) -m lm_generation.train --codes $(4) $(5) --scale $(SCALE) $(if $(LM_SIZE),--size $(LM_SIZE)) \
-		--out runs/$(SCALE)/$(1)
-	for g in $(8); do dir=runs/$(SCALE)/$(1)/samples/cfg$$g; \
-		$(PY) -m lm_generation.sample --model runs/$(SCALE)/$(1)/final --scale $(SCALE) $(7) \
-			$$([ $$g = none ] || echo --set sample.cfg_scale=$$g) --out $$dir --result $$dir/record.json && \
-		$(PY) -m eval.sample_metrics --kind $(2) --samples $$dir/samples $(6) $(GEN_EVAL_FLAGS) \
-			--out $(RESULTS)/eval/$(1)/samples_cfg$$g.json || exit 1; \
-	done
+CODES = runs/$(SCALE)/codes/$(if $(1),$(notdir $(1)),embedded)_$(2)
+GEN_EVAL_FLAGS = --scale $(SCALE) $(if $(filter paper,$(SCALE)),--resolution 256,--resolution 64) \
+	$(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS)) $(if $(I3D_WEIGHTS),--i3d-weights $(I3D_WEIGHTS)) \
+	$(if $(filter 1,$(ALLOW_RANDOM_FEATURES)),--allow-random-features)
+IMAGE_REFERENCE = $(if $(DATA_IMAGES),--reference $(DATA_IMAGES) --split train,--reference embedded)
+VIDEO_REFERENCE = $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) --video-layout $(1) --split $(2),--reference embedded)
+# $(1) run name, $(2) kind (image | video), $(3) eval.sample_metrics flags, $(4) eval.class_consistency flags
+# ("none": unconditional, no judge), $(5) the tokenizer
+define GEN_EVAL
+	$(PY) -m eval.sample_metrics --kind $(2) --record runs/$(SCALE)/$(1)/samples $(3) $(GEN_EVAL_FLAGS) \
+		--out $(RESULTS)/eval/$(1)
+	$(if $(filter none,$(4)),,$(PY) -m eval.class_consistency --kind $(2) --record runs/$(SCALE)/$(1)/samples \
+		--scale $(SCALE) --tokenizer $(5) $(4) --out $(RESULTS)/eval/$(1)/class_consistency.json)
+	$(PY) -m eval.generation_report --run runs/$(SCALE)/$(1) --metrics $(RESULTS)/eval/$(1) --scale $(SCALE) --out $@
 endef
-LM_CONSISTENCY = $(PY) -m eval.class_consistency --kind $(2) --scale $(SCALE) $(3) \
-	$(foreach g,$(LM_GUIDANCE),--samples runs/$(SCALE)/$(1)/samples/cfg$(g)/samples --guidance $(g)) \
-	--out $(RESULTS)/eval/$(1)/class_consistency.json
-LM_REPORT = $(PY) -m lm_generation.report --run runs/$(SCALE)/$(1) --metrics $(RESULTS)/eval/$(1) --scale $(SCALE) --out $@
+# $(1) run name, $(2) extraction flags, $(3) codes folder, $(4) train flags, $(5) sampling flags
+define LM_TRAIN_SAMPLE
+	$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) $(2) --scale $(SCALE) --out $(3)
+	$(PY) -m lm_generation.train --codes $(3) $(4) --scale $(SCALE) $(if $(LM_SIZE),--size $(LM_SIZE)) \
+		--out runs/$(SCALE)/$(1)
+	$(PY) -m lm_generation.sample --pipeline runs/$(SCALE)/$(1)/final --scale $(SCALE) $(5) \
+		--out runs/$(SCALE)/$(1)/samples
+endef
+# $(1) experiment (dit | latte), $(2) data folder (empty: embedded), $(3) run name
+define DIFFUSION_TRAIN_SAMPLE
+	$(PY) -m diffusion_generation.extract_latents --scale $(SCALE) --experiment $(1) --tokenizer $(VAE) \
+		--out runs/$(SCALE)/$(3)/latents $(if $(2),--set data.source=$(2))
+	$(PY) -m diffusion_generation.train --scale $(SCALE) --experiment $(1) --latents runs/$(SCALE)/$(3)/latents \
+		--out runs/$(SCALE)/$(3)
+	$(PY) -m diffusion_generation.sample --scale $(SCALE) --pipeline runs/$(SCALE)/$(3)/final \
+		--out runs/$(SCALE)/$(3)/samples
+endef
 
 lm-imagenet: $(RESULTS)/lm_imagenet.json
 lm-ucf: $(RESULTS)/lm_ucf.json
 lm-k600: $(RESULTS)/lm_k600.json
+dit-imagenet: $(RESULTS)/dit_imagenet.json
+latte-ucf: $(RESULTS)/latte_ucf.json
 
 # class-conditional ImageNet (small: the embedded photos, class = photo, 64 px)
 $(RESULTS)/lm_imagenet.json: | $(STAMP) $(VQ_DEP)
-	$(call LM_RUN,lm_imagenet,image,--images $(or $(DATA_IMAGES),embedded),$(call LM_CODES,$(DATA_IMAGES),images),,\
-		$(if $(DATA_IMAGES),--reference $(DATA_IMAGES) --split train,--reference embedded),,$(LM_GUIDANCE))
-	$(call LM_CONSISTENCY,lm_imagenet,image,$(if $(DATA_IMAGES),--images $(DATA_IMAGES)))
-	$(call LM_REPORT,lm_imagenet)
+	$(call LM_TRAIN_SAMPLE,lm_imagenet,--images $(or $(DATA_IMAGES),embedded),$(call CODES,$(DATA_IMAGES),images),,)
+	$(call GEN_EVAL,lm_imagenet,image,$(IMAGE_REFERENCE),$(if $(DATA_IMAGES),--images $(DATA_IMAGES)),$(VQ_TOKENIZER))
 
 # class-conditional UCF-101 (small: the embedded clips, class = camera motion or source video; 17 frames)
 $(RESULTS)/lm_ucf.json: | $(STAMP) $(VQ_DEP)
-	$(call LM_RUN,lm_ucf,video,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=ucf101,$(call \
-		LM_CODES,$(DATA_VIDEOS),clips),,--frames 16 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) --video-layout \
-		ucf101 --split train,--reference embedded),,$(LM_GUIDANCE))
-	$(call LM_CONSISTENCY,lm_ucf,video,$(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS) --video-layout ucf101))
-	$(call LM_REPORT,lm_ucf)
+	$(call LM_TRAIN_SAMPLE,lm_ucf,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=ucf101,$(call \
+		CODES,$(DATA_VIDEOS),clips),,)
+	$(call GEN_EVAL,lm_ucf,video,--frames 16 $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
+		$(DATA_VIDEOS) --video-layout ucf101),$(VQ_TOKENIZER))
 
 # Kinetics-600 frame prediction, unconditional: the first 2 latent frames (5 frames) of held-out clips are given
 # (small: the embedded clips). Their codes come from a second extraction: the validation split, unflipped.
 $(RESULTS)/lm_k600.json: | $(STAMP) $(VQ_DEP)
 	$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) --videos $(or $(DATA_VIDEOS),embedded) \
 		--split val --set data.video_layout=classes --set data.flip=false --scale $(SCALE) \
-		--out $(call LM_CODES,$(DATA_VIDEOS),clips_val)
-	$(call LM_RUN,lm_k600,video,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=classes,$(call \
-		LM_CODES,$(DATA_VIDEOS),clips),--task frames,--frames 17 $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) \
-		--video-layout classes --split val,--reference embedded),--codes $(call LM_CODES,$(DATA_VIDEOS),clips_val),none)
+		--out $(call CODES,$(DATA_VIDEOS),clips_val)
+	$(call LM_TRAIN_SAMPLE,lm_k600,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=classes,$(call \
+		CODES,$(DATA_VIDEOS),clips),--task frames,--codes $(call CODES,$(DATA_VIDEOS),clips_val))
 	$(PY) -m eval.frame_prediction --pipeline runs/$(SCALE)/lm_k600/final --videos $(or $(DATA_VIDEOS),embedded) \
 		--video-layout classes --split val --scale $(SCALE) --out $(RESULTS)/eval/lm_k600/frame_prediction.json
-	$(call LM_REPORT,lm_k600)
-
-# ---- diffusion generators (diffusion_generation/): VAE (the tokenizer's kl stage, trained if missing) -> latents
-# -> training -> sampling (one folder per guidance scale) -> eval.sample_metrics on each folder and
-# eval.class_consistency on all of them -> results/<scale>/{dit_imagenet,latte_ucf}.json. Every step resumes or
-# reuses what a killed run left: run the same command again.
-VAE ?= runs/$(SCALE)/tokenizer/kl/final
-VAE_DEP := $(if $(wildcard $(VAE)/config.json),,$(RESULTS)/tokenizer.json)
-GEN_EVAL_FLAGS = --scale $(SCALE) $(if $(filter paper,$(SCALE)),--resolution 256,--resolution 64) \
-	$(if $(INCEPTION_WEIGHTS),--inception-weights $(INCEPTION_WEIGHTS)) $(if $(I3D_WEIGHTS),--i3d-weights $(I3D_WEIGHTS)) \
-	$(if $(filter 1,$(ALLOW_RANDOM_FEATURES)),--allow-random-features)
-# $(1) experiment (dit | latte), $(2) kind (image | video), $(3) data folder (empty: embedded), $(4) run name,
-# $(5) reference flags for eval.sample_metrics, $(6) data flag for eval.class_consistency
-define DIFFUSION_RUN
-	$(PY) -m diffusion_generation.extract_latents --scale $(SCALE) --experiment $(1) --tokenizer $(VAE) \
-		--out runs/$(SCALE)/$(4)/latents $(if $(3),--set data.source=$(3))
-	$(PY) -m diffusion_generation.train --scale $(SCALE) --experiment $(1) --latents runs/$(SCALE)/$(4)/latents \
-		--out runs/$(SCALE)/$(4)
-	$(PY) -m diffusion_generation.sample --scale $(SCALE) --experiment $(1) --pipeline runs/$(SCALE)/$(4)/final \
-		--out runs/$(SCALE)/$(4)/samples
-	folders=""; for dir in runs/$(SCALE)/$(4)/samples/cfg*/; do cfg=$$(basename $$dir); \
-		$(PY) -m eval.sample_metrics --kind $(2) --samples $$dir $(5) $(GEN_EVAL_FLAGS) \
-			--out $(RESULTS)/eval/$(4)/samples_$$cfg.json || exit 1; \
-		folders="$$folders --samples $$dir --guidance $${cfg#cfg}"; \
-	done; \
-	$(PY) -m eval.class_consistency --kind $(2) $$folders --scale $(SCALE) $(6) \
-		--out $(RESULTS)/eval/$(4)/class_consistency.json
-	$(PY) -m diffusion_generation.report --run runs/$(SCALE)/$(4) --metrics $(RESULTS)/eval/$(4) --scale $(SCALE) \
-		--out $@
-endef
-
-dit-imagenet: $(RESULTS)/dit_imagenet.json
-latte-ucf: $(RESULTS)/latte_ucf.json
+	$(call GEN_EVAL,lm_k600,video,--frames 17 $(call VIDEO_REFERENCE,classes,val),none,)
 
 $(RESULTS)/dit_imagenet.json: | $(STAMP) $(VAE_DEP)
-	$(call DIFFUSION_RUN,dit,image,$(DATA_IMAGES),dit_imagenet,$(if $(DATA_IMAGES),--reference $(DATA_IMAGES) \
-		--split train,--reference embedded),$(if $(DATA_IMAGES),--images $(DATA_IMAGES)))
+	$(call DIFFUSION_TRAIN_SAMPLE,dit,$(DATA_IMAGES),dit_imagenet)
+	$(call GEN_EVAL,dit_imagenet,image,$(IMAGE_REFERENCE),$(if $(DATA_IMAGES),--images $(DATA_IMAGES)),$(VAE))
 
 $(RESULTS)/latte_ucf.json: | $(STAMP) $(VAE_DEP)
-	$(call DIFFUSION_RUN,latte,video,$(DATA_VIDEOS),latte_ucf,--frames 16 $(if $(DATA_VIDEOS),--reference \
-		$(DATA_VIDEOS) --video-layout ucf101 --split train,--reference embedded),$(if $(DATA_VIDEOS),--videos \
-		$(DATA_VIDEOS) --video-layout ucf101))
+	$(call DIFFUSION_TRAIN_SAMPLE,latte,$(DATA_VIDEOS),latte_ucf)
+	$(call GEN_EVAL,latte_ucf,video,--frames 16 $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
+		$(DATA_VIDEOS) --video-layout ucf101),$(VAE))
 
 clean:
 	rm -rf $(VENV) runs bench/out

@@ -151,7 +151,7 @@ def lm_target(scale: str, size: str | None, kind: str, device: str, ctx, batch: 
         prefix = torch.tensor([[layout.codebook_size], [layout.null_token]], device=device)
         start = time.perf_counter()
         with ctx():
-            _loop(model.eval(), layout, prefix, tokens, 1, cfg.sample.cfg_scale or 1.5, None, 1.0, 0, 1.0,
+            _loop(model.eval(), layout, prefix, tokens, 1, max(cfg.sample.guidance_scales), None, 1.0, 0, 1.0,
                   torch.Generator(device=device).manual_seed(0), True)
         sync(device)
         model.train()
@@ -173,7 +173,13 @@ def diffusion_target(scale: str, experiment: str, device: str, ctx, batch: int |
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     diffusion = GaussianDiffusion(cfg.diffusion)
     grid = 32 if scale == "paper" else 4
-    shape = (cfg.model.in_channels, cfg.model.num_frames, grid, grid) if experiment == "latte" else (cfg.model.in_channels, grid, grid)
+    if experiment == "latte":  # the latent frames of the VAE of that scale
+        from tokenizer.config import model_config
+
+        frames = 1 + (cfg.data.num_frames - 1) // model_config(scale).temporal_patch_size
+        shape = (cfg.model.in_channels, frames, grid, grid)
+    else:
+        shape = (cfg.model.in_channels, grid, grid)
     b = batch or cfg.train.batch_size
     classes = max(cfg.model.num_classes, 1)
 

@@ -77,7 +77,7 @@ def bench_sampling(shape, new_tokens: int, uncached_tokens: int, batch: int, dev
 
     def ours(use_cache: bool, m=model):
         with autocast:
-            sample_codes(m, labels, cfg_scale=4.0, seed=0, use_cache=use_cache)
+            sample_codes(m, labels, guidance_scale=4.0, seed=0, use_cache=use_cache)
 
     ours(True)  # warm-up (allocations, kernels)
     cached_s = timed(lambda: ours(True), device)

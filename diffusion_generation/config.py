@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from shared.config import at_least, check_seed, load_config
+from shared.config import at_least, check_finite, check_seed, load_config
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 EXPERIMENTS = ("dit", "latte")
@@ -28,7 +28,6 @@ class ModelConfig:
     num_classes: int = 1000  # 0: unconditional
     class_dropout_prob: float = 0.1  # label dropped (once per sample) for classifier-free guidance
     learn_sigma: bool = True  # output 2 x in_channels: epsilon and the variance interpolation
-    num_frames: int = 5  # latte: latent frames of a clip (17 frames at t = 4 -> 5)
 
     def __post_init__(self):
         if self.hidden_size < 1 or self.num_heads < 1 or self.hidden_size % self.num_heads:
@@ -45,7 +44,6 @@ class DiffusionConfig:
     beta_end: float = 0.02
     sampler: Literal["ddpm", "ddim"] = "ddpm"  # ddpm: learned-range variance (DiT's sampler); ddim: eta 0
     sampling_steps: int = 250
-    guidance_scale: float = 1.0  # 1: no classifier-free guidance
 
     def __post_init__(self):
         at_least(self, train_steps=1, sampling_steps=1)
@@ -99,7 +97,8 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """Sampling for evaluation (sample.py): how many per class, and the guidance scales to write."""
+    """Sampling for evaluation (sample.py): how many per class, and the guidance scales to write (one folder each;
+    1.0: none). Validation grids use the last."""
     per_class: int = 50
     classes: int | None = None  # sample the first N classes (None: all)
     guidance_scales: tuple[float, ...] = (1.0,)
@@ -112,7 +111,9 @@ class SampleConfig:
         if self.classes is not None:
             at_least(self, classes=1)
         if not self.guidance_scales:
-            raise ValueError("guidance_scales must name at least one scale")
+            raise ValueError("guidance_scales must name at least one scale (1.0: no guidance)")
+        for scale in self.guidance_scales:
+            check_finite("guidance_scales", scale)
 
 
 @dataclass

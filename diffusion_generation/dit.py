@@ -151,7 +151,7 @@ class DiT(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 8, patch_size: int = 2, hidden_size: int = 1152, depth: int = 28,
                  num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 1000,
-                 class_dropout_prob: float = 0.1, learn_sigma: bool = True, latent_scale: float = 1.0):
+                 class_dropout_prob: float = 0.1, learn_sigma: bool = True):
         super().__init__()
         self.out_channels = in_channels * 2 if learn_sigma else in_channels
         self.patch_embed = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)

@@ -94,10 +94,10 @@ def main(argv=None) -> dict:
                                                    [tokenizer.latent_frames(data.num_frames)]), *grid]
     settings = {"tokenizer": str(Path(args.tokenizer).resolve()), "tokenizer_sha256": file_sha256(args.tokenizer),
                 "source": data.source, "split": data.split, "video_layout": data.video_layout if data.num_frames > 1
-                else None, "resolution": data.resolution, "num_frames": data.num_frames,
+                else None, "resolution": data.resolution, "frames": data.num_frames,
                 "frame_stride": data.frame_stride, "latent_shape": latent_shape, "precision": precision,
                 "augmentation": "original + horizontal flip" if data.flip else "original",
-                "arrays": "mean, logvar (float16 posterior), labels", "classes": classes}
+                "arrays": "mean, logvar (float16 posterior), labels", "class_names": classes}
     encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset), precision)
     manifest = extract(dataset, encode, args.out, settings, batch_size=data.batch_size, restart=args.restart,
                        desc=f"latents ({args.experiment})", num_items=items)

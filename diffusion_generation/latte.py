@@ -32,8 +32,7 @@ class Latte(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 8, patch_size: int = 2, hidden_size: int = 1152, depth: int = 28,
                  num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 101,
-                 class_dropout_prob: float = 0.1, learn_sigma: bool = True, num_frames: int = 5,
-                 latent_scale: float = 1.0):
+                 class_dropout_prob: float = 0.1, learn_sigma: bool = True):
         super().__init__()
         if depth % 2:
             raise ValueError(f"Latte alternates spatial and temporal blocks: depth must be even, got {depth}")

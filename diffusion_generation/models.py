@@ -11,13 +11,11 @@ from .latte import Latte
 MODELS = {"dit": DiT, "latte": Latte}
 
 
-def build_model(cfg: ModelConfig, latent_scale: float = 1.0) -> DiT | Latte:
-    args = dict(in_channels=cfg.in_channels, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size, depth=cfg.depth,
-                num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, num_classes=cfg.num_classes,
-                class_dropout_prob=cfg.class_dropout_prob, learn_sigma=cfg.learn_sigma, latent_scale=latent_scale)
-    if cfg.kind == "latte":
-        args["num_frames"] = cfg.num_frames
-    return MODELS[cfg.kind](**args)
+def build_model(cfg: ModelConfig) -> DiT | Latte:
+    return MODELS[cfg.kind](in_channels=cfg.in_channels, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
+                            depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+                            num_classes=cfg.num_classes, class_dropout_prob=cfg.class_dropout_prob,
+                            learn_sigma=cfg.learn_sigma)
 
 
 def load_model(folder: str | Path) -> DiT | Latte:

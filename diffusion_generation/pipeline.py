@@ -4,13 +4,14 @@
     images = pipe(labels=[0, 3, 7], guidance_scale=4.0, seed=0)      # (3, 3, 1, 64, 64) in [-1, 1]
     clips = LatentDiffusionPipeline.from_pretrained("runs/small/latte_ucf/final")(labels=[1, 2], sampler="ddim", steps=50)
 
-A pipeline folder holds `model/` (the EMA weights, diffusers save_pretrained; its config has the measured
-`latent_scale`), `vae/` (the tokenizer's save_pretrained) and `pipeline.json` (diffusion settings, latent
-shape, class names, where the latents came from).
+A pipeline folder holds `model/` (the EMA weights, diffusers save_pretrained), `vae/` (the tokenizer's
+save_pretrained) and `pipeline.json` (diffusion settings, latent shape, the latent scale measured at extraction,
+class names, where the latents came from).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -29,10 +30,13 @@ PIPELINE_FILE = "pipeline.json"
 
 class LatentDiffusionPipeline:
     def __init__(self, vae: OmniTokenizer, model, diffusion: DiffusionConfig, latent_shape: tuple[int, ...],
-                 classes: list[str] | None = None, info: dict | None = None):
-        """latent_shape: one sample's latents, (C, h, w) for images or (C, T', h, w) for clips."""
+                 latent_scale: float, classes: list[str] | None = None, info: dict | None = None):
+        """latent_shape: one sample's latents, (C, h, w) for images or (C, T', h, w) for clips. latent_scale: the
+        factor the denoiser's latents were multiplied by (measured at extraction, as diffusers keeps
+        `vae.config.scaling_factor`)."""
         self.vae, self.model, self.diffusion = vae.eval(), model.eval(), diffusion
-        self.latent_shape, self.classes, self.info = tuple(latent_shape), classes or [], info or {}
+        self.latent_shape, self.latent_scale = tuple(latent_shape), float(latent_scale)
+        self.classes, self.info = classes or [], info or {}
 
     @property
     def device(self) -> torch.device:
@@ -46,17 +50,18 @@ class LatentDiffusionPipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> pixels (N, 3, T, H, W) in [-1, 1]."""
-        z = latents / self.model.config.latent_scale
+        z = latents / self.latent_scale
         if z.ndim == 4:  # images: one latent frame
             z = z.unsqueeze(2)
         return self.vae.decode(z).clamp(-1, 1)
 
     @torch.no_grad()
-    def __call__(self, labels=None, num_samples: int | None = None, guidance_scale: float | None = None,
+    def __call__(self, labels=None, num_samples: int | None = None, guidance_scale: float = 1.0,
                  sampler: str | None = None, steps: int | None = None, seed: int = 0,
                  latent_size: tuple[int, int] | None = None, progress: bool = False) -> torch.Tensor:
         """Pixels (N, 3, T, H, W) in [-1, 1]. labels: class indices (class-conditional) or None with num_samples
-        (unconditional). latent_size: (h, w) to sample another size than the training one."""
+        (unconditional). guidance_scale: classifier-free guidance (1.0: none). latent_size: (h, w) to sample
+        another size than the training one."""
         conditional = self.model.config.num_classes > 0
         if conditional:
             if labels is None:
@@ -74,9 +79,8 @@ class LatentDiffusionPipeline:
         scheduler = make_scheduler(self.diffusion, self.model.config.learn_sigma, sampler, steps)
         check_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        scale = self.diffusion.guidance_scale if guidance_scale is None else guidance_scale
-        check_finite("guidance_scale", scale)
-        latents = sample(self.model, scheduler, (n, *shape), labels, scale, generator, self.device, progress)
+        check_finite("guidance_scale", guidance_scale)
+        latents = sample(self.model, scheduler, (n, *shape), labels, guidance_scale, generator, self.device, progress)
         return self.decode(latents)
 
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -85,6 +89,7 @@ class LatentDiffusionPipeline:
         self.vae.save_pretrained(folder / "vae")
         atomic_write_json(folder / PIPELINE_FILE, {"diffusion": dataclasses.asdict(self.diffusion),
                                                    "latent_shape": list(self.latent_shape),
+                                                   "latent_scale": self.latent_scale,
                                                    "classes": self.classes, "info": self.info})
         return folder
 
@@ -98,12 +103,18 @@ class LatentDiffusionPipeline:
         record = read_json_object(path, "pipeline record")
         if "diffusion" not in record:
             raise ValueError(f"{path}: has no 'diffusion' settings; expected a file written by the diffusion trainer")
-        diffusion = build(DiffusionConfig, record["diffusion"], str(path))
+        # a default guidance scale saved with the pipeline is no setting of the pipeline now: callers pass theirs
+        settings = {k: v for k, v in record["diffusion"].items() if k != "guidance_scale"}
+        diffusion = build(DiffusionConfig, settings, str(path))
         vae, model = OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model")
         shape = record.get("latent_shape")
         if (not isinstance(shape, list) or len(shape) not in (3, 4) or not all(isinstance(v, int) and v > 0 for v in shape)
                 or shape[0] != vae.config.latent_dim):
             raise ValueError(f"{path}: latent_shape must be [C, h, w] (images) or [C, T', h, w] (clips) with C = the "
                              f"VAE's {vae.config.latent_dim} channels, got {shape!r}")
-        pipe = cls(vae, model, diffusion, shape, record.get("classes"), record.get("info"))
+        # pipelines saved before the scale was the pipeline's kept it in the denoiser's config
+        scale = record.get("latent_scale", model.config.get("latent_scale"))
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"{path}: latent_scale must be a positive number, got {scale!r}")
+        pipe = cls(vae, model, diffusion, shape, scale, record.get("classes"), record.get("info"))
         return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

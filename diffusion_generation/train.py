@@ -44,15 +44,13 @@ from .pipeline import LatentDiffusionPipeline
 
 
 def check_data(cfg: ExperimentConfig, data: LatentSet) -> None:
-    """The latents fit the model: channels, frames, patch size, class count."""
+    """The latents fit the model: channels, kind, patch size, class count."""
     shape, m = data.latent_shape, cfg.model
     where = f"{data.folder} (latents {shape})"
     if shape[0] != m.in_channels:
         raise ValueError(f"{where}: {shape[0]} channels, the model takes in_channels={m.in_channels}")
     if (len(shape) == 4) != (m.kind == "latte"):
         raise ValueError(f"{where}: {'clip' if len(shape) == 4 else 'image'} latents for a {m.kind} model")
-    if m.kind == "latte" and shape[1] != m.num_frames:
-        raise ValueError(f"{where}: {shape[1]} latent frames, the model has num_frames={m.num_frames}")
     if shape[-2] % m.patch_size or shape[-1] % m.patch_size:
         raise ValueError(f"{where}: the grid is not divisible by patch_size={m.patch_size}")
     classes = data.manifest.get("num_classes", int(data.labels.max()) + 1)
@@ -65,9 +63,11 @@ def validation_labels(classes: list[int], n: int) -> torch.Tensor | None:
     return torch.tensor(classes)[torch.arange(n) % len(classes)] if classes else None
 
 
-def write_samples(pipe: LatentDiffusionPipeline, labels: torch.Tensor | None, n: int, path: Path, seed: int) -> Path:
+def write_samples(pipe: LatentDiffusionPipeline, labels: torch.Tensor | None, n: int, path: Path, seed: int,
+                  guidance_scale: float) -> Path:
     """Sample from the pipeline's model and write a PNG grid (images) or a GIF grid (clips)."""
-    pixels = pipe(labels=labels, num_samples=None if labels is not None else n, seed=seed)
+    pixels = pipe(labels=labels, num_samples=None if labels is not None else n, guidance_scale=guidance_scale,
+                  seed=seed)
     if pixels.shape[2] == 1:
         return grid(pixels, path, per_row=8)
     return grid(pixels, path, per_row=4)
@@ -89,7 +89,7 @@ def step_noise(seed: int, step: int, x: torch.Tensor, num_steps: int, rank: int,
 # fields of the record that do not change the trained weights: a run may resume, or a finished one be reused, with
 # other values (sampling settings are the sampler's; validation samples draw from their own generator)
 RESULT_INDEPENDENT = ("experiment.sample", "experiment.diffusion.sampler", "experiment.diffusion.sampling_steps",
-                      "experiment.diffusion.guidance_scale", "experiment.train.num_workers", "experiment.train.log_every",
+                      "experiment.train.num_workers", "experiment.train.log_every",
                       "experiment.train.checkpoint_every", "experiment.train.validate_every",
                       "experiment.train.keep_checkpoints")
 
@@ -114,7 +114,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
 
     # Create model, EMA, optimizer; resume:
     torch.manual_seed(tc.seed)
-    model = build_model(cfg.model, latent_scale=data.scale)
+    model = build_model(cfg.model)
     ema = EMA(model, tc.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     meta = resume(out / "checkpoints", record, {"model": model, "ema": ema.model}, {"opt": opt}, what="this run",
@@ -151,12 +151,13 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
             return
         if pipe is None:
             vae = OmniTokenizer.from_pretrained(tokenizer).to(device)
-            pipe = LatentDiffusionPipeline(vae, ema.model, cfg.diffusion, data.latent_shape,
-                                           data.manifest["settings"].get("classes"),
+            pipe = LatentDiffusionPipeline(vae, ema.model, cfg.diffusion, data.latent_shape, data.scale,
+                                           data.manifest["settings"].get("class_names"),
                                            {"latents": str(latents), "trained_classes": trained_classes,
                                             **data.manifest["settings"]})
         labels = validation_labels(trained_classes, validation_samples)
-        write_samples(pipe, labels, validation_samples, out / "samples" / f"step_{step:08d}", tc.seed)
+        write_samples(pipe, labels, validation_samples, out / "samples" / f"step_{step:08d}", tc.seed,
+                      cfg.sample.guidance_scales[-1] if labels is not None else 1.0)
 
     # Train:
     if main and start:
@@ -207,7 +208,8 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
             validate(done)
     bar.close()
     wall = elapsed + time.perf_counter() - t0
-    summary = {"experiment": cfg.model.kind, "steps": stop, "wall_seconds": wall, "latents": str(latents),
+    summary = {"generator": cfg.model.kind, "task": "video" if len(data.latent_shape) == 4 else "image",
+               "steps": stop, "train_seconds": wall, "data": str(Path(latents).resolve()),
                "latents_settings": data.manifest["settings"], "latent_scale": data.scale, "tokenizer": tokenizer,
                "tokenizer_sha256": data.manifest["settings"]["tokenizer_sha256"],
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
@@ -221,7 +223,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
         if pipe is None:  # resumed after the last step
             validate(tc.steps)
         pipe.save_pretrained(out / "final")
-        summary["final"] = str(out / "final")
+        summary["final"] = str((out / "final").resolve())
         atomic_write_json(out / "summary.json", summary)
     metrics.close()
     accelerator.wait_for_everyone()
@@ -261,7 +263,7 @@ def main(argv=None) -> dict:
         for f in ("metrics.jsonl", "summary.json"):
             (out / f).unlink(missing_ok=True)
     summary = train(cfg, args.latents, out, args.tokenizer)
-    print(json.dumps({k: summary[k] for k in ("steps", "wall_seconds", "latent_scale", "parameters")}))
+    print(json.dumps({k: summary[k] for k in ("steps", "train_seconds", "latent_scale", "parameters")}))
     return summary
 
 

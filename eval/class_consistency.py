@@ -3,6 +3,8 @@
     python -m eval.class_consistency --kind image --scale small \
         --samples runs/small/lm_imagenet/samples/cfg1.0 --guidance 1.0 \
         --samples runs/small/lm_imagenet/samples/cfg4.0 --guidance 4.0 --out results/small/lm_imagenet_classes.json
+    python -m eval.class_consistency --kind image --scale small --record runs/small/dit_imagenet/samples \
+        --tokenizer runs/small/tokenizer/kl/final --out results/small/eval/dit_imagenet/class_consistency.json
     python -m eval.class_consistency --kind video --videos /data/ucf101 --video-layout ucf101 --scale paper \
         --samples samples/latte_cfg1 --samples samples/latte_cfg7 --guidance 1 --guidance 7 --out ...
 
@@ -14,9 +16,10 @@ table; a generator whose conditioning works gets a higher share at a higher guid
 The classifier (eval/classifier.py) is trained once on the real training split of the generator's data at
 the samples' resolution and clip length, and kept under `results/<scale>/classifiers/`. Its held-out accuracy
 and the chance level are in the result: the share only means something when that accuracy is far above chance.
-With `--tokenizer FOLDER` (the generator's tokenizer), the result also holds the share of the tokenizer's
-reconstructions of the held-out real items: what a generator that reproduced the data exactly would score,
-since its samples go through the same decoder.
+Beside the shares, the result holds the reference points of eval/judge_references.py, scored by the same
+judge on as many items per class as the samples have (flat colour, class average, still clip, real items and,
+with `--tokenizer FOLDER`, the generator's tokenizer's reconstructions of them), and each folder's Fréchet
+distance and precision / recall in the judge's own features, with real against real as the floor.
 """
 from __future__ import annotations
 
@@ -34,9 +37,10 @@ from tqdm.auto import tqdm
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.transforms import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image_rgb, resize_and_crop, to_unit_range
-from shared.provenance import file_sha256
+from shared.sample_folders import read_samples_record
 
-from .classifier import PRESETS, ConvClassifier, RealData, autocast, device, load_or_train, predict
+from .classifier import PRESETS, ConvClassifier, RealData, device, load_or_train, predict
+from .judge_references import FeatureSpace, judge_features, reference_points
 from .results import write_result
 
 SAMPLE_SUFFIXES = {"image": IMAGE_SUFFIXES - {".gif"}, "video": VIDEO_SUFFIXES | {".gif"}}
@@ -113,46 +117,29 @@ def check_classes(samples: list[tuple[Path, int]], folder: str | Path, known: li
 
 @torch.no_grad()
 def score_folder(net: ConvClassifier, folder: str | Path, kind: str, resolution: int, frames: int,
-                 known: list[int], names: list[str], data: str, batch_size: int = 32) -> dict:
-    """Share of the folder's samples the classifier assigns to their folder's class, overall and per class."""
+                 known: list[int], names: list[str], data: str, batch_size: int = 32,
+                 space: FeatureSpace | None = None) -> dict:
+    """Share of the folder's samples the classifier assigns to their folder's class, overall and per class; with
+    a feature space, also the samples' Fréchet distance and precision / recall in it."""
     samples = list_samples(folder, kind)
     check_classes(samples, folder, known, data)
     asked = torch.tensor([c for _, c in samples])
-    predicted, probability = [], []
+    predicted, probability, features = [], [], []
     for i in range(0, len(samples), batch_size):
         chunk = samples[i : i + batch_size]
-        probs = predict(net, torch.stack([load_sample(p, resolution, frames) for p, _ in chunk]), known)
+        pixels = torch.stack([load_sample(p, resolution, frames) for p, _ in chunk])
+        probs = predict(net, pixels, known)
         predicted.append(probs.argmax(-1))
         probability.append(probs[torch.arange(len(chunk)), asked[i : i + len(chunk)]])
+        if space is not None:
+            features.append(judge_features(net, pixels))
     predicted, probability = torch.cat(predicted), torch.cat(probability)
+    distance = {"feature_distance": space.distance(np.concatenate(features))} if space is not None else {}
     hit = predicted == asked
     per_class = [{"class": c, "name": names[c], "n": int((asked == c).sum()),
                   "share": int(hit[asked == c].sum()) / int((asked == c).sum())} for c in sorted(set(asked.tolist()))]
     return {"samples": str(folder), "n": len(samples), "share": int(hit.sum()) / len(samples),
-            "mean_probability": probability.mean().item(), "per_class": per_class}
-
-
-@torch.no_grad()
-def reconstruction_ceiling(net: ConvClassifier, data: RealData, tokenizer: str, known: list[int], limit: int,
-                           batch_size: int = 16) -> dict:
-    """The share of a generator that reproduced the real data exactly through `tokenizer`: the classifier's
-    held-out items, encoded and decoded, scored like samples. Generated samples pass through the same decoder,
-    so this bounds what they can score; the classifier's accuracy on the items themselves sits beside it."""
-    from tokenizer import OmniTokenizer
-
-    dev = device()
-    model = OmniTokenizer.from_pretrained(tokenizer).to(dev).eval()
-    dataset, keys, description = data.held_out(limit)
-    hits, n = 0, 0
-    for i in tqdm(range(0, len(keys), batch_size), desc="reconstructions", leave=False):
-        batch = collate([dataset[k] for k in keys[i : i + batch_size]])
-        with autocast(dev):
-            enc = model.encode(batch["pixels"].to(dev))
-            recon = model.decode(enc.latents, size=enc.size).float().clamp(-1, 1)
-        hits += (predict(net, recon, known).argmax(-1) == batch["label"]).sum().item()
-        n += len(batch["label"])
-    return {"share": hits / n, "n": n, "items": description, "tokenizer": tokenizer,
-            "tokenizer_sha256": file_sha256(tokenizer)}  # the folder, as the extraction manifests hash it
+            "mean_probability": probability.mean().item(), "per_class": per_class, **distance}
 
 
 def rises_with_guidance(rows: list[dict]) -> bool | None:
@@ -177,7 +164,9 @@ def sample_shape(folder: str | Path, kind: str) -> tuple[int, int]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", required=True, choices=["image", "video"])
-    ap.add_argument("--samples", required=True, action="append", help="samples folder (repeatable)")
+    ap.add_argument("--samples", action="append", help="samples folder (repeatable)")
+    ap.add_argument("--record", default=None, help="a generator's samples folder (shared.sample_folders' samples.json): "
+                                                   "every folder in it, labelled with its guidance scale")
     ap.add_argument("--guidance", type=float, action="append",
                     help="guidance scale of each --samples folder, in the same order (repeatable)")
     ap.add_argument("--out", required=True, help="result JSON")
@@ -195,8 +184,21 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--tokenizer", default=None,
                     help="the generator's tokenizer (a save_pretrained folder): also score its reconstructions of "
-                         "the held-out real items, the share a perfect generator would get through it")
+                         "real items, the share a generator that copied its data would get through it")
+    ap.add_argument("--references", type=int, default=None,
+                    help="real items per class behind the reference points and the feature-space distance "
+                         "(default: the first folder's samples per class; 0: none)")
     args = ap.parse_args(argv)
+    if (args.record is None) == (args.samples is None):
+        ap.error("give --record, or --samples folders")
+    if args.record is not None:
+        if args.guidance is not None:
+            ap.error("--guidance is read from --record's samples.json")
+        try:
+            folders = list(read_samples_record(args.record)["folders"].values())
+        except (FileNotFoundError, ValueError) as exc:
+            ap.error(f"--record: {exc}")
+        args.samples, args.guidance = [f["folder"] for f in folders], [f["guidance_scale"] for f in folders]
     if args.guidance is not None and len(args.guidance) != len(args.samples):
         ap.error(f"--guidance given {len(args.guidance)} times for {len(args.samples)} --samples folders: give one "
                  "per folder, in the same order")
@@ -218,10 +220,14 @@ def main(argv=None) -> None:
         net, record = load_or_train(data, cfg, args.cache or f"results/{args.scale}/classifiers")
         known, names = record["known_classes"], record["classes"]
         guidance = args.guidance or [None] * len(args.samples)
-        ceiling = (reconstruction_ceiling(net, data, args.tokenizer, known, record["held_out"]["n"])
-                   if args.tokenizer else None)
+        per_class = args.references
+        if per_class is None:  # as many real items per class as the first folder has samples of its first class
+            first = list_samples(args.samples[0], args.kind)
+            per_class = sum(c == first[0][1] for _, c in first)
+        references, space = (reference_points(net, data, known, names, per_class, args.tokenizer)
+                             if per_class else (None, None))
         rows = [{"guidance": g, **score_folder(net, folder, args.kind, resolution, frames, known, names,
-                                               data.describe(), args.batch_size)}
+                                               data.describe(), args.batch_size, space)}
                 for folder, g in zip(args.samples, guidance)]
     except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -229,7 +235,9 @@ def main(argv=None) -> None:
     metrics = {"class_consistency": rows, "rises_with_guidance": rises_with_guidance(rows),
                "classifier_accuracy": record["held_out_accuracy"], "chance": record["chance"],
                "classifier_held_out": record["held_out"]["items"], "classifier_held_out_n": record["held_out"]["n"],
-               "reconstruction_ceiling": ceiling}
+               "references": references, "references_per_class": per_class,
+               "feature_space": space and {"network": f"the judge ({record['weights']}), pooled features",
+                                           "dim": space.dim, "against": "a second draw of real training items"}}
     write_result(args.out, metrics, kind=args.kind, scale=args.scale, data=data.describe(), resolution=resolution,
                  frames=frames, classes=len(known), classifier=record["weights"],
                  classifier_sha256=record["weights_sha256"], classifier_steps=record["steps"],
@@ -239,7 +247,8 @@ def main(argv=None) -> None:
     summary = {str(r["guidance"] if r["guidance"] is not None else r["samples"]): round(r["share"], 4) for r in rows}
     print(json.dumps({"share": summary, "classifier_accuracy": round(record["held_out_accuracy"], 4),
                       "chance": round(record["chance"], 4),
-                      "reconstruction_ceiling": ceiling and round(ceiling["share"], 4)}, indent=1))
+                      "references": references and {k: round(v["share"], 4) for k, v in references.items()}},
+                     indent=1))
 
 
 if __name__ == "__main__":

@@ -259,12 +259,16 @@ class ConvClassifier(nn.Module):
             cin += 4 * width
         self.head = nn.Linear(cin, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the last layer reads: (B, width) (the judge's own feature space)."""
         frame = x[:, :, x.shape[2] // 2]  # (B, 3, H, W)
         feats = self.features(frame).flatten(2).mean(-1)
         if self.kind == "video":
             feats = torch.cat([feats, self.motion(camera_motion(x))], -1)
-        return self.head(feats)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
 
 
 def random_blur(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:

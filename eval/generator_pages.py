@@ -19,7 +19,7 @@ from pathlib import Path
 from shared.atomic import atomic_rewrite_block
 
 from .experiments import GENERATION_ROWS
-from .tables import GENERATION_COLUMNS, _generation_rows, _md
+from .tables import GENERATION_COLUMNS, generation_rows, markdown_table
 
 BEGIN = "<!-- generator results: written by `python -m eval.generator_pages` from the result files; do not edit -->"
 END = "<!-- end of generator results -->"
@@ -60,13 +60,9 @@ def frame_prediction(record: dict) -> list[str]:
 
 
 def sampling_settings(record: dict) -> str:
-    """The sampling settings the result's folders share, in words."""
-    sampling = record.get("sampling") or {}
-    if any(isinstance(v, dict) and "sampling" in v for v in sampling.values()):  # the LM: one record per folder
-        first = next(v["sampling"] for v in sampling.values() if isinstance(v, dict) and "sampling" in v)
-    else:
-        first = sampling
-    return ", ".join(f"{k} {first[k]}" for k in SAMPLING_KEYS if first.get(k) is not None)
+    """The sampling settings of the result's folders (shared.sample_folders' record), in words."""
+    settings = (record.get("sampling") or {}).get("sampling") or {}
+    return ", ".join(f"{k} {settings[k]}" for k in SAMPLING_KEYS if settings.get(k) is not None)
 
 
 def page_lines(results: Path, targets: list[str]) -> list[str]:
@@ -74,14 +70,14 @@ def page_lines(results: Path, targets: list[str]) -> list[str]:
     for row in GENERATION_ROWS:
         if row.target not in targets:
             continue
-        rows += _generation_rows(results, row)
+        rows += generation_rows(results, row)
         f = row.result(results.name, results.parent)
         if f.is_file():
             record = json.loads(f.read_text())
             lines = weakest_classes(results / "eval" / row.name) + frame_prediction(record)
             settings = sampling_settings(record)
             notes.append(f"- {row.label}: " + "; ".join(([f"sampling {settings}"] if settings else []) + lines))
-    return [_md(GENERATION_COLUMNS, rows), "", *notes]
+    return [markdown_table(GENERATION_COLUMNS, rows), "", *notes]
 
 
 def sweep_lines(folder: Path) -> list[str]:
@@ -89,11 +85,11 @@ def sweep_lines(folder: Path) -> list[str]:
     records = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     if not records:
         raise SystemExit(f"{folder}: no result files")
-    records.sort(key=lambda r: (r["sampling"]["cfg_scale"], r["sampling"]["top_k"], r["sampling"]["temperature"]))
+    records.sort(key=lambda r: (r["sampling"]["guidance_scale"], r["sampling"]["top_k"], r["sampling"]["temperature"]))
     lines = ["| guidance | top-k | temperature | class consistency | the classes |", "|---|---|---|---|---|"]
     for r in records:
         s, cc = r["sampling"], r["class_consistency"]
-        lines.append(f"| {s['cfg_scale']} | {s['top_k'] or 'all'} | {s['temperature']} | {cc['share']:.0%} | "
+        lines.append(f"| {s['guidance_scale']} | {s['top_k'] or 'all'} | {s['temperature']} | {cc['share']:.0%} | "
                      f"{class_spread(cc['per_class'])} |")
     first = records[0]
     lines += ["", f"{first['model']}; {first['sampling']['per_class']} samples per class ({records[0]['class_consistency']['n']} "

@@ -5,7 +5,12 @@
     python -m eval.sample_metrics --kind video --samples samples/ --reference /data/ucf101 --split train \
         --frames 16 --resolution 128 --out results/paper/gen_latte.json       # FVD
 
-Samples are image files (PNG, JPEG) or videos anywhere below `--samples`. The reference set's features are
+    python -m eval.sample_metrics --kind image --record runs/small/dit_imagenet/samples --reference embedded \
+        --resolution 64 --out results/small/eval/dit_imagenet       # every folder of a samples.json: samples_cfg<s>.json
+
+Samples are image files (PNG, JPEG) or videos anywhere below `--samples`; `--record` names a generator's samples
+folder (shared.sample_folders: samples.json and one folder per guidance scale), each folder scored into
+`<out>/samples_cfg<s>.json`. The reference set's features are
 computed once and kept in the feature cache (eval/feature_cache.py): every later generator evaluated against
 the same reference, at the same resolution and with the same network, costs only its own samples.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -22,6 +28,7 @@ from tqdm.auto import tqdm
 
 from shared.data import DataError, ImageFolder, VideoFolder
 from shared.data.collate import collate
+from shared.sample_folders import folder_name, read_samples_record
 
 from .datasets import image_split, video_split
 from .feature_cache import FeatureCache
@@ -66,14 +73,16 @@ def video_generation_metrics(samples: Dataset, reference: Dataset, net: I3DFeatu
     return {"fvd": fvd(fake, real), "network": net.source, "weights_sha256": net.sha256}
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", required=True, choices=["image", "video"])
-    ap.add_argument("--samples", required=True, help="folder of generated images or videos")
+    given = ap.add_mutually_exclusive_group(required=True)
+    given.add_argument("--samples", help="folder of generated images or videos")
+    given.add_argument("--record", help="a generator's samples folder (samples.json): each of its folders")
     ap.add_argument("--reference", required=True, help="reference folder, or 'embedded'")
     ap.add_argument("--split", default=None, help="reference split (ImageNet: val; UCF-101: train or test)")
     ap.add_argument("--video-layout", default="ucf101", choices=["ucf101", "classes", "plain"])
-    ap.add_argument("--out", required=True, help="result JSON")
+    ap.add_argument("--out", required=True, help="result JSON (with --record: the folder of the result files)")
     ap.add_argument("--scale", default=None, help="label: tiny | small | paper")
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--frames", type=int, default=16)
@@ -88,15 +97,27 @@ def main(argv=None) -> None:
     ap.add_argument("--allow-random-features", action="store_true",
                     help="offline: fixed-seed random feature networks; every such number is labelled")
     args = ap.parse_args(argv)
+    if args.record is None:
+        return evaluate(args, args.samples, args.out)
+    try:
+        record = read_samples_record(args.record)
+    except (FileNotFoundError, ValueError) as exc:
+        ap.error(f"--record: {exc}")
+    for folder in record["folders"].values():
+        evaluate(args, folder["folder"], str(Path(args.out) / f"samples_{folder_name(folder['guidance_scale'])}.json"))
+
+
+def evaluate(args: argparse.Namespace, samples_folder: str, out: str) -> dict:
+    """One samples folder against the reference: the result file `out`."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
     if args.kind == "image":
-        samples = ImageFolder(args.samples, None, args.resolution)
+        samples = ImageFolder(samples_folder, None, args.resolution)
         reference = image_split(args.reference, args.split, args.resolution)
     else:
-        samples = VideoFolder(args.samples, "plain", num_frames=args.frames, fps=args.fps, resolution=args.resolution)
+        samples = VideoFolder(samples_folder, "plain", num_frames=args.frames, fps=args.fps, resolution=args.resolution)
         reference = video_split(args.reference, args.video_layout, args.split, args.frames, args.fps, args.resolution)
-    for name, folder, data in (("samples", args.samples, samples), ("reference", args.reference, reference)):
+    for name, folder, data in (("samples", samples_folder, samples), ("reference", args.reference, reference)):
         if min(len(data), args.limit or len(data)) < 2:  # checked before any feature is computed
             raise DataError(folder, f"the {name} set has {min(len(data), args.limit or len(data))} item(s); "
                                     f"the Frechet distance needs at least 2")
@@ -109,11 +130,12 @@ def main(argv=None) -> None:
         metrics = video_generation_metrics(samples, reference, net, args.batch_size, args.feature_cache or None,
                                            args.limit)
     n_samples, n_reference = (min(len(d), args.limit or len(d)) for d in (samples, reference))
-    write_result(args.out, metrics, eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(),
-                 kind=args.kind, samples=args.samples, n_samples=n_samples, reference=args.reference,
+    write_result(out, metrics, eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(),
+                 kind=args.kind, samples=samples_folder, n_samples=n_samples, reference=args.reference,
                  split=args.split, n_reference=n_reference, resolution=args.resolution,
                  frames=args.frames if args.kind == "video" else 1, scale=args.scale)
     print(json.dumps(metrics, indent=1))
+    return metrics
 
 
 if __name__ == "__main__":

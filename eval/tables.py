@@ -96,8 +96,12 @@ def _block_edge(ms: list[dict]) -> str:
 
 
 GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Precision / recall",
-                      "Class consistency (classifier accuracy on real data; chance)", "Data", "Scale",
+                      "Class consistency (weakest class; classifier accuracy on real data; chance)",
+                      "Judge features: FD / precision / recall", "Data", "Scale",
                       "Minutes (extraction + training + sampling + evaluation; threads)"]
+# the reference points beside a generator's rows (eval.judge_references), in this order
+REFERENCE_LABELS = {"flat_colour": "flat mean colour", "class_average": "class average", "still": "still clip",
+                    "real": "real items (copying ceiling)", "reconstruction": "real items through the tokenizer"}
 
 
 def _number(v) -> float | None:
@@ -107,12 +111,20 @@ def _number(v) -> float | None:
     return None if v is None else float(v)
 
 
-def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
-    """One line per guidance scale of a generator's result file; "not run" when it is missing."""
+def _judge_cells(share: float | None, per_class: list[dict] | None, features: dict | None, acc: str) -> list[str]:
+    """The class-consistency and judge-feature cells of a generator's or a reference point's row."""
+    weakest = f" (weakest {min(c['share'] for c in per_class):.0%})" if per_class else ""
+    fd = (f"{features['frechet']:.2f} / {features['precision']:.2f} / {features['recall']:.2f}" if features else "")
+    return ["" if share is None else f"{share:.0%}{weakest}{acc}", fd]
+
+
+def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
+    """One line per guidance scale of a generator's result file, then one per reference point the judge scored
+    beside it; "not run" when the file is missing."""
     f = row.result(results.name, results.parent)
     if not f.is_file():
         return [[row.label, "", row.metric.upper(), f"not run (make {row.target} SCALE={results.name})", "", "", "", "",
-                 results.name, ""]]
+                 "", results.name, ""]]
     rec = json.loads(f.read_text())
     classifier = rec.get("classifier") or {}
     acc = (f"; classifier {classifier['classifier_accuracy']:.0%}, chance {classifier['chance']:.0%}"
@@ -122,6 +134,7 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
     minutes = f"{total / 60:.1f}" + (f" ({rec['threads']} thr.)" if rec.get("threads") else "") if total else ""
     data = rec.get("data") or {}
     data_text = ", ".join(f"{k} {data[k]}" for k in ("source", "split", "items", "resolution", "frames") if k in data)
+    scale = rec.get("scale") or results.name
     out = []
     for entry in sorted(rec["metrics"].values(), key=lambda e: e.get("guidance_scale") or 0):
         metric = entry.get(row.metric) or {}
@@ -130,16 +143,22 @@ def _generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
         value = _number(metric)
         isc = _number(entry.get("inception_score"))
         pr = [_number(entry.get(k)) for k in ("precision", "recall")]
-        share = entry.get("class_consistency")
-        out.append([row.label, "none" if entry.get("guidance_scale") is None else f"{entry['guidance_scale']}",
+        out.append([row.label, f"{entry['guidance_scale']}",
                     f"{row.metric.upper()} ({network}; n={'/'.join(str(n) for n in metric.get('n', ['?']))}, "
                     f"d={metric.get('dim', '?')}"
                     + ("; rank-deficient covariance: a rough figure" if metric.get("full_rank_covariance") is False else "")
                     + ")",
                     "" if value is None else f"{value:.2f}", "" if isc is None else f"{isc:.2f}",
                     " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",
-                    "" if share is None else f"{share:.0%}{acc}", data_text, rec.get("scale") or results.name,
-                    minutes])
+                    *_judge_cells(entry.get("class_consistency"), entry.get("class_consistency_per_class"),
+                                  entry.get("judge_features"), acc),
+                    data_text, scale, minutes])
+    for name, label in REFERENCE_LABELS.items():
+        point = (rec.get("references") or {}).get(name)
+        if point:
+            out.append([f"{row.label}: reference, {label}", "", "", "", "", "",
+                        *_judge_cells(point["share"], point.get("per_class"), point.get("feature_distance"), ""),
+                        f"{point['n']} items", scale, ""])
     return out
 
 
@@ -153,7 +172,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
     for number, paper in PAPER_TABLES.items():
         generation = [r for r in GENERATION_ROWS if r.table == number]
         if generation:
-            ours = [line for r in generation for line in _generation_rows(results, r)]
+            ours = [line for r in generation for line in generation_rows(results, r)]
         else:
             ours = [_our_row(results, runs, row, seeds) for row in ROWS if row.table == number]
         tables[number] = {**paper, "ours_columns": GENERATION_COLUMNS if generation else OUR_COLUMNS, "ours": ours}
@@ -164,14 +183,14 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
              "feature networks (no weights offline) rank models trained and evaluated alike, and are not comparable "
              "to the paper's.", ""]
     for number, t in tables.items():
-        lines += [f"## Table {number}: {t['title']}", "", _md(t["columns"], t["rows"]), ""]
+        lines += [f"## Table {number}: {t['title']}", "", markdown_table(t["columns"], t["rows"]), ""]
         if t["ours"]:
-            lines += [f"Ours at scale `{scale}`:", "", _md(t["ours_columns"], t["ours"]), ""]
+            lines += [f"Ours at scale `{scale}`:", "", markdown_table(t["ours_columns"], t["ours"]), ""]
     directions = ablations.compare(results, seeds)
     lines += ["## Do our ablations point the same way as the paper's?", "",
               "Each row pits two settings of Tables 7-10: the paper's rFID/rFVD, and ours over seeds on the same "
               "metric (where its covariance is full rank) and on PSNR and SSIM of the same split (no feature network "
-              "needed). " + NOISE_RULE, "", _md(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
+              "needed). " + NOISE_RULE, "", markdown_table(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
     atomic_write(out_dir / "TABLES.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     atomic_write_json(out_dir / "tables.json", {"scale": scale, "tables": tables, "ablations": directions})
     findings_page = Path(out_dir) / "docs" / "evaluation.md"
@@ -206,7 +225,7 @@ def write_findings(readme: Path, scale: str, directions: list[dict]) -> None:
         *ablations.findings(directions)])
 
 
-def _md(columns: list[str], rows: list[list[str]]) -> str:
+def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)

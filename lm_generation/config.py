@@ -86,12 +86,11 @@ class TrainConfig:
             raise ValueError(f"class_dropout must be in [0, 1], got {self.class_dropout}")
 
 
-def check_settings(cfg_scale: float | None, cfg_interval: tuple[float, float] | None, temperature: float,
+def check_settings(guidance_scale: float, cfg_interval: tuple[float, float] | None, temperature: float,
                    top_k: int, top_p: float) -> None:
     """Refuse sampling settings that would silently give wrong codes (NaN guidance makes every code the last entry,
     top_p = 0 masks even the most likely token) with an error that names the setting."""
-    if cfg_scale is not None:
-        check_finite("cfg_scale", cfg_scale)
+    check_finite("guidance_scale", guidance_scale)
     check_finite("temperature", temperature)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -113,7 +112,8 @@ def check_settings(cfg_scale: float | None, cfg_interval: tuple[float, float] | 
 
 @dataclass
 class SampleConfig:
-    cfg_scale: Optional[float] = 1.5  # None: no guidance (conditional logits only)
+    # classifier-free guidance scales, one samples folder each (1.0: none); validation grids use the last
+    guidance_scales: tuple[float, ...] = (1.0, 1.5)
     cfg_interval: Optional[tuple[float, float]] = None  # guidance only on this share of the generated tokens
     temperature: float = 1.0
     top_k: int = 0  # 0: off
@@ -124,7 +124,10 @@ class SampleConfig:
     grid_classes: int = 8  # classes shown in the validation grid
 
     def __post_init__(self):
-        check_settings(self.cfg_scale, self.cfg_interval, self.temperature, self.top_k, self.top_p)
+        if not self.guidance_scales:
+            raise ValueError("guidance_scales must name at least one scale (1.0: no guidance)")
+        for scale in self.guidance_scales:
+            check_settings(scale, self.cfg_interval, self.temperature, self.top_k, self.top_p)
         at_least(self, per_class=1, batch_size=1, grid_classes=1)
         check_seed(self.seed)
 

@@ -1,8 +1,8 @@
 """Tokenizer + LM in one object, for use from Python.
 
     pipe = ARPipeline.from_pretrained("runs/small/lm_imagenet/final")
-    images = pipe(labels=torch.tensor([0, 5]), cfg_scale=2.0, seed=0)        # (2, 3, 1, H, W) in [-1, 1]
-    clips = pipe.predict(first_frames, cfg_scale=None)                        # frame prediction: (B, 3, 17, H, W)
+    images = pipe(labels=torch.tensor([0, 5]), guidance_scale=2.0, seed=0)   # (2, 3, 1, H, W) in [-1, 1]
+    clips = pipe.predict(first_frames)                                           # frame prediction: (B, 3, 17, H, W)
 
 A pipeline folder is the LM's `save_pretrained` folder (config.json with the code layout and the sha256 of the
 tokenizer folder, model.safetensors) with the VQ tokenizer's own save_pretrained folder inside it as `tokenizer/`;
@@ -76,7 +76,7 @@ class ARPipeline:
     @torch.no_grad()
     def __call__(self, labels: torch.Tensor | None = None, given: torch.Tensor | None = None, **sampling) -> torch.Tensor:
         """Samples as pixels; `labels` (B,) classes (None: unconditional), `given` codes for frame prediction;
-        `sampling`: cfg_scale, cfg_interval, temperature, top_k, top_p, seed (see sampling.sample_codes)."""
+        `sampling`: guidance_scale, cfg_interval, temperature, top_k, top_p, seed (see sampling.sample_codes)."""
         return self.decode(sample_codes(self.lm, labels, given, **sampling))
 
     @property

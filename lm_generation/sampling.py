@@ -1,6 +1,6 @@
 """Sampling codes from the LM: our own loop with the KV cache and classifier-free guidance on one doubled batch.
 
-    codes = sample_codes(model, labels, cfg_scale=1.5, top_k=0, top_p=1.0, temperature=1.0, seed=0)
+    codes = sample_codes(model, labels, guidance_scale=1.5, top_k=0, top_p=1.0, temperature=1.0, seed=0)
 
 Each step takes the last position's logits over the code tokens only (class and null tokens can never be
 sampled), applies guidance `uncond + s * (cond - uncond)` (the uncond half carries the null class; with
@@ -86,9 +86,9 @@ def draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u).clamp_(max=probs.shape[-1] - 1).squeeze(1)
 
 
-def guided(logits: torch.Tensor, scale: float | None, batch: int, active: bool) -> torch.Tensor:
-    """Rows [:batch] conditional, [batch:] unconditional (when guidance runs) -> (batch, V)."""
-    if scale is None:
+def guided(logits: torch.Tensor, scale: float, batch: int, active: bool) -> torch.Tensor:
+    """Rows [:batch] conditional, [batch:] unconditional (when guidance runs: scale != 1) -> (batch, V)."""
+    if scale == 1.0:
         return logits
     cond, uncond = logits[:batch], logits[batch:]
     return uncond + scale * (cond - uncond) if active else cond
@@ -96,18 +96,21 @@ def guided(logits: torch.Tensor, scale: float | None, batch: int, active: bool) 
 
 @torch.no_grad()
 def sample_codes(model: LlamaForCausalLM, labels: torch.Tensor | None, given: torch.Tensor | None = None,
-                 cfg_scale: float | None = None, cfg_interval: tuple[float, float] | None = None,
+                 guidance_scale: float = 1.0, cfg_interval: tuple[float, float] | None = None,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
                  use_cache: bool = True) -> torch.Tensor:
     """Codes (B, T', h, w) for class `labels` (B,) (None: the null class, unconditional).
 
     given: (B, cond_frames * h * w) codes of the first latent frames (frame prediction), returned untouched.
-    cfg_scale: None for no guidance; a number runs the doubled batch (1.0 gives the conditional logits).
+    guidance_scale: classifier-free guidance, uncond + s (cond - uncond) on the logits; 1.0: none (the conditional
+    logits alone, one pass), as in diffusers. Guidance needs class labels.
     """
     layout = layout_of(model)
     device = next(model.parameters()).device
-    check_settings(cfg_scale, cfg_interval, temperature, top_k, top_p)
+    check_settings(guidance_scale, cfg_interval, temperature, top_k, top_p)
     check_seed(seed)
+    if labels is None and guidance_scale != 1.0:
+        raise ValueError(f"guidance_scale {guidance_scale} needs class labels (unconditional sampling: 1.0)")
     if labels is None:
         if given is None:
             raise ValueError("unconditional sampling needs `given` codes or labels to size the batch")
@@ -131,19 +134,19 @@ def sample_codes(model: LlamaForCausalLM, labels: torch.Tensor | None, given: to
     generator = torch.Generator(device=device).manual_seed(seed)
     class_tok = layout.class_tokens(labels.clamp(min=0), null)
     prefix = torch.cat([class_tok[:, None]] + ([given] if given is not None else []), 1)
-    if cfg_scale is not None:
+    if guidance_scale != 1.0:
         prefix = torch.cat([prefix, prefix], 0)
         prefix[b:, 0] = layout.null_token
     n_new = layout.num_codes - layout.num_given
     was_training = model.training
     model.eval()
-    out = _loop(model, layout, prefix, n_new, b, cfg_scale, cfg_interval, temperature, top_k, top_p, generator,
+    out = _loop(model, layout, prefix, n_new, b, guidance_scale, cfg_interval, temperature, top_k, top_p, generator,
                 use_cache)
     model.train(was_training)
     return out[:, 1:].reshape(b, *layout.grid)
 
 
-def _loop(model, layout: CodeLayout, prefix, n_new, b, cfg_scale, cfg_interval, temperature, top_k, top_p,
+def _loop(model, layout: CodeLayout, prefix, n_new, b, guidance_scale, cfg_interval, temperature, top_k, top_p,
           generator, use_cache) -> torch.Tensor:
     seq = prefix
     cache = kv_cache(model, layout.seq_len) if use_cache else None
@@ -157,9 +160,9 @@ def _loop(model, layout: CodeLayout, prefix, n_new, b, cfg_scale, cfg_interval, 
         logits = out.logits[:, -1, : layout.codebook_size].float()  # code tokens only
         share = (layout.num_given + i) / layout.num_codes
         active = cfg_interval is None or cfg_interval[0] <= share < cfg_interval[1]
-        logits = filter_logits(guided(logits, cfg_scale, b, active), temperature, top_k, top_p)
+        logits = filter_logits(guided(logits, guidance_scale, b, active), temperature, top_k, top_p)
         token = draw(logits, generator)
-        if cfg_scale is not None:
+        if guidance_scale != 1.0:
             token = torch.cat([token, token])
         step_input = token[:, None]
         seq = torch.cat([seq, step_input], 1)

@@ -86,7 +86,7 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
         rows, given, cls = len(classes), None, classes.repeat_interleave(cols)
     if not cfg.train.conditional:
         cls = torch.full_like(cls, -1)  # the null class
-    out = sample_codes(model, cls, given, cfg_scale=s.cfg_scale if cfg.train.conditional else None,
+    out = sample_codes(model, cls, given, guidance_scale=s.guidance_scales[-1] if cfg.train.conditional else 1.0,
                        cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                        seed=s.seed)
     pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size)
@@ -209,8 +209,9 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
         return {"stopped_at": stop}
 
     # Final: the pipeline folder and the summary
-    summary = {"task": task, "size": size, "parameters": n_params, "steps": t.steps, "train_seconds": elapsed,
-               "nonfinite_skipped": guard.skipped, "codes": str(Path(codes_dir).resolve()), "rows": len(codes),
+    summary = {"generator": "lm", "task": task, "size": size, "parameters": n_params, "steps": t.steps,
+               "train_seconds": elapsed, "nonfinite_skipped": guard.skipped, "data": str(Path(codes_dir).resolve()),
+               "rows": len(codes), "final": str((out / "final").resolve()),
                "tokenizer": settings["tokenizer"], "tokenizer_sha256": settings["tokenizer_sha256"],
                "layout": layout.to_dict(), "threads": torch.get_num_threads(),
                **precision_record(accelerator),

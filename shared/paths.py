@@ -37,10 +37,6 @@ def run_dir(scale: str, run: str, root: str | Path = "runs") -> Path:
     return Path(root) / scale / run
 
 
-def stage_model_dir(scale: str, run: str, stage: str, root: str | Path = "runs") -> Path:
-    return run_dir(scale, run, root) / stage / "final"
-
-
 def run_result(scale: str, run: str, root: str | Path = "results") -> Path:
     return Path(root) / scale / f"{run}.json"
 

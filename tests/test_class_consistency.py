@@ -1,4 +1,4 @@
-"""Class consistency of generated samples (issues 10, 11): real-data classifier, its cache, the score, bad folders."""
+"""Class consistency of generated samples: real-data classifier, its cache, the score, the reference points, bad folders."""
 import dataclasses
 import json
 
@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eval.class_consistency import (check_classes, list_samples, load_sample, main, reconstruction_ceiling,
-                                    score_folder)
+from eval.class_consistency import check_classes, list_samples, load_sample, main, score_folder
 from eval.classifier import PRESETS, RealData, load_or_train
 from shared.data import DataError, EmbeddedPhotos
 from shared.data.embedded import VAL_PHOTOS
@@ -176,21 +175,17 @@ def test_command_line_writes_the_share_at_each_guidance_scale(two_photos, traine
     assert result["metrics"]["classifier_accuracy"] == record["held_out_accuracy"]
     assert result["classifier_sha256"] == record["weights_sha256"] and not result["classifier_trained_now"]
     assert result["resolution"] == 32 and result["frames"] == 1  # taken from the samples
+    # the scale beside the shares: reference points on as many real items per class as the samples have
+    refs = result["metrics"]["references"]
+    assert result["metrics"]["references_per_class"] == 2
+    assert set(refs) == {"flat_colour", "class_average", "real"} and all(r["n"] == 4 for r in refs.values())
+    assert refs["real"]["share"] >= refs["flat_colour"]["share"]
+    for row in rows + list(refs.values()):
+        assert row["feature_distance"]["frechet"] >= 0 and 0 <= row["feature_distance"]["precision"] <= 1
+    # the same pictures under swapped labels: the distribution figure does not read labels
+    assert rows[0]["feature_distance"]["frechet"] == pytest.approx(rows[1]["feature_distance"]["frechet"])
     with pytest.raises(SystemExit):
         main(common + ["--samples", str(low), "--samples", str(high), "--guidance", "1", "--out", str(out)])
     with pytest.raises(SystemExit, match="not an integer"):
         (tmp_path / "g1" / "extra").mkdir()
         main(common + ["--samples", str(low), "--out", str(out)])
-
-
-@pytest.mark.parametrize("quantizer", ["vq", "kl"])  # the LM's VQVAE, the diffusion models' VAE
-def test_reconstruction_ceiling_scores_the_tokenizers_reconstructions_of_held_out_items(trained, tmp_path, quantizer):
-    from shared.provenance import file_sha256
-    from tokenizer import OmniTokenizer
-
-    data, net, record, _ = trained
-    folder = OmniTokenizer.from_config("tiny", quantizer=quantizer).save_pretrained(tmp_path / "tok")
-    ceiling = reconstruction_ceiling(net, data, str(folder), record["known_classes"], limit=8, batch_size=4)
-    assert ceiling["n"] == 8 and ceiling["items"] == record["held_out"]["items"]
-    assert ceiling["tokenizer_sha256"] == file_sha256(tmp_path / "tok")  # the folder, as the extraction manifests
-    assert ceiling["share"] in {k / 8 for k in range(9)}

@@ -148,7 +148,8 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
     summary = train(cfg, work / "image_latents", tmp_path / "run")
     assert (tmp_path / "run" / "samples" / "step_00000004.png").is_file()
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
-    assert pipe.model.config.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
+    assert pipe.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
+    assert "latent_scale" not in pipe.model.config  # the latents' property, kept by the pipeline
     a = pipe(labels=[0, 5], guidance_scale=2.0, sampler="ddim", steps=3, seed=0)
     assert a.shape == (2, 3, 1, 32, 32) and a.abs().max() <= 1
     pipe.save_pretrained(tmp_path / "copy")
@@ -221,7 +222,7 @@ def test_sampling_and_training_settings_that_cannot_work_are_refused(work, tmp_p
         with pytest.raises(ValueError, match=match):
             pipe(**{"labels": [0], "sampler": "ddim", "steps": 2, **kwargs})
     for override, match in [("diffusion.sampling_steps=0", "sampling_steps must be >= 1"),
-                            ("diffusion.guidance_scale=.nan", "expected a finite number"),
+                            ("sample.guidance_scales=[.nan]", "finite"),
                             ("train.steps=0", "steps must be >= 1"), ("sample.per_class=0", "per_class must be >= 1"),
                             ("sample.classes=0", "classes must be >= 1"),
                             ("model.class_dropout_prob=1.5", r"class_dropout_prob must be in \[0, 1\)"),
@@ -260,7 +261,7 @@ def test_resume_accepts_changes_that_do_not_touch_the_weights(work, tmp_path):
     base = ["train.steps=4", "train.checkpoint_every=2", "train.validate_every=100"]
     train(experiment_config("tiny", "dit", base), work / "image_latents", tmp_path / "run", stop_at=2)
     other = base[:1] + ["train.checkpoint_every=1", "train.validate_every=50", "sample.per_class=3",
-                        "diffusion.sampling_steps=7", "diffusion.guidance_scale=3.0", "train.log_every=1"]
+                        "diffusion.sampling_steps=7", "sample.guidance_scales=[3.0]", "train.log_every=1"]
     assert train(experiment_config("tiny", "dit", other), work / "image_latents", tmp_path / "run")["steps"] == 4
     train(experiment_config("tiny", "dit", base + ["train.lr=0.5"]), work / "image_latents", tmp_path / "run2",
           stop_at=2)
@@ -274,8 +275,10 @@ def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path
     args = ["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "1",
             "--per-class", "2", "--set", "diffusion.sampling_steps=2"]
     # killed after its first batch: the settings are already recorded, so a rerun with other steps is refused
+    from shared import sample_folders
+
     sample_cli = sample
-    real = sample_cli.write_sample
+    real = sample_folders.write_sample
     calls = []
 
     def killed(x, path):
@@ -284,13 +287,13 @@ def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path
             raise KeyboardInterrupt
         return real(x, path)
 
-    sample_cli.write_sample = killed
+    sample_folders.write_sample = killed
     try:
         with pytest.raises(KeyboardInterrupt):
             sample_cli.main(args)
     finally:
-        sample_cli.write_sample = real
-    assert json.loads((tmp_path / "s" / "samples.json").read_text())["sampling_steps"] == 2
+        sample_folders.write_sample = real
+    assert json.loads((tmp_path / "s" / "samples.json").read_text())["sampling"]["sampling_steps"] == 2
     with pytest.raises(ValueError, match="other settings .*sampling_steps"):
         sample_cli.main(args[:-1] + ["diffusion.sampling_steps=3"])
     stale = next((tmp_path / "s" / "cfg1").iterdir()) / ".00001.png.abc.tmp"
@@ -323,15 +326,6 @@ def test_a_corrupt_pipeline_record_is_named(work, tmp_path):
         with pytest.raises(ValueError, match=match):
             LatentDiffusionPipeline.from_pretrained(final)
     shutil.rmtree(tmp_path / "run")
-
-
-def test_the_diffusion_report_refuses_an_lm_run(tmp_path):
-    from diffusion_generation import report
-
-    (tmp_path / "lm").mkdir()
-    (tmp_path / "lm" / "summary.json").write_text(json.dumps({"task": "image", "codes": "/codes", "steps": 3}))
-    with pytest.raises(ValueError, match="not a DiT or Latte run .*lm_generation.report"):
-        report.build_report(tmp_path / "lm", tmp_path, "tiny")
 
 
 @pytest.mark.slow

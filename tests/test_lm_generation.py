@@ -162,7 +162,7 @@ def test_task_sections_apply_before_command_line_overrides():
 def test_cached_sampling_gives_the_tokens_of_uncached_sampling():
     model = random_lm(IMAGE)
     labels = torch.tensor([0, 1, 2, 3])
-    for kw in ({}, {"cfg_scale": 3.0, "top_k": 8}, {"cfg_scale": 2.0, "top_p": 0.8, "temperature": 0.7}):
+    for kw in ({}, {"guidance_scale": 3.0, "top_k": 8}, {"guidance_scale": 2.0, "top_p": 0.8, "temperature": 0.7}):
         cached = sample_codes(model, labels, seed=5, **kw)
         assert torch.equal(cached, sample_codes(model, labels, seed=5, use_cache=False, **kw))
     assert not torch.equal(sample_codes(model, labels, seed=5), sample_codes(model, labels, seed=6))
@@ -171,11 +171,11 @@ def test_cached_sampling_gives_the_tokens_of_uncached_sampling():
 def test_guidance_scale_one_equals_plain_conditional_sampling():
     model = random_lm(IMAGE)
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
-    plain = sample_codes(model, labels, cfg_scale=None, seed=1)
-    assert torch.equal(sample_codes(model, labels, cfg_scale=1.0, seed=1), plain)
-    assert not torch.equal(sample_codes(model, labels, cfg_scale=8.0, seed=1), plain)
+    plain = sample_codes(model, labels, seed=1)
+    assert torch.equal(sample_codes(model, labels, guidance_scale=1.0, seed=1), plain)
+    assert not torch.equal(sample_codes(model, labels, guidance_scale=8.0, seed=1), plain)
     # a guidance interval that covers no generated token is plain conditional sampling too
-    assert torch.equal(sample_codes(model, labels, cfg_scale=8.0, cfg_interval=(0.999, 1.0), seed=1), plain)
+    assert torch.equal(sample_codes(model, labels, guidance_scale=8.0, cfg_interval=(0.999, 1.0), seed=1), plain)
 
 
 def test_every_sampled_token_is_a_code_even_when_class_tokens_dominate():
@@ -183,7 +183,7 @@ def test_every_sampled_token_is_a_code_even_when_class_tokens_dominate():
     boost = torch.zeros(IMAGE.vocab_size)
     boost[IMAGE.codebook_size:] = 1e4  # the class and null tokens would win every draw
     model.lm_head.register_forward_hook(lambda m, i, out: out + boost)
-    codes = sample_codes(model, torch.tensor([0, 1, 2]), cfg_scale=2.0, seed=0)
+    codes = sample_codes(model, torch.tensor([0, 1, 2]), guidance_scale=2.0, seed=0)
     assert codes.shape == (3, 1, 3, 3) and codes.min() >= 0 and codes.max() < IMAGE.codebook_size
 
 
@@ -202,9 +202,11 @@ def test_top_p_keeps_the_most_likely_token_whatever_its_value():
 @pytest.mark.parametrize("setting, match", [
     ({"top_p": 0.0}, "top_p must be in"), ({"top_p": -0.5}, "top_p must be in"), ({"top_p": 1.5}, "top_p must be in"),
     ({"top_p": float("nan")}, "top_p must be a finite"), ({"top_k": -1}, "top_k must be an integer"),
-    ({"cfg_scale": float("nan")}, "cfg_scale must be a finite"), ({"cfg_scale": float("inf")}, "cfg_scale must be a finite"),
+    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite"),
+    ({"guidance_scale": float("inf")}, "guidance_scale must be a finite"),
+    ({"labels": None, "guidance_scale": 2.0}, "needs class labels"),
     ({"temperature": float("nan")}, "temperature must be a finite"), ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"cfg_scale": 2.0, "cfg_interval": (0.8, 0.2)}, "cfg_interval must be"),
+    ({"guidance_scale": 2.0, "cfg_interval": (0.8, 0.2)}, "cfg_interval must be"),
     ({"labels": torch.tensor([-2])}, r"labels must be in \[0, 4\), or -1 for the null class"),
     ({"labels": torch.tensor([4])}, r"labels must be in"),
     ({"labels": torch.tensor([0.0, 1.0])}, "integer tensor"), ({"labels": torch.tensor([], dtype=torch.long)}, "non-empty 1-D"),
@@ -291,26 +293,29 @@ def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):
     pipe.save_pretrained(tmp_path / "copy")
     again = ARPipeline.from_pretrained(tmp_path / "copy")
     labels = torch.tensor(list(pipe.layout.seen_classes[:2]))
-    a, b = pipe(labels, cfg_scale=2.0, seed=3), again(labels, cfg_scale=2.0, seed=3)
+    a, b = pipe(labels, guidance_scale=2.0, seed=3), again(labels, guidance_scale=2.0, seed=3)
     assert a.shape == (2, 3, 1, 16, 16) and torch.equal(a, b)
-    record = sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"),
-                              "--scale", "tiny", "--classes", ",".join(map(str, labels.tolist())),
-                              "--result", str(tmp_path / "r.json")])
-    files = sorted(p.relative_to(tmp_path / "s" / "samples").as_posix()
-                   for p in (tmp_path / "s" / "samples").rglob("*.png"))
-    c0, c1 = labels.tolist()
-    assert files == [f"{c0:04d}/00000.png", f"{c0:04d}/00001.png", f"{c1:04d}/00002.png", f"{c1:04d}/00003.png"]
-    assert json.loads((tmp_path / "r.json").read_text())["sampling"]["cfg_scale"] == 2.0
-    assert record["tokenizer_sha256"] and (tmp_path / "s" / "grids" / f"class_{c0:04d}.png").is_file()
-    sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"), "--scale", "tiny",
-                     "--classes", str(c1)])  # a second run into the same folder: only its own files remain
-    assert sorted(p.name for p in (tmp_path / "s" / "samples").rglob("*.png")) == ["00000.png", "00001.png"]
-    assert sorted(p.name for p in (tmp_path / "s" / "grids").iterdir()) == [f"class_{c1:04d}.png"]
-    # sampling into the training run's own folder keeps the trainer's grids
-    trainer_grids = sorted(p.name for p in (tmp_path / "run" / "grids").iterdir())
-    sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "run"), "--scale", "tiny",
-                     "--classes", str(c1)])
-    assert set(trainer_grids) < {p.name for p in (tmp_path / "run" / "grids").iterdir()}
+    final = str(tmp_path / "run" / "final")
+    record = sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "2"])
+    c0, c1 = pipe.layout.seen_classes[:2]
+    for scale in (1, 2):  # tiny's guidance_scales: a folder each
+        files = sorted(p.relative_to(tmp_path / "s" / f"cfg{scale}").as_posix()
+                       for p in (tmp_path / "s" / f"cfg{scale}").rglob("*.png"))
+        assert files == [f"{c0:04d}/00000.png", f"{c0:04d}/00001.png", f"{c1:04d}/00000.png", f"{c1:04d}/00001.png"]
+        assert (tmp_path / "s" / f"cfg{scale}.png").is_file()
+    saved = json.loads((tmp_path / "s" / "samples.json").read_text())
+    assert saved["folders"] == json.loads(json.dumps(record["folders"])) and saved["generator"] == "lm"
+    assert [f["guidance_scale"] for f in saved["folders"].values()] == [1.0, 2.0] and saved["classes"] == [c0, c1]
+    assert len(saved["model_sha256"]) == 64 and saved["sampling"]["top_k"] == 0
+    # a killed run resumes: a missing file is drawn again, the same pixels as before
+    victim = tmp_path / "s" / "cfg2" / f"{c1:04d}" / "00001.png"
+    before = victim.read_bytes()
+    victim.unlink()
+    sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "2"])
+    assert victim.read_bytes() == before
+    with pytest.raises(ValueError, match="other settings"):  # never mixed with another seed's files
+        sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "2",
+                         "--seed", "1"])
 
 
 def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_path):
@@ -318,13 +323,16 @@ def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_
 
     cfg = lm_config("tiny", ["train.steps=6", "train.conditional=false"])
     train(cfg, clip_codes, tmp_path / "run", "frames")
-    sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s"), "--scale", "tiny",
-                     "--codes", str(clip_codes), "--limit", "2"])
+    final = str(tmp_path / "run" / "final")
+    with pytest.raises(SystemExit, match="unconditional model has no classifier-free guidance"):
+        sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--guidance", "2",
+                         "--codes", str(clip_codes)])
+    sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--codes", str(clip_codes),
+                     "--limit", "2"])  # the frames task's guidance scales: [1.0]
     with pytest.raises(SystemExit, match="--limit must be >= 1, got 0"):
-        sample_cli.main(["--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "s0"), "--limit", "0"])
-    videos = sorted((tmp_path / "s" / "samples").rglob("*.mp4"))
-    assert [v.relative_to(tmp_path / "s" / "samples").as_posix() for v in videos] == ["0000/00000.mp4",
-                                                                                      "0000/00001.mp4"]
+        sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s0"), "--limit", "0"])
+    videos = sorted((tmp_path / "s" / "cfg1").rglob("*.mp4"))
+    assert [v.relative_to(tmp_path / "s" / "cfg1").as_posix() for v in videos] == ["0000/00000.mp4", "0000/00001.mp4"]
     assert len(decord.VideoReader(str(videos[0]))) == 5
     with pytest.raises(ValueError, match="holds video codes; task 'image'"):
         train(cfg, clip_codes, tmp_path / "other", "image")
@@ -428,16 +436,17 @@ def test_gradient_checkpointing_trains_the_same_weights(image_codes, tmp_path):
 
 @pytest.mark.slow
 def test_compute_curve_trains_samples_and_judges_each_budget(image_codes, tmp_path):
-    from bench import lm_compute_curve
+    from bench import compute_curve
 
-    report = lm_compute_curve.main(["--codes", str(image_codes), "--scale", "tiny", "--steps", "3", "2",
-                                    "--runs", str(tmp_path / "runs"), "--json", str(tmp_path / "curve.json"),
-                                    "--plot", str(tmp_path / "curve.png"), "--guidance", "2"])
+    report = compute_curve.main(["--generator", "lm", "--data", str(image_codes), "--scale", "tiny", "--steps", "3",
+                                 "2", "--runs", str(tmp_path / "runs"), "--json", str(tmp_path / "curve.json"),
+                                 "--plot", str(tmp_path / "curve.png"), "--guidance", "2"])
     assert [r["steps"] for r in report["budgets"]] == [2, 3]
     for r in report["budgets"]:
         assert 0 <= r["lowest_class_share"] <= r["share"] <= 1 and r["n"] > 0 and r["train_seconds"] > 0
-        assert r["sampling"]["cfg_scale"] == 2.0
+        assert r["guidance"] == 2.0
     assert json.loads((tmp_path / "curve.json").read_text())["budgets"] == report["budgets"]
     assert (tmp_path / "curve.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="--steps must all be >= 1"):
-        lm_compute_curve.main(["--codes", str(image_codes), "--steps", "0", "--json", "x", "--plot", "y"])
+        compute_curve.main(["--generator", "lm", "--data", str(image_codes), "--steps", "0", "--guidance", "1",
+                            "--json", "x", "--plot", "y"])

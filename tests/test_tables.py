@@ -254,20 +254,30 @@ def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_pat
     fid = lambda v: {"value": v, "n": [64, 18], "dim": 2048, "network": "inception-v3-fid (RANDOM-INIT seed 0)",  # noqa: E731
                      "full_rank_covariance": False}
     (results / "dit_imagenet.json").write_text(json.dumps({
-        "metrics": {"cfg4.0": {"guidance_scale": 4.0, "fid": fid(80.5), "inception_score": {"mean": 3.1, "std": 0.1},
-                               "precision": 0.5, "recall": 0.25, "class_consistency": 0.9},
-                    "cfg1.0": {"guidance_scale": 1.0, "fid": fid(90.25), "inception_score": {"mean": 2.0, "std": 0.1},
-                               "precision": 0.4, "recall": 0.5, "class_consistency": 0.4}},
+        "metrics": {"cfg4": {"guidance_scale": 4.0, "fid": fid(80.5), "inception_score": {"mean": 3.1, "std": 0.1},
+                             "precision": 0.5, "recall": 0.25, "class_consistency": 0.9,
+                             "class_consistency_per_class": [{"share": 1.0}, {"share": 0.8}],
+                             "judge_features": {"frechet": 1.5, "precision": 0.75, "recall": 0.5}},
+                    "cfg1": {"guidance_scale": 1.0, "fid": fid(90.25), "inception_score": {"mean": 2.0, "std": 0.1},
+                             "precision": 0.4, "recall": 0.5, "class_consistency": 0.4}},
+        "references": {"real": {"share": 0.95, "n": 8, "feature_distance": {"frechet": 0.5, "precision": 0.9,
+                                                                          "recall": 0.8}},
+                       "flat_colour": {"share": 0.25, "n": 8, "per_class": [{"share": 0.0}, {"share": 0.5}]}},
         "classifier": {"classifier_accuracy": 0.95, "chance": 1 / 12},
         "data": {"source": "embedded", "resolution": 64}, "scale": "small", "threads": 2,
         "wall_seconds": {"extraction": 30, "training": 500, "sampling": 60, "evaluation": 10}}))
-    rows = tables._generation_rows(results, next(r for r in experiments.GENERATION_ROWS if r.name == "dit_imagenet"))
-    assert [r[1] for r in rows] == ["1.0", "4.0"]  # ordered by guidance
+    rows = tables.generation_rows(results, next(r for r in experiments.GENERATION_ROWS if r.name == "dit_imagenet"))
+    assert [r[1] for r in rows] == ["1.0", "4.0", "", ""]  # ordered by guidance; then the reference points
     assert rows[0][3] == "90.25" and rows[1][4] == "3.10" and rows[1][5] == "0.50 / 0.25"
-    assert rows[1][6] == "90%; classifier 95%, chance 8%" and "RANDOM-INIT network" in rows[0][2]
+    assert rows[1][6] == "90% (weakest 80%); classifier 95%, chance 8%" and "RANDOM-INIT network" in rows[0][2]
+    assert rows[1][7] == "1.50 / 0.75 / 0.50" and rows[0][7] == ""
     assert "n=64/18, d=2048; rank-deficient covariance: a rough figure" in rows[0][2]
-    assert rows[0][9] == "10.0 (2 thr.)"
-    missing = tables._generation_rows(results, experiments.GENERATION_ROWS[0])
+    assert rows[0][10] == "10.0 (2 thr.)"
+    # then the reference points, in their fixed order, whatever the file's order
+    assert [r[0] for r in rows[2:]] == ["Ours (DiT): reference, flat mean colour",
+                                        "Ours (DiT): reference, real items (copying ceiling)"]
+    assert rows[2][6] == "25% (weakest 0%)" and rows[3][6:8] == ["95%", "0.50 / 0.90 / 0.80"] and rows[3][8] == "8 items"
+    missing = tables.generation_rows(results, experiments.GENERATION_ROWS[0])
     assert missing[0][3] == "not run (make lm-imagenet SCALE=small)"
 
 
@@ -305,7 +315,7 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     (results / "lm_imagenet.json").write_text(json.dumps({
         "metrics": {"cfg1.5": {"guidance_scale": 1.5, "fid": metric, "class_consistency": 0.8}},
         "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "scale": "small", "threads": 2,
-        "wall_seconds": {"training": 60.0}, "sampling": {"cfg1.5": {"sampling": {"temperature": 0.5, "top_k": 64}}},
+        "wall_seconds": {"training": 60.0}, "sampling": {"sampling": {"temperature": 0.5, "top_k": 64}},
         "frame_prediction": {"metrics": {"predicted_frames": [5, 6], "clips": 3, **{
             k: {"psnr": {"mean": v}} for k, v in (("model", 15.0), ("repeat_last_given", 21.0),
                                                    ("tokenizer_reconstruction", 22.0))}}}}))
@@ -315,7 +325,7 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     sweep.mkdir()
     for name, (g, share) in {"x": (2.0, 0.5), "y": (1.0, 0.75)}.items():
         (sweep / f"{name}.json").write_text(json.dumps({
-            "model": "m", "sampling": {"cfg_scale": g, "top_k": 0, "temperature": 1.0, "per_class": 2, "seed": 0},
+            "model": "m", "sampling": {"guidance_scale": g, "top_k": 0, "temperature": 1.0, "per_class": 2, "seed": 0},
             "judge": {"classifier_accuracy": 0.9, "chance": 0.5},
             "class_consistency": {"share": share, "n": 4, "per_class": [{"name": "a", "share": share}]}}))
     page = tmp_path / "page.md"

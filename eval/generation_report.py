@@ -1,0 +1,111 @@
+"""One result file per generator run, whatever the generator: the training summary, each guidance scale's samples and
+their metrics, the class consistency with its reference points, and frame prediction where scored.
+
+    python -m eval.generation_report --run runs/small/lm_imagenet --metrics results/small/eval/lm_imagenet \
+        --scale small --out results/small/lm_imagenet.json
+
+Reads what every generator writes alike: `<run>/summary.json` (its trainer: generator, task, steps, train_seconds,
+data = the codes or latents folder, tokenizer and sha256, parameters, threads, precision), `<run>/samples/samples.json`
+(shared.sample_folders) and the extraction's `<data>/manifest.json`; and what eval/ wrote about the samples:
+`<metrics>/samples_cfg<s>.json` (eval.sample_metrics, one per guidance scale s), `<metrics>/class_consistency.json`
+(eval.class_consistency; absent for an unconditional model) and `<metrics>/frame_prediction.json`
+(eval.frame_prediction, frame prediction only). Layout of the result:
+
+    {"metrics": {"cfg<s>": {"guidance_scale", "n_samples", "sampling_seconds", <eval.sample_metrics' metrics>,
+                            "class_consistency", "class_mean_probability", "class_consistency_per_class",
+                            "judge_features"}, ...},
+     "classifier": {"classifier_accuracy", "chance", "rises_with_guidance"} or None,
+     "references": {<point>: {"share", "per_class", "feature_distance"}} or None, "frame_prediction": ... or None,
+     "generator", "task", "data", "steps", "parameters", "wall_seconds": {extraction, training, sampling,
+     evaluation}, "threads", "precision", "sampling", "config", <provenance stamp>}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from shared.atomic import atomic_write_json, read_json_object
+from shared.provenance import stamp
+from shared.sample_folders import folder_name, read_samples_record
+
+CLASSIFIER_KEYS = ("classifier_accuracy", "chance", "rises_with_guidance")
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the step that writes the {what} first (see the Makefile)")
+    return read_json_object(path, what)
+
+
+def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None) -> tuple[dict, float]:
+    """Each samples folder's record joined with eval/'s figures about it; and the seconds evaluation took."""
+    rows = {row["guidance"]: row for row in (consistency or {}).get("metrics", {}).get("class_consistency", [])}
+    seconds = (consistency or {}).get("eval_seconds", 0.0)
+    out = {}
+    for folder in folders.values():
+        name = folder_name(folder["guidance_scale"])
+        fidelity = read_json(metrics_dir / f"samples_{name}.json", "sample metrics")
+        seconds += fidelity.get("eval_seconds", 0.0)
+        row = rows.get(folder["guidance_scale"], {})
+        out[name] = {"guidance_scale": folder["guidance_scale"], "n_samples": folder["n"],
+                     "sampling_seconds": folder["seconds"], "grid": folder["grid"], **fidelity["metrics"],
+                     "class_consistency": row.get("share"), "class_mean_probability": row.get("mean_probability"),
+                     "class_consistency_per_class": row.get("per_class"), "judge_features": row.get("feature_distance")}
+    return out, seconds
+
+
+def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
+    summary = read_json(run / "summary.json", "training summary")
+    if "generator" not in summary or "data" not in summary:
+        raise ValueError(f"{run / 'summary.json'}: not a generator's training summary (no 'generator' / 'data')")
+    sampling = read_samples_record(run / "samples")
+    manifest = read_json(Path(summary["data"]) / "manifest.json", "extraction manifest")
+    consistency_file = metrics_dir / "class_consistency.json"
+    consistency = read_json(consistency_file, "class consistency") if consistency_file.is_file() else None
+    if consistency is None and sampling.get("classes") not in ([0], None) and summary["task"] != "frames":
+        raise FileNotFoundError(f"{consistency_file}: not found; a class-conditional generator's report needs "
+                                f"eval.class_consistency first")
+    metrics, eval_seconds = folder_metrics(sampling["folders"], metrics_dir, consistency)
+    prediction_file = metrics_dir / "frame_prediction.json"
+    prediction = read_json(prediction_file, "frame prediction") if prediction_file.is_file() else None
+    if prediction is not None:
+        eval_seconds += prediction.get("eval_seconds", 0.0)
+    judged = (consistency or {}).get("metrics", {})
+    settings = manifest["settings"]
+    return {"metrics": metrics, "classifier": {k: judged[k] for k in CLASSIFIER_KEYS} if judged else None,
+            "references": judged.get("references"), "references_per_class": judged.get("references_per_class"),
+            "feature_space": judged.get("feature_space"), "frame_prediction": prediction,
+            "generator": summary["generator"], "task": summary["task"], "experiment": run.name, "scale": scale,
+            "data": {"source": settings.get("source"), "split": settings.get("split"),
+                     "items": manifest.get("source_items"), "rows": manifest.get("rows"),
+                     "resolution": settings.get("resolution"), "frames": settings.get("frames"),
+                     "augmentation": settings.get("augmentation")},
+            "checkpoint": summary.get("final"), "tokenizer": summary["tokenizer"],
+            "tokenizer_sha256": summary["tokenizer_sha256"], "steps": summary["steps"],
+            "parameters": summary["parameters"], "threads": summary["threads"], "precision": summary["precision"],
+            "wall_seconds": {"extraction": manifest.get("extract_seconds"), "training": summary["train_seconds"],
+                             "sampling": sum(f["seconds"] for f in sampling["folders"].values()),
+                             "evaluation": eval_seconds},
+            "sampling": {k: v for k, v in sampling.items() if k != "folders"}, "config": summary["config"], **stamp()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the training run folder (summary.json, samples/samples.json)")
+    ap.add_argument("--metrics", required=True, help="folder of eval results (samples_cfg*.json, class_consistency.json)")
+    ap.add_argument("--scale", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        report = build_report(Path(args.run), Path(args.metrics), args.scale)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    atomic_write_json(args.out, report)
+    print(json.dumps({"out": args.out, "wall_seconds": report["wall_seconds"],
+                      "class_consistency": {k: m["class_consistency"] for k, m in report["metrics"].items()}}, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The sample folders every generator writes and eval/ reads, one per guidance scale, with a record of how.
+
+    <out>/samples.json                        the settings (model and its sha256, sampler, seed, counts ...) and,
+                                              per folder, its guidance scale, item count, grid and seconds
+    <out>/cfg<s>/<class:04d>/<index:05d>.png  (or .mp4) the samples at guidance scale s (1: none), shared.media's layout
+    <out>/cfg<s>.png (or .gif)                a grid to look at: a row per class (up to 24), up to 8 samples each
+
+Batch b of every folder is drawn from seed `seed * 100_003 + b` alone, so a killed run resumes where it stopped
+(batches whose files are all there are skipped) and gives the same files as an uninterrupted one. The settings are
+in samples.json before the first file is written; a folder of other settings is refused, never mixed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import atomic_write_json, read_json_object, remove_temporary_files
+from .media import grid, read_sample, sample_path, write_sample
+
+SAMPLES_FILE = "samples.json"
+GRID_ROWS, GRID_COLUMNS = 24, 8
+
+
+def folder_name(guidance_scale: float) -> str:
+    return f"cfg{guidance_scale:g}"
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    return seed * 100_003 + batch
+
+
+def read_samples_record(out: str | Path) -> dict:
+    """The samples.json of a samples folder, with a clear error where there is none."""
+    return read_json_object(Path(out) / SAMPLES_FILE, "samples record")
+
+
+def add_sampling_flags(ap: argparse.ArgumentParser) -> None:
+    """The command-line flags every generator's sampler takes, alike."""
+    ap.add_argument("--pipeline", required=True, help="a pipeline folder (a training run's final/)")
+    ap.add_argument("--out", required=True, help="samples folder: <out>/cfg<s>/, grids, samples.json")
+    ap.add_argument("--scale", default="small", help="config of the sampling settings: tiny | small | paper | YAML")
+    ap.add_argument("--guidance", type=float, action="append", default=None,
+                    help="guidance scale, 1 = none (repeatable; default: the config's sample.guidance_scales)")
+    ap.add_argument("--per-class", type=int, default=None, help="samples of each class (default: the config's)")
+    ap.add_argument("--classes", type=int, default=None,
+                    help="sample the first N classes of those the model was trained on (default: all)")
+    ap.add_argument("--seed", type=int, default=None, help="sampling seed (default: the config's sample.seed)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="config override (repeatable)")
+
+
+def check_sampling_flags(args: argparse.Namespace) -> None:
+    """A clear exit for counts below 1, a negative seed or a guidance scale that is not a finite number."""
+    for flag, value, low in (("--classes", args.classes, 1), ("--per-class", args.per_class, 1),
+                             ("--seed", args.seed, 0)):
+        if value is not None and value < low:
+            raise SystemExit(f"{flag} must be >= {low}, got {value}")
+    for scale in args.guidance or []:
+        if not math.isfinite(scale):
+            raise SystemExit(f"--guidance must be a finite number, got {scale}")
+
+
+def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, int]], scales: list[float],
+                         draw: Callable[[list[int], int, float], torch.Tensor], video: bool,
+                         context: dict | None = None) -> dict:
+    """Sample every (class, index) of `jobs` at each guidance scale into <out>/cfg<s>/; returns the record.
+
+    settings: what makes these samples these samples (JSON values, with "seed" and "batch_size"), compared with an
+    earlier samples.json; context: recorded, not compared (threads, device ...).
+    draw(positions in jobs, seed, guidance scale) -> pixels (B, 3, T, H, W) in [-1, 1] for those jobs."""
+    out, batch_size = Path(out), settings["batch_size"]
+    record = {**settings, **(context or {}), "folders": {}}
+    if (out / SAMPLES_FILE).is_file():
+        earlier = read_samples_record(out)
+        changed = {k: (earlier.get(k), v) for k, v in json.loads(json.dumps(settings)).items() if earlier.get(k) != v}
+        if changed:
+            raise ValueError(f"{out / SAMPLES_FILE}: these folders were sampled with other settings "
+                             f"{_short(changed)}; choose another --out or delete it")
+        record["folders"] = earlier.get("folders", {})
+    atomic_write_json(out / SAMPLES_FILE, record)  # on disk before any sample: a killed run's files are accounted for
+    labels = list(dict.fromkeys(c for c, _ in jobs))
+    columns = min(GRID_COLUMNS, max(i for _, i in jobs) + 1)
+    in_grid = lambda c, i: c in labels[:GRID_ROWS] and i < columns  # noqa: E731
+    for scale in scales:
+        t0 = time.perf_counter()
+        folder = out / folder_name(scale)
+        for c in labels:  # what a killed run's unfinished writes left
+            remove_temporary_files(folder / f"{c:04d}")
+        shown: dict[tuple[int, int], torch.Tensor] = {}
+        for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=f"guidance {scale:g}", unit="batch")):
+            positions = list(range(start, min(start + batch_size, len(jobs))))
+            paths = [sample_path(folder, *jobs[p], video) for p in positions]
+            if all(path.is_file() for path in paths):  # written by an earlier run: read back what the grid shows
+                shown.update({jobs[p]: read_sample(path) for p, path in zip(positions, paths) if in_grid(*jobs[p])})
+                continue
+            pixels = draw(positions, batch_seed(settings["seed"], b), scale)
+            for p, path, x in zip(positions, paths, pixels):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_sample(x, path)
+                if in_grid(*jobs[p]):
+                    shown[jobs[p]] = x.cpu()
+        blank = torch.full_like(next(iter(shown.values())), -1)
+        cells = [shown.get((c, i), blank) for c in labels[:GRID_ROWS] for i in range(columns)]
+        picture = grid(torch.stack(cells), out / folder_name(scale), per_row=columns)
+        before = record["folders"].get(f"{scale:g}", {}).get("seconds", 0.0)  # runs that wrote some of the files
+        record["folders"][f"{scale:g}"] = {"folder": str(folder), "grid": str(picture), "guidance_scale": scale,
+                                           "n": len(jobs), "seconds": before + time.perf_counter() - t0}
+        atomic_write_json(out / SAMPLES_FILE, record)
+    return record
+
+
+def _short(changed: dict) -> dict:
+    """Hashes cut to 12 characters in an error message."""
+    return {k: tuple(v[:12] if isinstance(v, str) and k.endswith("sha256") else v for v in pair)
+            for k, pair in changed.items()}

@@ -1,0 +1,76 @@
+"""eval.generation_report: one result file for any generator's run, joined from the files the steps wrote."""
+import json
+
+import pytest
+
+from eval import generation_report
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def fake_run(tmp_path, generator="dit", task="image", scales=(1.0, 4.0), judged=True):
+    """A run folder, its extraction and eval/'s files, as the steps write them."""
+    run, data, metrics = tmp_path / "run", tmp_path / "latents", tmp_path / "eval"
+    write(data / "manifest.json", {"settings": {"source": "embedded", "split": "train", "resolution": 64, "frames": 1,
+                                                "augmentation": "original + horizontal flip"},
+                                   "source_items": 1024, "rows": 2048, "extract_seconds": 30.0})
+    write(run / "summary.json", {"generator": generator, "task": task, "steps": 100, "train_seconds": 120.0,
+                                 "data": str(data), "tokenizer": "/tok", "tokenizer_sha256": "ab" * 32,
+                                 "parameters": 1000, "threads": 2, "precision": "bf16", "final": str(run / "final"),
+                                 "config": {"train": {"steps": 100}}})
+    folders = {f"{g:g}": {"folder": str(run / "samples" / f"cfg{g:g}"), "grid": "g.png", "guidance_scale": g,
+                          "n": 8, "seconds": 5.0} for g in scales}
+    write(run / "samples" / "samples.json", {"generator": generator, "classes": [0, 1], "per_class": 4, "seed": 0,
+                                             "batch_size": 8, "sampling": {"sampler": "ddpm"}, "folders": folders})
+    for g in scales:
+        write(metrics / f"samples_cfg{g:g}.json", {"metrics": {"fid": {"value": 10.0 / g}}, "eval_seconds": 2.0})
+    if judged:
+        rows = [{"guidance": g, "share": g / 10, "mean_probability": 0.5, "feature_distance": {"frechet": 1 / g},
+                 "per_class": [{"class": 0, "share": g / 10}, {"class": 1, "share": g / 10}]} for g in scales]
+        write(metrics / "class_consistency.json", {
+            "metrics": {"class_consistency": rows, "classifier_accuracy": 0.98, "chance": 0.5,
+                        "rises_with_guidance": True, "references": {"real": {"share": 0.9}}, "references_per_class": 4,
+                        "feature_space": {"dim": 32}},
+            "eval_seconds": 3.0})
+    return run, metrics
+
+
+@pytest.mark.parametrize("generator", ["lm", "dit"])
+def test_report_joins_each_guidance_folder_with_its_metrics_and_judge_rows(tmp_path, generator):
+    run, metrics = fake_run(tmp_path, generator)
+    report = generation_report.build_report(run, metrics, "small")
+    assert sorted(report["metrics"]) == ["cfg1", "cfg4"] and report["generator"] == generator
+    four = report["metrics"]["cfg4"]
+    assert four["guidance_scale"] == 4.0 and four["fid"]["value"] == 2.5 and four["class_consistency"] == 0.4
+    assert four["judge_features"] == {"frechet": 0.25} and len(four["class_consistency_per_class"]) == 2
+    assert report["classifier"] == {"classifier_accuracy": 0.98, "chance": 0.5, "rises_with_guidance": True}
+    assert report["references"] == {"real": {"share": 0.9}} and report["references_per_class"] == 4
+    assert report["wall_seconds"] == {"extraction": 30.0, "training": 120.0, "sampling": 10.0, "evaluation": 7.0}
+    assert report["data"]["items"] == 1024 and report["precision"] == "bf16" and "folders" not in report["sampling"]
+
+
+def test_report_of_an_unconditional_run_needs_no_judge_and_refuses_what_is_not_a_generator(tmp_path):
+    run, metrics = fake_run(tmp_path, "lm", "frames", scales=(1.0,), judged=False)
+    summary = json.loads((run / "summary.json").read_text())
+    write(run / "samples" / "samples.json", {**json.loads((run / "samples" / "samples.json").read_text()),
+                                             "classes": [0]})
+    report = generation_report.build_report(run, metrics, "small")
+    assert report["classifier"] is None and report["metrics"]["cfg1"]["class_consistency"] is None
+    write(run / "summary.json", {k: v for k, v in summary.items() if k != "generator"})
+    with pytest.raises(ValueError, match="not a generator's training summary"):
+        generation_report.build_report(run, metrics, "small")
+
+
+def test_a_class_conditional_report_without_the_judge_is_a_clear_error(tmp_path):
+    run, metrics = fake_run(tmp_path, judged=False)
+    with pytest.raises(SystemExit, match="class_consistency.json: not found"):
+        generation_report.main(["--run", str(run), "--metrics", str(metrics), "--scale", "small",
+                                "--out", str(tmp_path / "r.json")])
+    run, metrics = fake_run(tmp_path / "x")
+    (metrics / "samples_cfg4.json").unlink()
+    with pytest.raises(SystemExit, match="samples_cfg4.json: not found"):
+        generation_report.main(["--run", str(run), "--metrics", str(metrics), "--scale", "small",
+                                "--out", str(tmp_path / "r.json")])
