@@ -44,11 +44,11 @@ tokenizer: $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) --out $(OUT) --results results/$(SCALE)/tokenizer.json $(DATA_FLAGS)
 
 bench: $(STAMP)
-	$(PY) bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json
-	$(PY) bench/readme_speed.py --bench bench/out/tokenizer_speed.json --readme docs/speed.md
-	$(PY) bench/lm_speed.py --out bench/out/lm_speed.json
-	$(PY) bench/diffusion_speed.py --out bench/out/diffusion_speed.json
-	$(PY) bench/linear_codes.py --out bench/out/linear_codes.json
+	$(PY) -m bench.tokenizer_speed --out bench/out/tokenizer_speed.json
+	$(PY) -m bench.readme_speed --bench bench/out/tokenizer_speed.json --readme docs/speed.md
+	$(PY) -m bench.lm_speed --out bench/out/lm_speed.json
+	$(PY) -m bench.diffusion_speed --out bench/out/diffusion_speed.json
+	$(PY) -m bench.linear_codes --out bench/out/linear_codes.json
 
 dry-run: $(STAMP)
 	$(PY) -m bench.dry_run --scale $(SCALE) --out bench/out/dry_run.json
@@ -121,6 +121,8 @@ GEN_EVAL_FLAGS = --scale $(SCALE) $(if $(filter paper,$(SCALE)),--resolution 256
 	$(if $(filter 1,$(ALLOW_RANDOM_FEATURES)),--allow-random-features)
 IMAGE_REFERENCE = $(if $(DATA_IMAGES),--reference $(DATA_IMAGES) --split train,--reference embedded)
 VIDEO_REFERENCE = $(if $(DATA_VIDEOS),--reference $(DATA_VIDEOS) --video-layout $(1) --split $(2),--reference embedded)
+# FVD at small on 64 clips of each folder (an I3D pass costs about a second a clip on a CPU); every clip at paper
+FVD_LIMIT = $(if $(filter paper,$(SCALE)),,--limit 64)
 # $(1) run name, $(2) kind (image | video), $(3) eval.sample_metrics flags, $(4) eval.class_consistency flags
 # ("none": unconditional, no judge), $(5) the tokenizer
 define GEN_EVAL
@@ -163,7 +165,7 @@ $(RESULTS)/lm_imagenet.json: | $(STAMP) $(VQ_DEP)
 $(RESULTS)/lm_ucf.json: | $(STAMP) $(VQ_DEP)
 	$(call LM_TRAIN_SAMPLE,lm_ucf,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=ucf101,$(call \
 		CODES,$(DATA_VIDEOS),clips),,)
-	$(call GEN_EVAL,lm_ucf,video,--frames 16 $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
+	$(call GEN_EVAL,lm_ucf,video,--frames 16 $(FVD_LIMIT) $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
 		$(DATA_VIDEOS) --video-layout ucf101),$(VQ_TOKENIZER))
 
 # Kinetics-600 frame prediction, unconditional: the first 2 latent frames (5 frames) of held-out clips are given
@@ -176,7 +178,7 @@ $(RESULTS)/lm_k600.json: | $(STAMP) $(VQ_DEP)
 		CODES,$(DATA_VIDEOS),clips),--task frames,--codes $(call CODES,$(DATA_VIDEOS),clips_val))
 	$(PY) -m eval.frame_prediction --pipeline runs/$(SCALE)/lm_k600/final --videos $(or $(DATA_VIDEOS),embedded) \
 		--video-layout classes --split val --scale $(SCALE) --out $(RESULTS)/eval/lm_k600/frame_prediction.json
-	$(call GEN_EVAL,lm_k600,video,--frames 17 $(call VIDEO_REFERENCE,classes,val),none,)
+	$(call GEN_EVAL,lm_k600,video,--frames 17 $(FVD_LIMIT) $(call VIDEO_REFERENCE,classes,val),none,)
 
 $(RESULTS)/dit_imagenet.json: | $(STAMP) $(VAE_DEP)
 	$(call DIFFUSION_TRAIN_SAMPLE,dit,$(DATA_IMAGES),dit_imagenet)
@@ -184,7 +186,7 @@ $(RESULTS)/dit_imagenet.json: | $(STAMP) $(VAE_DEP)
 
 $(RESULTS)/latte_ucf.json: | $(STAMP) $(VAE_DEP)
 	$(call DIFFUSION_TRAIN_SAMPLE,latte,$(DATA_VIDEOS),latte_ucf)
-	$(call GEN_EVAL,latte_ucf,video,--frames 16 $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
+	$(call GEN_EVAL,latte_ucf,video,--frames 16 $(FVD_LIMIT) $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
 		$(DATA_VIDEOS) --video-layout ucf101),$(VAE))
 
 clean:

@@ -7,25 +7,23 @@ bf16) matmul rate measured in the same run. diffusers' DiT runs at the same conf
 latents; it has its own per-block embedders, so its FLOPs differ slightly); the two models take turns, round
 after round, and the best round counts, so a change in the machine's load does not favour one of them.
 
-    python bench/diffusion_speed.py --out bench/out/diffusion_speed.json            # CPU, fp32
-    python bench/diffusion_speed.py --device cuda --dtype bf16 --out bench/out/diffusion_speed_cuda.json
+    python -m bench.diffusion_speed --out bench/out/diffusion_speed.json            # CPU, fp32
+    python -m bench.diffusion_speed --device cuda --dtype bf16 --out bench/out/diffusion_speed_cuda.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import time
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops, sync  # noqa: E402
-from diffusion_generation.config import DiffusionConfig, experiment_config  # noqa: E402
-from diffusion_generation.diffusion import GaussianDiffusion, guided_output  # noqa: E402
-from diffusion_generation.models import build_model  # noqa: E402
+from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops, sync
+from diffusion_generation.config import DiffusionConfig, experiment_config
+from diffusion_generation.diffusion import GaussianDiffusion, guided_output
+from diffusion_generation.models import build_model
 
 # name: (scale, experiment, batch, latent size (C, [T,] h, w), steps a round, rounds, with the AdamW step)
 CASES = {

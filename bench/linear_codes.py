@@ -1,6 +1,6 @@
 """What codes with the `small` tokenizer's budget reach with no network at all, on the embedded held-out split.
 
-    python bench/linear_codes.py --out bench/out/linear_codes.json
+    python -m bench.linear_codes --out bench/out/linear_codes.json
 
 - PCA: the best linear code of k numbers per 8x8 patch (per 4 x 8 x 8 tube for the frames after a clip's first),
   fitted on patches of random training crops. k = 8 is the VAE's budget; k = 12 a patch is bicubic 4x's, and 16 a

@@ -12,8 +12,8 @@ Besides the square 2048^2 rate, the rate of the decode step's own product ((2 x 
 SwiGLU width) is measured: with 16 rows a CPU runs it at a fraction of the square rate, and that is the most
 a decode step can reach at batch 8.
 
-    python bench/lm_speed.py --out bench/out/lm_speed.json                  # CPU, fp32
-    python bench/lm_speed.py --device cuda --dtype bf16 --out bench/out/lm_speed_cuda.json
+    python -m bench.lm_speed --out bench/out/lm_speed.json                  # CPU, fp32
+    python -m bench.lm_speed --device cuda --dtype bf16 --out bench/out/lm_speed_cuda.json
 
 On a CPU the 227M shape generates fewer tokens than 1024 (--tokens-227m); the JSON says how many.
 """
@@ -23,16 +23,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import DTYPES, machine_name, matmul_gflops, sync, timed  # noqa: E402
-from lm_generation.config import lm_config  # noqa: E402
-from lm_generation.model import CodeLayout, build_lm, lm_loss  # noqa: E402
-from lm_generation.sampling import sample_codes  # noqa: E402
+from bench.flops import DTYPES, machine_name, matmul_gflops, sync, timed
+from lm_generation.config import lm_config
+from lm_generation.model import CodeLayout, build_lm, lm_loss
+from lm_generation.sampling import sample_codes
 
 IMAGENET = CodeLayout(codebook_size=8192, num_classes=1000, grid=(1, 32, 32), size=(1, 256, 256))
 

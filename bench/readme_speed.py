@@ -1,7 +1,7 @@
 """Write the tokenizer speed table of docs/speed.md from bench/out/tokenizer_speed.json (`make bench` runs it), so that
 the figures there are the last run's on the machine that ran it, never typed in.
 
-    python bench/readme_speed.py [--bench bench/out/tokenizer_speed.json] [--readme docs/speed.md]
+    python -m bench.readme_speed [--bench bench/out/tokenizer_speed.json] [--readme docs/speed.md]
 
 The table goes between the page's two markers (BEGIN / END below); a README without them is left alone.
 """
@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from shared.atomic import atomic_rewrite_block  # noqa: E402
+from shared.atomic import atomic_rewrite_block
 
-BEGIN = "<!-- tokenizer speed: written by `python bench/readme_speed.py` from bench/out/tokenizer_speed.json; do not edit -->"
+BEGIN = "<!-- tokenizer speed: written by `python -m bench.readme_speed` from bench/out/tokenizer_speed.json; do not edit -->"
 END = "<!-- end of tokenizer speed -->"
 NAMES = {"image_256": "image 256²", "clip_17x256": "clip 17 x 256²", "clip_129x256_chunked": "clip 129 x 256², max_tokens=8192",
          "clip_129x256_chunked_mmap1mb": "the same, glibc mmap threshold 1 MB",

@@ -13,7 +13,7 @@ could give with these kernels), and their share of the call what the rest (norms
 copies, autocast's casts) costs. The 129-frame case runs once more with glibc's mmap threshold fixed at 1 MB
 (MALLOC_MMAP_THRESHOLD_): the peak memory glibc's heap keeps from freed chunk-sized tensors.
 
-    python bench/tokenizer_speed.py --out bench/out/tokenizer_speed.json [--precisions fp32,bf16] [--device cpu]
+    python -m bench.tokenizer_speed --out bench/out/tokenizer_speed.json [--precisions fp32,bf16] [--device cpu]
 """
 from __future__ import annotations
 
@@ -27,11 +27,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, timed  # noqa: E402
-from shared.training.precision import autocast, choose_precision  # noqa: E402
-from tokenizer import OmniTokenizer  # noqa: E402
-from tokenizer.model import GEGLU  # noqa: E402
+from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, timed
+from shared.training.precision import autocast, choose_precision
+from tokenizer import OmniTokenizer
+from tokenizer.model import GEGLU
 
 LAYOUTS = {"paper": {}, "release": {"encoder_spatial": "ggww", "decoder_spatial": "gggg"}}
 CASES = {  # name: (layout, batch, frames, size, max_tokens, rounds)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from shared.atomic import atomic_write_json
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
+from shared.data import open_dataset
 from shared.data.transforms import as_size
 from shared.extraction import MANIFEST, SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
@@ -38,17 +38,9 @@ from .latents import posterior_moments, scale_from_std, shard_posteriors
 
 def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str]]:
     """The items to encode and the class names."""
-    size = as_size(data.resolution)
-    if data.source == "embedded":
-        base = (EmbeddedPhotos(data.split, size) if data.num_frames == 1 else
-                EmbeddedClips(data.split, size, num_frames=data.num_frames, frame_stride=data.frame_stride))
-        return SeededItems(base), list(base.classes)
-    if data.num_frames == 1:
-        base = ImageFolder(data.source, data.split, size)
-    else:
-        base = VideoFolder(data.source, data.video_layout, split=data.split, num_frames=data.num_frames,
-                           frame_stride=data.frame_stride, resolution=size)
-    return base, list(base.classes)
+    base = open_dataset("image" if data.num_frames == 1 else "video", data.source, data.split, as_size(data.resolution),
+                        data.num_frames, data.frame_stride, video_layout=data.video_layout)
+    return (SeededItems(base) if data.source == "embedded" else base), list(base.classes)
 
 
 def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mirror: torch.Tensor | None = None,

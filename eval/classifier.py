@@ -50,7 +50,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from shared.atomic import atomic_write, atomic_write_json
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, SampleKey, VideoFolder
+from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, SampleKey, VideoFolder, open_dataset
 from shared.data.collate import collate
 from shared.data.embedded import REAL_VIDEOS
 from shared.data.sampling import StepSchedule, step_loader
@@ -135,16 +135,11 @@ class RealData:
     @cached_property
     def train(self) -> Dataset:
         """The training split (random crops and flips for `SampleKey`s with a seed)."""
-        if self.kind == "image":
-            if self.source == "embedded":
-                return EmbeddedPhotos("train", self.resolution)
-            return ImageFolder(self.source, "train", self.resolution)
-        if self.source == "embedded":
-            # class-balanced: as many clips of each real video as of each camera motion
-            return EmbeddedClips("train", self.resolution, num_frames=self.frames,
-                                 real_fraction=len(REAL_VIDEOS) / len(EmbeddedClips.classes))
-        return VideoFolder(self.source, self.video_layout, split="train", num_frames=self.frames,
-                           resolution=self.resolution)
+        # embedded clips class-balanced: as many clips of each real video as of each camera motion
+        balance = ({"real_fraction": len(REAL_VIDEOS) / len(EmbeddedClips.classes)}
+                   if self.kind == "video" and self.source == "embedded" else {})
+        return open_dataset(self.kind, self.source, "train", self.resolution, self.frames,
+                            video_layout=self.video_layout, **balance)
 
     def class_names(self) -> list[str]:
         return list(self.train.classes)

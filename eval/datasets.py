@@ -1,19 +1,18 @@
 """The evaluation splits, by name: "embedded" (the held-out embedded photos or clips) or a folder on disk."""
 from __future__ import annotations
 
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
+from torch.utils.data import Dataset
+
+from shared.data import open_dataset
 
 
-def image_split(source: str, split: str | None, resolution: int) -> ImageFolder | EmbeddedPhotos:
+def image_split(source: str, split: str | None, resolution: int) -> Dataset:
     """Centre-cropped images: the embedded validation photos, or `source[/<split>]` (ImageNet or plain layout)."""
-    if source == "embedded":
-        return EmbeddedPhotos("val", resolution)
-    return ImageFolder(source, split, resolution)
+    return open_dataset("image", source, "val" if source == "embedded" else split, resolution)
 
 
 def video_split(source: str, layout: str, split: str | None, frames: int, fps: float | None,
-                resolution: int) -> VideoFolder | EmbeddedClips:
+                resolution: int) -> Dataset:
     """Centre clips: the embedded validation clips, or a video folder (ucf101 | classes | plain layout)."""
-    if source == "embedded":
-        return EmbeddedClips("val", resolution, num_frames=frames)
-    return VideoFolder(source, layout, split=split, num_frames=frames, fps=fps, resolution=resolution)
+    return open_dataset("video", source, "val" if source == "embedded" else split, resolution, frames, fps=fps,
+                        video_layout=layout)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, VideoFolder
+from shared.data import open_dataset
 from shared.extraction import SeededItems, add_precision_argument, extract, five_crops, mirrored_labels, with_flips
 from shared.provenance import file_sha256
 from shared.training.precision import autocast, choose_precision
@@ -40,19 +40,11 @@ EMBEDDED_SEED = 12345  # random crops / clips of the embedded data: item i uses 
 def build_dataset(kind: str, source: str, split: str, data: DataConfig):
     """The dataset to encode and its class names (images for ten-crop at resolution * crop_range)."""
     size = (data.resolution, data.resolution)
-    if kind == "image":
-        if data.ten_crop:
-            size = (round(data.resolution * data.crop_range),) * 2
-        if source == "embedded":
-            ds = EmbeddedPhotos(split, size)
-            return (SeededItems(ds, EMBEDDED_SEED, data.embedded_items) if split == "train" else ds), list(ds.classes)
-        ds = ImageFolder(source, split, size)
-        return ds, list(ds.classes)
-    clip = dict(num_frames=data.num_frames, frame_stride=data.frame_stride)
-    if source == "embedded":
-        ds = EmbeddedClips(split, size, **clip)
-        return (SeededItems(ds, EMBEDDED_SEED, data.embedded_items) if split == "train" else ds), list(ds.classes)
-    ds = VideoFolder(source, data.video_layout, split=split, resolution=size, **clip)
+    if kind == "image" and data.ten_crop:
+        size = (round(data.resolution * data.crop_range),) * 2
+    ds = open_dataset(kind, source, split, size, data.num_frames, data.frame_stride, video_layout=data.video_layout)
+    if source == "embedded" and split == "train":
+        return SeededItems(ds, EMBEDDED_SEED, data.embedded_items), list(ds.classes)
     return ds, list(ds.classes)
 
 

@@ -27,7 +27,7 @@ from shared.atomic import atomic_write_json, remove_temporary_files
 from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, lr_at, make_accelerator, precision_record,
                              resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record, config_difference
-from shared.data import EmbeddedClips, EmbeddedPhotos, ImageFolder, StepSchedule, VideoFolder, step_loader
+from shared.data import StepSchedule, open_dataset, step_loader
 from shared.data.transforms import as_size
 from shared.paths import run_dir, run_result, seeded, tokenizer_run, tokenizer_run_parts
 from shared.provenance import machine_name
@@ -50,20 +50,14 @@ def build_datasets(data: DataConfig, stage: StageConfig, eval_resolution) -> tup
     """Training datasets for the kinds the stage's pattern uses; validation datasets for both kinds."""
     base = as_size(stage.resolutions[0])
     train, val = {}, {}
-    if data.images == "embedded":
-        train["image"] = EmbeddedPhotos("train", base)
-        val["image"] = EmbeddedPhotos("val", eval_resolution)
-    else:
-        train["image"] = ImageFolder(data.images, data.image_splits[0], base)
-        val["image"] = ImageFolder(data.images, data.image_splits[1], eval_resolution)
-    clip = dict(num_frames=data.num_frames, frame_stride=data.frame_stride)
-    if data.videos == "embedded":
-        train["video"] = EmbeddedClips("train", base, **clip)
-        val["video"] = EmbeddedClips("val", eval_resolution, **clip)
-    elif data.videos:
-        folder = dict(layout=data.video_layout, fps=data.fps, **clip)
-        train["video"] = VideoFolder(data.videos, split=data.video_splits[0], resolution=base, **folder)
-        val["video"] = VideoFolder(data.videos, split=data.video_splits[1], resolution=eval_resolution, **folder)
+    splits = {"image": ("train", "val") if data.images == "embedded" else data.image_splits,
+              "video": ("train", "val") if data.videos == "embedded" else data.video_splits}
+    for kind, source in (("image", data.images), ("video", data.videos)):
+        if not source:
+            continue
+        opened = [open_dataset(kind, source, split, size, data.num_frames, data.frame_stride, data.fps,
+                               data.video_layout) for split, size in zip(splits[kind], (base, eval_resolution))]
+        train[kind], val[kind] = opened
     kinds = {StepSchedule.KINDS[c] for c in stage.pattern}
     for kind in kinds & set(val):
         files = lambda d: {str(p) for p, _ in getattr(d, "samples", [])}  # noqa: E731

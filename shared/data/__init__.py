@@ -3,8 +3,9 @@ from .embedded import EmbeddedClips, EmbeddedPhotos
 from .errors import DataError
 from .image_folder import ImageFolder
 from .keys import SampleKey
+from .open import open_dataset
 from .sampling import StepSchedule, step_loader
 from .video_folder import VideoFolder
 
 __all__ = ["DataError", "EmbeddedClips", "EmbeddedPhotos", "ImageFolder", "SampleKey", "StepSchedule",
-           "VideoFolder", "step_loader"]
+           "VideoFolder", "open_dataset", "step_loader"]
