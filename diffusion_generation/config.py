@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import at_least, check_finite, check_seed, load_config
+from shared.training.config import TrainerConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 EXPERIMENTS = ("dit", "latte")
@@ -52,7 +53,7 @@ class DiffusionConfig:
 
 
 @dataclass
-class DataConfig:
+class DiffusionDataConfig:
     """What the latents are extracted from (extract_latents.py)."""
     source: str = "embedded"  # "embedded" (photos / clips) or a folder (ImageNet layout, UCF-101 ...)
     split: str = "train"
@@ -71,32 +72,21 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    seed: int = 0
+class DiffusionTrainConfig(TrainerConfig):
+    """shared.training.TrainerConfig's fields (DiT's defaults: constant lr, no warm-up), then the denoisers' own."""
     steps: int = 400_000
     batch_size: int = 256  # per process
-    lr: float = 1e-4
+    checkpoint_every: int = 10_000
+    validate_every: int = 50_000
     weight_decay: float = 0.0
-    warmup_steps: int = 0
     ema_decay: float = 0.9999
     grad_clip: float | None = None  # max gradient norm; None: no clipping
     grad_clip_from: int = 0  # clip from this step on (Latte's release: 0.1 from step 100k)
-    log_every: int = 50
-    checkpoint_every: int = 10_000
-    validate_every: int = 50_000  # sample grids / videos from the EMA model
-    keep_checkpoints: int = 2
     num_workers: int = 0
-    max_nonfinite_in_row: int = 8
-    # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
-    precision: str | None = None
-
-    def __post_init__(self):
-        at_least(self, steps=1, batch_size=1, log_every=1, checkpoint_every=1, validate_every=1, keep_checkpoints=1)
-        check_seed(self.seed)
 
 
 @dataclass
-class SampleConfig:
+class DiffusionSampleConfig:
     """Sampling for evaluation (sample.py): how many per class, and the guidance scales to write (one folder each;
     1.0: none). Validation grids use the last."""
     per_class: int = 50
@@ -120,9 +110,9 @@ class SampleConfig:
 class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
+    train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
+    sample: DiffusionSampleConfig = field(default_factory=DiffusionSampleConfig)
 
 
 def experiment_config(scale: str | Path, experiment: str, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -32,11 +32,11 @@ from shared.provenance import file_sha256
 from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
-from .config import DataConfig, experiment_config
+from .config import DiffusionDataConfig, experiment_config
 from .latents import posterior_moments, scale_from_std, shard_posteriors
 
 
-def source_dataset(data: DataConfig) -> tuple[torch.utils.data.Dataset, list[str]]:
+def source_dataset(data: DiffusionDataConfig) -> tuple[torch.utils.data.Dataset, list[str]]:
     """The items to encode and the class names."""
     base = open_dataset("image" if data.num_frames == 1 else "video", data.source, data.split, as_size(data.resolution),
                         data.num_frames, data.frame_stride, video_layout=data.video_layout)

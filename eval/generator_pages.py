@@ -4,6 +4,10 @@ columns (eval/tables.py), with the share of the weakest class and the sampling s
     python -m eval.generator_pages --scale small --page docs/lm_generation.md --target lm-imagenet lm-ucf lm-k600
     python -m eval.generator_pages --scale small --page docs/diffusion_generation.md --target dit-imagenet latte-ucf
     python -m eval.generator_pages --page docs/lm_generation.md --sampling-sweep docs/results/lm_sampling
+    python -m eval.generator_pages --scale small --page README.md --summary
+
+The summary: one line per generator target, its best guidance scale beside the judge's reference points (README,
+SUMMARY_BEGIN / SUMMARY_END).
 
 The last: one trained model's class consistency under several sampling settings (a file per setting, each holding
 its settings and the judge's result), sorted by guidance, top-k and temperature (SWEEP_BEGIN / SWEEP_END).
@@ -25,6 +29,8 @@ BEGIN = "<!-- generator results: written by `python -m eval.generator_pages` fro
 END = "<!-- end of generator results -->"
 SWEEP_BEGIN = "<!-- sampling comparison: written by `python -m eval.generator_pages --sampling-sweep`; do not edit -->"
 SWEEP_END = "<!-- end of sampling comparison -->"
+SUMMARY_BEGIN = "<!-- generator summary: written by `python -m eval.generator_pages --summary`; do not edit -->"
+SUMMARY_END = "<!-- end of generator summary -->"
 SAMPLING_KEYS = ("sampler", "sampling_steps", "temperature", "top_k", "top_p", "cfg_interval")
 
 
@@ -80,6 +86,42 @@ def page_lines(results: Path, targets: list[str]) -> list[str]:
     return [markdown_table(GENERATION_COLUMNS, rows), "", *notes]
 
 
+def summary_lines(results: Path) -> list[str]:
+    """A short table: per target, the best guidance scale's class consistency and weakest class, the references
+    (class average; real items; their reconstructions), the judge-feature FD and the minutes."""
+    judges = {}
+    lines = ["| target | best guidance: class consistency (weakest class) | class average / real items / "
+             "reconstructed | judge-feature FD (real vs real) | frame prediction PSNR: model / repeat last | "
+             "minutes |", "|---|---|---|---|---|---|"]
+    for row in GENERATION_ROWS:
+        f = row.result(results.name, results.parent)
+        if not f.is_file():
+            lines.append(f"| `make {row.target}` | not run | | | | |")
+            continue
+        rec = json.loads(f.read_text())
+        if rec.get("classifier"):
+            judges.setdefault(row.metric, (row.target, rec["classifier"]))
+        judged = [m for m in rec["metrics"].values() if m.get("class_consistency") is not None]
+        best = max(judged, key=lambda m: m["class_consistency"], default=None)
+        refs = rec.get("references") or {}
+        cell = lambda name: f"{refs[name]['share']:.0%}" if name in refs else "-"  # noqa: E731
+        fd = lambda m: f"{m['frechet']:.1f}" if m else "-"  # noqa: E731
+        share = (f"{best['class_consistency']:.0%} at {best['guidance_scale']:g} (weakest "
+                 f"{min(c['share'] for c in best['class_consistency_per_class']):.0%})" if best else "unconditional")
+        scored = (rec.get("frame_prediction") or {}).get("metrics")
+        prediction = (f"{scored['model']['psnr']['mean']:.2f} / {scored['repeat_last_given']['psnr']['mean']:.2f} dB"
+                      if scored else "")
+        seconds = rec.get("wall_seconds") or {}
+        lines.append(f"| `make {row.target}` | {share} | {cell('class_average')} / {cell('real')} / "
+                     f"{cell('reconstruction')} | {fd(best and best.get('judge_features'))} "
+                     f"({fd(refs.get('real', {}).get('feature_distance'))}) | {prediction} | "
+                     f"{sum(v for v in seconds.values() if v) / 60:.1f} |")
+    what = {"fid": "photos", "fvd": "clips"}
+    notes = [f"on held-out {what[m]} {c['classifier_accuracy']:.0%} (chance {c['chance']:.0%}, from `make {t}`)"
+             for m, (t, c) in sorted(judges.items())]
+    return lines + ([""] + [f"The judge's accuracy: {'; '.join(notes)}."] if notes else [])
+
+
 def sweep_lines(folder: Path) -> list[str]:
     """The sampling comparison's table: one row per file of `folder`."""
     records = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
@@ -106,10 +148,16 @@ def main(argv=None) -> bool:
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--target", nargs="+", help="make targets whose results to show")
     what.add_argument("--sampling-sweep", help="folder of one model's results under several sampling settings")
+    what.add_argument("--summary", action="store_true", help="one line per generator target (the README's)")
     args = ap.parse_args(argv)
     if args.sampling_sweep:
         written = atomic_rewrite_block(args.page, SWEEP_BEGIN, SWEEP_END, sweep_lines(Path(args.sampling_sweep)))
         print(f"{args.page}: {'table written' if written else 'no markers, left alone'}")
+        return written
+    if args.summary:
+        written = atomic_rewrite_block(args.page, SUMMARY_BEGIN, SUMMARY_END,
+                                       summary_lines(Path(args.results) / args.scale))
+        print(f"{args.page}: {'summary written' if written else 'no markers, left alone'}")
         return written
     known = {r.target for r in GENERATION_ROWS}
     if set(args.target) - known:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Collection
 from pathlib import Path
 
-from shared.atomic import atomic_rewrite_block, atomic_write, atomic_write_json
+from shared.atomic import atomic_rewrite_block, atomic_write, atomic_write_json, read_json_object
 
 from shared.paths import run_of_model_dir, seeded
 
@@ -163,16 +163,25 @@ def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
 
 
 def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".",
-          seeds: Collection[int] | None = None) -> dict:
-    """TABLES.md, tables.json, tables.csv (and the findings block of docs/evaluation.md) from the results of `seeds` (None: every
-    seed evaluated)."""
+          seeds: Collection[int] | None = None, generators_only: bool = False) -> dict:
+    """TABLES.md, tables.json, tables.csv (and the findings block of docs/evaluation.md) from the results of `seeds`
+    (None: every seed evaluated). generators_only: the generator tables from the results, the tokenizer tables and
+    the ablation comparison kept as <out_dir>/tables.json has them (after a generator run, without the tokenizer
+    runs on this machine)."""
     results = Path(results_root) / scale
     runs = runs_in_config(scale)
+    kept = None
+    if generators_only:
+        kept = read_json_object(Path(out_dir) / "tables.json", "tables file")
+        if kept.get("scale") != scale:
+            raise SystemExit(f"{Path(out_dir) / 'tables.json'}: tables of scale {kept.get('scale')!r}, not {scale!r}")
     tables = {}
     for number, paper in PAPER_TABLES.items():
         generation = [r for r in GENERATION_ROWS if r.table == number]
         if generation:
             ours = [line for r in generation for line in generation_rows(results, r)]
+        elif kept is not None:
+            ours = kept["tables"][str(number)]["ours"]
         else:
             ours = [_our_row(results, runs, row, seeds) for row in ROWS if row.table == number]
         tables[number] = {**paper, "ours_columns": GENERATION_COLUMNS if generation else OUR_COLUMNS, "ours": ours}
@@ -186,7 +195,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
         lines += [f"## Table {number}: {t['title']}", "", markdown_table(t["columns"], t["rows"]), ""]
         if t["ours"]:
             lines += [f"Ours at scale `{scale}`:", "", markdown_table(t["ours_columns"], t["ours"]), ""]
-    directions = ablations.compare(results, seeds)
+    directions = kept["ablations"] if kept is not None else ablations.compare(results, seeds)
     lines += ["## Do our ablations point the same way as the paper's?", "",
               "Each row pits two settings of Tables 7-10: the paper's rFID/rFVD, and ours over seeds on the same "
               "metric (where its covariance is full rank) and on PSNR and SSIM of the same split (no feature network "
@@ -249,8 +258,10 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=_seed_list, default=None,
                     help="the seeds whose results the tables use, e.g. 0,1,2 (make tables passes 0..SEEDS-1); "
                          "default: every seed evaluated")
+    ap.add_argument("--generators-only", action="store_true",
+                    help="rebuild the generator tables from the results; keep the rest as <out>/tables.json has it")
     args = ap.parse_args(argv)
-    build(args.scale, args.results, args.out, args.seeds)
+    build(args.scale, args.results, args.out, args.seeds, args.generators_only)
     print(f"wrote {Path(args.out) / 'TABLES.md'}, tables.json, tables.csv")
 
 

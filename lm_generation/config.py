@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from shared.config import ConfigError, apply_overrides, at_least, build, check_finite, check_seed, read_yaml, scale_file
+from shared.training.config import TrainerConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -33,7 +34,7 @@ class GPTShape:
 
 
 @dataclass
-class DataConfig:
+class LMDataConfig:
     resolution: int = 256
     num_frames: int = 17  # frames of a clip (17 -> 5 latent frames at t = 4)
     frame_stride: int = 1
@@ -54,34 +55,26 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    seed: int = 0
+class LMTrainConfig(TrainerConfig):
+    """shared.training.TrainerConfig's fields (the LM's defaults), then the LM's own."""
     steps: int = 1000
-    batch_size: int = 32  # per process
     lr: float = 1e-3
-    min_lr: float = 1e-3
-    warmup_steps: int = 0
-    decay: Literal["constant", "cosine"] = "constant"
+    min_lr: float = 1e-4
+    log_every: int = 10
+    checkpoint_every: int = 200
+    validate_every: int = 500
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     class_dropout: float = 0.1  # share of sequences whose class token becomes the null class (for guidance)
     conditional: bool = True  # false: every sequence gets the null class (unconditional, as K600)
     cond_latent_frames: int = 2  # frame prediction: latent frames given (2 = the first 5 video frames)
-    log_every: int = 10
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
-    validate_every: int = 500  # a sample grid (the final one is always made)
-    max_nonfinite_in_row: int = 8
-    # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
-    precision: Optional[str] = None
     # recompute each layer's activations in the backward pass instead of keeping them (transformers' gradient
     # checkpointing): about a third more compute for memory that no longer grows with depth x sequence
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
-        at_least(self, steps=1, batch_size=1, log_every=1, checkpoint_every=1, keep_checkpoints=1, validate_every=1)
-        check_seed(self.seed)
+        super().__post_init__()
         if not 0 <= self.class_dropout <= 1:
             raise ValueError(f"class_dropout must be in [0, 1], got {self.class_dropout}")
 
@@ -111,7 +104,7 @@ def check_settings(guidance_scale: float, cfg_interval: tuple[float, float] | No
 
 
 @dataclass
-class SampleConfig:
+class LMSampleConfig:
     # classifier-free guidance scales, one samples folder each (1.0: none); validation grids use the last
     guidance_scales: tuple[float, ...] = (1.0, 1.5)
     cfg_interval: Optional[tuple[float, float]] = None  # guidance only on this share of the generated tokens
@@ -136,9 +129,9 @@ class SampleConfig:
 class LMConfig:
     model: GPTShape = field(default_factory=GPTShape)
     sizes: dict[str, GPTShape] = field(default_factory=dict)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    data: LMDataConfig = field(default_factory=LMDataConfig)
+    train: LMTrainConfig = field(default_factory=LMTrainConfig)
+    sample: LMSampleConfig = field(default_factory=LMSampleConfig)
     # per task ("video", "frames"): overrides of the train and sample sections, e.g. {"train": {"steps": 500}}
     tasks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 

@@ -32,12 +32,12 @@ from shared.provenance import file_sha256
 from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
-from .config import DataConfig, lm_config
+from .config import LMDataConfig, lm_config
 
 EMBEDDED_SEED = 12345  # random crops / clips of the embedded data: item i uses seed EMBEDDED_SEED + i
 
 
-def build_dataset(kind: str, source: str, split: str, data: DataConfig):
+def build_dataset(kind: str, source: str, split: str, data: LMDataConfig):
     """The dataset to encode and its class names (images for ten-crop at resolution * crop_range)."""
     size = (data.resolution, data.resolution)
     if kind == "image" and data.ten_crop:

@@ -24,11 +24,11 @@ from shared.extraction import ShardDataset
 from shared.provenance import file_sha256
 from shared.sample_folders import add_sampling_flags, check_sampling_flags, write_sample_folders
 
-from .config import SampleConfig, lm_config
+from .config import LMSampleConfig, lm_config
 from .pipeline import ARPipeline
 
 
-def requests(pipe: ARPipeline, s: SampleConfig, classes: int | None, codes_dir: str | None,
+def requests(pipe: ARPipeline, s: LMSampleConfig, classes: int | None, codes_dir: str | None,
              limit: int | None, conditional: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """What to sample: class per sample (-1 = null), given codes (frame prediction) or None, folder label."""
     layout = pipe.layout

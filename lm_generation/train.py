@@ -28,7 +28,7 @@ from shared.data import StepSchedule
 from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, lr_at, make_accelerator, precision_record,
+from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, make_accelerator, precision_record,
                              resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
@@ -172,7 +172,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
         idx = torch.tensor([k.index for k in schedule.keys(step)])
         x, y = codes[idx].to(accelerator.device), labels[idx].to(accelerator.device)
         drop = torch.rand(len(idx)) < t.class_dropout if t.conditional else torch.ones(len(idx), dtype=torch.bool)
-        set_lr(opt, lr_at(step, t.lr, t.min_lr, t.warmup_steps, t.steps, t.decay))
+        set_lr(opt, t.lr_at(step))
         with accelerator.autocast():
             loss = lm_loss(model, x, y, layout, drop.to(accelerator.device))
         bad = guard.is_bad(loss, accelerator)

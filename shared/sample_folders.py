@@ -108,7 +108,8 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
                     shown[jobs[p]] = x.cpu()
         blank = torch.full_like(next(iter(shown.values())), -1)
         cells = [shown.get((c, i), blank) for c in labels[:GRID_ROWS] for i in range(columns)]
-        picture = grid(torch.stack(cells), out / folder_name(scale), per_row=columns)
+        # the suffix given (grid replaces it by .png or .gif) keeps "cfg1.5" whole
+        picture = grid(torch.stack(cells), out / f"{folder_name(scale)}.png", per_row=columns)
         before = record["folders"].get(f"{scale:g}", {}).get("seconds", 0.0)  # runs that wrote some of the files
         record["folders"][f"{scale:g}"] = {"folder": str(folder), "grid": str(picture), "guidance_scale": scale,
                                            "n": len(jobs), "seconds": before + time.perf_counter() - t0}

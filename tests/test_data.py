@@ -201,7 +201,7 @@ def test_layout_mistakes_get_a_hint(tmp_path, ucf_dir, caplog):
     import shutil
 
     from tokenizer.train import build_datasets
-    from tokenizer.train_config import DataConfig, StageConfig
+    from tokenizer.train_config import StageConfig, TokenizerDataConfig
 
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -212,7 +212,7 @@ def test_layout_mistakes_get_a_hint(tmp_path, ucf_dir, caplog):
     images.mkdir()
     for i in range(2):
         photo("chelsea", (40, 30)).save(images / f"{i}.png")
-    build_datasets(DataConfig(images=str(images), videos=""), StageConfig(name="s", pattern="i"), 32)
+    build_datasets(TokenizerDataConfig(images=str(images), videos=""), StageConfig(name="s", pattern="i"), 32)
     assert "the image validation split is the training files themselves" in caplog.text
 
 

@@ -9,6 +9,8 @@ from diffusion_generation.dit import DiT, sincos_2d
 from diffusion_generation.latte import Latte
 from diffusion_generation.models import build_model, load_model
 
+from .model_tester import ModelTesterMixin
+
 
 def tiny_dit(**kw):
     return DiT(**{"in_channels": 8, "patch_size": 2, "hidden_size": 32, "depth": 2, "num_heads": 2, "num_classes": 5,
@@ -183,3 +185,25 @@ def test_load_model_names_the_problem(tmp_path):
     (tmp_path / "config.json").write_text('{"_class_name": "UNet2DModel"}')
     with pytest.raises(ValueError, match="UNet2DModel"):
         load_model(tmp_path)
+
+
+class TestDiTModel(ModelTesterMixin):
+    """Save / load and gradients; the adaLN-Zero gates and the zero output layer randomised first, or nothing
+    upstream of them would get a gradient."""
+    zero_initialised = ("adaLN_modulation", "final.")
+
+    def make_model(self):
+        return tiny_dit()
+
+    def make_inputs(self):
+        g = torch.Generator().manual_seed(0)
+        return {"x": torch.randn(2, 8, 4, 4, generator=g), "t": torch.tensor([3, 700]), "y": torch.tensor([0, 4])}
+
+
+class TestLatteModel(TestDiTModel):
+    def make_model(self):
+        return tiny_latte()
+
+    def make_inputs(self):
+        g = torch.Generator().manual_seed(0)
+        return {"x": torch.randn(2, 8, 3, 4, 4, generator=g), "t": torch.tensor([3, 700]), "y": torch.tensor([0, 4])}

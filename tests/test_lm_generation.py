@@ -14,6 +14,8 @@ from lm_generation.train import train
 from shared.extraction import ExtractionError, ShardDataset
 from tokenizer import OmniTokenizer
 
+from .model_tester import ModelTesterMixin
+
 TINY = ["data.embedded_items=6", "data.resolution=16"]
 
 
@@ -152,7 +154,7 @@ def test_vocabulary_sequence_and_loss_mask():
 def test_task_sections_apply_before_command_line_overrides():
     assert lm_config("tiny").train.conditional and not lm_config("tiny", task="frames").train.conditional
     assert lm_config("tiny", ["train.conditional=true"], task="frames").train.conditional
-    with pytest.raises(Exception, match="unknown TrainConfig field"):
+    with pytest.raises(Exception, match="unknown LMTrainConfig field"):
         lm_config("tiny", ["train.stepz=3"])
 
 
@@ -450,3 +452,17 @@ def test_compute_curve_trains_samples_and_judges_each_budget(image_codes, tmp_pa
     with pytest.raises(SystemExit, match="--steps must all be >= 1"):
         compute_curve.main(["--generator", "lm", "--data", str(image_codes), "--steps", "0", "--guidance", "1",
                             "--json", "x", "--plot", "y"])
+
+
+class TestLMModel(ModelTesterMixin):
+    """Save / load and gradients of the GPT over codes; its zero-initialised output head randomised first."""
+    zero_initialised = ("lm_head",)
+
+    def make_model(self):
+        return build_lm(lm_config("tiny").model, IMAGE)
+
+    def make_inputs(self):
+        g = torch.Generator().manual_seed(0)
+        codes = torch.randint(0, IMAGE.codebook_size, (2, IMAGE.num_codes), generator=g)
+        return {"input_ids": torch.cat([IMAGE.class_tokens(torch.tensor([0, 3]), torch.tensor([False, True]))[:, None],
+                                        codes], 1)}

@@ -344,3 +344,41 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
         text.index("| 2.0 | all | 1.0 | 50% | weakest class a 50%, 1 of 1 classes at 50 % or more |")
     with pytest.raises(SystemExit, match="unknown target"):
         generator_pages.main(["--page", str(page), "--target", "nope"])
+
+
+def test_generator_summary_shows_the_best_guidance_beside_the_references(tmp_path):
+    from eval import generator_pages
+
+    results = tmp_path / "results" / "small"
+    results.mkdir(parents=True)
+    per_class = lambda *shares: [{"share": s} for s in shares]  # noqa: E731
+    (results / "dit_imagenet.json").write_text(json.dumps({
+        "metrics": {"cfg1": {"guidance_scale": 1.0, "class_consistency": 0.5, "class_consistency_per_class":
+                             per_class(0.25, 0.75), "judge_features": {"frechet": 9.0}},
+                    "cfg3": {"guidance_scale": 3.0, "class_consistency": 0.75, "class_consistency_per_class":
+                             per_class(0.5, 1.0), "judge_features": {"frechet": 4.25}}},
+        "references": {"class_average": {"share": 0.6}, "real": {"share": 0.95, "feature_distance": {"frechet": 0.5}}},
+        "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "wall_seconds": {"extraction": 30, "training": 540, "sampling": 60, "evaluation": 30}}))
+    page = tmp_path / "README.md"
+    page.write_text(f"intro\n{generator_pages.SUMMARY_BEGIN}\nold\n{generator_pages.SUMMARY_END}\n")
+    assert generator_pages.main(["--results", str(tmp_path / "results"), "--page", str(page), "--summary"])
+    text = page.read_text()
+    assert "| `make dit-imagenet` | 75% at 3 (weakest 50%) | 60% / 95% / - | 4.2 (0.5) |  | 11.0 |" in text
+    assert "| `make lm-ucf` | not run | | | | |" in text and "old" not in text
+    assert "The judge's accuracy: on held-out photos 98% (chance 5%, from `make dit-imagenet`)." in text
+
+
+def test_generators_only_rebuild_keeps_the_tokenizer_tables_of_tables_json(tmp_path):
+    (tmp_path / "results" / "small").mkdir(parents=True)
+    tables.build("small", tmp_path / "results", tmp_path)
+    saved = json.loads((tmp_path / "tables.json").read_text())
+    saved["tables"]["1"]["ours"] = [["kept row"] + [""] * (len(saved["tables"]["1"]["ours_columns"]) - 1)]
+    (tmp_path / "tables.json").write_text(json.dumps(saved))
+    (tmp_path / "results" / "small" / "dit_imagenet.json").write_text(json.dumps({
+        "metrics": {"cfg2": {"guidance_scale": 2.0, "class_consistency": 0.9}}, "scale": "small"}))
+    tables.main(["--results", str(tmp_path / "results"), "--out", str(tmp_path), "--generators-only"])
+    text = (tmp_path / "TABLES.md").read_text()
+    assert "| kept row |" in text and "| Ours (DiT) | 2.0 |" in text
+    with pytest.raises(SystemExit, match="not 'paper'"):
+        tables.main(["--scale", "paper", "--results", str(tmp_path / "results"), "--out", str(tmp_path),
+                     "--generators-only"])

@@ -14,7 +14,7 @@ from tokenizer.discriminators import PatchGAN
 from shared.metrics.lpips import PerceptualLoss
 from tokenizer.losses import hinge_d_loss
 from tokenizer.train import run
-from tokenizer.train_config import load_config, train_config
+from tokenizer.train_config import tokenizer_config, train_config
 from tokenizer.transfer import transfer_weights
 from shared.training.checkpoint import load_checkpoint
 
@@ -208,11 +208,11 @@ def test_discriminators_take_images_and_17_frame_clips():
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match=r"tiny.yaml train stage x: unknown StageConfig field\(s\) \['stepz'\]"):
         train_config("tiny", stages=[{"name": "x", "stepz": 3}])
-    cfg = load_config("tiny", ["model.causal=false", "train.stage_defaults.lr=0.5"])  # --set, checked and typed
+    cfg = tokenizer_config("tiny", ["model.causal=false", "train.stage_defaults.lr=0.5"])  # --set, checked and typed
     assert cfg.model.causal is False and {s.lr for s in cfg.train.stages} == {0.001, 0.0005}  # stages state lr
-    assert load_config("tiny", ["train.stage_defaults.grad_clip=0.5"]).train.stages[0].grad_clip == 0.5
+    assert tokenizer_config("tiny", ["train.stage_defaults.grad_clip=0.5"]).train.stages[0].grad_clip == 0.5
     with pytest.raises(ValueError, match="tiny.yaml model: causal: expected true or false, got 'false'"):
-        load_config("tiny", ['model.causal="false"'])
+        tokenizer_config("tiny", ['model.causal="false"'])
     saved = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "saved")
     config = json.loads((saved / "config.json").read_text())
     (saved / "config.json").write_text(json.dumps({**config, "dim": "64"}))

@@ -36,7 +36,7 @@ from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
 from .losses import TokenizerLoss
 from .model import OmniTokenizer
-from .train_config import DataConfig, StageConfig, TrainConfig, load_config
+from .train_config import StageConfig, TokenizerDataConfig, TokenizerTrainConfig, tokenizer_config
 from .transfer import transfer_weights
 from .visualize import image_grid, side_by_side_video
 
@@ -46,7 +46,7 @@ log = logging.getLogger("tokenizer.train")
 # ----------------------------------------------------------------------------- data
 
 
-def build_datasets(data: DataConfig, stage: StageConfig, eval_resolution) -> tuple[dict, dict]:
+def build_datasets(data: TokenizerDataConfig, stage: StageConfig, eval_resolution) -> tuple[dict, dict]:
     """Training datasets for the kinds the stage's pattern uses; validation datasets for both kinds."""
     base = as_size(stage.resolutions[0])
     train, val = {}, {}
@@ -95,7 +95,7 @@ def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done:
 ADDED_STAGE_FIELDS = {"edge_lr_scale": 1.0}
 
 
-def stage_record(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig) -> dict:
+def stage_record(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig) -> dict:
     """What a stage's checkpoints and summary record of its configuration, and what a resumed or reused stage
     must match: the stage's settings, the model it trains, and the data it trains on (folders, layouts, splits,
     frames; not the number of loader workers)."""
@@ -106,7 +106,7 @@ def stage_record(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageC
 # ----------------------------------------------------------------------------- one stage
 
 
-def train_stage(cfg: TrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig, out: Path,
+def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig, out: Path,
                 accelerator: Accelerator, stages_done: dict[str, Path], stop_at: int | None = None) -> dict:
     """Train one stage (resuming from its latest checkpoint); returns its summary.
 
@@ -244,7 +244,7 @@ def count_unreadable(unreadable: dict, errors: list[str], where: str, accelerato
     unreadable["first"] = sorted(set(unreadable["first"]) | set(errors))[:20]
 
 
-def validate(model: OmniTokenizer, val_sets: dict, cfg: TrainConfig, samples_dir: Path, name: str) -> dict:
+def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, samples_dir: Path, name: str) -> dict:
     """PSNR / SSIM / codebook usage on each validation split, plus a PNG grid and GIFs to look at."""
     model.eval()  # the pictures below too: no training-mode behaviour (codebook restarts) while looking
     limits = {"image": cfg.data.val_images, "video": cfg.data.val_videos}
@@ -276,7 +276,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
     """Run the stages of a scale's config in order; finished stages (summary.json present) are reused.
 
     overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge)."""
-    full = load_config(scale, overrides, **train_overrides)
+    full = tokenizer_config(scale, overrides, **train_overrides)
     cfg = full.train
     stages = cfg.stage_list(variant)
     if stage_names:
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.variant or args.seed is not None:
             raise SystemExit("--run names the variant and the seed: give it without --variant / --seed")
         args.variant, args.seed = tokenizer_run_parts(args.run)
-    seed = args.seed if args.seed is not None else load_config(args.scale, args.set).train.seed
+    seed = args.seed if args.seed is not None else tokenizer_config(args.scale, args.set).train.seed
     name, run_name = Path(args.scale).stem, seeded(tokenizer_run(args.variant), seed)
     out = args.out or run_dir(name, run_name)
     results = args.results or run_result(name, run_name)

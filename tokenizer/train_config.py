@@ -5,7 +5,7 @@ and videos alternating, several resolutions) -> kl (KL fine-tuning); the ablatio
 are other stage lists in the same file (`variants`), not code. `stage_defaults` holds what the stages of a
 file share, so that each stage states only what differs.
 
-`load_config(scale, overrides)` reads a scale's YAML once into a `TokenizerConfig` (model + train), applying
+`tokenizer_config(scale, overrides)` reads a scale's YAML once into a `TokenizerConfig` (model + train), applying
 `--set section.field=value` overrides; every value is type-checked (shared/config.py).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class LossConfig:
 
 
 @dataclass
-class DataConfig:
+class TokenizerDataConfig:
     images: str = "embedded"  # "embedded" (photos) or a folder: ImageNet layout or a plain folder
     videos: str = "embedded"  # "embedded" (clips) or a folder (layout below)
     video_layout: str = "ucf101"  # ucf101 | classes | plain
@@ -79,9 +79,9 @@ class StageConfig:
 
 
 @dataclass
-class TrainConfig:
+class TokenizerTrainConfig:
     seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
+    data: TokenizerDataConfig = field(default_factory=TokenizerDataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     stages: list[StageConfig] = field(default_factory=list)
     variants: dict[str, list[StageConfig]] = field(default_factory=dict)
@@ -123,21 +123,21 @@ class TrainConfig:
 class TokenizerConfig:
     """A whole scale: the model and its training."""
     model: OmniTokenizerConfig
-    train: TrainConfig
+    train: TokenizerTrainConfig
 
 
 def _stages(items: list[dict], defaults: dict, source: str) -> list[StageConfig]:
     return [build(StageConfig, {**defaults, **s}, f"{source} stage {s.get('name', i)}") for i, s in enumerate(items)]
 
 
-def _train(raw: dict, overrides: dict, source: str) -> TrainConfig:
+def _train(raw: dict, overrides: dict, source: str) -> TokenizerTrainConfig:
     raw = dict(raw)
     for key in ("data", "loss"):
         if key in overrides:
             raw[key] = {**(raw.get(key) or {}), **overrides.pop(key)}
     raw.update(overrides)
     defaults = raw.pop("stage_defaults", None) or {}
-    data = build(DataConfig, raw.pop("data", None) or {}, f"{source} data")
+    data = build(TokenizerDataConfig, raw.pop("data", None) or {}, f"{source} data")
     loss = build(LossConfig, raw.pop("loss", None) or {}, f"{source} loss")
     stages = _stages(raw.pop("stages", None) or [], defaults, source)
     variants = {k: _stages(v, defaults, f"{source} variant {k}") for k, v in (raw.pop("variants", None) or {}).items()}
@@ -145,14 +145,14 @@ def _train(raw: dict, overrides: dict, source: str) -> TrainConfig:
         if re.search(r"_seed\d+$", name):
             raise ConfigError(f"{source}: variant '{name}': a name ending in _seed<digits> would read as a seed of "
                               f"variant '{name.rpartition('_seed')[0]}' (shared.paths.seeded); rename it")
-    cfg = build(TrainConfig, {**raw, "data": data, "loss": loss, "stages": stages, "variants": variants}, source)
+    cfg = build(TokenizerTrainConfig, {**raw, "data": data, "loss": loss, "stages": stages, "variants": variants}, source)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: stage names must be unique, got {names}")
     return cfg
 
 
-def load_config(scale: str, overrides: list[str] | None = None, **train_overrides) -> TokenizerConfig:
+def tokenizer_config(scale: str, overrides: list[str] | None = None, **train_overrides) -> TokenizerConfig:
     """A scale's YAML (or a YAML path) as a TokenizerConfig. overrides: `section.field=value` strings (--set);
     train_overrides: top-level `train` fields (data/loss given as dicts merge into the file's)."""
     path = scale_file(scale, CONFIG_DIR)
@@ -164,6 +164,6 @@ def load_config(scale: str, overrides: list[str] | None = None, **train_override
                            _train(values.get("train") or {}, train_overrides, f"{path} train"))
 
 
-def train_config(scale: str, **overrides) -> TrainConfig:
+def train_config(scale: str, **overrides) -> TokenizerTrainConfig:
     """The `train` section of a scale's YAML; overrides replace top-level fields (data/loss as dicts merge)."""
-    return load_config(scale, **overrides).train
+    return tokenizer_config(scale, **overrides).train
