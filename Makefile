@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(PY) -m bench.readme_speed --bench bench/out/tokenizer_speed.json --readme docs/speed.md
 	$(PY) -m bench.lm_speed --out bench/out/lm_speed.json
 	$(PY) -m bench.diffusion_speed --out bench/out/diffusion_speed.json
+	$(PY) -m bench.reference_dit $(if $(DIT_REPO),--dit-repo $(DIT_REPO)) --out bench/out/reference_dit.json \
+		--doc docs/speed.md
 	$(PY) -m bench.linear_codes --out bench/out/linear_codes.json
 
 dry-run: $(STAMP)

@@ -1,6 +1,6 @@
 """Our DiT training step beside facebookresearch/DiT's, same shapes and the same weights, in one process.
 
-    python -m bench.reference_dit --dit-repo /path/to/DiT --out bench/out/reference_dit.json
+    python -m bench.reference_dit --dit-repo /path/to/DiT --out bench/out/reference_dit.json --doc docs/speed.md
 
 A checkout of https://github.com/facebookresearch/DiT (its `models.py` and `diffusion/`, importable with timm) is
 imported from --dit-repo; nothing of it is copied into the project. For each model size (S/2, B/2: 8-channel
@@ -8,7 +8,8 @@ imported from --dit-repo; nothing of it is copied into the project. For each mod
 (mapped one to one: the fused qkv is our q, k, v stacked), and the step times forward, the MSE + VB loss,
 backward and AdamW (each side's own loss code; the optimizers as each trainer makes them). The two take turns
 step by step for several rounds; the median of each side's steps counts. The outputs of one forward are compared
-first (they agree to float tolerance, or the bench stops). Without --dit-repo our side runs alone.
+first (they agree to float tolerance, or the bench stops). Without --dit-repo our side runs alone. With --doc, the
+table goes into that page between its markers (DOC_BEGIN / DOC_END).
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from diffusion_generation.config import DiffusionConfig
 from diffusion_generation.diffusion import GaussianDiffusion
 from diffusion_generation.dit import DiT
 from diffusion_generation.train import make_optimizer
-from shared.atomic import atomic_write_json
+from shared.atomic import atomic_rewrite_block, atomic_write_json
 from shared.provenance import stamp
 
 SIZES = {"S/2": (384, 12, 6), "B/2": (768, 12, 12)}  # hidden size, depth, heads (DiT's table)
+DOC_BEGIN = "<!-- DiT beside its reference: written by `python -m bench.reference_dit --doc`; do not edit -->"
+DOC_END = "<!-- end of DiT beside its reference -->"
 
 
 def reference_model(repo: Path, size: str):
@@ -128,6 +131,21 @@ def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: in
     return out
 
 
+def doc_lines(report: dict) -> list[str]:
+    """The page's table: per size and precision, each side's median step and the ratio."""
+    lines = [f"DiT training step (forward, MSE + VB loss, backward, AdamW; batch {report['cases'][0]['batch']}, "
+             f"8-channel 16 x 16 latents, the same weights), median of {report['cases'][0]['rounds']} steps taken in "
+             f"turns; {report['machine']}, {report['threads']} threads; reference: {report['reference']}.", "",
+             "| size | precision | ours (ms) | facebookresearch/DiT (ms) | ours vs reference | forward max diff |",
+             "|---|---|---|---|---|---|"]
+    for r in report["cases"]:
+        ours, ref, diff = r["median_seconds"]["ours"], r["median_seconds"].get("reference"), r["forward_max_abs_difference"]
+        cells = ["-", "-"] if ref is None else [f"{ref * 1000:.0f}", f"{r['speedup']:.2f}x"]
+        lines.append(f"| {r['size']} | {r['precision']} | {ours * 1000:.0f} | {cells[0]} | {cells[1]} | "
+                     f"{'-' if diff is None else f'{diff:.1e}'} |")
+    return lines
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dit-repo", default=None, help="a checkout of facebookresearch/DiT")
@@ -135,6 +153,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
     args = ap.parse_args(argv)
     repo = Path(args.dit_repo) if args.dit_repo else None
     if repo is not None and not (repo / "models.py").is_file():
@@ -144,6 +163,8 @@ def main(argv=None) -> dict:
     report = {"machine": machine_name(), "threads": torch.get_num_threads(),
               "reference": str(repo) if repo else "not given: our side alone", "cases": rows, **stamp()}
     atomic_write_json(args.out, report)
+    if args.doc:
+        atomic_rewrite_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report))
     for r in rows:
         print(f"{r['size']} {r['precision']}: ours {r['median_seconds']['ours'] * 1000:.0f} ms"
               + (f", reference {r['median_seconds']['reference'] * 1000:.0f} ms, {r['speedup']:.2f}x"

@@ -1,4 +1,4 @@
-"""Encode + decode throughput, FLOPs and peak memory of OmniTokenizer (issues 3 and 14). Writes JSON.
+"""Encode + decode throughput, FLOPs and peak memory of OmniTokenizer. Writes JSON.
 
 Each case runs in its own process so that its peak resident memory is its own. Two spatial layouts at the `paper`
 width: the `paper` preset (window attention in every spatial block, the paper's text) and the public release's

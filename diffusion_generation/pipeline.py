@@ -80,6 +80,9 @@ class LatentDiffusionPipeline:
         check_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         check_finite("guidance_scale", guidance_scale)
+        if guidance_scale != 1.0 and conditional and not self.model.config.class_dropout_prob:
+            raise ValueError("this model was trained without class dropout (class_dropout_prob 0): it has no null "
+                             "class to guide against; use guidance_scale 1")
         latents = sample(self.model, scheduler, (n, *shape), labels, guidance_scale, generator, self.device, progress)
         return self.decode(latents)
 

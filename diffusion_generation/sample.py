@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     if not num_classes and any(s != 1.0 for s in scales):
         raise ValueError(f"{args.pipeline}: an unconditional model has no classifier-free guidance; use --guidance 1")
     seed = cfg.sample.seed if args.seed is None else args.seed
-    settings = {"generator": experiment, "pipeline": args.pipeline, "model": pipe.info,
+    settings = {"generator": experiment, "model": pipe.info,
                 "model_sha256": file_sha256(Path(args.pipeline) / "model"), "classes": classes,
                 "per_class": per_class, "seed": seed, "batch_size": cfg.sample.batch_size,
                 "sampling": {"sampler": cfg.diffusion.sampler, "sampling_steps": cfg.diffusion.sampling_steps}}
@@ -60,8 +60,8 @@ def main(argv=None) -> dict:
         return pipe(labels=labels, num_samples=len(positions), guidance_scale=scale, seed=batch_seed)
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=len(pipe.latent_shape) == 4,
-                                  context={"threads": torch.get_num_threads(), "precision": "fp32",
-                                           "device": str(pipe.device)})
+                                  context={"pipeline": args.pipeline, "threads": torch.get_num_threads(),
+                                           "precision": "fp32", "device": str(pipe.device)})
     print(json.dumps(record["folders"], indent=1))
     return record
 

@@ -162,8 +162,9 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
                                            {"latents": str(latents), "trained_classes": trained_classes,
                                             **data.manifest["settings"]})
         labels = validation_labels(trained_classes, validation_samples)
+        guided = labels is not None and cfg.model.class_dropout_prob > 0  # a null class to guide against
         write_samples(pipe, labels, validation_samples, out / "samples" / f"step_{step:08d}", tc.seed,
-                      cfg.sample.guidance_scales[-1] if labels is not None else 1.0)
+                      cfg.sample.guidance_scales[-1] if guided else 1.0)
 
     # Train:
     if main and start:

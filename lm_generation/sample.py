@@ -78,8 +78,8 @@ def main(argv=None) -> dict:
     for label in folder_label.tolist():  # (class, index within the class)
         jobs.append((label, seen.get(label, 0)))
         seen[label] = seen.get(label, 0) + 1
-    settings = {"generator": "lm", "task": task, "pipeline": args.pipeline,
-                "model_sha256": file_sha256(Path(args.pipeline) / "model.safetensors"), "classes": sorted(seen),
+    settings = {"generator": "lm", "task": task, "classes": sorted(seen),
+                "model_sha256": file_sha256(Path(args.pipeline) / "model.safetensors"),
                 "per_class": s.per_class, "seed": s.seed, "batch_size": s.batch_size,
                 "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
                              "cfg_interval": s.cfg_interval},
@@ -91,7 +91,8 @@ def main(argv=None) -> dict:
                     seed=batch_seed).cpu()
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=pipe.layout.grid[0] > 1,
-                                  context={"threads": torch.get_num_threads(), "precision": "fp32", "device": device})
+                                  context={"pipeline": args.pipeline, "threads": torch.get_num_threads(),
+                                           "precision": "fp32", "device": device})
     print(json.dumps(record["folders"], indent=1))
     return record
 

@@ -72,8 +72,9 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
                          context: dict | None = None) -> dict:
     """Sample every (class, index) of `jobs` at each guidance scale into <out>/cfg<s>/; returns the record.
 
-    settings: what makes these samples these samples (JSON values, with "seed" and "batch_size"), compared with an
-    earlier samples.json; context: recorded, not compared (threads, device ...).
+    settings: what makes these samples these samples (JSON values, with "seed" and "batch_size"; the model by its
+    weights' sha256, not by its path), compared with an earlier samples.json; context: recorded, not compared (the
+    pipeline's path, threads, device ...).
     draw(positions in jobs, seed, guidance scale) -> pixels (B, 3, T, H, W) in [-1, 1] for those jobs."""
     out, batch_size = Path(out), settings["batch_size"]
     record = {**settings, **(context or {}), "folders": {}}

@@ -221,6 +221,9 @@ def test_sampling_and_training_settings_that_cannot_work_are_refused(work, tmp_p
                           ({"labels": [0.5]}, "labels must be integers")]:
         with pytest.raises(ValueError, match=match):
             pipe(**{"labels": [0], "sampler": "ddim", "steps": 2, **kwargs})
+    pipe.model.register_to_config(class_dropout_prob=0.0)  # trained without a null class: guidance is refused
+    with pytest.raises(ValueError, match="no null class to guide against"):
+        pipe(labels=[0], sampler="ddim", steps=2, guidance_scale=2.0)
     for override, match in [("diffusion.sampling_steps=0", "sampling_steps must be >= 1"),
                             ("sample.guidance_scales=[.nan]", "finite"),
                             ("train.steps=0", "steps must be >= 1"), ("sample.per_class=0", "per_class must be >= 1"),
