@@ -24,10 +24,9 @@ from pathlib import Path
 
 import torch
 
-from shared.atomic import atomic_write_json
 from shared.data import open_dataset
 from shared.data.transforms import as_size
-from shared.extraction import MANIFEST, SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
+from shared.extraction import SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
 from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
@@ -91,12 +90,13 @@ def main(argv=None) -> dict:
                 "augmentation": "original + horizontal flip" if data.flip else "original",
                 "arrays": "mean, logvar (float16 posterior), labels", "class_names": classes}
     encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset), precision)
+
+    def measured(folder) -> dict:
+        mean, std = posterior_moments(shard_posteriors(folder))
+        return {"latent_scale": scale_from_std(std), "latent_mean": mean, "latent_std": std, "num_classes": len(classes)}
+
     manifest = extract(dataset, encode, args.out, settings, batch_size=data.batch_size, restart=args.restart,
-                       desc=f"latents ({args.experiment})", num_items=items)
-    mean, std = posterior_moments(shard_posteriors(args.out))
-    manifest.update(latent_scale=scale_from_std(std), latent_mean=mean, latent_std=std,
-                    num_classes=len(classes))
-    atomic_write_json(f"{args.out}/{MANIFEST}", manifest)
+                       desc=f"latents ({args.experiment})", num_items=items, finish=measured)
     print(json.dumps({**{k: manifest[k] for k in ("rows", "latent_scale", "latent_mean", "latent_std")},
                       "precision": f"{precision} ({why})"}))
     return manifest

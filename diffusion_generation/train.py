@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from shared.data.sampling import StepBatchSampler
 from shared.extraction import MANIFEST
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (EMA, MetricsLog, NonFiniteGuard, locks_run_folder, make_accelerator,
+from shared.training import (EMA, MetricsLog, NonFiniteGuard, discard_run, locks_run_folder, make_accelerator,
                              precision_record, resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record, config_difference
 from tokenizer import OmniTokenizer
@@ -102,11 +101,13 @@ RESULT_INDEPENDENT = ("experiment.sample", "experiment.diffusion.sampler", "expe
 
 @locks_run_folder
 def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer: str | None = None,
-          stop_at: int | None = None, validation_samples: int = 16) -> dict:
-    """Train (resuming from `out`'s latest checkpoint); returns the summary. stop_at: leave after that many
-    steps with a checkpoint, as if killed."""
+          restart: bool = False, stop_at: int | None = None, validation_samples: int = 16) -> dict:
+    """Train (resuming from `out`'s latest checkpoint; restart: discard what the run wrote first); returns the
+    summary. stop_at: leave after that many steps with a checkpoint, as if killed."""
     tc = cfg.train
     out = Path(out)
+    if restart:
+        discard_run(out)
     # Setup accelerator and data:
     accelerator = make_accelerator(precision=tc.precision)
     main, device = accelerator.is_main_process, accelerator.device
@@ -264,12 +265,7 @@ def main(argv=None) -> dict:
                              f"--restart to train again, or choose another --out")
         print(f"{done}: finished earlier, reusing {summary['final']}")
         return summary
-    if args.restart:
-        for sub in ("checkpoints", "final", "samples", "tb"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in ("metrics.jsonl", "summary.json"):
-            (out / f).unlink(missing_ok=True)
-    summary = train(cfg, args.latents, out, args.tokenizer)
+    summary = train(cfg, args.latents, out, args.tokenizer, restart=args.restart)
     print(json.dumps({k: summary[k] for k in ("steps", "train_seconds", "latent_scale", "parameters")}))
     return summary
 

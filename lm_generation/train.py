@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from shared.data import StepSchedule
 from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, make_accelerator, precision_record,
+from shared.training import (MetricsLog, NonFiniteGuard, discard_run, locks_run_folder, make_accelerator, precision_record,
                              resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
@@ -111,10 +110,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     out, t = Path(out), cfg.train
     ckpt_dir = out / "checkpoints"
     if restart:
-        for sub in ("checkpoints", "final", "grids", "tb"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in ("metrics.jsonl", "summary.json"):
-            (out / f).unlink(missing_ok=True)
+        discard_run(out)
 
     # Setup: accelerator, data, model, optimizer
     accelerator = make_accelerator(precision=t.precision)

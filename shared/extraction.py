@@ -159,11 +159,12 @@ def _open_manifest(out: Path, settings: dict, shard_size: int, source_items: int
 
 def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]], out: str | Path, settings: dict,
             shard_size: int = 1024, batch_size: int = 32, restart: bool = False, desc: str = "extract",
-            num_items: int | None = None) -> dict:
+            num_items: int | None = None, finish: Callable[[Path], dict] | None = None) -> dict:
     """Encode items 0..num_items-1 (default: all) of `dataset` into shards of `out`; returns the manifest.
 
     `dataset[i]` is a dict item (shared.data: "pixels", "label", "path"); see the module docstring for
-    `encode`, `settings`, resume and refusal.
+    `encode`, `settings`, resume and refusal. finish(out) -> fields measured over the finished shards (the latents'
+    scale), added to the manifest in its last write; a run killed before them computes them on resume.
     """
     out = Path(out)
     total = len(dataset) if num_items is None else num_items
@@ -220,6 +221,8 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
         raise ExtractionError(f"{out}: no item could be read ({len(manifest['unreadable'])} unreadable; first: "
                               f"{manifest['unreadable'][:1]})")
     manifest["complete"] = True
+    if finish is not None:
+        manifest.update(finish(out))
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
 

@@ -250,3 +250,15 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_nothing_half_written
         save_checkpoint(tmp_path, 2, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
     assert info.value.errno == errno.ENOSPC
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000001"]
+
+
+def test_discard_run_removes_what_the_trainer_and_sampler_wrote_and_keeps_the_rest(tmp_path):
+    from shared.training import discard_run
+
+    for name in ("checkpoints/step_00000002", "final", "samples/cfg1/0000", "grids", "tb", "latents"):
+        (tmp_path / name).mkdir(parents=True)
+    for name in ("metrics.jsonl", "summary.json", "latents/manifest.json", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    discard_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents", "notes.txt"]
+    discard_run(tmp_path / "missing")  # nothing there: nothing to do

@@ -11,7 +11,7 @@ script that calls these.
 - run_lock.py      one writer per run folder
 """
 from .accelerator import make_accelerator, precision_record
-from .checkpoint import latest_checkpoint, load_checkpoint, resume, save_checkpoint
+from .checkpoint import discard_run, latest_checkpoint, load_checkpoint, resume, save_checkpoint
 from .ema import EMA
 from .guard import NonFiniteGuard
 from .metrics_log import MetricsLog

@@ -27,6 +27,20 @@ PREFIX = "step_"
 log = logging.getLogger(__name__)
 
 
+RUN_OUTPUTS = ("checkpoints", "final", "samples", "grids", "tb", "metrics.jsonl", "summary.json")
+
+
+def discard_run(out: str | Path) -> None:
+    """What a generator's trainer and its sampler wrote into a run folder (a restart): checkpoints, the final
+    pipeline, sample folders and grids, logs, the summary. Anything else in the folder (the latents) stays."""
+    for name in RUN_OUTPUTS:
+        path = Path(out) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def checkpoint_dirs(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
