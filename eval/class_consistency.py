@@ -39,8 +39,8 @@ from shared.data.errors import DataError
 from shared.data.transforms import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image_rgb, resize_and_crop, to_unit_range
 from shared.sample_folders import read_samples_record
 
-from .classifier import PRESETS, ConvClassifier, RealData, device, load_or_train, predict
-from .judge_references import FeatureSpace, judge_features, reference_points
+from .classifier import PRESETS, ConvClassifier, RealData, device, judge, load_or_train
+from .judge_references import FeatureSpace, class_shares, reference_points
 from .results import write_result
 
 SAMPLE_SUFFIXES = {"image": IMAGE_SUFFIXES - {".gif"}, "video": VIDEO_SUFFIXES | {".gif"}}
@@ -127,19 +127,16 @@ def score_folder(net: ConvClassifier, folder: str | Path, kind: str, resolution:
     predicted, probability, features = [], [], []
     for i in range(0, len(samples), batch_size):
         chunk = samples[i : i + batch_size]
-        pixels = torch.stack([load_sample(p, resolution, frames) for p, _ in chunk])
-        probs = predict(net, pixels, known)
+        probs, feats = judge(net, torch.stack([load_sample(p, resolution, frames) for p, _ in chunk]), known)
         predicted.append(probs.argmax(-1))
         probability.append(probs[torch.arange(len(chunk)), asked[i : i + len(chunk)]])
-        if space is not None:
-            features.append(judge_features(net, pixels))
+        features.append(feats)
     predicted, probability = torch.cat(predicted), torch.cat(probability)
-    distance = {"feature_distance": space.distance(np.concatenate(features))} if space is not None else {}
+    distance = ({"feature_distance": space.distance(torch.cat(features).numpy().astype(np.float64))}
+                if space is not None else {})
     hit = predicted == asked
-    per_class = [{"class": c, "name": names[c], "n": int((asked == c).sum()),
-                  "share": int(hit[asked == c].sum()) / int((asked == c).sum())} for c in sorted(set(asked.tolist()))]
     return {"samples": str(folder), "n": len(samples), "share": int(hit.sum()) / len(samples),
-            "mean_probability": probability.mean().item(), "per_class": per_class, **distance}
+            "mean_probability": probability.mean().item(), "per_class": class_shares(hit, asked, names), **distance}
 
 
 def rises_with_guidance(rows: list[dict]) -> bool | None:

@@ -320,14 +320,22 @@ def train_classifier(data: RealData, cfg: ClassifierConfig, progress: bool = Tru
 
 
 @torch.no_grad()
-def predict(net: ConvClassifier, pixels: torch.Tensor, known: list[int]) -> torch.Tensor:
-    """Class probabilities (B, classes) over the known classes only (the others get 0)."""
+def judge(net: ConvClassifier, pixels: torch.Tensor, known: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass: class probabilities (B, classes) over the known classes only (the others get 0), and the pooled
+    features (B, width) the last layer read (the judge's own feature space)."""
     dev = next(net.parameters()).device
     with autocast(dev.type):
-        logits = net(pixels.to(dev)).float().cpu()
+        features = net.embed(pixels.to(dev))
+        logits = net.head(features).float().cpu()
     mask = torch.full((logits.shape[1],), float("-inf"))
     mask[known] = 0.0
-    return (logits + mask).softmax(-1)
+    return (logits + mask).softmax(-1), features.float().cpu()
+
+
+@torch.no_grad()
+def predict(net: ConvClassifier, pixels: torch.Tensor, known: list[int]) -> torch.Tensor:
+    """Class probabilities (B, classes) over the known classes only (the others get 0)."""
+    return judge(net, pixels, known)[0]
 
 
 def held_out_accuracy(net: ConvClassifier, data: RealData, limit: int, batch_size: int = 32) -> dict:

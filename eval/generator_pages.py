@@ -150,20 +150,18 @@ def main(argv=None) -> bool:
     what.add_argument("--sampling-sweep", help="folder of one model's results under several sampling settings")
     what.add_argument("--summary", action="store_true", help="one line per generator target (the README's)")
     args = ap.parse_args(argv)
+    results = Path(args.results) / args.scale
     if args.sampling_sweep:
-        written = atomic_rewrite_block(args.page, SWEEP_BEGIN, SWEEP_END, sweep_lines(Path(args.sampling_sweep)))
-        print(f"{args.page}: {'table written' if written else 'no markers, left alone'}")
-        return written
-    if args.summary:
-        written = atomic_rewrite_block(args.page, SUMMARY_BEGIN, SUMMARY_END,
-                                       summary_lines(Path(args.results) / args.scale))
-        print(f"{args.page}: {'summary written' if written else 'no markers, left alone'}")
-        return written
-    known = {r.target for r in GENERATION_ROWS}
-    if set(args.target) - known:
-        raise SystemExit(f"unknown target(s) {sorted(set(args.target) - known)}; known: {sorted(known)}")
-    written = atomic_rewrite_block(args.page, BEGIN, END, page_lines(Path(args.results) / args.scale, args.target))
-    print(f"{args.page}: {'table written' if written else 'no markers, left alone'}")
+        begin, end, lines = SWEEP_BEGIN, SWEEP_END, sweep_lines(Path(args.sampling_sweep))
+    elif args.summary:
+        begin, end, lines = SUMMARY_BEGIN, SUMMARY_END, summary_lines(results)
+    else:
+        known = {r.target for r in GENERATION_ROWS}
+        if set(args.target) - known:
+            raise SystemExit(f"unknown target(s) {sorted(set(args.target) - known)}; known: {sorted(known)}")
+        begin, end, lines = BEGIN, END, page_lines(results, args.target)
+    written = atomic_rewrite_block(args.page, begin, end, lines)
+    print(f"{args.page}: {'written' if written else 'no markers, left alone'}")
     return written
 
 

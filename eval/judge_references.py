@@ -23,13 +23,11 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from shared.data import SampleKey
-from shared.data.collate import collate
 
-from .classifier import ConvClassifier, RealData, autocast, predict
+from .classifier import ConvClassifier, RealData, autocast, device, judge
 from .frechet import frechet_from_features
 
 REAL_DRAW_SEED = 2**40  # seeds of the reference draws: far above the classifier's held-out seeds
@@ -100,7 +98,7 @@ def reconstruct_items(pixels: torch.Tensor, tokenizer: str, batch_size: int = 16
     from tokenizer import OmniTokenizer
     from tokenizer.evaluate import reconstruct
 
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = device()
     model = OmniTokenizer.from_pretrained(tokenizer).to(dev).eval()
     out = []
     for i in range(0, len(pixels), batch_size):
@@ -113,15 +111,25 @@ def reconstruct_items(pixels: torch.Tensor, tokenizer: str, batch_size: int = 16
 # Scores
 # --------------------------------------------------------------------------------------------------------------
 
-def share(net: ConvClassifier, pixels: torch.Tensor, labels: torch.Tensor, known: list[int], names: list[str],
-          batch_size: int = 32) -> dict:
-    """The judge's share of items assigned their label, overall and per class."""
-    predicted = torch.cat([predict(net, pixels[i : i + batch_size], known).argmax(-1)
-                           for i in range(0, len(pixels), batch_size)])
-    hit = predicted == labels
-    per_class = [{"class": c, "name": names[c], "n": int((labels == c).sum()), "share": hit[labels == c].float().mean().item()}
-                 for c in sorted(set(labels.tolist()))]
-    return {"n": len(labels), "share": hit.float().mean().item(), "per_class": per_class}
+def class_shares(hit: torch.Tensor, labels: torch.Tensor, names: list[str]) -> list[dict]:
+    """Per class: how many items, and the share the judge assigned their label (hit: bool per item)."""
+    return [{"class": c, "name": names[c], "n": int((labels == c).sum()),
+             "share": int(hit[labels == c].sum()) / int((labels == c).sum())} for c in sorted(set(labels.tolist()))]
+
+
+@torch.no_grad()
+def score(net: ConvClassifier, pixels: torch.Tensor, labels: torch.Tensor, known: list[int], names: list[str],
+          space: "FeatureSpace", batch_size: int = 32) -> dict:
+    """The judge's share of items assigned their label, overall and per class, and their distance in its feature
+    space; one pass of the judge per batch gives both."""
+    predicted, features = [], []
+    for i in range(0, len(pixels), batch_size):
+        probs, feats = judge(net, pixels[i : i + batch_size], known)
+        predicted.append(probs.argmax(-1))
+        features.append(feats)
+    hit = torch.cat(predicted) == labels
+    return {"n": len(labels), "share": int(hit.sum()) / len(labels), "per_class": class_shares(hit, labels, names),
+            "feature_distance": space.distance(torch.cat(features).numpy().astype(np.float64))}
 
 
 @torch.no_grad()
@@ -177,7 +185,4 @@ def reference_points(net: ConvClassifier, data: RealData, known: list[int], name
     sets = reference_sets(pixels, labels, data.kind, class_items(data, known, max(per_class, AVERAGE_OF), draw=3))
     if tokenizer:
         sets["reconstruction"] = (reconstruct_items(pixels, tokenizer), labels)
-    points = {}
-    for name, (x, y) in sets.items():
-        points[name] = {**share(net, x, y, known, names), "feature_distance": space.distance(judge_features(net, x))}
-    return points, space
+    return {name: score(net, x, y, known, names, space) for name, (x, y) in sets.items()}, space
