@@ -12,7 +12,7 @@ DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--
 OUT ?= runs/$(SCALE)/tokenizer
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-fast tokenizer bench dry-run tables tables-build lm-imagenet lm-ucf lm-k600 dit-imagenet latte-ucf clean help
+.PHONY: setup test test-fast tokenizer bench dry-run tables tables-build clean help
 
 help:
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
@@ -152,44 +152,15 @@ define DIFFUSION_TRAIN_SAMPLE
 		--out runs/$(SCALE)/$(3)/samples
 endef
 
-lm-imagenet: $(RESULTS)/lm_imagenet.json
-lm-ucf: $(RESULTS)/lm_ucf.json
-lm-k600: $(RESULTS)/lm_k600.json
-dit-imagenet: $(RESULTS)/dit_imagenet.json
-latte-ucf: $(RESULTS)/latte_ucf.json
-
-# class-conditional ImageNet (small: the embedded photos, class = photo, 64 px)
-$(RESULTS)/lm_imagenet.json: | $(STAMP) $(VQ_DEP)
-	$(call LM_TRAIN_SAMPLE,lm_imagenet,--images $(or $(DATA_IMAGES),embedded),$(call CODES,$(DATA_IMAGES),images),,)
-	$(call GEN_EVAL,lm_imagenet,image,$(IMAGE_REFERENCE),$(if $(DATA_IMAGES),--images $(DATA_IMAGES)),$(VQ_TOKENIZER))
-
-# class-conditional UCF-101 (small: the embedded clips, class = camera motion or source video; 17 frames)
-$(RESULTS)/lm_ucf.json: | $(STAMP) $(VQ_DEP)
-	$(call LM_TRAIN_SAMPLE,lm_ucf,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=ucf101,$(call \
-		CODES,$(DATA_VIDEOS),clips),,)
-	$(call GEN_EVAL,lm_ucf,video,--frames 16 $(FVD_LIMIT) $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
-		$(DATA_VIDEOS) --video-layout ucf101),$(VQ_TOKENIZER))
-
-# Kinetics-600 frame prediction, unconditional: the first 2 latent frames (5 frames) of held-out clips are given
-# (small: the embedded clips). Their codes come from a second extraction: the validation split, unflipped.
-$(RESULTS)/lm_k600.json: | $(STAMP) $(VQ_DEP)
-	$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) --videos $(or $(DATA_VIDEOS),embedded) \
-		--split val --set data.video_layout=classes --set data.flip=false --scale $(SCALE) \
-		--out $(call CODES,$(DATA_VIDEOS),clips_val)
-	$(call LM_TRAIN_SAMPLE,lm_k600,--videos $(or $(DATA_VIDEOS),embedded) --set data.video_layout=classes,$(call \
-		CODES,$(DATA_VIDEOS),clips),--task frames,--codes $(call CODES,$(DATA_VIDEOS),clips_val))
-	$(PY) -m eval.frame_prediction --pipeline runs/$(SCALE)/lm_k600/final --videos $(or $(DATA_VIDEOS),embedded) \
-		--video-layout classes --split val --scale $(SCALE) --out $(RESULTS)/eval/lm_k600/frame_prediction.json
-	$(call GEN_EVAL,lm_k600,video,--frames 17 $(FVD_LIMIT) $(call VIDEO_REFERENCE,classes,val),none,)
-
-$(RESULTS)/dit_imagenet.json: | $(STAMP) $(VAE_DEP)
-	$(call DIFFUSION_TRAIN_SAMPLE,dit,$(DATA_IMAGES),dit_imagenet)
-	$(call GEN_EVAL,dit_imagenet,image,$(IMAGE_REFERENCE),$(if $(DATA_IMAGES),--images $(DATA_IMAGES)),$(VAE))
-
-$(RESULTS)/latte_ucf.json: | $(STAMP) $(VAE_DEP)
-	$(call DIFFUSION_TRAIN_SAMPLE,latte,$(DATA_VIDEOS),latte_ucf)
-	$(call GEN_EVAL,latte_ucf,video,--frames 16 $(FVD_LIMIT) $(call VIDEO_REFERENCE,ucf101,train),$(if $(DATA_VIDEOS),--videos \
-		$(DATA_VIDEOS) --video-layout ucf101),$(VAE))
+# The generator targets (lm-imagenet, ..., latte-ucf) and their recipes on the macros above, one per row of
+# eval/experiments.py's GENERATION_ROWS: a new generator is a row there, not a rule here.
+GENERATORS_MK := $(RESULTS)/generators.mk
+$(GENERATORS_MK): eval/experiments.py | $(STAMP)
+	@mkdir -p $(@D)
+	$(PY) -m eval.experiments --generators > $@.tmp && mv $@.tmp $@
+ifneq ($(filter-out setup test test-fast help clean bench dry-run tokenizer tables,$(MAKECMDGOALS)),)
+include $(GENERATORS_MK)
+endif
 
 clean:
 	rm -rf $(VENV) runs bench/out

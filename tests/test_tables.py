@@ -214,6 +214,37 @@ def test_the_experiment_list_drives_make_rules_and_comparisons():
         experiments.row(1, "nobody", "image")
 
 
+def test_generator_targets_come_from_the_experiment_list(tmp_path):
+    """make -n on the rules generated from GENERATION_ROWS: each row's target runs its generator's chain."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def dry_run(target: str, *extra: str) -> str:
+        done = subprocess.run(["make", "-n", target, "SCALE=tiny", f"RESULTS={tmp_path}", *extra], cwd=root,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.replace("\\\n", " ").split())
+
+    for row in experiments.GENERATION_ROWS:
+        recipe = dry_run(row.target)
+        assert f"--out {tmp_path}/{row.name}.json" in recipe
+        assert f"eval.sample_metrics --kind {row.kind} --record runs/tiny/{row.name}/samples" in recipe
+        assert (f"eval.class_consistency --kind {row.kind}" in recipe) == (row.task != "frames")
+        assert ("eval.frame_prediction" in recipe) == (row.task == "frames")
+        if row.generator == "lm":
+            assert f"lm_generation.extract_codes --tokenizer runs/tiny/tokenizer/joint/final --{row.data} embedded" \
+                in recipe
+        else:
+            assert f"diffusion_generation.train --scale tiny --experiment {row.generator}" in recipe
+    # a user's folder reaches extraction, the reference and the judge
+    recipe = dry_run("latte-ucf", "DATA_VIDEOS=/data/ucf")
+    assert "--set data.source=/data/ucf" in recipe and "--reference /data/ucf --video-layout ucf101" in recipe
+    assert "--videos /data/ucf --video-layout ucf101 --out" in recipe
+    assert (tmp_path / "generators.mk").read_text() == experiments.generator_rules()
+
+
 def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
     import dataclasses
 
