@@ -28,9 +28,9 @@ from shared.data.sampling import StepBatchSampler
 from shared.extraction import MANIFEST
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (EMA, MetricsLog, NonFiniteGuard, discard_run, locks_run_folder, make_accelerator,
-                             precision_record, resume, save_checkpoint, seed_step, set_lr)
-from shared.training.checkpoint import as_record, config_difference
+from shared.training import (EMA, MetricsLog, NonFiniteGuard, discard_run, finished_run, locks_run_folder,
+                             make_accelerator, precision_record, resume, save_checkpoint, seed_step, set_lr)
+from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
 
 from .config import ExperimentConfig, experiment_config
@@ -118,6 +118,10 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     # the process count too: the global batch is batch_size x processes
     record = {"experiment": as_record(cfg), "latents": data.manifest["settings"], "latent_scale": data.scale,
               "processes": accelerator.num_processes}
+    # the latents are the same when what made them is (the manifest's settings: the tokenizer's sha256, the data, the
+    # resolution ...) and so is their measured scale, wherever the folder is and however it is spelled
+    if (summary := finished_run(out, record, added={"processes": 1}, ignored=RESULT_INDEPENDENT)) is not None:
+        return summary
 
     # Create model, EMA, optimizer; resume:
     torch.manual_seed(tc.seed)
@@ -218,12 +222,12 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     wall = elapsed + time.perf_counter() - t0
     summary = {"generator": cfg.model.kind, "task": "video" if len(data.latent_shape) == 4 else "image",
                "steps": stop, "train_seconds": wall, "data": str(Path(latents).resolve()),
-               "latents_settings": data.manifest["settings"], "latent_scale": data.scale, "tokenizer": tokenizer,
+               "latent_scale": data.scale, "tokenizer": tokenizer,
                "tokenizer_sha256": data.manifest["settings"]["tokenizer_sha256"],
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
                **precision_record(accelerator),
                "processes": accelerator.num_processes, "nonfinite_skipped": guard.skipped,
-               "config": as_record(cfg)}
+               "config": as_record(cfg), "record": record}
     if stop < tc.steps:
         metrics.close()
         return {**summary, "stopped_at": stop}
@@ -250,21 +254,6 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     cfg = experiment_config(args.scale, args.experiment, args.overrides)
     out = Path(args.out)
-    done = out / "summary.json"
-    if done.is_file() and not args.restart:
-        summary = json.loads(done.read_text())
-        # the latents are the same when what made them is (their manifest's settings: the tokenizer's sha256, the
-        # data, the resolution ...) and so is their measured scale, wherever the folder is and however it is spelled
-        data = LatentSet(args.latents)
-        same_latents = (summary.get("latents_settings") == data.manifest["settings"]
-                        and summary.get("latent_scale") == data.scale)
-        changed = config_difference({"experiment": summary.get("config")}, {"experiment": as_record(cfg)},
-                                    ignored=RESULT_INDEPENDENT)
-        if changed or not same_latents:
-            raise ValueError(f"{done}: this run finished with another configuration or other latents; pass "
-                             f"--restart to train again, or choose another --out")
-        print(f"{done}: finished earlier, reusing {summary['final']}")
-        return summary
     summary = train(cfg, args.latents, out, args.tokenizer, restart=args.restart)
     print(json.dumps({k: summary[k] for k in ("steps", "train_seconds", "latent_scale", "parameters")}))
     return summary

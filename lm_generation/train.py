@@ -27,8 +27,8 @@ from shared.data import StepSchedule
 from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (MetricsLog, NonFiniteGuard, discard_run, locks_run_folder, make_accelerator, precision_record,
-                             resume, save_checkpoint, seed_step, set_lr)
+from shared.training import (MetricsLog, NonFiniteGuard, discard_run, finished_run, locks_run_folder, make_accelerator,
+                             precision_record, resume, save_checkpoint, seed_step, set_lr)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
 
@@ -117,6 +117,12 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     main = accelerator.is_main_process
     codes, labels, layout, settings = load_codes(codes_dir, task, cfg)
     shape = cfg.shape(size)
+    # what the weights depend on (a changed sampling setting does not stop a resume)
+    # the process count too: the global batch is batch_size x processes
+    record = as_record({"train": as_record(t), "shape": as_record(shape), "size": size, "task": task,
+                        "codes": settings, "rows": len(codes), "processes": accelerator.num_processes})
+    if (summary := finished_run(out, record, added={"processes": 1}, ignored=RESULT_INDEPENDENT)) is not None:
+        return summary
     torch.manual_seed(t.seed)  # the same initial weights on every rank and in every run of this config
     model = build_lm(shape, layout)
     if t.gradient_checkpointing:
@@ -127,10 +133,6 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
         (decay if p.dim() >= 2 and "embed" not in name else no_decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=t.betas)
-    # what the weights depend on (a changed sampling setting does not stop a resume)
-    # the process count too: the global batch is batch_size x processes
-    record = as_record({"train": as_record(t), "shape": as_record(shape), "size": size, "task": task,
-                        "codes": settings, "rows": len(codes), "processes": accelerator.num_processes})
     meta = resume(ckpt_dir, record, {"model": model}, {"opt": opt}, what="the LM", ignored=RESULT_INDEPENDENT,
                   added={"processes": 1})
     start = meta["step"] if meta else 0
@@ -212,7 +214,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                "layout": layout.to_dict(), "threads": torch.get_num_threads(),
                **precision_record(accelerator),
                "device": str(accelerator.device), "processes": accelerator.num_processes,
-               "final_loss": _last_loss(out), "config": as_record(cfg)}
+               "final_loss": _last_loss(out), "config": as_record(cfg), "record": record}
     if main:
         ARPipeline(raw, tokenizer).save_pretrained(out / "final", settings["tokenizer"])
         atomic_write_json(out / "summary.json", summary)

@@ -284,8 +284,18 @@ def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path)
           stop_at=7)
     train(lm_config("tiny", ["train.steps=20", "train.checkpoint_every=100"]), image_codes, tmp_path / "other", "image")
     other = lm_config("tiny", ["train.steps=20", "train.lr=0.01"])
-    with pytest.raises(ValueError, match="different configuration"):
+    # a finished run is reused for the same configuration (a sampling or logging change included), not retrained;
+    # another learning rate is refused, as it is for a killed run's checkpoint
+    weights = tmp_path / "resumed" / "final" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    same = lm_config("tiny", ["train.steps=20", "train.checkpoint_every=100", "train.log_every=2", "sample.top_k=3"])
+    assert train(same, image_codes, tmp_path / "resumed", "image")["final"] == str((tmp_path / "resumed" / "final").resolve())
+    assert weights.stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="finished with another configuration .*train.lr: 0.003 -> 0.01"):
         train(other, image_codes, tmp_path / "resumed", "image")
+    train(cfg, image_codes, tmp_path / "killed", "image", stop_at=7)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(other, image_codes, tmp_path / "killed", "image")
 
 
 def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):

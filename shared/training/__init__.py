@@ -6,18 +6,19 @@ script that calls these.
 - schedule.py      per-step seeding, warm-up + cosine (or constant) learning rate
 - guard.py         the non-finite loss guard (skip, count, stop after too many in a row)
 - metrics_log.py   metrics.jsonl + TensorBoard that never repeat a step after a resume
-- checkpoint.py    atomic checkpoints (safetensors + weights_only optimizer state), resume with a config check
+- checkpoint.py    atomic checkpoints (safetensors + weights_only optimizer state), resume with a config check,
+                   a finished run reused only for the same record, a restart's discard
 - ema.py           an exponential moving average of weights, saved and resumed with the checkpoint
 - run_lock.py      one writer per run folder
 """
 from .accelerator import make_accelerator, precision_record
-from .checkpoint import discard_run, latest_checkpoint, load_checkpoint, resume, save_checkpoint
+from .checkpoint import discard_run, finished_run, latest_checkpoint, load_checkpoint, resume, save_checkpoint
 from .ema import EMA
 from .guard import NonFiniteGuard
 from .metrics_log import MetricsLog
 from .run_lock import RunFolderBusy, locks_run_folder, run_lock
 from .schedule import lr_at, seed_step, set_lr
 
-__all__ = ["EMA", "MetricsLog", "NonFiniteGuard", "latest_checkpoint", "load_checkpoint", "lr_at",
-           "locks_run_folder", "make_accelerator", "precision_record", "resume", "run_lock", "RunFolderBusy", "save_checkpoint", "seed_step",
-           "set_lr"]
+__all__ = ["EMA", "MetricsLog", "NonFiniteGuard", "RunFolderBusy", "discard_run", "finished_run", "latest_checkpoint",
+           "load_checkpoint", "locks_run_folder", "lr_at", "make_accelerator", "precision_record", "resume", "run_lock",
+           "save_checkpoint", "seed_step", "set_lr"]

@@ -41,6 +41,23 @@ def discard_run(out: str | Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def finished_run(out: str | Path, record: dict, added: dict | None = None,
+                 ignored: Collection[str] = ()) -> dict | None:
+    """The summary of a run that finished in `out` with this `record` (what its weights depend on, stored in the
+    summary as "record"), or None when none finished there. One that finished with another record is refused."""
+    done = Path(out) / "summary.json"
+    if not done.is_file():
+        return None
+    summary = read_json_object(done)
+    changed = config_difference(summary.get("record"), as_record(record), added=added, ignored=ignored)
+    if changed:
+        raise ValueError(f"{done}: this run finished with another configuration or other data ("
+                         f"{'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}); pass --restart to train "
+                         f"again, or choose another --out")
+    log.info("%s: finished earlier with this configuration and data, reusing %s", done, summary.get("final"))
+    return summary
+
+
 def checkpoint_dirs(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
