@@ -46,10 +46,15 @@ tokenizer: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.tokenizer_speed --out bench/out/tokenizer_speed.json
 	$(PY) -m bench.readme_speed --bench bench/out/tokenizer_speed.json --readme docs/speed.md
-	$(PY) -m bench.lm_speed --out bench/out/lm_speed.json
-	$(PY) -m bench.diffusion_speed --out bench/out/diffusion_speed.json
+	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out bench/out/lm_speed.json \
+		--doc docs/lm_generation.md
+	$(PY) -m bench.diffusion_speed --out bench/out/diffusion_speed.json --doc docs/diffusion_generation.md
 	$(PY) -m bench.reference_dit $(if $(DIT_REPO),--dit-repo $(DIT_REPO)) --out bench/out/reference_dit.json \
 		--doc docs/speed.md
+	$(PY) -m bench.reference_latte $(if $(LATTE_REPO),--latte-repo $(LATTE_REPO)) --out bench/out/reference_latte.json \
+		--doc docs/speed.md
+	$(PY) -m bench.reference_llamagen $(if $(LLAMAGEN_REPO),--llamagen-repo $(LLAMAGEN_REPO)) \
+		--out bench/out/reference_llamagen.json --doc docs/speed.md
 	$(PY) -m bench.linear_codes --out bench/out/linear_codes.json
 
 dry-run: $(STAMP)

@@ -6,10 +6,13 @@ the JSON and a plot.
         --guidance 1.5 --json docs/results/lm_compute_curve.json --plot docs/img/lm_compute_curve.png
     python -m bench.compute_curve --generator dit --data runs/small/dit_imagenet/latents --steps 750 1500 3000 6000 \
         --guidance 4 --json docs/results/dit_compute_curve.json --plot docs/img/dit_compute_curve.png
+    python -m bench.compute_curve --generator latte --data runs/small/latte_ucf/latents --steps 900 1800 3600 7200 \
+        --guidance 4 --json docs/results/latte_compute_curve.json --plot docs/img/latte_compute_curve.png
 
 Each budget trains in <runs>/steps_<N> (a finished one is reused), samples with the scale's sampling settings at
 one guidance scale (shared.sample_folders), and is judged by eval.class_consistency (its classifier trained once
-and cached). Image generators: --data is a codes folder (lm) or a latents folder (dit).
+and cached). --data is a codes folder (lm) or a latents folder (dit, latte); whether it holds images or clips (and so
+the LM's task and the judge's kind) is read from its manifest.
 """
 from __future__ import annotations
 
@@ -20,9 +23,15 @@ from pathlib import Path
 
 from eval import class_consistency
 from shared.atomic import atomic_write_json
+from shared.extraction import read_manifest
 from shared.provenance import machine_name, stamp
 
-GENERATORS = ("lm", "dit")
+GENERATORS = ("lm", "dit", "latte")
+
+
+def data_kind(data: str) -> str:
+    """'image' or 'video': what the codes / latents folder holds (its manifest's frames per item)."""
+    return "video" if read_manifest(data)["settings"]["frames"] > 1 else "image"
 
 
 def train_run(generator: str, data: str, scale: str, steps: int, run: Path) -> dict:
@@ -34,22 +43,24 @@ def train_run(generator: str, data: str, scale: str, steps: int, run: Path) -> d
         from lm_generation.config import lm_config
         from lm_generation.train import train
 
-        return train(lm_config(scale, overrides), data, run, "image")
+        task = data_kind(data)
+        return train(lm_config(scale, overrides, task), data, run, task)
     from diffusion_generation.config import experiment_config
     from diffusion_generation.train import train
 
-    return train(experiment_config(scale, "dit", overrides), data, run)
+    return train(experiment_config(scale, generator, overrides), data, run)
 
 
 def budget(generator: str, data: str, scale: str, steps: int, runs: Path, guidance: float) -> dict:
     """Train, sample and judge one step budget; its record."""
     run = runs / f"steps_{steps}"
+    kind = data_kind(data)
     summary = train_run(generator, data, scale, steps, run)
     sampler = import_module("lm_generation.sample" if generator == "lm" else "diffusion_generation.sample")
     record = sampler.main(["--pipeline", str(run / "final"), "--out", str(run / "samples"), "--scale", scale,
                            "--guidance", str(guidance)])
     judged = run / f"class_consistency_cfg{guidance:g}.json"
-    class_consistency.main(["--kind", "image", "--scale", scale, "--record", str(run / "samples"),
+    class_consistency.main(["--kind", kind, "--scale", scale, "--record", str(run / "samples"),
                             "--references", "0", "--out", str(judged)])
     metrics = json.loads(judged.read_text())["metrics"]
     row = next(r for r in metrics["class_consistency"] if r["guidance"] == guidance)
@@ -58,6 +69,7 @@ def budget(generator: str, data: str, scale: str, steps: int, runs: Path, guidan
             "lowest_class_share": min(c["share"] for c in row["per_class"]),
             "classes_at_half": sum(c["share"] >= 0.5 for c in row["per_class"]), "classes": len(row["per_class"]),
             "judge_accuracy": metrics["classifier_accuracy"], "chance": metrics["chance"], "guidance": guidance,
+            "kind": kind, "per_class_shares": {c["name"]: c["share"] for c in row["per_class"]},
             "sampling": record["sampling"], "per_class": record["per_class"]}
 
 
@@ -75,12 +87,13 @@ def plot(report: dict, path: Path) -> Path:
     for r, m in zip(rows, minutes):
         ax.annotate(f"{r['steps']} steps", (m, r["share"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axhline(rows[0]["chance"], color="grey", lw=0.8, ls=":", label="chance")
-    ax.axhline(rows[0]["judge_accuracy"], color="green", lw=0.8, ls=":", label="the judge on held-out real photos")
+    items = "clips" if rows[0].get("kind") == "video" else "photos"
+    ax.axhline(rows[0]["judge_accuracy"], color="green", lw=0.8, ls=":", label=f"the judge on held-out real {items}")
     ax.set_xlabel(f"{report['generator'].upper()} training minutes ({rows[0]['threads']} threads, "
                   f"{rows[0]['precision']}; {report['machine']})", fontsize=7)
     ax.set_ylabel("share of samples judged of their class")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{report['generator']} on images at `{report['scale']}`: guidance {report['guidance']}, "
+    ax.set_title(f"{report['generator']} on {'clips' if items == 'clips' else 'images'} at `{report['scale']}`: guidance {report['guidance']}, "
                  f"{rows[0]['n']} samples a point", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -7,8 +7,10 @@ bf16) matmul rate measured in the same run. diffusers' DiT runs at the same conf
 latents; it has its own per-block embedders, so its FLOPs differ slightly); the two models take turns, round
 after round, and the best round counts, so a change in the machine's load does not favour one of them.
 
-    python -m bench.diffusion_speed --out bench/out/diffusion_speed.json            # CPU, fp32
+    python -m bench.diffusion_speed --out bench/out/diffusion_speed.json --doc docs/diffusion_generation.md  # CPU
     python -m bench.diffusion_speed --device cuda --dtype bf16 --out bench/out/diffusion_speed_cuda.json
+
+With --doc, the table goes into that page between its markers (DOC_BEGIN / DOC_END).
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops, 
 from diffusion_generation.config import DiffusionConfig, experiment_config
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output
 from diffusion_generation.models import build_model
+from shared.atomic import atomic_rewrite_block
+
+DOC_BEGIN = "<!-- diffusion speed: written by `python -m bench.diffusion_speed --doc` from its JSON; do not edit -->"
+DOC_END = "<!-- end of diffusion speed -->"
 
 # name: (scale, experiment, batch, latent size (C, [T,] h, w), steps a round, rounds, with the AdamW step)
 CASES = {
@@ -128,6 +134,26 @@ def run_case(name: str, device: str, dtype: str, rate: float, with_diffusers: bo
     return out
 
 
+def doc_lines(report: dict) -> list[str]:
+    """Markdown: one row per case (ours, and diffusers' DiT in brackets where it ran); the conditions."""
+    rows = ["| case (batch x latent) | training step | training steps/s | share of the matmul rate | sampling s / item "
+            "(guided) | ours vs diffusers' DiT (train, sample) |", "|---|---|---|---|---|---|"]
+    for name, c in report["cases"].items():
+        ours, ref = c["ours"], c.get("diffusers")
+        def both(key: str, fmt: str) -> str:
+            return format(ours[key], fmt) + (f" (diffusers {format(ref[key], fmt)})" if ref else "")
+        ratio = (f"{c['ours_vs_diffusers_train_speed']:.2f}x, {c['ours_vs_diffusers_sample_speed']:.2f}x" if ref
+                 else "(no diffusers model)")
+        rows.append(f"| {c['experiment']} {c['scale']} ({c['batch']} x {'x'.join(map(str, c['latent_shape']))}; "
+                    f"{ours['parameters'] / 1e6:.1f}M) | {c['train_step']}; {c['timing']} | {both('train_steps_per_s', '.3g')} | "
+                    f"{both('train_fraction_of_matmul_rate', '.2f')} | {ours['sample_seconds_per_item']:.3g} "
+                    f"({c['sampling_steps']} steps) | {ratio} |")
+    rows += ["", f"Machine: {report['cpu']}, {report['device']}, {report['threads']} threads, torch {report['torch']}, "
+             f"{report['dtype']}; the {report['dtype']} 2048² matmul rate measured {report['matmul_gflops']:.0f} "
+             f"GFLOP/s at the start (a share above 1: the rate ran higher during the case than at the start)."]
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/out/diffusion_speed.json")
@@ -135,6 +161,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast, CUDA only")
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' DiTTransformer2DModel")
+    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
     args = ap.parse_args(argv)
     if args.dtype == "bf16" and not args.device.startswith("cuda"):
         raise SystemExit("--dtype bf16 is for CUDA (the trainers use bf16 autocast on CUDA only)")
@@ -148,6 +175,9 @@ def main(argv=None) -> dict:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
+    if args.doc:
+        done = atomic_rewrite_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report))
+        print(f"{args.doc}: diffusion speed table {'written' if done else 'not written (no markers)'}")
     return report
 
 

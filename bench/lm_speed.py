@@ -12,10 +12,11 @@ Besides the square 2048^2 rate, the rate of the decode step's own product ((2 x 
 SwiGLU width) is measured: with 16 rows a CPU runs it at a fraction of the square rate, and that is the most
 a decode step can reach at batch 8.
 
-    python -m bench.lm_speed --out bench/out/lm_speed.json                  # CPU, fp32
+    python -m bench.lm_speed --out bench/out/lm_speed.json --doc docs/lm_generation.md    # CPU, fp32
     python -m bench.lm_speed --device cuda --dtype bf16 --out bench/out/lm_speed_cuda.json
 
-On a CPU the 227M shape generates fewer tokens than 1024 (--tokens-227m); the JSON says how many.
+On a CPU the 227M shape generates fewer tokens than 1024 (--tokens-227m); the JSON says how many. With --doc, the
+table goes into that page between its markers (DOC_BEGIN / DOC_END).
 """
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ import time
 import torch
 
 from bench.flops import DTYPES, machine_name, matmul_gflops, sync, timed
+from shared.atomic import atomic_rewrite_block
 from lm_generation.config import lm_config
 from lm_generation.model import CodeLayout, build_lm, lm_loss
 from lm_generation.sampling import sample_codes
 
+DOC_BEGIN = "<!-- LM speed: written by `python -m bench.lm_speed --doc` from its JSON; do not edit -->"
+DOC_END = "<!-- end of LM speed -->"
 IMAGENET = CodeLayout(codebook_size=8192, num_classes=1000, grid=(1, 32, 32), size=(1, 256, 256))
 
 
@@ -137,7 +141,30 @@ def bench_training(shape, layout: CodeLayout, batch: int, steps: int, device: st
             "tokens_per_s": tokens / seconds}
 
 
-def main() -> None:
+def doc_lines(report: dict) -> list[str]:
+    """Markdown: one row per model shape (sampling against recomputing and generate(), training); the conditions."""
+    names = {"small": ("small", "small_images_64px"), "227M": ("227M", "227M_imagenet_256")}
+    rows = ["| model | cached sampling (batch, tokens) | FLOP rate: share of the 2048² rate / of the decode step's "
+            "product rate | vs recomputing the prefix | vs transformers' `generate(guidance_scale=4)` | training |",
+            "|---|---|---|---|---|---|"]
+    for label, (sampling, training) in names.items():
+        s, t = report["sampling"][sampling], report["training"][training]
+        c, r, g = s["cached"], s["recompute_prefix"], s["generate"]
+        rows.append(f"| {label} ({s['parameters'] / 1e6:.1f}M with this vocabulary) | {c['tokens_per_s']:.1f} "
+                    f"tokens/s ({s['batch']} x {s['new_tokens']}) | {c['gflop_per_s']:.1f} GFLOP/s: "
+                    f"{100 * c['fraction_of_matmul_rate']:.0f} % / {100 * c['fraction_of_batch_matmul_rate']:.0f} % | "
+                    f"{r['cached_speedup']:.1f}x ({r['new_tokens']} tokens) | {g['ours_speedup']:.1f}x "
+                    f"({g['tokens_per_s']:.1f} tokens/s) | {t['tokens_per_s']:,.0f} tokens/s (batch {t['batch']} x "
+                    f"{t['sequence']}) |")
+    m = report["machine"]
+    rows += ["", f"Machine: {m['processor']}, {m['device']}{' (' + m['gpu'] + ')' if m.get('gpu') else ''}, "
+             f"{m['threads']} threads, torch {m['torch']}, {report['dtype']}; the 2048² matmul rate measured "
+             f"{report['matmul_gflop_per_s']:.0f} GFLOP/s before the run and {report['matmul_gflop_per_s_after']:.0f} "
+             f"after; guidance doubles the batch (rows = 2 x batch). FLOPs: {report['flops_rule']}."]
+    return rows
+
+
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/out/lm_speed.json")
     ap.add_argument("--device", default="cpu")
@@ -147,7 +174,8 @@ def main() -> None:
     ap.add_argument("--tokens-227m", type=int, default=1024)
     ap.add_argument("--uncached-tokens", type=int, default=64, help="tokens of the recompute-the-prefix comparison")
     ap.add_argument("--train-batch-227m", type=int, default=8)
-    args = ap.parse_args()
+    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
+    args = ap.parse_args(argv)
     dev = args.device
     matmul_dtype = DTYPES[args.dtype]
     rate = matmul_gflops(dev, matmul_dtype)
@@ -175,6 +203,10 @@ def main() -> None:
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
+    if args.doc:
+        done = atomic_rewrite_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(result))
+        print(f"{args.doc}: LM speed table {'written' if done else 'not written (no markers)'}")
+    return result
 
 
 if __name__ == "__main__":

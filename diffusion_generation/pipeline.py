@@ -19,6 +19,7 @@ import torch
 from shared.atomic import atomic_write_json, read_json_object
 from shared.config import build, check_finite, check_seed
 from shared.labels import class_labels
+from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DiffusionConfig
@@ -30,11 +31,15 @@ PIPELINE_FILE = "pipeline.json"
 
 class LatentDiffusionPipeline:
     def __init__(self, vae: OmniTokenizer, model, diffusion: DiffusionConfig, latent_shape: tuple[int, ...],
-                 latent_scale: float, classes: list[str] | None = None, info: dict | None = None):
+                 latent_scale: float, classes: list[str] | None = None, info: dict | None = None,
+                 precision: str = "fp32"):
         """latent_shape: one sample's latents, (C, h, w) for images or (C, T', h, w) for clips. latent_scale: the
         factor the denoiser's latents were multiplied by (measured at extraction, as diffusers keeps
-        `vae.config.scaling_factor`)."""
-        self.vae, self.model, self.diffusion = vae.eval(), model.eval(), diffusion
+        `vae.config.scaling_factor`). precision: the denoiser's, "fp32" or "bf16" (autocast; the scheduler's
+        arithmetic and the VAE's decoding stay fp32)."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.vae, self.model, self.diffusion, self.precision = vae.eval(), model.eval(), diffusion, precision
         self.latent_shape, self.latent_scale = tuple(latent_shape), float(latent_scale)
         self.classes, self.info = classes or [], info or {}
 
@@ -83,7 +88,9 @@ class LatentDiffusionPipeline:
         if guidance_scale != 1.0 and conditional and not self.model.config.class_dropout_prob:
             raise ValueError("this model was trained without class dropout (class_dropout_prob 0): it has no null "
                              "class to guide against; use guidance_scale 1")
-        latents = sample(self.model, scheduler, (n, *shape), labels, guidance_scale, generator, self.device, progress)
+        with autocast(self.precision, self.device):
+            latents = sample(self.model, scheduler, (n, *shape), labels, guidance_scale, generator, self.device,
+                             progress)
         return self.decode(latents)
 
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -97,8 +104,12 @@ class LatentDiffusionPipeline:
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device=None) -> "LatentDiffusionPipeline":
+    def from_pretrained(cls, folder: str | Path, device=None, precision: str | None = None) -> "LatentDiffusionPipeline":
+        """precision: "fp32", "bf16" or "auto" (bf16 where this machine's matmul measures it faster); None: bf16 on
+        CUDA, fp32 on a CPU (shared.training.precision.choose_precision)."""
         folder = Path(folder)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        precision, _ = choose_precision(precision, device)
         path = folder / PIPELINE_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; expected a folder written by the diffusion trainer "
@@ -119,5 +130,5 @@ class LatentDiffusionPipeline:
         scale = record.get("latent_scale", model.config.get("latent_scale"))
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"{path}: latent_scale must be a positive number, got {scale!r}")
-        pipe = cls(vae, model, diffusion, shape, scale, record.get("classes"), record.get("info"))
-        return pipe.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        pipe = cls(vae, model, diffusion, shape, scale, record.get("classes"), record.get("info"), precision)
+        return pipe.to(device)

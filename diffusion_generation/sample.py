@@ -32,7 +32,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--experiment", default=None, choices=["dit", "latte"],
                     help="config section (default: from the pipeline's model)")
     args = ap.parse_args(argv)
-    pipe = LatentDiffusionPipeline.from_pretrained(args.pipeline)
+    pipe = LatentDiffusionPipeline.from_pretrained(args.pipeline, precision=args.precision)
     experiment = args.experiment or ("latte" if len(pipe.latent_shape) == 4 else "dit")
     cfg = experiment_config(args.scale, experiment, args.overrides)
     pipe.diffusion = dataclasses.replace(pipe.diffusion, sampler=cfg.diffusion.sampler,
@@ -51,7 +51,8 @@ def main(argv=None) -> dict:
     settings = {"generator": experiment, "model": pipe.info,
                 "model_sha256": file_sha256(Path(args.pipeline) / "model"), "classes": classes,
                 "per_class": per_class, "seed": seed, "batch_size": cfg.sample.batch_size,
-                "sampling": {"sampler": cfg.diffusion.sampler, "sampling_steps": cfg.diffusion.sampling_steps}}
+                "sampling": {"sampler": cfg.diffusion.sampler, "sampling_steps": cfg.diffusion.sampling_steps},
+                "precision": pipe.precision}
     jobs = [(c, i) for c in classes for i in range(per_class)]
     conditional = num_classes > 0
 
@@ -61,7 +62,7 @@ def main(argv=None) -> dict:
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=len(pipe.latent_shape) == 4,
                                   context={"pipeline": args.pipeline, "threads": torch.get_num_threads(),
-                                           "precision": "fp32", "device": str(pipe.device)})
+                                           "device": str(pipe.device)})
     print(json.dumps(record["folders"], indent=1))
     return record
 

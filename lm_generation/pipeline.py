@@ -3,6 +3,11 @@
     pipe = ARPipeline.from_pretrained("runs/small/lm_imagenet/final")
     images = pipe(labels=torch.tensor([0, 5]), guidance_scale=2.0, seed=0)   # (2, 3, 1, H, W) in [-1, 1]
     clips = pipe.predict(first_frames)                                           # frame prediction: (B, 3, 17, H, W)
+    fast = ARPipeline.from_pretrained("runs/small/lm_imagenet/final", precision="auto")  # bf16 where faster
+
+precision "bf16" keeps the LM's weights and KV cache in bf16 (logits and sampling in fp32): a decode step reads half
+the bytes, and the CPU's bf16 products run faster (bench.reference_llamagen measures both); the tokenizer decodes
+in fp32. Autocast over fp32 weights gains nothing here: it casts every weight at every token.
 
 A pipeline folder is the LM's `save_pretrained` folder (config.json with the code layout and the sha256 of the
 tokenizer folder, model.safetensors) with the VQ tokenizer's own save_pretrained folder inside it as `tokenizer/`;
@@ -17,6 +22,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from shared.provenance import check_sha256, file_sha256
+from shared.training.precision import choose_precision
 from tokenizer import OmniTokenizer
 
 from .model import CodeLayout, layout_of
@@ -26,22 +32,30 @@ TOKENIZER_DIR = "tokenizer"
 
 
 class ARPipeline:
-    def __init__(self, lm: LlamaForCausalLM, tokenizer: OmniTokenizer):
+    def __init__(self, lm: LlamaForCausalLM, tokenizer: OmniTokenizer, precision: str = "fp32"):
         if tokenizer.config.quantizer != "vq":
             raise ValueError("the LM generates VQ codes: its tokenizer must be an OmniTokenizer-VQVAE (quantizer vq)")
         layout = layout_of(lm)
         if tokenizer.config.codebook_size != layout.codebook_size:
             raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries, the LM was trained on "
                              f"{layout.codebook_size}")
-        self.lm, self.tokenizer = lm.eval(), tokenizer.eval()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.lm, self.tokenizer, self.precision = lm.eval(), tokenizer.eval(), precision
+        if precision == "bf16":
+            self.lm.to(torch.bfloat16)
 
     @property
     def layout(self) -> CodeLayout:
         return layout_of(self.lm)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "ARPipeline":
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
+                        precision: str | None = None) -> "ARPipeline":
+        """precision: "fp32", "bf16" or "auto" (bf16 where this machine's matmul measures it faster); None: bf16 on
+        CUDA, fp32 on a CPU (shared.training.precision.choose_precision)."""
         folder = Path(folder)
+        precision, _ = choose_precision(precision, device)
         if not (folder / "config.json").is_file() or not (folder / TOKENIZER_DIR).is_dir():
             raise FileNotFoundError(f"{folder}: not a pipeline folder (expected config.json, model.safetensors and "
                                     f"{TOKENIZER_DIR}/ from ARPipeline.save_pretrained or lm_generation.train)")
@@ -53,7 +67,7 @@ class ARPipeline:
         recorded = getattr(lm.config, "tokenizer_sha256", None)
         if recorded is not None:  # folders saved before the hash was recorded load as they are
             check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json")
-        return cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device))
+        return cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device), precision)
 
     def save_pretrained(self, folder: str | Path, tokenizer_folder: str | Path | None = None) -> Path:
         """The LM, and the tokenizer (copied from `tokenizer_folder` byte for byte when given, else saved)."""

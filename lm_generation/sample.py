@@ -61,7 +61,7 @@ def main(argv=None) -> dict:
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"--limit must be >= 1, got {args.limit}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipe = ARPipeline.from_pretrained(args.pipeline, device)
+    pipe = ARPipeline.from_pretrained(args.pipeline, device, args.precision)
     summary_file = Path(args.pipeline).parent / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     task = summary.get("task") or ("frames" if pipe.layout.num_given else "video" if pipe.layout.grid[0] > 1 else "image")
@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
                 "per_class": s.per_class, "seed": s.seed, "batch_size": s.batch_size,
                 "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
                              "cfg_interval": s.cfg_interval},
-                "given_codes_from": args.codes, "n": len(jobs)}
+                "given_codes_from": args.codes, "n": len(jobs), "precision": pipe.precision}
 
     def draw(positions: list[int], batch_seed: int, scale: float) -> torch.Tensor:
         return pipe(labels[positions], None if given is None else given[positions], guidance_scale=scale,
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=pipe.layout.grid[0] > 1,
                                   context={"pipeline": args.pipeline, "threads": torch.get_num_threads(),
-                                           "precision": "fp32", "device": device})
+                                           "device": device})
     print(json.dumps(record["folders"], indent=1))
     return record
 

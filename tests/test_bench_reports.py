@@ -6,6 +6,7 @@ import torch
 from bench.flops import _RecordGemms, count_flops, flop_counter_mode, gemm_seconds
 from bench.linear_codes import PCA, KMeans, code_clips, from_patches, to_patches
 from bench.readme_speed import BEGIN, END, write
+from shared.atomic import atomic_rewrite_block
 
 
 def test_cpu_sdpa_is_counted():
@@ -121,3 +122,98 @@ def test_dry_run_of_every_target_resumes_exactly_and_feeds_the_cost_plan(tmp_pat
     assert "every target's resumed step was bitwise the uninterrupted one" in text
     assert "| lm_650M_image | not run |" in text  # the tiny scale has no 650M; the paper run fills it
     assert "UCF-101 layout, MPEG-4 AVI 320 x 240, interval 3" in text
+
+
+def test_lm_speed_table_shows_what_the_bench_measured(tmp_path):
+    from bench import lm_speed
+    from lm_generation.config import lm_config
+    from lm_generation.model import CodeLayout
+
+    shape = lm_config("tiny").model
+    sampling = lm_speed.bench_sampling(shape, 8, 4, 2, "cpu", "fp32", matmul_rate=100.0)
+    training = lm_speed.bench_training(shape, CodeLayout(16, 3, (1, 2, 2), (1, 8, 8)), 2, 1, "cpu", "fp32")
+    report = {"machine": {"processor": "Some CPU", "device": "cpu", "threads": 2, "torch": "2.x"}, "dtype": "fp32",
+              "matmul_gflop_per_s": 100.0, "matmul_gflop_per_s_after": 90.0, "flops_rule": "the rule",
+              "sampling": {"small": sampling, "227M": sampling},
+              "training": {"small_images_64px": training, "227M_imagenet_256": training}}
+    page = tmp_path / "lm.md"
+    page.write_text(f"x\n{lm_speed.DOC_BEGIN}\nold\n{lm_speed.DOC_END}\n")
+    assert atomic_rewrite_block(page, lm_speed.DOC_BEGIN, lm_speed.DOC_END, lm_speed.doc_lines(report))
+    text = page.read_text()
+    assert "old" not in text and text.count("| small (") == 1 and text.count("| 227M (") == 1
+    c = sampling["cached"]
+    assert f"| {c['tokens_per_s']:.1f} tokens/s (2 x 8) | {c['gflop_per_s']:.1f} GFLOP/s: " in text
+    assert f"{sampling['recompute_prefix']['cached_speedup']:.1f}x (4 tokens)" in text
+    assert f"{sampling['generate']['ours_speedup']:.1f}x" in text and "(batch 2 x 5) |" in text
+    assert "Some CPU, cpu, 2 threads, torch 2.x, fp32" in text and "100 GFLOP/s before the run and 90 after" in text
+
+
+def test_diffusion_speed_table_pairs_ours_with_diffusers(tmp_path, monkeypatch):
+    from bench import diffusion_speed
+
+    monkeypatch.setitem(diffusion_speed.CASES, "dit_tiny", ("tiny", "dit", 2, (8, 8, 8), 1, 1, True))
+    monkeypatch.setitem(diffusion_speed.CASES, "latte_tiny", ("tiny", "latte", 1, (8, 2, 8, 8), 1, 1, False))
+    page = tmp_path / "diffusion.md"
+    page.write_text(f"{diffusion_speed.DOC_BEGIN}\nold\n{diffusion_speed.DOC_END}\n")
+    report = diffusion_speed.main(["--cases", "dit_tiny", "latte_tiny", "--out", str(tmp_path / "d.json"),
+                                   "--doc", str(page)])
+    text = page.read_text()
+    dit, latte = report["cases"]["dit_tiny"], report["cases"]["latte_tiny"]
+    assert "diffusers" in dit and "diffusers" not in latte  # diffusers has no Latte
+    assert (f"| dit tiny (2 x 8x8x8; {dit['ours']['parameters'] / 1e6:.1f}M) | forward + MSE/VB loss + backward + "
+            f"AdamW step; best of 1 rounds of 1 steps, models alternating | {dit['ours']['train_steps_per_s']:.3g} (diffusers "
+            f"{dit['diffusers']['train_steps_per_s']:.3g}) |") in text
+    assert f"{dit['ours_vs_diffusers_train_speed']:.2f}x, {dit['ours_vs_diffusers_sample_speed']:.2f}x |" in text
+    assert "| latte tiny (1 x 8x2x8x8;" in text and "(no diffusers model) |" in text
+    assert f"{report['matmul_gflops']:.0f} GFLOP/s at the start" in text
+
+
+def test_reference_map_places_each_of_our_weights_once():
+    from bench.reference_pair import reference_state
+    from diffusion_generation.latte import Latte
+
+    ours = Latte(in_channels=8, patch_size=2, hidden_size=32, depth=2, num_heads=2, num_classes=3)
+    state = reference_state(ours)
+    assert sum(v.numel() for v in state.values()) == sum(p.numel() for p in ours.parameters())
+    assert torch.equal(state["blocks.1.attn.qkv.weight"][32:64], ours.blocks[1].attn.to_k.weight)
+
+
+@pytest.mark.parametrize("name, extra", [("reference_dit", []), ("reference_latte", ["--frames", "2"])])
+def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monkeypatch, name, extra):
+    import importlib
+    import json
+
+    from bench import reference_pair
+
+    bench = importlib.import_module(f"bench.{name}")
+    monkeypatch.setitem(bench.SIZES, "S/2", (32, 2, 2))
+    monkeypatch.setattr(reference_pair, "matmul_gflops", lambda device, dtype=torch.float32: 1.0)  # fp32 only
+    page = tmp_path / "speed.md"
+    page.write_text(f"x\n{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\nrest\n")
+    report = bench.main(["--sizes", "S/2", "--batch", "1", "--rounds", "2", *extra, "--out", str(tmp_path / "r.json"),
+                         "--doc", str(page)])
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+    (case,) = report["cases"]
+    assert report["reference"] == "not given: our side alone" and list(case["median_seconds"]) == ["ours"]
+    assert "speedup" not in case and case["forward_max_abs_difference"] is None and case["rounds"] == 2
+    text = page.read_text()
+    assert "old" not in text and text.endswith(f"{bench.DOC_END}\nrest\n")
+    assert f"| S/2 | fp32 | {case['median_seconds']['ours'] * 1000:.0f} | - | - | - |" in text
+    assert f"{bench.REPO_NAME} (ms)" in text and "reference: not given: our side alone." in text
+
+
+def test_llamagen_bench_runs_our_side_alone_and_writes_its_table(tmp_path):
+    from bench import reference_llamagen as bench
+
+    page = tmp_path / "speed.md"
+    page.write_text(f"{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\n")
+    report = bench.main(["--shapes", "small", "--batch", "1", "--train-batch", "1", "--rounds", "1",
+                         "--out", str(tmp_path / "r.json"), "--doc", str(page)])
+    text = page.read_text()
+    assert report["reference"].startswith("not given") and text.count("reference not given") == 4
+    fp32, bf16 = report["sampling"]
+    assert (fp32["precision"], bf16["precision"]) == ("fp32 weights", "bf16 weights")
+    assert report["sampling_bf16_vs_fp32"]["small"] == fp32["ours"]["seconds"] / bf16["ours"]["seconds"]
+    # a decode step's bandwidth bound: bf16 reads half the bytes of fp32
+    assert bf16["ours"]["bandwidth_bound_step_ms"] == pytest.approx(fp32["ours"]["bandwidth_bound_step_ms"] / 2)
+    assert f"{fp32['ours']['tokens_per_s']:.1f} tokens/s" in text and "| training step, small (batch 1 x 257) |" in text

@@ -15,6 +15,7 @@ from diffusion_generation.pipeline import LatentDiffusionPipeline
 from diffusion_generation.train import train
 from shared.data import EmbeddedPhotos, SampleKey
 from shared.extraction import ExtractionError
+from shared.media import read_sample
 from shared.training.checkpoint import load_checkpoint
 from tokenizer import OmniTokenizer
 
@@ -126,10 +127,13 @@ def test_training_resumes_exactly_after_a_kill(work, tmp_path):
     assert [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == \
         [2, 4, 6, 8, 10, 12]
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
-    # a checkpoint of another configuration is refused
+    # a finished run, or a killed run's checkpoint, of another configuration is refused
     other = experiment_config("tiny", "latte", overrides + ["train.steps=20", "train.lr=0.01"])
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match="finished with another configuration .*train.lr: 0.001 -> 0.01"):
         train(other, work / "video_latents", tmp_path / "b")
+    train(cfg, work / "video_latents", tmp_path / "c", stop_at=4)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(other, work / "video_latents", tmp_path / "c")
 
 
 def test_ema_is_the_running_average_of_the_weights(work, tmp_path):
@@ -303,6 +307,12 @@ def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path
     stale.write_bytes(b"half a png")  # what the kill left mid-write
     sample_cli.main(args)  # the same settings resume
     assert not stale.exists()
+    with pytest.raises(ValueError, match="other settings .*precision"):  # bf16 samples never join fp32 ones
+        sample_cli.main(args + ["--precision", "bf16"])
+    bf16 = sample_cli.main([*args[:3], str(tmp_path / "s16"), *args[4:], "--precision", "bf16"])
+    assert bf16["precision"] == "bf16" and json.loads((tmp_path / "s" / "samples.json").read_text())["precision"] == "fp32"
+    a, b = (read_sample(next((tmp_path / d / "cfg1").iterdir()) / "00000.png") for d in ("s", "s16"))
+    assert a.shape == b.shape and 0 < (a - b).abs().mean() < 0.1  # the same draw, in another precision
     # the same run folder retrained with another lr (as --restart does): other weights, refused by their hash
     import shutil
 

@@ -328,6 +328,17 @@ def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):
     with pytest.raises(ValueError, match="other settings"):  # never mixed with another seed's files
         sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "2",
                          "--seed", "1"])
+    # bf16 weights and cache: the same layout, recorded, and never mixed with fp32 samples
+    fast = ARPipeline.from_pretrained(final, precision="bf16")
+    assert fast.precision == "bf16" and next(fast.lm.parameters()).dtype == torch.bfloat16
+    codes = sample_codes(fast.lm, labels, guidance_scale=2.0, seed=3)
+    assert torch.equal(codes, sample_codes(fast.lm, labels, guidance_scale=2.0, seed=3))
+    assert fast(labels, guidance_scale=2.0, seed=3).shape == a.shape
+    assert codes.min() >= 0 and codes.max() < pipe.layout.codebook_size
+    with pytest.raises(ValueError, match="other settings .*precision"):
+        sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "2",
+                         "--precision", "bf16"])
+    assert json.loads((tmp_path / "s" / "samples.json").read_text())["precision"] == "fp32"
 
 
 def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_path):

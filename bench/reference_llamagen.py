@@ -1,0 +1,284 @@
+"""Our LM beside FoundationVision/LlamaGen's GPT: guided sampling and the training step, same shapes and weights.
+
+    python -m bench.reference_llamagen --llamagen-repo /path/to/LlamaGen --out bench/out/reference_llamagen.json \
+        --doc docs/speed.md
+
+A checkout of https://github.com/FoundationVision/LlamaGen (its `autoregressive/models/gpt.py` and `generate.py`,
+and `utils/`) is imported from --llamagen-repo; nothing of it is copied into the project. For each shape (the
+`small` LM: 4 layers, width 192; GPT-B: 12 layers, width 768), on ImageNet's vocabulary (8,192 codes, 1,000
+classes) and a 16 x 16 grid (256 codes):
+
+- sampling: batch 8 with guidance 4 (16 rows a step, the batch doubled on both sides), temperature 1, no top-k,
+  ours `lm_generation.sampling.sample_codes` against LlamaGen's `generate()`; in fp32, and with both models' weights
+  cast to bf16 (the path `ARPipeline(..., precision=)` takes where the CPU measures bf16 faster). Each decode step is
+  also set against its memory-bandwidth bound: the bytes of weights and KV cache it reads over the read bandwidth
+  measured in the same run (with 16 rows a step is bound by memory more than by the matmul rate).
+- training: forward, loss, backward, gradient clipping and AdamW, each side as its trainer does it (ours
+  `lm_generation.train.make_optimizer`, LlamaGen's fused AdamW with decay on matrices, as its `train_c2i.py`), in
+  fp32 and under bf16 autocast; dropout off on both sides (the same arithmetic).
+
+Both models get our weights (mapped one to one: LlamaGen's wqkv is our q, k, v stacked; its token and class
+tables are the two parts of our one vocabulary). LlamaGen uses a 2-D rotary embedding, ours a 1-D one (the same
+FLOPs), and zeroes the class token's rotation, so only the first prediction can agree: it is compared first (one key,
+so the rotation does not matter there), or the bench stops. The two sides take turns, run after run; the median of
+each side counts. Without --llamagen-repo our side runs alone and the JSON says the reference was not given.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.flops import machine_name, matmul_gflops
+from bench.lm_speed import sampling_flops
+from lm_generation.config import GPTShape
+from lm_generation.model import CodeLayout, build_lm, lm_loss
+from lm_generation.sampling import sample_codes
+from lm_generation.train import make_optimizer
+from shared.atomic import atomic_rewrite_block, atomic_write_json
+from shared.provenance import stamp
+
+SHAPES = {"small": GPTShape(layers=4, heads=6, width=192, intermediate=512),
+          "GPT-B": GPTShape(layers=12, heads=12, width=768, intermediate=2048)}  # LlamaGen's GPT_B, its FFN width
+LAYOUT = CodeLayout(codebook_size=8192, num_classes=1000, grid=(1, 16, 16), size=(1, 256, 256))
+GUIDANCE = 4.0
+DOC_BEGIN = "<!-- LM beside LlamaGen: written by `python -m bench.reference_llamagen --doc`; do not edit -->"
+DOC_END = "<!-- end of LM beside LlamaGen -->"
+
+
+def reference_modules(repo: Path):
+    sys.path.insert(0, str(repo))  # the reference's own packages: autoregressive/, utils/
+    from autoregressive.models import generate, gpt  # noqa: PLC0415
+
+    return gpt, generate.generate
+
+
+def reference_model(gpt, shape: GPTShape, norm_eps: float):
+    args = gpt.ModelArgs(dim=shape.width, norm_eps=norm_eps, n_layer=shape.layers, n_head=shape.heads, vocab_size=LAYOUT.codebook_size,
+                         num_classes=LAYOUT.num_classes, block_size=LAYOUT.num_codes, cls_token_num=1,
+                         token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0, class_dropout_prob=0.1)
+    return gpt.Transformer(args)
+
+
+def map_weights(ours, ref) -> None:
+    """Copy our weights into LlamaGen's model (strict: every tensor of theirs comes from one of ours)."""
+    s, k, c = ours.state_dict(), LAYOUT.codebook_size, LAYOUT.num_classes
+    table = s["model.embed_tokens.weight"]
+    out = {"tok_embeddings.weight": table[:k], "cls_embedding.embedding_table.weight": table[k: k + c + 1],
+           "norm.weight": s["model.norm.weight"], "output.weight": s["lm_head.weight"][:k]}
+    for i in range(ours.config.num_hidden_layers):
+        a, r = f"model.layers.{i}.", f"layers.{i}."
+        out[r + "attention.wqkv.weight"] = torch.cat([s[a + f"self_attn.{p}_proj.weight"] for p in "qkv"])
+        out[r + "attention.wo.weight"] = s[a + "self_attn.o_proj.weight"]
+        out[r + "feed_forward.w1.weight"] = s[a + "mlp.gate_proj.weight"]
+        out[r + "feed_forward.w3.weight"] = s[a + "mlp.up_proj.weight"]
+        out[r + "feed_forward.w2.weight"] = s[a + "mlp.down_proj.weight"]
+        out[r + "attention_norm.weight"] = s[a + "input_layernorm.weight"]
+        out[r + "ffn_norm.weight"] = s[a + "post_attention_layernorm.weight"]
+    ref.load_state_dict(out, strict=True)
+
+
+def first_prediction_gap(ours, ref) -> float:
+    """Largest difference of the code logits after the class token (the first prediction) between the two."""
+    labels = torch.arange(4)
+    with torch.no_grad():
+        a = ours.eval()(input_ids=LAYOUT.class_tokens(labels)[:, None]).logits[:, -1, :LAYOUT.codebook_size]
+        ref.eval().setup_caches(max_batch_size=4, max_seq_length=LAYOUT.seq_len, dtype=torch.float32)
+        b = ref(None, labels, input_pos=torch.arange(1))[0][:, -1]
+    return (a.float() - b.float()).abs().max().item()
+
+
+def randomise(model) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02 + (1.0 if p.dim() == 1 else 0.0))  # norms near 1
+
+
+def read_bandwidth() -> float:
+    """GB/s of reading a 512 MB fp32 tensor (a sum), best of 5: the memory-bandwidth limit of a decode step."""
+    x = torch.ones(128 * 2**20)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best / 1e9
+
+
+def step_bytes(model, rows: int, bytes_per_value: int) -> float:
+    """Bytes a decode step reads on average over the sequence: every matrix of the blocks and the head, and the KV
+    cache at the mean context length."""
+    c = model.config
+    weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n)
+    mean_context = (LAYOUT.seq_len + 1) / 2
+    cache = 2 * c.num_hidden_layers * rows * mean_context * c.hidden_size
+    return (weights + cache) * bytes_per_value
+
+
+class Runs:
+    """Alternating runs of named callables; each name's times."""
+
+    def __init__(self, fns: dict):
+        self.fns, self.times = fns, {name: [] for name in fns}
+
+    def run(self, rounds: int) -> dict[str, float]:
+        for fn in self.fns.values():  # warm-up
+            fn()
+        for _ in range(rounds):
+            for name, fn in self.fns.items():
+                start = time.perf_counter()
+                fn()
+                self.times[name].append(time.perf_counter() - start)
+        return {name: statistics.median(t) for name, t in self.times.items()}
+
+
+def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, bandwidth: float,
+             rates: dict) -> dict:
+    shape = SHAPES[shape_name]
+    torch.manual_seed(0)
+    ours = build_lm(shape, LAYOUT).eval()
+    randomise(ours)
+    labels = torch.arange(batch) % LAYOUT.num_classes
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    fns = {"ours": lambda: sample_codes(ours, labels, guidance_scale=GUIDANCE, seed=0)}
+    out = {"shape": shape_name, "precision": f"{precision} weights", "batch": batch, "rows": 2 * batch,
+           "new_tokens": LAYOUT.num_codes, "guidance_scale": GUIDANCE, "parameters": sum(p.numel() for p in
+                                                                                            ours.parameters())}
+    if repo is not None:
+        gpt, generate = reference_modules(repo)
+        ref = reference_model(gpt, shape, ours.config.rms_norm_eps)
+        map_weights(ours, ref)
+        out["first_prediction_gap"] = first_prediction_gap(ours, ref)
+        if out["first_prediction_gap"] > 1e-4:
+            raise RuntimeError(f"{shape_name}: the first prediction differs by {out['first_prediction_gap']}")
+        ref.to(dtype)
+        fns["reference"] = lambda: generate(ref, labels, LAYOUT.num_codes, cfg_scale=GUIDANCE, temperature=1.0,
+                                            top_k=0, top_p=1.0, sample_logits=True)
+    ours.to(dtype)
+    seconds = Runs(fns).run(rounds)
+    flops = sampling_flops(ours, 2 * batch, LAYOUT.num_codes)
+    bound = step_bytes(ours, 2 * batch, 2 if precision == "bf16" else 4) / (bandwidth * 1e9)
+    for name, s in seconds.items():
+        out[name] = {"seconds": s, "tokens_per_s": batch * LAYOUT.num_codes / s,
+                     "share_of_matmul_rate": flops / s / 1e9 / rates[precision],
+                     "step_ms": 1e3 * s / LAYOUT.num_codes, "bandwidth_bound_step_ms": 1e3 * bound,
+                     "share_of_bandwidth_bound": bound / (s / LAYOUT.num_codes)}
+    if "reference" in seconds:
+        out["speedup"] = seconds["reference"] / seconds["ours"]
+    return out
+
+
+def training(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, rates: dict) -> dict:
+    shape = SHAPES[shape_name]
+    torch.manual_seed(0)
+    ours = build_lm(shape, LAYOUT).train()
+    randomise(ours)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, LAYOUT.codebook_size, (batch, *LAYOUT.grid), generator=g)
+    labels = torch.randint(0, LAYOUT.num_classes, (batch,), generator=g)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def stepper(model, loss_fn, opt):
+        def step():
+            with autocast:
+                loss = loss_fn()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return step
+
+    fns = {"ours": stepper(ours, lambda: lm_loss(ours, codes, labels, LAYOUT),
+                           make_optimizer(ours, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95)))}
+    if repo is not None:
+        gpt, _ = reference_modules(repo)
+        ref = reference_model(gpt, shape, ours.config.rms_norm_eps).train()
+        map_weights(ours, ref)
+        decay = [p for p in ref.parameters() if p.dim() >= 2]
+        rest = [p for p in ref.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
+                                lr=1e-4, betas=(0.9, 0.95), fused=True)  # as its train_c2i.py
+        flat = codes.reshape(batch, -1)
+        fns["reference"] = stepper(ref, lambda: ref(flat[:, :-1], labels, targets=flat)[1], opt)
+    seconds = Runs(fns).run(rounds)
+    tokens = batch * LAYOUT.seq_len
+    flops = 6 * sum(p.numel() for n, p in ours.named_parameters() if p.dim() == 2 and "embed" not in n) * tokens
+    out = {"shape": shape_name, "precision": "bf16 autocast" if precision == "bf16" else "fp32", "batch": batch,
+           "sequence": LAYOUT.seq_len}
+    for name, s in seconds.items():
+        out[name] = {"seconds": s, "tokens_per_s": tokens / s, "share_of_matmul_rate": flops / s / 1e9 / rates[precision]}
+    if "reference" in seconds:
+        out["speedup"] = seconds["reference"] / seconds["ours"]
+    return out
+
+
+def doc_lines(report: dict) -> list[str]:
+    def ratio(case: dict) -> str:
+        return f"{case['speedup']:.2f}x" if "speedup" in case else "reference not given"
+
+    def side(case: dict, name: str, extra: str = "") -> str:
+        if name not in case:
+            return "-"
+        s = case[name]
+        return f"{s['tokens_per_s']:.1f} tokens/s ({100 * s['share_of_matmul_rate']:.0f} % of the rate{extra.format(**s)})"
+
+    lines = ["| case | precision | ours | LlamaGen | ours vs LlamaGen |", "|---|---|---|---|---|"]
+    bw = "; a step {step_ms:.1f} ms, its bandwidth bound {bandwidth_bound_step_ms:.1f} ms"
+    for c in report["sampling"]:
+        lines.append(f"| sampling, {c['shape']} (batch {c['batch']} x {c['new_tokens']} tokens, guidance "
+                     f"{c['guidance_scale']:g}) | {c['precision']} | {side(c, 'ours', bw)} | "
+                     f"{side(c, 'reference', bw)} | {ratio(c)} |")
+    for c in report["training"]:
+        lines.append(f"| training step, {c['shape']} (batch {c['batch']} x {c['sequence']}) | {c['precision']} | "
+                     f"{side(c, 'ours')} | {side(c, 'reference')} | {ratio(c)} |")
+    gains, rates = report["sampling_bf16_vs_fp32"], report["matmul_gflops"]
+    lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, torch {report['torch']}; matmul rates "
+              f"(2048², each share is of its precision's): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items())
+              + f"; read bandwidth {report['read_gb_per_s']:.1f} GB/s. Ours with bf16 weights against ours in fp32: "
+              + (", ".join(f"{k} {v:.2f}x" for k, v in gains.items()) or "not measured")
+              + f". Reference: {report['reference']}. Timing: {report['timing']}."]
+    return lines
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llamagen-repo", type=Path, default=None, help="a checkout of FoundationVision/LlamaGen")
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--batch", type=int, default=8, help="sampling batch (rows with guidance: twice this)")
+    ap.add_argument("--train-batch", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default="bench/out/reference_llamagen.json")
+    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
+    args = ap.parse_args(argv)
+    rates = {p: matmul_gflops("cpu", torch.bfloat16 if p == "bf16" else torch.float32) for p in args.precisions}
+    bandwidth = read_bandwidth()
+    report = {"machine": machine_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "reference": str(args.llamagen_repo) if args.llamagen_repo else "not given: our side alone",
+              "matmul_gflops": rates, "read_gb_per_s": bandwidth,
+              "timing": f"median of {args.rounds} runs a side, the sides alternating, after a warm-up run",
+              "sampling": [sampling(s, p, args.llamagen_repo, args.batch, args.rounds, bandwidth, rates)
+                           for s in args.shapes for p in args.precisions],
+              "training": [training(s, p, args.llamagen_repo, args.train_batch, args.rounds, rates)
+                           for s in args.shapes for p in args.precisions]}
+    by = {(c["shape"], c["precision"]): c for c in report["sampling"]}
+    report["sampling_bf16_vs_fp32"] = {s: by[(s, "fp32 weights")]["ours"]["seconds"] / by[(s, "bf16 weights")]["ours"]
+                                       ["seconds"] for s in args.shapes
+                                       if (s, "fp32 weights") in by and (s, "bf16 weights") in by}
+    report.update(stamp())
+    atomic_write_json(args.out, report)
+    if args.doc:
+        done = atomic_rewrite_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report))
+        print(f"{args.doc}: LM beside LlamaGen {'written' if done else 'not written (no markers)'}")
+    for line in doc_lines(report):
+        print(line)
+    return report
+
+
+if __name__ == "__main__":
+    main()

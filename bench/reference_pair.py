@@ -1,0 +1,157 @@
+"""What the benches of our diffusion transformers beside their reference implementations share (reference_dit.py,
+reference_latte.py): our weights in the references' naming (facebookresearch/DiT's, which Vchitect/Latte keeps),
+loaded so that nothing is left over on either side; the check that one forward agrees; one side's training step;
+the two sides taking turns; the command line, the JSON report and the page's table.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from bench.flops import machine_name, matmul_gflops
+from shared.atomic import atomic_rewrite_block, atomic_write_json
+from shared.provenance import stamp
+
+# ----------------------------------------------------------------------------- weights
+
+
+def randomise(model) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+def reference_state(ours) -> dict[str, torch.Tensor]:
+    """Our DiT's or Latte's weights under the reference's names (the fused qkv is our q, k, v stacked); an error
+    where one of ours has no place there."""
+    s = dict(ours.state_dict())
+    pairs = {"x_embedder.proj": "patch_embed", "t_embedder.mlp.0": "condition.time_embed.linear_1",
+             "t_embedder.mlp.2": "condition.time_embed.linear_2", "final_layer.linear": "final.linear",
+             "final_layer.adaLN_modulation.1": "final.adaLN_modulation.1"}
+    for i in range(len(ours.blocks)):
+        b = f"blocks.{i}."
+        pairs |= {b + "attn.proj": b + "attn.to_out.0", b + "mlp.fc1": b + "mlp.net.0.proj",
+                  b + "mlp.fc2": b + "mlp.net.2", b + "adaLN_modulation.1": b + "adaLN_modulation.1"}
+    out = {f"{r}.{k}": s.pop(f"{o}.{k}") for r, o in pairs.items() for k in ("weight", "bias")}
+    out["y_embedder.embedding_table.weight"] = s.pop("condition.label_embed.embedding_table.weight")
+    for i in range(len(ours.blocks)):
+        b = f"blocks.{i}."
+        for k in ("weight", "bias"):
+            out[f"{b}attn.qkv.{k}"] = torch.cat([s.pop(f"{b}attn.to_{n}.{k}") for n in "qkv"])
+    if s:
+        raise RuntimeError(f"weight map incomplete: ours has {sorted(s)} with no place in the reference")
+    return out
+
+
+def load_mapped(ref, state: dict[str, torch.Tensor], fixed: set[str]) -> None:
+    """Load `state` into the reference model; only its `fixed` tables (sin-cos positions) may stay its own."""
+    missing = ref.load_state_dict(state, strict=False)
+    if set(missing.missing_keys) - fixed or missing.unexpected_keys:
+        raise RuntimeError(f"weight map incomplete: {missing}")
+
+
+def agreement(what: str, ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """The largest difference of one forward's outputs; an error beyond float tolerance."""
+    diff = (ours - ref).abs().max().item()
+    if diff > 1e-3 * ref.abs().max().item():
+        raise RuntimeError(f"{what}: outputs differ by {diff} with mapped weights")
+    return diff
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+class Side:
+    """One model's training step on its own inputs: its forward, its loss code, backward, its optimizer."""
+
+    def __init__(self, model, loss, optimizer, precision: str, inputs: tuple):
+        self.model, self.loss, self.opt, self.precision = model.train(), loss, optimizer, precision
+        self.inputs = inputs
+        self.times: list[float] = []
+
+    def step(self) -> None:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = self.loss(self.model, *self.inputs)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.times.append(time.perf_counter() - start)
+
+
+def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: float | None) -> dict:
+    """`case` with each side's median step over `rounds` taken in turns (after one warm-up step each), the forward's
+    difference and, with a reference, the speed of ours relative to it."""
+    for side in sides.values():
+        side.step()
+        side.times.clear()
+    for _ in range(rounds):
+        for side in sides.values():
+            side.step()
+    seconds = {k: statistics.median(s.times) for k, s in sides.items()}
+    out = {**case, "rounds": rounds, "median_seconds": seconds, "forward_max_abs_difference": difference}
+    if "reference" in seconds:
+        out["speedup"] = seconds["reference"] / seconds["ours"]
+    return out
+
+
+def precisions() -> list[str]:
+    """fp32, and bf16 autocast where this CPU multiplies faster in it."""
+    return ["fp32"] + (["bf16"] if matmul_gflops("cpu", torch.bfloat16) > 1.2 * matmul_gflops("cpu") else [])
+
+
+# ----------------------------------------------------------------------------- command line and report
+
+
+def parser(doc: str, repo_flag: str, repo_name: str, sizes: dict, batch: int) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(repo_flag, default=None, help=f"a checkout of {repo_name}")
+    ap.add_argument("--sizes", nargs="+", default=list(sizes), choices=list(sizes))
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
+    return ap
+
+
+def checkout(path: str | None, repo_name: str, marker: str) -> Path | None:
+    """The reference's checkout, or None where none is given; an error where `marker` is not in it."""
+    repo = Path(path) if path else None
+    if repo is not None and not (repo / marker).is_file():
+        raise SystemExit(f"{repo}: not a checkout of {repo_name} (no {marker})")
+    return repo
+
+
+def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
+    """The page's table under `caption`: per size and precision, each side's median step and the ratio."""
+    first = report["cases"][0]
+    lines = [f"{caption}, median of {first['rounds']} steps taken in turns; {report['machine']}, "
+             f"{report['threads']} threads; reference: {report['reference']}.", "",
+             f"| size | precision | ours (ms) | {repo_name} (ms) | ours vs reference | forward max diff |",
+             "|---|---|---|---|---|---|"]
+    for r in report["cases"]:
+        ours, ref = r["median_seconds"]["ours"], r["median_seconds"].get("reference")
+        diff = r["forward_max_abs_difference"]
+        cells = ["-", "-"] if ref is None else [f"{ref * 1000:.0f}", f"{r['speedup']:.2f}x"]
+        lines.append(f"| {r['size']} | {r['precision']} | {ours * 1000:.0f} | {cells[0]} | {cells[1]} | "
+                     f"{'-' if diff is None else f'{diff:.1e}'} |")
+    return lines
+
+
+def write_report(rows: list[dict], repo: Path | None, args, markers: tuple[str, str], doc_lines, **extra) -> dict:
+    """The JSON report at args.out (`extra` after the cases), its table in args.doc between `markers`, a summary."""
+    report = {"machine": machine_name(), "threads": torch.get_num_threads(),
+              "reference": str(repo) if repo else "not given: our side alone", "cases": rows, **extra, **stamp()}
+    atomic_write_json(args.out, report)
+    if args.doc:
+        atomic_rewrite_block(args.doc, *markers, doc_lines(report))
+    for r in rows:
+        print(f"{r['size']} {r['precision']}: ours {r['median_seconds']['ours'] * 1000:.0f} ms"
+              + (f", reference {r['median_seconds']['reference'] * 1000:.0f} ms, {r['speedup']:.2f}x"
+                 if "speedup" in r else ""))
+    return report
