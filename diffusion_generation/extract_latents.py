@@ -26,7 +26,7 @@ import torch
 
 from shared.data import open_dataset
 from shared.data.transforms import as_size
-from shared.extraction import SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
+from shared.extraction import EMBEDDED_SEED, SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
 from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
@@ -76,18 +76,20 @@ def main(argv=None) -> dict:
     precision, why = choose_precision(args.precision, device)
     tokenizer = OmniTokenizer.from_pretrained(args.tokenizer).eval().to(device)
     if tokenizer.config.quantizer != "kl":
-        raise ValueError(f"{args.tokenizer}: a '{tokenizer.config.quantizer}' tokenizer; the diffusion models need "
-                         f"the KL one (OmniTokenizer-VAE, the tokenizer's `kl` stage)")
+        raise SystemExit(f"{args.tokenizer}: a {tokenizer.config.quantizer.upper()} tokenizer; latent extraction needs "
+                         f"a KL one (quantizer kl, the OmniTokenizer-VAE: the tokenizer's `kl` stage)")
     dataset, classes = source_dataset(data)
     items = min(len(dataset), data.items) if data.items else len(dataset)
-    grid = tuple(-(-s // tokenizer.config.patch_size) for s in as_size(data.resolution))
-    latent_shape = [tokenizer.config.latent_dim, *([] if data.num_frames == 1 else
-                                                   [tokenizer.latent_frames(data.num_frames)]), *grid]
+    kind = "image" if data.num_frames == 1 else "video"
+    grid = [tokenizer.latent_frames(data.num_frames), *(-(-s // tokenizer.config.patch_size)
+                                                        for s in as_size(data.resolution))]
     settings = {"tokenizer": str(Path(args.tokenizer).resolve()), "tokenizer_sha256": file_sha256(args.tokenizer),
-                "source": data.source, "split": data.split, "video_layout": data.video_layout if data.num_frames > 1
-                else None, "resolution": data.resolution, "frames": data.num_frames,
-                "frame_stride": data.frame_stride, "latent_shape": latent_shape, "precision": precision,
+                "kind": kind, "source": data.source, "split": data.split,
+                "video_layout": data.video_layout if kind == "video" else None, "resolution": data.resolution,
+                "frames": data.num_frames, "frame_stride": data.frame_stride, "grid": grid,
+                "latent_channels": tokenizer.config.latent_dim, "precision": precision,
                 "augmentation": "original + horizontal flip" if data.flip else "original",
+                "embedded_seed": EMBEDDED_SEED if data.source == "embedded" else None,
                 "arrays": "mean, logvar (float16 posterior), labels", "class_names": classes}
     encode = make_encoder(tokenizer, data.flip, data.num_frames == 1, device, mirrored_labels(dataset), precision)
 

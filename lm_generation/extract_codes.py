@@ -27,15 +27,13 @@ from pathlib import Path
 import torch
 
 from shared.data import open_dataset
-from shared.extraction import SeededItems, add_precision_argument, extract, five_crops, mirrored_labels, with_flips
+from shared.extraction import (EMBEDDED_SEED, SeededItems, add_precision_argument, extract, five_crops,
+                               mirrored_labels, with_flips)
 from shared.provenance import file_sha256
 from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import LMDataConfig, lm_config
-
-EMBEDDED_SEED = 12345  # random crops / clips of the embedded data: item i uses seed EMBEDDED_SEED + i
-
 
 def build_dataset(kind: str, source: str, split: str, data: LMDataConfig):
     """The dataset to encode and its class names (images for ten-crop at resolution * crop_range)."""
@@ -44,7 +42,7 @@ def build_dataset(kind: str, source: str, split: str, data: LMDataConfig):
         size = (round(data.resolution * data.crop_range),) * 2
     ds = open_dataset(kind, source, split, size, data.num_frames, data.frame_stride, video_layout=data.video_layout)
     if source == "embedded" and split == "train":
-        return SeededItems(ds, EMBEDDED_SEED, data.embedded_items), list(ds.classes)
+        return SeededItems(ds, length=data.embedded_items), list(ds.classes)
     return ds, list(ds.classes)
 
 

@@ -67,11 +67,14 @@ def add_precision_argument(parser) -> None:
                              "folder's settings: a folder made in another precision is refused, never mixed")
 
 
+EMBEDDED_SEED = 0  # every extraction of the embedded data: item i is drawn with seed EMBEDDED_SEED + i
+
+
 class SeededItems(Dataset):
     """Item i of a dataset drawn with the fixed training key seed + i: a random crop / clip (and flip), the same on
     every run, so that an embedded dataset (endless random crops) gives a fixed set of items to encode."""
 
-    def __init__(self, dataset: Dataset, seed: int = 0, length: int | None = None):
+    def __init__(self, dataset: Dataset, seed: int = EMBEDDED_SEED, length: int | None = None):
         self.dataset, self.seed, self.length = dataset, seed, len(dataset) if length is None else length
 
     def __len__(self) -> int:

@@ -36,7 +36,8 @@ def test_extraction_stores_posteriors_of_original_and_flip(work):
     data = LatentSet(work / "image_latents")
     manifest = data.manifest
     assert manifest["complete"] and manifest["rows"] == 2 * 16 and len(data) == 32
-    assert manifest["settings"]["latent_shape"] == [8, 8, 8] and data.latent_shape == (8, 8, 8)
+    s = manifest["settings"]
+    assert (s["kind"], s["grid"], s["latent_channels"]) == ("image", [1, 8, 8], 8) and data.latent_shape == (8, 8, 8)
     assert manifest["settings"]["augmentation"] == "original + horizontal flip"
     # rows of a batch: originals first, then their flips; each is the tokenizer's posterior of those pixels
     vae = OmniTokenizer.from_pretrained(work / "vae").eval()
@@ -89,7 +90,7 @@ def test_extraction_refuses_another_tokenizer_and_a_vq_one(work, tmp_path):
         extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "other"),
                               "--out", str(work / "image_latents")])
     OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
-    with pytest.raises(ValueError, match="KL one"):
+    with pytest.raises(SystemExit, match="a VQ tokenizer; latent extraction needs a KL one"):
         extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vq"),
                               "--out", str(tmp_path / "x")])
 

@@ -11,7 +11,7 @@ from lm_generation.model import CodeLayout, build_lm, count_parameters, sequence
 from lm_generation.pipeline import ARPipeline
 from lm_generation.sampling import draw, filter_logits, sample_codes
 from lm_generation.train import train
-from shared.extraction import ExtractionError, ShardDataset
+from shared.extraction import EMBEDDED_SEED, ExtractionError, ShardDataset
 from tokenizer import OmniTokenizer
 
 from .model_tester import ModelTesterMixin
@@ -69,7 +69,7 @@ def test_extracted_codes_are_uint16_with_labels_flips_and_the_manifest(image_cod
     assert torch.equal(labels[:4], labels[4:8]) and not torch.equal(codes[:4], codes[4:8])
     tok = OmniTokenizer.from_pretrained(tok_dir).eval()
     from shared.data import EmbeddedPhotos, SampleKey
-    item = EmbeddedPhotos("train", 16)[SampleKey(2, extract_codes.EMBEDDED_SEED + 2, 16, 16)]
+    item = EmbeddedPhotos("train", 16)[SampleKey(2, EMBEDDED_SEED + 2, 16, 16)]
     assert torch.equal(tok.encode(item["pixels"][None]).indices[0], codes[2].long())
     assert torch.equal(tok.encode(item["pixels"][None].flip(-1)).indices[0], codes[6].long())
     clips = ShardDataset(clip_codes)
@@ -84,7 +84,7 @@ def test_ten_crop_stores_four_corners_and_the_centre_and_their_flips(tok_dir, tm
     codes, labels = data.arrays["codes"].load().long(), data.arrays["labels"]
     assert len(data) == 20 and "ten-crop" in data.settings["augmentation"]  # 2 images x (5 crops + 5 flips)
     from shared.data import EmbeddedPhotos, SampleKey
-    item = EmbeddedPhotos("train", 24)[SampleKey(1, extract_codes.EMBEDDED_SEED + 1, 24, 24)]  # loaded at 16 * 1.5
+    item = EmbeddedPhotos("train", 24)[SampleKey(1, EMBEDDED_SEED + 1, 24, 24)]  # loaded at 16 * 1.5
     tok = OmniTokenizer.from_pretrained(tok_dir).eval()
     x = item["pixels"][None]
     # rows of the batch: crop-major (top-left of both images, top-right of both, ...), then the same flipped
@@ -109,6 +109,9 @@ def test_extraction_resumes_and_refuses_another_tokenizer(image_codes, tok_dir, 
         extract_codes.main(["--tokenizer", str(other), *args])
     with pytest.raises(ExtractionError, match="resolution: 16 -> 24"):
         extract_codes.main(["--tokenizer", str(tok_dir), *args, "--set", "data.resolution=24"])
+    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "kl")
+    with pytest.raises(SystemExit, match="a KL tokenizer; code extraction needs a VQ one"):
+        extract_codes.main(["--tokenizer", str(tmp_path / "kl"), *args[:2], "--out", str(tmp_path / "x"), *args[4:]])
 
 
 def test_extraction_precision_is_recorded_and_never_mixed(image_codes, tok_dir, tmp_path):
