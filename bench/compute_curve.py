@@ -23,6 +23,7 @@ from pathlib import Path
 
 from eval import class_consistency
 from shared.atomic import atomic_write_json
+from shared.data.embedded import MOTIONS
 from shared.extraction import read_manifest
 from shared.provenance import machine_name, stamp
 
@@ -84,6 +85,10 @@ def plot(report: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(minutes, [r["share"] for r in rows], "o-", label="class consistency (all samples)")
     ax.plot(minutes, [r["lowest_class_share"] for r in rows], "s--", label="its weakest class")
+    motions = [m for m in MOTIONS if m in rows[0].get("per_class_shares", {})]
+    if motions:  # the embedded clips: how much of the camera motion is learnt, beside the real videos' content
+        ax.plot(minutes, [sum(r["per_class_shares"][m] for m in motions) / len(motions) for r in rows], "^-.",
+                label=f"mean of the {len(motions)} camera-motion classes")
     for r, m in zip(rows, minutes):
         ax.annotate(f"{r['steps']} steps", (m, r["share"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axhline(rows[0]["chance"], color="grey", lw=0.8, ls=":", label="chance")
@@ -95,7 +100,7 @@ def plot(report: dict, path: Path) -> Path:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{report['generator']} on {'clips' if items == 'clips' else 'images'} at `{report['scale']}`: guidance {report['guidance']}, "
                  f"{rows[0]['n']} samples a point", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -105,17 +110,25 @@ def plot(report: dict, path: Path) -> Path:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--generator", required=True, choices=GENERATORS)
-    ap.add_argument("--data", required=True, help="image codes (lm: lm_generation.extract_codes) or latents (dit: "
-                                                  "diffusion_generation.extract_latents)")
+    ap.add_argument("--generator", choices=GENERATORS)
+    ap.add_argument("--data", help="codes (lm: lm_generation.extract_codes) or latents (dit, latte: "
+                                   "diffusion_generation.extract_latents)")
     ap.add_argument("--scale", default="small")
-    ap.add_argument("--steps", type=int, nargs="+", required=True, help="training step budgets")
-    ap.add_argument("--guidance", type=float, required=True)
+    ap.add_argument("--steps", type=int, nargs="+", help="training step budgets")
+    ap.add_argument("--guidance", type=float)
     ap.add_argument("--runs", default=None,
                     help="where each budget's run goes (default: runs/<scale>/compute_curve_<generator>)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--plot", required=True)
+    ap.add_argument("--plot-only", action="store_true", help="draw the plot of an existing --json again; run nothing")
     args = ap.parse_args(argv)
+    if args.plot_only:
+        report = json.loads(Path(args.json).read_text())
+        print(plot(report, Path(args.plot)))
+        return report
+    missing = [f"--{k}" for k in ("generator", "data", "steps", "guidance") if getattr(args, k) is None]
+    if missing:
+        ap.error(f"{', '.join(missing)} required (all but --plot-only runs train, sample and judge)")
     if any(s < 1 for s in args.steps):
         raise SystemExit(f"--steps must all be >= 1, got {args.steps}")
     runs = Path(args.runs or f"runs/{args.scale}/compute_curve_{args.generator}")

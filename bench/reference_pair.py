@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from bench.flops import machine_name, matmul_gflops
+from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops
 from shared.atomic import atomic_rewrite_block, atomic_write_json
 from shared.provenance import stamp
 
@@ -89,20 +90,35 @@ def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: floa
     difference and, with a reference, the speed of ours relative to it."""
     for side in sides.values():
         side.step()
+    flops = count_flops(sides["ours"].step)  # the same arithmetic on both sides
+    gemm = gemm_seconds(sides["ours"].step, "cpu")  # our step's matrix products and attention, replayed alone
+    for side in sides.values():
         side.times.clear()
     for _ in range(rounds):
         for side in sides.values():
             side.step()
     seconds = {k: statistics.median(s.times) for k, s in sides.items()}
-    out = {**case, "rounds": rounds, "median_seconds": seconds, "forward_max_abs_difference": difference}
+    rate = matmul_rate(case["precision"])
+    out = {**case, "rounds": rounds, "median_seconds": seconds, "forward_max_abs_difference": difference,
+           "gflop_per_step": flops / 1e9, "matmul_gflops": rate,
+           "share_of_matmul_rate": {k: flops / s / 1e9 / rate for k, s in seconds.items()},
+           "ours_gemm_seconds": gemm, "ours_gemm_share": gemm / seconds["ours"]}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
+        # were everything but the products free, ours would run this much faster than the reference at most
+        out["speedup_ceiling"] = seconds["reference"] / gemm
     return out
+
+
+@lru_cache(maxsize=None)
+def matmul_rate(precision: str) -> float:
+    """GFLOP/s of this CPU's 2048² matmul in `precision` (measured once a run)."""
+    return matmul_gflops("cpu", torch.bfloat16 if precision == "bf16" else torch.float32)
 
 
 def precisions() -> list[str]:
     """fp32, and bf16 autocast where this CPU multiplies faster in it."""
-    return ["fp32"] + (["bf16"] if matmul_gflops("cpu", torch.bfloat16) > 1.2 * matmul_gflops("cpu") else [])
+    return ["fp32"] + (["bf16"] if matmul_rate("bf16") > 1.2 * matmul_rate("fp32") else [])
 
 
 # ----------------------------------------------------------------------------- command line and report
@@ -132,14 +148,26 @@ def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
     first = report["cases"][0]
     lines = [f"{caption}, median of {first['rounds']} steps taken in turns; {report['machine']}, "
              f"{report['threads']} threads; reference: {report['reference']}.", "",
-             f"| size | precision | ours (ms) | {repo_name} (ms) | ours vs reference | forward max diff |",
-             "|---|---|---|---|---|---|"]
+             f"| size | precision | ours (ms) | {repo_name} (ms) | ours vs reference | share of the matmul rate "
+             f"(ours / reference) | our products alone: share of our step; the most ours could gain | "
+             f"forward max diff |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in report["cases"]:
         ours, ref = r["median_seconds"]["ours"], r["median_seconds"].get("reference")
-        diff = r["forward_max_abs_difference"]
+        diff, share = r["forward_max_abs_difference"], r.get("share_of_matmul_rate", {})
         cells = ["-", "-"] if ref is None else [f"{ref * 1000:.0f}", f"{r['speedup']:.2f}x"]
-        lines.append(f"| {r['size']} | {r['precision']} | {ours * 1000:.0f} | {cells[0]} | {cells[1]} | "
-                     f"{'-' if diff is None else f'{diff:.1e}'} |")
+        shares = " / ".join(f"{share[k]:.2f}" for k in ("ours", "reference") if k in share) or "-"
+        gemm = (f"{100 * r['ours_gemm_share']:.0f} %" if "ours_gemm_share" in r else "-") + \
+            (f"; {r['speedup_ceiling']:.2f}x" if "speedup_ceiling" in r else "")
+        lines.append(f"| {r['size']} | {r['precision']} | {ours * 1000:.0f} | {cells[0]} | {cells[1]} | {shares} | "
+                     f"{gemm} | {'-' if diff is None else f'{diff:.1e}'} |")
+    rates = {r["precision"]: r["matmul_gflops"] for r in report["cases"] if "matmul_gflops" in r}
+    if rates:
+        lines += ["", "The shares are of the 2048² matmul rate of the case's precision, measured in the same run ("
+                  + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()) + "), for the FLOPs of our step "
+                  "(torch's FlopCounterMode; the reference's are the same products). The most ours could gain: the "
+                  "reference's step over our step's matrix products and attention kernels replayed alone (were "
+                  "everything else free)."]
     return lines
 
 

@@ -188,6 +188,7 @@ def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monke
     bench = importlib.import_module(f"bench.{name}")
     monkeypatch.setitem(bench.SIZES, "S/2", (32, 2, 2))
     monkeypatch.setattr(reference_pair, "matmul_gflops", lambda device, dtype=torch.float32: 1.0)  # fp32 only
+    reference_pair.matmul_rate.cache_clear()
     page = tmp_path / "speed.md"
     page.write_text(f"x\n{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\nrest\n")
     report = bench.main(["--sizes", "S/2", "--batch", "1", "--rounds", "2", *extra, "--out", str(tmp_path / "r.json"),
@@ -198,7 +199,12 @@ def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monke
     assert "speedup" not in case and case["forward_max_abs_difference"] is None and case["rounds"] == 2
     text = page.read_text()
     assert "old" not in text and text.endswith(f"{bench.DOC_END}\nrest\n")
-    assert f"| S/2 | fp32 | {case['median_seconds']['ours'] * 1000:.0f} | - | - | - |" in text
+    share = case["gflop_per_step"] / case["median_seconds"]["ours"]  # of the (patched) rate of 1 GFLOP/s
+    assert case["gflop_per_step"] > 0 and case["share_of_matmul_rate"]["ours"] == pytest.approx(share)
+    assert 0 < case["ours_gemm_share"] < 1 and "speedup_ceiling" not in case
+    assert (f"| S/2 | fp32 | {case['median_seconds']['ours'] * 1000:.0f} | - | - | {share:.2f} | "
+            f"{100 * case['ours_gemm_share']:.0f} % | - |") in text
+    reference_pair.matmul_rate.cache_clear()
     assert f"{bench.REPO_NAME} (ms)" in text and "reference: not given: our side alone." in text
 
 
