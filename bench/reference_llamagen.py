@@ -26,15 +26,15 @@ each side counts. Without --llamagen-repo our side runs alone and the JSON says 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bench.flops import machine_name, matmul_gflops
+from bench.flops import machine_name
 from bench.lm_speed import sampling_flops
+from bench.reference_pair import Side, alternate, checkout, matmul_rate, randomise
 from lm_generation.config import GPTShape
 from lm_generation.model import CodeLayout, build_lm, lm_loss
 from lm_generation.sampling import sample_codes
@@ -92,13 +92,6 @@ def first_prediction_gap(ours, ref) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
-def randomise(model) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.02 + (1.0 if p.dim() == 1 else 0.0))  # norms near 1
-
-
 def read_bandwidth() -> float:
     """GB/s of reading a 512 MB fp32 tensor (a sum), best of 5: the memory-bandwidth limit of a decode step."""
     x = torch.ones(128 * 2**20)
@@ -120,29 +113,11 @@ def step_bytes(model, rows: int, bytes_per_value: int) -> float:
     return (weights + cache) * bytes_per_value
 
 
-class Runs:
-    """Alternating runs of named callables; each name's times."""
-
-    def __init__(self, fns: dict):
-        self.fns, self.times = fns, {name: [] for name in fns}
-
-    def run(self, rounds: int) -> dict[str, float]:
-        for fn in self.fns.values():  # warm-up
-            fn()
-        for _ in range(rounds):
-            for name, fn in self.fns.items():
-                start = time.perf_counter()
-                fn()
-                self.times[name].append(time.perf_counter() - start)
-        return {name: statistics.median(t) for name, t in self.times.items()}
-
-
-def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, bandwidth: float,
-             rates: dict) -> dict:
+def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, bandwidth: float) -> dict:
     shape = SHAPES[shape_name]
     torch.manual_seed(0)
     ours = build_lm(shape, LAYOUT).eval()
-    randomise(ours)
+    randomise(ours, vector_mean=1.0)  # norm scales near 1
     labels = torch.arange(batch) % LAYOUT.num_classes
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     fns = {"ours": lambda: sample_codes(ours, labels, guidance_scale=GUIDANCE, seed=0)}
@@ -160,12 +135,12 @@ def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rou
         fns["reference"] = lambda: generate(ref, labels, LAYOUT.num_codes, cfg_scale=GUIDANCE, temperature=1.0,
                                             top_k=0, top_p=1.0, sample_logits=True)
     ours.to(dtype)
-    seconds = Runs(fns).run(rounds)
+    seconds = alternate(fns, rounds)
     flops = sampling_flops(ours, 2 * batch, LAYOUT.num_codes)
     bound = step_bytes(ours, 2 * batch, 2 if precision == "bf16" else 4) / (bandwidth * 1e9)
     for name, s in seconds.items():
         out[name] = {"seconds": s, "tokens_per_s": batch * LAYOUT.num_codes / s,
-                     "share_of_matmul_rate": flops / s / 1e9 / rates[precision],
+                     "share_of_matmul_rate": flops / s / 1e9 / matmul_rate(precision),
                      "step_ms": 1e3 * s / LAYOUT.num_codes, "bandwidth_bound_step_ms": 1e3 * bound,
                      "share_of_bandwidth_bound": bound / (s / LAYOUT.num_codes)}
     if "reference" in seconds:
@@ -173,28 +148,17 @@ def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rou
     return out
 
 
-def training(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, rates: dict) -> dict:
+def training(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int) -> dict:
     shape = SHAPES[shape_name]
     torch.manual_seed(0)
     ours = build_lm(shape, LAYOUT).train()
-    randomise(ours)
+    randomise(ours, vector_mean=1.0)  # norm scales near 1
     g = torch.Generator().manual_seed(0)
     codes = torch.randint(0, LAYOUT.codebook_size, (batch, *LAYOUT.grid), generator=g)
     labels = torch.randint(0, LAYOUT.num_classes, (batch,), generator=g)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-
-    def stepper(model, loss_fn, opt):
-        def step():
-            with autocast:
-                loss = loss_fn()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        return step
-
-    fns = {"ours": stepper(ours, lambda: lm_loss(ours, codes, labels, LAYOUT),
-                           make_optimizer(ours, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95)))}
+    sides = {"ours": Side(ours, lambda m, c, y: lm_loss(m, c, y, LAYOUT),
+                          make_optimizer(ours, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95)), precision,
+                          (codes, labels), clip=1.0)}
     if repo is not None:
         gpt, _ = reference_modules(repo)
         ref = reference_model(gpt, shape, ours.config.rms_norm_eps).train()
@@ -204,14 +168,16 @@ def training(shape_name: str, precision: str, repo: Path | None, batch: int, rou
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
                                 lr=1e-4, betas=(0.9, 0.95), fused=True)  # as its train_c2i.py
         flat = codes.reshape(batch, -1)
-        fns["reference"] = stepper(ref, lambda: ref(flat[:, :-1], labels, targets=flat)[1], opt)
-    seconds = Runs(fns).run(rounds)
+        sides["reference"] = Side(ref, lambda m, z, y: m(z[:, :-1], y, targets=z)[1], opt, precision, (flat, labels),
+                                  clip=1.0)
+    seconds = alternate({k: side.step for k, side in sides.items()}, rounds)
     tokens = batch * LAYOUT.seq_len
     flops = 6 * sum(p.numel() for n, p in ours.named_parameters() if p.dim() == 2 and "embed" not in n) * tokens
     out = {"shape": shape_name, "precision": "bf16 autocast" if precision == "bf16" else "fp32", "batch": batch,
            "sequence": LAYOUT.seq_len}
     for name, s in seconds.items():
-        out[name] = {"seconds": s, "tokens_per_s": tokens / s, "share_of_matmul_rate": flops / s / 1e9 / rates[precision]}
+        out[name] = {"seconds": s, "tokens_per_s": tokens / s,
+                     "share_of_matmul_rate": flops / s / 1e9 / matmul_rate(precision)}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
     return out
@@ -247,7 +213,7 @@ def doc_lines(report: dict) -> list[str]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--llamagen-repo", type=Path, default=None, help="a checkout of FoundationVision/LlamaGen")
+    ap.add_argument("--llamagen-repo", default=None, help="a checkout of FoundationVision/LlamaGen")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--batch", type=int, default=8, help="sampling batch (rows with guidance: twice this)")
@@ -256,15 +222,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="bench/out/reference_llamagen.json")
     ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
     args = ap.parse_args(argv)
-    rates = {p: matmul_gflops("cpu", torch.bfloat16 if p == "bf16" else torch.float32) for p in args.precisions}
+    repo = checkout(args.llamagen_repo, "FoundationVision/LlamaGen", "autoregressive/models/gpt.py")
+    rates = {p: matmul_rate(p) for p in args.precisions}
     bandwidth = read_bandwidth()
     report = {"machine": machine_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "reference": str(args.llamagen_repo) if args.llamagen_repo else "not given: our side alone",
+              "reference": str(repo) if repo else "not given: our side alone",
               "matmul_gflops": rates, "read_gb_per_s": bandwidth,
               "timing": f"median of {args.rounds} runs a side, the sides alternating, after a warm-up run",
-              "sampling": [sampling(s, p, args.llamagen_repo, args.batch, args.rounds, bandwidth, rates)
+              "sampling": [sampling(s, p, repo, args.batch, args.rounds, bandwidth)
                            for s in args.shapes for p in args.precisions],
-              "training": [training(s, p, args.llamagen_repo, args.train_batch, args.rounds, rates)
+              "training": [training(s, p, repo, args.train_batch, args.rounds)
                            for s in args.shapes for p in args.precisions]}
     by = {(c["shape"], c["precision"]): c for c in report["sampling"]}
     report["sampling_bf16_vs_fp32"] = {s: by[(s, "fp32 weights")]["ours"]["seconds"] / by[(s, "bf16 weights")]["ours"]

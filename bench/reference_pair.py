@@ -10,6 +10,7 @@ import statistics
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -20,11 +21,12 @@ from shared.provenance import stamp
 # ----------------------------------------------------------------------------- weights
 
 
-def randomise(model) -> None:
+def randomise(model, vector_mean: float = 0.0) -> None:
+    """Every weight drawn around 0 (std 0.02), vectors (norm scales, biases) around `vector_mean`, from a fixed seed."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02 + (vector_mean if p.dim() == 1 else 0.0))
 
 
 def reference_state(ours) -> dict[str, torch.Tensor]:
@@ -68,36 +70,42 @@ def agreement(what: str, ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 class Side:
-    """One model's training step on its own inputs: its forward, its loss code, backward, its optimizer."""
+    """One model's training step on its own inputs: its forward, its loss code, backward, gradient clipping where its
+    trainer clips, its optimizer."""
 
-    def __init__(self, model, loss, optimizer, precision: str, inputs: tuple):
+    def __init__(self, model, loss, optimizer, precision: str, inputs: tuple, clip: float | None = None):
         self.model, self.loss, self.opt, self.precision = model.train(), loss, optimizer, precision
-        self.inputs = inputs
-        self.times: list[float] = []
+        self.inputs, self.clip = inputs, clip
 
     def step(self) -> None:
-        start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             loss = self.loss(self.model, *self.inputs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.opt.step()
-        self.times.append(time.perf_counter() - start)
+
+
+def alternate(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Each callable's median seconds over `rounds` runs, the callables taking turns, after one warm-up run each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: float | None) -> dict:
     """`case` with each side's median step over `rounds` taken in turns (after one warm-up step each), the forward's
     difference and, with a reference, the speed of ours relative to it."""
-    for side in sides.values():
-        side.step()
     flops = count_flops(sides["ours"].step)  # the same arithmetic on both sides
     gemm = gemm_seconds(sides["ours"].step, "cpu")  # our step's matrix products and attention, replayed alone
-    for side in sides.values():
-        side.times.clear()
-    for _ in range(rounds):
-        for side in sides.values():
-            side.step()
-    seconds = {k: statistics.median(s.times) for k, s in sides.items()}
+    seconds = alternate({k: side.step for k, side in sides.items()}, rounds)
     rate = matmul_rate(case["precision"])
     out = {**case, "rounds": rounds, "median_seconds": seconds, "forward_max_abs_difference": difference,
            "gflop_per_step": flops / 1e9, "matmul_gflops": rate,

@@ -26,9 +26,9 @@ import torch
 
 from shared.data import open_dataset
 from shared.data.transforms import as_size
-from shared.extraction import EMBEDDED_SEED, SeededItems, add_precision_argument, extract, mirrored_labels, with_flips
+from shared.extraction import EMBEDDED_SEED, SeededItems, extract, mirrored_labels, with_flips
 from shared.provenance import file_sha256
-from shared.training.precision import autocast, choose_precision
+from shared.training.precision import add_precision_argument, autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DiffusionDataConfig, experiment_config
@@ -68,7 +68,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", required=True, help="extraction folder (shards + manifest.json)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
     ap.add_argument("--restart", action="store_true", help="discard this folder's shards and extract again")
-    add_precision_argument(ap)
+    add_precision_argument(ap, "the encoder's", "Recorded in the folder's settings: a folder made in another "
+                           "precision is refused, never mixed")
     args = ap.parse_args(argv)
     cfg = experiment_config(args.scale, args.experiment, args.overrides)
     data = cfg.data

@@ -19,7 +19,7 @@ import torch
 from shared.atomic import atomic_write_json, read_json_object
 from shared.config import build, check_finite, check_seed
 from shared.labels import class_labels
-from shared.training.precision import autocast, choose_precision
+from shared.training.precision import autocast, check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import DiffusionConfig
@@ -37,8 +37,7 @@ class LatentDiffusionPipeline:
         factor the denoiser's latents were multiplied by (measured at extraction, as diffusers keeps
         `vae.config.scaling_factor`). precision: the denoiser's, "fp32" or "bf16" (autocast; the scheduler's
         arithmetic and the VAE's decoding stay fp32)."""
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        check_computed(precision)
         self.vae, self.model, self.diffusion, self.precision = vae.eval(), model.eval(), diffusion, precision
         self.latent_shape, self.latent_scale = tuple(latent_shape), float(latent_scale)
         self.classes, self.info = classes or [], info or {}

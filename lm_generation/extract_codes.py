@@ -27,10 +27,9 @@ from pathlib import Path
 import torch
 
 from shared.data import open_dataset
-from shared.extraction import (EMBEDDED_SEED, SeededItems, add_precision_argument, extract, five_crops,
-                               mirrored_labels, with_flips)
+from shared.extraction import EMBEDDED_SEED, SeededItems, extract, five_crops, mirrored_labels, with_flips
 from shared.provenance import file_sha256
-from shared.training.precision import autocast, choose_precision
+from shared.training.precision import add_precision_argument, autocast, choose_precision
 from tokenizer import OmniTokenizer
 
 from .config import LMDataConfig, lm_config
@@ -76,7 +75,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--scale", default="small", help="tiny | small | paper | path to a YAML (its data: section)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="config override")
     ap.add_argument("--restart", action="store_true", help="discard what --out holds and extract again")
-    add_precision_argument(ap)
+    add_precision_argument(ap, "the encoder's", "Recorded in the folder's settings: a folder made in another "
+                           "precision is refused, never mixed")
     args = ap.parse_args(argv)
     data = lm_config(args.scale, args.set).data
     kind = "image" if args.images else "video"

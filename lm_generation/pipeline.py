@@ -22,7 +22,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from shared.provenance import check_sha256, file_sha256
-from shared.training.precision import choose_precision
+from shared.training.precision import check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
 from .model import CodeLayout, layout_of
@@ -39,8 +39,7 @@ class ARPipeline:
         if tokenizer.config.codebook_size != layout.codebook_size:
             raise ValueError(f"tokenizer codebook has {tokenizer.config.codebook_size} entries, the LM was trained on "
                              f"{layout.codebook_size}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        check_computed(precision)
         self.lm, self.tokenizer, self.precision = lm.eval(), tokenizer.eval(), precision
         if precision == "bf16":
             self.lm.to(torch.bfloat16)

@@ -47,7 +47,6 @@ from shared.atomic import atomic_write, atomic_write_json, read_json_object, rem
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.keys import SampleKey
-from shared.training.precision import PRECISIONS
 
 MANIFEST = "manifest.json"
 # settings added after some folders were written, with the value those folders were made with: such a folder
@@ -57,14 +56,6 @@ ADDED_SETTINGS = {"precision": "fp32"}
 
 class ExtractionError(ValueError):
     pass
-
-
-def add_precision_argument(parser) -> None:
-    """The extraction CLIs' --precision (None unless given: shared.training.precision.choose_precision's default)."""
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="the encoder's precision (default: bf16 autocast on CUDA, fp32 on a CPU; auto: also the "
-                             "CPU's bf16 where a matmul measures it faster, decided at start-up). Recorded in the "
-                             "folder's settings: a folder made in another precision is refused, never mixed")
 
 
 EMBEDDED_SEED = 0  # every extraction of the embedded data: item i is drawn with seed EMBEDDED_SEED + i

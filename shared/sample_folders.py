@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write_json, read_json_object, remove_temporary_files
 from .media import grid, read_sample, sample_path, write_sample
-from .training.precision import PRECISIONS
+from .training.precision import add_precision_argument
 
 SAMPLES_FILE = "samples.json"
 GRID_ROWS, GRID_COLUMNS = 24, 8
@@ -55,9 +55,7 @@ def add_sampling_flags(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=None, help="sampling seed (default: the config's sample.seed)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="config override (repeatable)")
-    ap.add_argument("--precision", choices=PRECISIONS, default=None,
-                    help="the generator's precision (default: bf16 on CUDA, fp32 on a CPU; auto: also the CPU's bf16 "
-                         "where a matmul measures it faster). Recorded in samples.json: never mixed in one folder")
+    add_precision_argument(ap, "the generator's", "Recorded in samples.json: never mixed in one folder")
 
 
 def check_sampling_flags(args: argparse.Namespace) -> None:

@@ -58,3 +58,17 @@ def autocast(precision: str, device: str | torch.device):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def add_precision_argument(parser, what: str, recorded: str) -> None:
+    """A CLI's --precision (None unless given: choose_precision's default); `what` computes in it, `recorded` says
+    where the choice is kept."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help=f"{what} precision (default: bf16 on CUDA, fp32 on a CPU; auto: also the CPU's "
+                             f"bf16 where a matmul measures it faster, decided at start-up). {recorded}")
+
+
+def check_computed(precision: str) -> None:
+    """A precision a model computes in, once chosen: "fp32" or "bf16" (not "auto")."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
