@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out bench/out/lm_speed.json \
 		--doc docs/lm_generation.md
 	$(PY) -m bench.diffusion_speed --out bench/out/diffusion_speed.json --doc docs/diffusion_generation.md
+	$(PY) -m bench.reference_tokenizer $(if $(RELEASE_REPO),--release-repo $(RELEASE_REPO)) \
+		--out bench/out/reference_tokenizer.json --doc docs/speed.md
 	$(PY) -m bench.reference_dit $(if $(DIT_REPO),--dit-repo $(DIT_REPO)) --out bench/out/reference_dit.json \
 		--doc docs/speed.md
 	$(PY) -m bench.reference_latte $(if $(LATTE_REPO),--latte-repo $(LATTE_REPO)) --out bench/out/reference_latte.json \

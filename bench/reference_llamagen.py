@@ -34,7 +34,7 @@ import torch
 
 from bench.flops import machine_name
 from bench.lm_speed import sampling_flops
-from bench.reference_pair import Side, alternate, checkout, matmul_rate, randomise
+from bench.reference_pair import Side, added_peak_gb, alternate, checkout, matmul_rate, randomise
 from lm_generation.config import GPTShape
 from lm_generation.model import CodeLayout, build_lm, lm_loss
 from lm_generation.sampling import sample_codes
@@ -136,13 +136,14 @@ def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rou
                                             top_k=0, top_p=1.0, sample_logits=True)
     ours.to(dtype)
     seconds = alternate(fns, rounds)
+    peak = {k: added_peak_gb(fn) for k, fn in fns.items()}
     flops = sampling_flops(ours, 2 * batch, LAYOUT.num_codes)
     bound = step_bytes(ours, 2 * batch, 2 if precision == "bf16" else 4) / (bandwidth * 1e9)
     for name, s in seconds.items():
         out[name] = {"seconds": s, "tokens_per_s": batch * LAYOUT.num_codes / s,
                      "share_of_matmul_rate": flops / s / 1e9 / matmul_rate(precision),
                      "step_ms": 1e3 * s / LAYOUT.num_codes, "bandwidth_bound_step_ms": 1e3 * bound,
-                     "share_of_bandwidth_bound": bound / (s / LAYOUT.num_codes)}
+                     "share_of_bandwidth_bound": bound / (s / LAYOUT.num_codes), "peak_added_gb": peak[name]}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
     return out
@@ -171,13 +172,14 @@ def training(shape_name: str, precision: str, repo: Path | None, batch: int, rou
         sides["reference"] = Side(ref, lambda m, z, y: m(z[:, :-1], y, targets=z)[1], opt, precision, (flat, labels),
                                   clip=1.0)
     seconds = alternate({k: side.step for k, side in sides.items()}, rounds)
+    peak = {k: added_peak_gb(side.step) for k, side in sides.items()}
     tokens = batch * LAYOUT.seq_len
     flops = 6 * sum(p.numel() for n, p in ours.named_parameters() if p.dim() == 2 and "embed" not in n) * tokens
     out = {"shape": shape_name, "precision": "bf16 autocast" if precision == "bf16" else "fp32", "batch": batch,
            "sequence": LAYOUT.seq_len}
     for name, s in seconds.items():
         out[name] = {"seconds": s, "tokens_per_s": tokens / s,
-                     "share_of_matmul_rate": flops / s / 1e9 / matmul_rate(precision)}
+                     "share_of_matmul_rate": flops / s / 1e9 / matmul_rate(precision), "peak_added_gb": peak[name]}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
     return out
@@ -191,7 +193,9 @@ def doc_lines(report: dict) -> list[str]:
         if name not in case:
             return "-"
         s = case[name]
-        return f"{s['tokens_per_s']:.1f} tokens/s ({100 * s['share_of_matmul_rate']:.0f} % of the rate{extra.format(**s)})"
+        memory = "" if s["peak_added_gb"] is None else f"; adds {s['peak_added_gb']:.2f} GB at its peak"
+        return (f"{s['tokens_per_s']:.1f} tokens/s ({100 * s['share_of_matmul_rate']:.0f} % of the rate"
+                f"{extra.format(**s)}{memory})")
 
     lines = ["| case | precision | ours | LlamaGen | ours vs LlamaGen |", "|---|---|---|---|---|"]
     bw = "; a step {step_ms:.1f} ms, its bandwidth bound {bandwidth_bound_step_ms:.1f} ms"
@@ -207,7 +211,9 @@ def doc_lines(report: dict) -> list[str]:
               f"(2048², each share is of its precision's): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items())
               + f"; read bandwidth {report['read_gb_per_s']:.1f} GB/s. Ours with bf16 weights against ours in fp32: "
               + (", ".join(f"{k} {v:.2f}x" for k, v in gains.items()) or "not measured")
-              + f". Reference: {report['reference']}. Timing: {report['timing']}."]
+              + f". Reference: {report['reference']}. Timing: {report['timing']}. Memory: the peak resident "
+              "memory one run adds over what is resident before it (the weights are; the KV cache, activations and "
+              "gradients are not), each side's peak reset before its run."]
     return lines
 
 

@@ -1,11 +1,14 @@
-"""What the benches of our diffusion transformers beside their reference implementations share (reference_dit.py,
-reference_latte.py): our weights in the references' naming (facebookresearch/DiT's, which Vchitect/Latte keeps),
-loaded so that nothing is left over on either side; the check that one forward agrees; one side's training step;
-the two sides taking turns; the command line, the JSON report and the page's table.
+"""What the benches of our models beside their reference implementations share (reference_dit.py,
+reference_latte.py, reference_tokenizer.py; reference_llamagen.py takes the timing loop, the weights' randomiser and
+the rates): our diffusion transformers' weights in the references' naming (facebookresearch/DiT's, which
+Vchitect/Latte keeps), loaded so that nothing is left over on either side; the check that one forward agrees; one
+side's training step; the two sides taking turns, each one's FLOPs and the memory its step adds; the command line,
+the JSON report and the page's table.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 from functools import lru_cache
@@ -16,6 +19,7 @@ import torch
 
 from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops
 from shared.atomic import atomic_rewrite_block, atomic_write_json
+from shared.memory import release_free_heap
 from shared.provenance import stamp
 
 # ----------------------------------------------------------------------------- weights
@@ -100,22 +104,50 @@ def alternate(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, fl
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: float | None) -> dict:
-    """`case` with each side's median step over `rounds` taken in turns (after one warm-up step each), the forward's
-    difference and, with a reference, the speed of ours relative to it."""
-    flops = count_flops(sides["ours"].step)  # the same arithmetic on both sides
-    gemm = gemm_seconds(sides["ours"].step, "cpu")  # our step's matrix products and attention, replayed alone
+def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: float | None,
+               replay: bool = True) -> dict:
+    """`case` with each side's median step over `rounds` taken in turns (after one warm-up step each), its FLOPs
+    (those of its `flops_step` where it has one: a compiled step's eager twin), share of the matmul rate and peak
+    memory, the forward's difference and, with a reference, the speed of ours relative to it. With `replay`, our
+    step's products are replayed alone too (not for compiled code, whose packed products are not those)."""
+    flops = {k: count_flops(getattr(side, "flops_step", side.step)) for k, side in sides.items()}
     seconds = alternate({k: side.step for k, side in sides.items()}, rounds)
+    peak = {k: added_peak_gb(side.step) for k, side in sides.items()}
     rate = matmul_rate(case["precision"])
     out = {**case, "rounds": rounds, "median_seconds": seconds, "forward_max_abs_difference": difference,
-           "gflop_per_step": flops / 1e9, "matmul_gflops": rate,
-           "share_of_matmul_rate": {k: flops / s / 1e9 / rate for k, s in seconds.items()},
-           "ours_gemm_seconds": gemm, "ours_gemm_share": gemm / seconds["ours"]}
+           "gflop_per_step": {k: f / 1e9 for k, f in flops.items()}, "matmul_gflops": rate,
+           "share_of_matmul_rate": {k: flops[k] / s / 1e9 / rate for k, s in seconds.items()},
+           "peak_added_gb": peak}
+    if replay:
+        gemm = gemm_seconds(sides["ours"].step, "cpu")  # our step's matrix products and attention, replayed alone
+        out |= {"ours_gemm_seconds": gemm, "ours_gemm_share": gemm / seconds["ours"]}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
-        # were everything but the products free, ours would run this much faster than the reference at most
-        out["speedup_ceiling"] = seconds["reference"] / gemm
+        if replay:  # were everything but the products free, ours would run this much faster than the reference
+            out["speedup_ceiling"] = seconds["reference"] / out["ours_gemm_seconds"]
     return out
+
+
+def _proc_status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def added_peak_gb(fn: Callable[[], object]) -> float | None:
+    """The resident memory one fn() call adds at its peak over what is resident before it (GB): activations,
+    gradients, workspace; the weights and optimizer state resident already do not count. The heap's free pages
+    are returned first and the peak reset (Linux's clear_refs), so that the sides' calls in one process do not
+    share a high-water mark. None where the kernel offers no reset (not Linux)."""
+    gc.collect()
+    release_free_heap()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+        before = _proc_status_mb("VmRSS")
+    except OSError:
+        return None
+    fn()
+    return (_proc_status_mb("VmHWM") - before) / 1024
 
 
 @lru_cache(maxsize=None)
@@ -151,6 +183,10 @@ def checkout(path: str | None, repo_name: str, marker: str) -> Path | None:
     return repo
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}" if seconds >= 0.1 else f"{seconds * 1000:.1f}"
+
+
 def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
     """The page's table under `caption`: per size and precision, each side's median step and the ratio."""
     first = report["cases"][0]
@@ -158,24 +194,30 @@ def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
              f"{report['threads']} threads; reference: {report['reference']}.", "",
              f"| size | precision | ours (ms) | {repo_name} (ms) | ours vs reference | share of the matmul rate "
              f"(ours / reference) | our products alone: share of our step; the most ours could gain | "
-             f"forward max diff |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"memory a step adds, GB (ours / reference) | forward max diff |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["cases"]:
         ours, ref = r["median_seconds"]["ours"], r["median_seconds"].get("reference")
         diff, share = r["forward_max_abs_difference"], r.get("share_of_matmul_rate", {})
-        cells = ["-", "-"] if ref is None else [f"{ref * 1000:.0f}", f"{r['speedup']:.2f}x"]
+        cells = ["-", "-"] if ref is None else [_ms(ref), f"{r['speedup']:.2f}x"]
         shares = " / ".join(f"{share[k]:.2f}" for k in ("ours", "reference") if k in share) or "-"
         gemm = (f"{100 * r['ours_gemm_share']:.0f} %" if "ours_gemm_share" in r else "-") + \
             (f"; {r['speedup_ceiling']:.2f}x" if "speedup_ceiling" in r else "")
-        lines.append(f"| {r['size']} | {r['precision']} | {ours * 1000:.0f} | {cells[0]} | {cells[1]} | {shares} | "
-                     f"{gemm} | {'-' if diff is None else f'{diff:.1e}'} |")
+        if "compile_seconds" in r:  # compiled code's packed products are not replayed
+            gemm = f"not replayed (compiled in {r['compile_seconds']:.0f} s)"
+        peak = " / ".join("-" if r["peak_added_gb"][k] is None else f"{r['peak_added_gb'][k]:.2f}"
+                          for k in ("ours", "reference") if k in r["peak_added_gb"])
+        lines.append(f"| {r['size']} | {r['precision']} | {_ms(ours)} | {cells[0]} | {cells[1]} | {shares} | "
+                     f"{gemm} | {peak} | {'-' if diff is None else f'{diff:.1e}'} |")
     rates = {r["precision"]: r["matmul_gflops"] for r in report["cases"] if "matmul_gflops" in r}
     if rates:
         lines += ["", "The shares are of the 2048² matmul rate of the case's precision, measured in the same run ("
-                  + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()) + "), for the FLOPs of our step "
-                  "(torch's FlopCounterMode; the reference's are the same products). The most ours could gain: the "
-                  "reference's step over our step's matrix products and attention kernels replayed alone (were "
-                  "everything else free)."]
+                  + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()) + "), for each side's FLOPs "
+                  "(torch's FlopCounterMode). The most ours could gain: the reference's step over our step's matrix "
+                  "products and attention kernels replayed alone (were everything else free). Memory: the peak "
+                  "resident memory one step adds over what is resident before it (weights and optimizer state "
+                  "are), each side's peak reset before its step (Linux's clear_refs) after the heap's free pages "
+                  "are returned."]
     return lines
 
 

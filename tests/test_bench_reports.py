@@ -178,15 +178,17 @@ def test_reference_map_places_each_of_our_weights_once():
     assert torch.equal(state["blocks.1.attn.qkv.weight"][32:64], ours.blocks[1].attn.to_k.weight)
 
 
-@pytest.mark.parametrize("name, extra", [("reference_dit", []), ("reference_latte", ["--frames", "2"])])
-def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monkeypatch, name, extra):
+@pytest.mark.parametrize("name, extra, size", [("reference_dit", [], (32, 2, 2)),
+                                               ("reference_latte", ["--frames", "2"], (32, 2, 2)),
+                                               ("reference_tokenizer", [], ("tiny", {}, 5, 32))])
+def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monkeypatch, name, extra, size):
     import importlib
     import json
 
     from bench import reference_pair
 
     bench = importlib.import_module(f"bench.{name}")
-    monkeypatch.setitem(bench.SIZES, "S/2", (32, 2, 2))
+    monkeypatch.setitem(bench.SIZES, "S/2", size)
     monkeypatch.setattr(reference_pair, "matmul_gflops", lambda device, dtype=torch.float32: 1.0)  # fp32 only
     reference_pair.matmul_rate.cache_clear()
     page = tmp_path / "speed.md"
@@ -199,13 +201,42 @@ def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monke
     assert "speedup" not in case and case["forward_max_abs_difference"] is None and case["rounds"] == 2
     text = page.read_text()
     assert "old" not in text and text.endswith(f"{bench.DOC_END}\nrest\n")
-    share = case["gflop_per_step"] / case["median_seconds"]["ours"]  # of the (patched) rate of 1 GFLOP/s
-    assert case["gflop_per_step"] > 0 and case["share_of_matmul_rate"]["ours"] == pytest.approx(share)
+    share = case["gflop_per_step"]["ours"] / case["median_seconds"]["ours"]  # of the (patched) rate of 1 GFLOP/s
+    assert case["gflop_per_step"]["ours"] > 0 and case["share_of_matmul_rate"]["ours"] == pytest.approx(share)
     assert 0 < case["ours_gemm_share"] < 1 and "speedup_ceiling" not in case
-    assert (f"| S/2 | fp32 | {case['median_seconds']['ours'] * 1000:.0f} | - | - | {share:.2f} | "
-            f"{100 * case['ours_gemm_share']:.0f} % | - |") in text
+    assert case["peak_added_gb"]["ours"] > 0  # a step's activations at least
+    ms = case["median_seconds"]["ours"] * 1000
+    ms = f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}"  # tenths below 100 ms
+    assert (f"| S/2 | fp32 | {ms} | - | - | {share:.2f} | "
+            f"{100 * case['ours_gemm_share']:.0f} % | {case['peak_added_gb']['ours']:.2f} | - |") in text
     reference_pair.matmul_rate.cache_clear()
     assert f"{bench.REPO_NAME} (ms)" in text and "reference: not given: our side alone." in text
+
+
+def test_taking_turns_counts_a_compiled_steps_flops_on_its_eager_twin_and_replays_nothing():
+    from types import SimpleNamespace
+
+    from bench.reference_pair import take_turns
+
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    sides = {"ours": SimpleNamespace(step=lambda: a + 1, flops_step=lambda: a @ b),
+             "reference": SimpleNamespace(step=lambda: (a @ b) @ b)}
+    case = take_turns({"size": "s", "precision": "fp32"}, sides, rounds=2, difference=None, replay=False)
+    assert case["gflop_per_step"] == {"ours": 2 * 64**3 / 1e9, "reference": 4 * 64**3 / 1e9}
+    assert "ours_gemm_share" not in case and "speedup_ceiling" not in case and case["speedup"] > 0
+
+
+def test_the_release_is_built_at_our_configs_shapes_in_its_own_letters():
+    from bench.reference_tokenizer import RELEASE_BLOCK, release_settings
+    from tokenizer.config import model_config
+
+    cfg = model_config("paper", encoder_spatial="ggww")
+    settings = release_settings(cfg, 256)
+    assert (settings["dim"], settings["heads"], settings["dim_head"]) == (512, 8, 64)
+    assert (settings["patch_size"], settings["temporal_patch_size"], settings["window_size"]) == (8, 4, 8)
+    assert "".join(RELEASE_BLOCK[c] for c in cfg.encoder_spatial) == "ttww"  # the release's stage-2 encoder
+    with pytest.raises(ValueError, match="one temporal depth"):
+        release_settings(model_config("paper", decoder_temporal=2), 256)
 
 
 def test_llamagen_bench_runs_our_side_alone_and_writes_its_table(tmp_path):
@@ -223,3 +254,5 @@ def test_llamagen_bench_runs_our_side_alone_and_writes_its_table(tmp_path):
     # a decode step's bandwidth bound: bf16 reads half the bytes of fp32
     assert bf16["ours"]["bandwidth_bound_step_ms"] == pytest.approx(fp32["ours"]["bandwidth_bound_step_ms"] / 2)
     assert f"{fp32['ours']['tokens_per_s']:.1f} tokens/s" in text and "| training step, small (batch 1 x 257) |" in text
+    train = report["training"][0]["ours"]
+    assert train["peak_added_gb"] > 0 and f"adds {train['peak_added_gb']:.2f} GB at its peak" in text
