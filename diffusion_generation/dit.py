@@ -11,7 +11,8 @@ The model's output is exactly zero at initialisation, as in DiT. The blocks, the
 final layer are shared with Latte (latte.py).
 
 Built on diffusers: `ModelMixin` + `ConfigMixin` (save_pretrained / from_pretrained, config.json), `Timesteps`,
-`TimestepEmbedding`, `LabelEmbedding`, `Attention` (torch SDPA), `FeedForward`, and the 1-D sin-cos function.
+`TimestepEmbedding`, `LabelEmbedding`, `Attention` (torch SDPA; on the CPU in bf16 diffusers' explicit processor,
+see `SDPAOrExplicitOnCPUbf16`), `FeedForward`, and the 1-D sin-cos function.
 Not diffusers' `DiTTransformer2DModel`, which builds a timestep + label embedder in every block, drops the label
 independently in each block, leaves the adaLN-Zero gates non-zero, and unpatchifies square grids only; nor its
 `get_2d_sincos_pos_embed`, which scrambles the grid when h != w.
@@ -22,7 +23,7 @@ import torch
 import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import FeedForward
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from diffusers.models.embeddings import LabelEmbedding, TimestepEmbedding, Timesteps, get_1d_sincos_pos_embed_from_grid
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
@@ -81,13 +82,29 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+class SDPAOrExplicitOnCPUbf16:
+    """diffusers' SDPA processor, except on the CPU in bf16 (autocast or bf16 tensors), where its explicit one
+    (baddbmm, softmax in fp32 with the Attention's `upcast_softmax`, bmm) runs: at these short sequences torch's CPU
+    flash kernel ran an attention layer's forward and backward slower than the explicit products in bf16 and level
+    in fp32 (measured; the training steps' figures: docs/speed.md)."""
+
+    def __init__(self):
+        self.sdpa, self.explicit = AttnProcessor2_0(), AttnProcessor()
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        cpu_bf16 = hidden_states.device.type == "cpu" and (hidden_states.dtype == torch.bfloat16 or (
+            torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16))
+        return (self.explicit if cpu_bf16 else self.sdpa)(attn, hidden_states, *args, **kwargs)
+
+
 class DiTBlock(nn.Module):
     """Pre-norm transformer block with adaLN-Zero: attention over the token axis of (N, L, D)."""
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, heads=num_heads, dim_head=hidden_size // num_heads, bias=True)
+        self.attn = Attention(hidden_size, heads=num_heads, dim_head=hidden_size // num_heads, bias=True,
+                              upcast_softmax=True, processor=SDPAOrExplicitOnCPUbf16())
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = FeedForward(hidden_size, inner_dim=int(hidden_size * mlp_ratio), activation_fn="gelu-approximate")
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))

@@ -207,3 +207,33 @@ class TestLatteModel(TestDiTModel):
     def make_inputs(self):
         g = torch.Generator().manual_seed(0)
         return {"x": torch.randn(2, 8, 3, 4, 4, generator=g), "t": torch.tensor([3, 700]), "y": torch.tensor([0, 4])}
+
+
+def test_attention_runs_sdpa_in_fp32_and_the_explicit_products_on_the_cpu_in_bf16(monkeypatch):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    torch.manual_seed(0)
+    model = Latte(in_channels=4, patch_size=2, hidden_size=64, depth=2, num_heads=2, num_classes=3).eval()
+    for p in model.parameters():  # past the zero-initialised gates, so that attention reaches the output
+        torch.nn.init.normal_(p, std=0.05)
+    x, t, y = torch.randn(2, 4, 3, 8, 8), torch.tensor([3, 500]), torch.tensor([1, 2])  # (N, C, T, h, w)
+    calls = []
+    for block in model.blocks:
+        for name in ("sdpa", "explicit"):
+            run = getattr(block.attn.processor, name)
+            monkeypatch.setattr(block.attn.processor, name, lambda *a, _run=run, _name=name, **k: (
+                calls.append(_name), _run(*a, **k))[1])
+    with torch.no_grad():
+        fp32 = model(x, t, y)
+        assert set(calls) == {"sdpa"}
+        calls.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x, t, y)
+        assert set(calls) == {"explicit"}
+        for block in model.blocks:
+            block.attn.set_processor(AttnProcessor2_0())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_sdpa = model(x, t, y)
+        # the same attention to bf16's precision (the two differ in rounding only)
+        assert (bf16 - bf16_sdpa).abs().max() <= 2 * (bf16_sdpa - fp32).abs().max() + 1e-3
+        assert torch.equal(model(x, t, y), fp32)  # fp32: SDPA either way
