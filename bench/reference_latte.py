@@ -46,7 +46,8 @@ DIFFERENCES = [
     "shape: the reference's position tables and conditioning repeats are fixed when it is built (input_size, "
     "num_frames), so it takes that clip shape only; ours takes any frame count and grid",
     "attention: the reference's attention_mode 'math' (what its get_models builds: softmax(q k^T) v in explicit "
-    "matmuls, the attention matrix kept for backward); ours torch's scaled_dot_product_attention",
+    "matmuls, the attention matrix kept for backward); ours torch's scaled_dot_product_attention, and on the CPU in "
+    "bf16 diffusers' explicit processor (its softmax in fp32)",
 ]
 DOC_BEGIN = "<!-- Latte beside its reference: written by `python -m bench.reference_latte --doc`; do not edit -->"
 DOC_END = "<!-- end of Latte beside its reference -->"

@@ -82,6 +82,14 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+def per_condition(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """x (N * g, L, D) as (N, g * L, D): the g sequences of each of c's N rows (consecutive in x) share its
+    modulation, computed once per row (Latte: a clip's frames, or its positions, share the clip's condition)."""
+    if x.shape[0] % c.shape[0]:
+        raise ValueError(f"{x.shape[0]} sequences do not split into groups for {c.shape[0]} conditions")
+    return x.reshape(c.shape[0], -1, x.shape[-1])
+
+
 class SDPAOrExplicitOnCPUbf16:
     """diffusers' SDPA processor, except on the CPU in bf16 (autocast or bf16 tensors), where its explicit one
     (baddbmm, softmax in fp32 with the Attention's `upcast_softmax`, bmm) runs: at these short sequences torch's CPU
@@ -109,10 +117,15 @@ class DiTBlock(nn.Module):
         self.mlp = FeedForward(hidden_size, inner_dim=int(hidden_size * mlp_ratio), activation_fn="gelu-approximate")
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:  # x (N, L, D), c (N, D)
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x (N * g, L, D), c (N, D): attention within each of the N * g sequences, each group of g modulated by
+        its row of c (DiT: g = 1)."""
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.adaLN_modulation(c).chunk(6, dim=1)
-        x = x + gate_a.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_a, scale_a))
-        return x + gate_m.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+        grouped = per_condition(x, c)  # (N, g * L, D), a view of x
+        h = modulate(per_condition(self.norm1(x), c), shift_a, scale_a).view_as(x)
+        grouped = grouped + gate_a.unsqueeze(1) * per_condition(self.attn(h), c)
+        h = modulate(per_condition(self.norm2(grouped), c), shift_m, scale_m)
+        return (grouped + gate_m.unsqueeze(1) * self.mlp(h)).view_as(x)
 
 
 class FinalLayer(nn.Module):
@@ -125,8 +138,9 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x (N * g, L, D), c (N, D), as DiTBlock's."""
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+        return self.linear(modulate(per_condition(self.norm(x), c), shift, scale)).view(*x.shape[:2], -1)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -53,16 +53,14 @@ class Latte(ModelMixin, ConfigMixin):
         tokens = self.patch_embed(rearrange(x, "n c t h w -> (n t) c h w")).flatten(2).transpose(1, 2)
         d = tokens.shape[-1]
         tokens = tokens + sincos_2d(d, gh, gw, x.device).to(tokens.dtype)  # (N*T, L, D)
-        c = self.condition(t, y, tokens.dtype)  # (N, D)
-        c_space = c.repeat_interleave(frames, 0)  # (N*T, D)
-        c_time = c.repeat_interleave(gh * gw, 0)  # (N*L, D)
+        c = self.condition(t, y, tokens.dtype)  # (N, D): each block modulates a clip's frames or positions by its row
         time_pos = sincos_1d(d, frames, x.device).to(tokens.dtype)  # (T, D)
         for i in range(0, len(self.blocks), 2):
-            tokens = self.blocks[i](tokens, c_space)
+            tokens = self.blocks[i](tokens, c)
             tokens = rearrange(tokens, "(n t) l d -> (n l) t d", n=n)
             if i == 0:
                 tokens = tokens + time_pos
-            tokens = self.blocks[i + 1](tokens, c_time)
+            tokens = self.blocks[i + 1](tokens, c)
             tokens = rearrange(tokens, "(n l) t d -> (n t) l d", n=n)
-        out = self.final(tokens, c_space)  # (N*T, L, p*p*C_out)
+        out = self.final(tokens, c)  # (N*T, L, p*p*C_out)
         return rearrange(out, "(n t) (h w) (p q c) -> n c t (h p) (w q)", n=n, h=gh, w=gw, p=p, q=p)
