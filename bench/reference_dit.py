@@ -1,4 +1,4 @@
-"""Our DiT training step beside facebookresearch/DiT's, same shapes and the same weights, in one process.
+"""Our DiT training step and guided sampling beside facebookresearch/DiT's, same shapes and weights, in one process.
 
     python -m bench.reference_dit --dit-repo /path/to/DiT --out bench/out/reference_dit.json --doc docs/speed.md
 
@@ -8,9 +8,11 @@ imported from --dit-repo; nothing of it is copied into the project. For each mod
 (mapped one to one: the fused qkv is our q, k, v stacked), and the step times forward, the MSE + VB loss,
 backward and AdamW (each side's own loss code; the optimizers as each trainer makes them). The two take turns
 step by step for several rounds; the median of each side's steps counts. The outputs of one forward are compared
-first (they agree to float tolerance, or the bench stops). Without --dit-repo our side runs alone. With --doc, the
-table goes into that page between its markers (DOC_BEGIN / DOC_END). The parts shared with the Latte bench are in
-reference_pair.py.
+first (they agree to float tolerance, or the bench stops). Then guided sampling at --sampling-sizes, DDPM (learned
+variance) and DDIM with --sampling-steps model calls each: our sampler (diffusers' schedulers in our loop) against the reference's
+p_sample_loop / ddim_sample_loop over its forward_with_cfg, the runs in turns. Without --dit-repo our side runs
+alone. With --doc, the tables go into that page between its markers (DOC_BEGIN / DOC_END). The parts shared with
+the Latte bench are in reference_pair.py.
 """
 from __future__ import annotations
 
@@ -19,14 +21,15 @@ from pathlib import Path
 
 import torch
 
-from bench.reference_pair import (Side, agreement, checkout, doc_table, load_mapped, parser, precisions, randomise,
-                                  reference_state, take_turns, write_report)
+from bench.reference_pair import (Side, agreement, alternate, checkout, doc_table, load_mapped, parser, precisions,
+                                  randomise, reference_state, take_turns, write_report)
 from diffusion_generation.config import DiffusionConfig
-from diffusion_generation.diffusion import GaussianDiffusion
+from diffusion_generation.diffusion import GaussianDiffusion, make_scheduler, sample
 from diffusion_generation.dit import DiT
 from diffusion_generation.train import make_optimizer
 
 SIZES = {"S/2": (384, 12, 6), "B/2": (768, 12, 12)}  # hidden size, depth, heads (DiT's table)
+GUIDANCE = 4.0
 REPO_NAME = "facebookresearch/DiT"
 DOC_BEGIN = "<!-- DiT beside its reference: written by `python -m bench.reference_dit --doc`; do not edit -->"
 DOC_END = "<!-- end of DiT beside its reference -->"
@@ -71,18 +74,85 @@ def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: in
     return take_turns({"size": size, "precision": precision, "batch": batch}, sides, rounds, difference)
 
 
+def sampling(size: str, precision: str, repo: Path | None, batch: int, steps: int, rounds: int) -> list[dict]:
+    """Guided sampling, DDPM (learned variance) and DDIM, `steps` model calls on a doubled batch each: our sampler
+    against the reference's p_sample_loop / ddim_sample_loop over its forward_with_cfg, the same weights, in turns."""
+    hidden, depth, heads = SIZES[size]
+    torch.manual_seed(0)
+    ours = DiT(in_channels=8, patch_size=2, hidden_size=hidden, depth=depth, num_heads=heads, num_classes=1000)
+    randomise(ours)
+    ours.eval()
+    labels = torch.arange(batch) % 1000
+    shape = (batch, 8, 16, 16)
+    if repo is not None:
+        ref, _ = reference_model(repo, size)
+        map_weights(ours, ref)
+        ref.eval()
+        from diffusion import create_diffusion  # noqa: PLC0415 (the reference's, on its path now)
+
+        ref_diffusion = create_diffusion(str(steps))
+        ref_kwargs = dict(y=torch.cat([labels, torch.full_like(labels, 1000)]), cfg_scale=GUIDANCE)
+    rows = []
+    for sampler in ("ddpm", "ddim"):
+        scheduler = make_scheduler(DiffusionConfig(), learn_sigma=True, sampler=sampler, steps=steps)
+
+        def ours_run(scheduler=scheduler):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                return sample(ours, scheduler, shape, labels, GUIDANCE, generator=torch.Generator().manual_seed(0))
+
+        runs = {"ours": ours_run}
+        if repo is not None:
+            loop = ref_diffusion.p_sample_loop if sampler == "ddpm" else ref_diffusion.ddim_sample_loop
+
+            def ref_run(loop=loop):
+                z = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    return loop(ref.forward_with_cfg, (2 * batch, *shape[1:]), torch.cat([z, z]), clip_denoised=False,
+                                model_kwargs=ref_kwargs, progress=False, device="cpu")
+
+            runs["reference"] = ref_run
+        seconds = alternate(runs, rounds)
+        row = {"size": size, "precision": precision, "sampler": sampler, "batch": batch, "steps": steps,
+               "guidance_scale": GUIDANCE, "rounds": rounds, "median_seconds": seconds}
+        if "reference" in seconds:
+            row["speedup"] = seconds["reference"] / seconds["ours"]
+        rows.append(row)
+    return rows
+
+
 def doc_lines(report: dict) -> list[str]:
-    """The page's table: per size and precision, each side's median step and the ratio."""
-    return doc_table(report, f"DiT training step (forward, MSE + VB loss, backward, AdamW; batch "
-                             f"{report['cases'][0]['batch']}, 8-channel 16 x 16 latents, the same weights)", REPO_NAME)
+    """The page's tables: per size and precision, each side's median training step and guided sampling run, and the
+    ratios."""
+    lines = doc_table(report, f"DiT training step (forward, MSE + VB loss, backward, AdamW; batch "
+                              f"{report['cases'][0]['batch']}, 8-channel 16 x 16 latents, the same weights)", REPO_NAME)
+    rows = report.get("sampling", [])
+    if rows:
+        first = rows[0]
+        lines += ["", f"Guided sampling (guidance {first['guidance_scale']:g}, batch {first['batch']} doubled for "
+                  f"guidance, {first['steps']} model calls; ours: diffusers' schedulers in our loop; the reference: its "
+                  f"p_sample_loop / ddim_sample_loop over forward_with_cfg, which guides 3 of the 8 latent channels, "
+                  f"ours all: the same model calls), median of {first['rounds']} runs taken in turns:", "",
+                  f"| size | precision | sampler | ours (s) | {REPO_NAME} (s) | ours vs reference |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            ref = r["median_seconds"].get("reference")
+            lines.append(f"| {r['size']} | {r['precision']} | {r['sampler'].upper()} | {r['median_seconds']['ours']:.2f} | "
+                         + ("- | - |" if ref is None else f"{ref:.2f} | {r['speedup']:.2f}x |"))
+    return lines
 
 
 def main(argv=None) -> dict:
-    args = parser(__doc__, "--dit-repo", REPO_NAME, SIZES, batch=8).parse_args(argv)
+    ap = parser(__doc__, "--dit-repo", REPO_NAME, SIZES, batch=8)
+    ap.add_argument("--sampling-sizes", nargs="*", default=["S/2"], choices=list(SIZES),
+                    help="sizes whose guided sampling is timed too (B/2's take many minutes on a CPU)")
+    ap.add_argument("--sampling-steps", type=int, default=25, help="model calls per guided sampling run")
+    ap.add_argument("--sampling-rounds", type=int, default=3)
+    args = ap.parse_args(argv)
     repo = checkout(args.dit_repo, REPO_NAME, "models.py")
     kinds = precisions()
     rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in kinds]
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines)
+    runs = [r for size in args.sampling_sizes for p in kinds
+            for r in sampling(size, p, repo, args.batch, args.sampling_steps, args.sampling_rounds)]
+    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, sampling=runs)
 
 
 if __name__ == "__main__":

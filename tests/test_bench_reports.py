@@ -178,7 +178,8 @@ def test_reference_map_places_each_of_our_weights_once():
     assert torch.equal(state["blocks.1.attn.qkv.weight"][32:64], ours.blocks[1].attn.to_k.weight)
 
 
-@pytest.mark.parametrize("name, extra, size", [("reference_dit", [], (32, 2, 2)),
+@pytest.mark.parametrize("name, extra, size", [("reference_dit", ["--sampling-steps", "2", "--sampling-rounds", "1"],
+                                                (32, 2, 2)),
                                                ("reference_latte", ["--frames", "2"], (32, 2, 2)),
                                                ("reference_tokenizer", [], ("tiny", {}, 5, 32))])
 def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monkeypatch, name, extra, size):
@@ -211,6 +212,10 @@ def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monke
             f"{100 * case['ours_gemm_share']:.0f} % | {case['peak_added_gb']['ours']:.2f} | - |") in text
     reference_pair.matmul_rate.cache_clear()
     assert f"{bench.REPO_NAME} (ms)" in text and "reference: not given: our side alone." in text
+    if name == "reference_dit":  # guided sampling, both samplers, our side alone
+        assert [(r["sampler"], list(r["median_seconds"])) for r in report["sampling"]] == [("ddpm", ["ours"]),
+                                                                                            ("ddim", ["ours"])]
+        assert f"| S/2 | fp32 | DDIM | {report['sampling'][1]['median_seconds']['ours']:.2f} | - | - |" in text
 
 
 def test_taking_turns_counts_a_compiled_steps_flops_on_its_eager_twin_and_replays_nothing():
