@@ -24,6 +24,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -32,6 +33,7 @@ from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 from tokenizer.model import GEGLU
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = {"paper": {}, "release": {"encoder_spatial": "ggww", "decoder_spatial": "gggg"}}
 CASES = {  # name: (layout, batch, frames, size, max_tokens, rounds)
     "image_256": ("paper", 1, 1, 256, None, 3),
@@ -49,6 +51,11 @@ COMPILED = {"image_256_compiled", "clip_17x256_compiled"}
 # glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MB), so later chunk-sized
 # tensors come from the heap, whose freed holes stay resident; a fixed threshold returns them on free
 CASE_ENV = {"clip_129x256_chunked_mmap1mb": {"MALLOC_MMAP_THRESHOLD_": str(2**20)}}
+
+
+def case_command(name: str, device: str, precision: str) -> list[str]:
+    """The command that runs one case in its own process (from REPO_ROOT, where `bench` is importable)."""
+    return [sys.executable, "-m", "bench.tokenizer_speed", "--case", name, "--device", device, "--precision", precision]
 
 
 def run_case(name: str, device: str, precision: str) -> dict:
@@ -131,9 +138,11 @@ def main() -> None:
     results = []
     for precision in precisions:
         for name in args.cases.split(","):
-            cmd = [sys.executable, __file__, "--case", name, "--device", args.device, "--precision", precision]
             env = {**os.environ, **CASE_ENV.get(name, {})}
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            proc = subprocess.run(case_command(name, args.device, precision), capture_output=True, text=True,
+                                  env=env, cwd=REPO_ROOT)
+            if proc.returncode:
+                raise SystemExit(f"tokenizer_speed case {name} ({precision}) failed:\n{proc.stderr[-3000:]}")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
     report = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,

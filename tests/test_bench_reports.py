@@ -261,3 +261,14 @@ def test_llamagen_bench_runs_our_side_alone_and_writes_its_table(tmp_path):
     assert f"{fp32['ours']['tokens_per_s']:.1f} tokens/s" in text and "| training step, small (batch 1 x 257) |" in text
     train = report["training"][0]["ours"]
     assert train["peak_added_gb"] > 0 and f"adds {train['peak_added_gb']:.2f} GB at its peak" in text
+
+
+def test_tokenizer_speed_runs_each_case_in_a_child_that_imports_the_project():
+    import subprocess
+
+    from bench.tokenizer_speed import REPO_ROOT, case_command
+
+    cmd = case_command("image_256", "cpu", "fp32")
+    proc = subprocess.run([*cmd[:3], "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr  # `bench` imports in the child (it did not as a script path)
+    assert "--case" in proc.stdout
