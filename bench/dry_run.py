@@ -35,6 +35,7 @@ import torch
 
 from bench.flops import DTYPES, count_flops, machine_name, matmul_gflops, sync
 from shared.atomic import atomic_write_json
+from shared.memory import rss_bytes
 from shared.training import EMA, load_checkpoint, save_checkpoint
 from shared.training.precision import autocast, choose_precision
 
@@ -229,17 +230,6 @@ def targets(scale: str) -> dict[str, Callable]:
 
 
 # ----------------------------------------------------------------------------- one target, measured
-
-
-def rss_bytes(field: str) -> int:
-    """VmRSS or VmHWM (peak) of this process, from /proc (0 where there is none)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def state_bytes(optimizers: dict) -> int:

@@ -27,6 +27,7 @@ from diffusion_generation.config import DiffusionConfig
 from diffusion_generation.diffusion import GaussianDiffusion, make_scheduler, sample
 from diffusion_generation.dit import DiT
 from diffusion_generation.train import make_optimizer
+from shared.training.precision import autocast
 
 SIZES = {"S/2": (384, 12, 6), "B/2": (768, 12, 12)}  # hidden size, depth, heads (DiT's table)
 GUIDANCE = 4.0
@@ -97,7 +98,7 @@ def sampling(size: str, precision: str, repo: Path | None, batch: int, steps: in
         scheduler = make_scheduler(DiffusionConfig(), learn_sigma=True, sampler=sampler, steps=steps)
 
         def ours_run(scheduler=scheduler):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with autocast(precision, "cpu"):
                 return sample(ours, scheduler, shape, labels, GUIDANCE, generator=torch.Generator().manual_seed(0))
 
         runs = {"ours": ours_run}
@@ -106,7 +107,7 @@ def sampling(size: str, precision: str, repo: Path | None, batch: int, steps: in
 
             def ref_run(loop=loop):
                 z = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with torch.no_grad(), autocast(precision, "cpu"):
                     return loop(ref.forward_with_cfg, (2 * batch, *shape[1:]), torch.cat([z, z]), clip_denoised=False,
                                 model_kwargs=ref_kwargs, progress=False, device="cpu")
 

@@ -19,7 +19,8 @@ import torch
 
 from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops
 from shared.atomic import atomic_rewrite_block, atomic_write_json
-from shared.memory import release_free_heap
+from shared.memory import release_free_heap, rss_bytes
+from shared.training.precision import autocast
 from shared.provenance import stamp
 
 # ----------------------------------------------------------------------------- weights
@@ -82,7 +83,7 @@ class Side:
         self.inputs, self.clip = inputs, clip
 
     def step(self) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with autocast(self.precision, "cpu"):
             loss = self.loss(self.model, *self.inputs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -128,11 +129,6 @@ def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: floa
     return out
 
 
-def _proc_status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
 def added_peak_gb(fn: Callable[[], object]) -> float | None:
     """The resident memory one fn() call adds at its peak over what is resident before it (GB): activations,
     gradients, workspace; the weights and optimizer state resident already do not count. The heap's free pages
@@ -143,11 +139,11 @@ def added_peak_gb(fn: Callable[[], object]) -> float | None:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # VmHWM := VmRSS
-        before = _proc_status_mb("VmRSS")
     except OSError:
         return None
+    before = rss_bytes("VmRSS")
     fn()
-    return (_proc_status_mb("VmHWM") - before) / 1024
+    return (rss_bytes("VmHWM") - before) / 2**30
 
 
 @lru_cache(maxsize=None)

@@ -1,4 +1,5 @@
-"""Give the C heap's free pages back to the operating system (glibc's malloc_trim), where the C library has it.
+"""Give the C heap's free pages back to the operating system (glibc's malloc_trim), where the C library has it; and
+this process's resident memory as Linux reports it.
 
 glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MB), so after a long clip's first
 chunk, later chunk-sized tensors come from the heap, and the pages of their freed holes stay resident. Trimming once
@@ -35,3 +36,14 @@ def release_free_heap() -> bool:
         return False
     trim(0)
     return True
+
+
+def rss_bytes(field: str) -> int:
+    """VmRSS or VmHWM (peak) of this process, from /proc (0 where there is none)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
