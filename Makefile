@@ -116,8 +116,8 @@ tables-build: $(TABLE_INPUTS)
 
 # ---- generators: tokenizer (trained if missing) -> codes (LM, lm_generation/) or latents (DiT / Latte,
 # diffusion_generation/) -> training -> sampling (shared.sample_folders: one folder per guidance scale of the config's
-# sample.guidance_scales, and samples.json) -> eval.sample_metrics and eval.class_consistency on every folder of
-# samples.json -> eval.generation_report -> results/<scale>/<run>.json. Every step resumes or reuses what a killed
+# sample.guidance_scales, and samples.json) -> eval.sample_metrics, eval.class_consistency and eval.novelty (each
+# sample's nearest training item) on every folder of samples.json -> eval.generation_report -> results/<scale>/<run>.json. Every step resumes or reuses what a killed
 # run left: run the same command again.
 VQ_TOKENIZER ?= runs/$(SCALE)/tokenizer/joint/final
 VQ_DEP := $(if $(wildcard $(VQ_TOKENIZER)/config.json),,$(RESULTS)/tokenizer.json)
@@ -139,6 +139,8 @@ define GEN_EVAL
 		--out $(RESULTS)/eval/$(1)
 	$(if $(filter none,$(4)),,$(PY) -m eval.class_consistency --kind $(2) --record runs/$(SCALE)/$(1)/samples \
 		--scale $(SCALE) --tokenizer $(5) $(4) --out $(RESULTS)/eval/$(1)/class_consistency.json)
+	$(if $(filter none,$(4)),,$(PY) -m eval.novelty --record runs/$(SCALE)/$(1)/samples --run runs/$(SCALE)/$(1) \
+		--scale $(SCALE) --out $(RESULTS)/eval/$(1)/novelty.json)
 	$(PY) -m eval.generation_report --run runs/$(SCALE)/$(1) --metrics $(RESULTS)/eval/$(1) --scale $(SCALE) --out $@
 endef
 # $(1) run name, $(2) extraction flags, $(3) codes folder, $(4) train flags, $(5) sampling flags

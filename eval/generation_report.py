@@ -8,12 +8,14 @@ Reads what every generator writes alike: `<run>/summary.json` (its trainer: gene
 data = the codes or latents folder, tokenizer and sha256, parameters, threads, precision), `<run>/samples/samples.json`
 (shared.sample_folders) and the extraction's `<data>/manifest.json`; and what eval/ wrote about the samples:
 `<metrics>/samples_cfg<s>.json` (eval.sample_metrics, one per guidance scale s), `<metrics>/class_consistency.json`
-(eval.class_consistency; absent for an unconditional model) and `<metrics>/frame_prediction.json`
+(eval.class_consistency; absent for an unconditional model), `<metrics>/novelty.json` (eval.novelty: each sample's
+nearest training item beside fresh real items'; with the class consistency) and `<metrics>/frame_prediction.json`
 (eval.frame_prediction, frame prediction only). Layout of the result:
 
     {"metrics": {"cfg<s>": {"guidance_scale", "n_samples", "sampling_seconds", <eval.sample_metrics' metrics>,
                             "class_consistency", "class_mean_probability", "class_consistency_per_class",
-                            "judge_features"}, ...},
+                            "judge_features", "novelty": {"latent", "judge", "codes" (VQ)}}, ...},
+     "novelty": {"training_rows", "fresh_items", "latent_space", "judge_space"} or None,
      "classifier": {"classifier_accuracy", "chance", "rises_with_guidance"} or None,
      "references": {<point>: {"share", "per_class", "feature_distance"}} or None, "frame_prediction": ... or None,
      "generator", "task", "data", "steps", "parameters", "wall_seconds": {extraction, training, sampling,
@@ -30,6 +32,7 @@ from shared.provenance import stamp
 from shared.sample_folders import folder_name, read_samples_record
 
 CLASSIFIER_KEYS = ("classifier_accuracy", "chance", "rises_with_guidance")
+NOVELTY_KEYS = ("training_rows", "fresh_items", "fresh_per_class", "latent_space", "judge_space")
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -38,10 +41,12 @@ def read_json(path: Path, what: str) -> dict:
     return read_json_object(path, what)
 
 
-def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None) -> tuple[dict, float]:
+def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None,
+                   novelty: dict | None) -> tuple[dict, float]:
     """Each samples folder's record joined with eval/'s figures about it; and the seconds evaluation took."""
     rows = {row["guidance"]: row for row in (consistency or {}).get("metrics", {}).get("class_consistency", [])}
-    seconds = (consistency or {}).get("eval_seconds", 0.0)
+    new = {row["guidance"]: row for row in (novelty or {}).get("metrics", {}).get("novelty", [])}
+    seconds = (consistency or {}).get("eval_seconds", 0.0) + (novelty or {}).get("eval_seconds", 0.0)
     out = {}
     for folder in folders.values():
         name = folder_name(folder["guidance_scale"])
@@ -51,7 +56,9 @@ def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None) -
         out[name] = {"guidance_scale": folder["guidance_scale"], "n_samples": folder["n"],
                      "sampling_seconds": folder["seconds"], "grid": folder["grid"], **fidelity["metrics"],
                      "class_consistency": row.get("share"), "class_mean_probability": row.get("mean_probability"),
-                     "class_consistency_per_class": row.get("per_class"), "judge_features": row.get("feature_distance")}
+                     "class_consistency_per_class": row.get("per_class"), "judge_features": row.get("feature_distance"),
+                     "novelty": {k: v for k, v in new.get(folder["guidance_scale"], {}).items()
+                                 if k in ("latent", "judge", "codes")} or None}
     return out, seconds
 
 
@@ -66,7 +73,12 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
     if consistency is None and sampling.get("classes") not in ([0], None) and summary["task"] != "frames":
         raise FileNotFoundError(f"{consistency_file}: not found; a class-conditional generator's report needs "
                                 f"eval.class_consistency first")
-    metrics, eval_seconds = folder_metrics(sampling["folders"], metrics_dir, consistency)
+    novelty_file = metrics_dir / "novelty.json"
+    if consistency is not None and not novelty_file.is_file():
+        raise FileNotFoundError(f"{novelty_file}: not found; a class-conditional generator's report needs eval.novelty "
+                                f"(its samples' nearest training items) beside the class consistency")
+    novelty = read_json(novelty_file, "novelty") if novelty_file.is_file() else None
+    metrics, eval_seconds = folder_metrics(sampling["folders"], metrics_dir, consistency, novelty)
     prediction_file = metrics_dir / "frame_prediction.json"
     prediction = read_json(prediction_file, "frame prediction") if prediction_file.is_file() else None
     if prediction is not None:
@@ -76,6 +88,7 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
     return {"metrics": metrics, "classifier": {k: judged[k] for k in CLASSIFIER_KEYS} if judged else None,
             "references": judged.get("references"), "references_per_class": judged.get("references_per_class"),
             "feature_space": judged.get("feature_space"), "frame_prediction": prediction,
+            "novelty": novelty and {k: novelty["metrics"][k] for k in NOVELTY_KEYS},
             "generator": summary["generator"], "task": summary["task"], "experiment": run.name, "scale": scale,
             "data": {"source": settings.get("source"), "split": settings.get("split"),
                      "items": manifest.get("source_items"), "rows": manifest.get("rows"),

@@ -23,7 +23,7 @@ from pathlib import Path
 from shared.atomic import atomic_rewrite_block
 
 from .experiments import GENERATION_ROWS
-from .tables import GENERATION_COLUMNS, generation_rows, markdown_table
+from .tables import GENERATION_COLUMNS, generation_rows, markdown_table, novelty_cell
 
 BEGIN = "<!-- generator results: written by `python -m eval.generator_pages` from the result files; do not edit -->"
 END = "<!-- end of generator results -->"
@@ -91,12 +91,13 @@ def summary_lines(results: Path) -> list[str]:
     (class average; real items; their reconstructions), the judge-feature FD and the minutes."""
     judges = {}
     lines = ["| target | best guidance: class consistency (weakest class) | class average / real items / "
-             "reconstructed | judge-feature FD (real vs real) | frame prediction PSNR: model / repeat last | "
-             "minutes |", "|---|---|---|---|---|---|"]
+             "reconstructed | judge-feature FD (real vs real) | nearer a training item than fresh items: latent / "
+             "judge (fresh: 5 %) | frame prediction PSNR: model / repeat last | minutes |",
+             "|---|---|---|---|---|---|---|"]
     for row in GENERATION_ROWS:
         f = row.result(results.name, results.parent)
         if not f.is_file():
-            lines.append(f"| `make {row.target}` | not run | | | | |")
+            lines.append(f"| `make {row.target}` | not run | | | | | |")
             continue
         rec = json.loads(f.read_text())
         if rec.get("classifier"):
@@ -114,7 +115,8 @@ def summary_lines(results: Path) -> list[str]:
         seconds = rec.get("wall_seconds") or {}
         lines.append(f"| `make {row.target}` | {share} | {cell('class_average')} / {cell('real')} / "
                      f"{cell('reconstruction')} | {fd(best and best.get('judge_features'))} "
-                     f"({fd(refs.get('real', {}).get('feature_distance'))}) | {prediction} | "
+                     f"({fd(refs.get('real', {}).get('feature_distance'))}) | {novelty_cell(best and best.get('novelty'))} | "
+                     f"{prediction} | "
                      f"{sum(v for v in seconds.values() if v) / 60:.1f} |")
     what = {"fid": "photos", "fvd": "clips"}
     notes = [f"on held-out {what[m]} {c['classifier_accuracy']:.0%} (chance {c['chance']:.0%}, from `make {t}`)"

@@ -97,7 +97,9 @@ def _block_edge(ms: list[dict]) -> str:
 
 GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Precision / recall",
                       "Class consistency (weakest class; classifier accuracy on real data; chance)",
-                      "Judge features: FD / precision / recall", "Data", "Scale",
+                      "Judge features: FD / precision / recall",
+                      "Nearer a training item than fresh real items: latent / judge features (fresh items: 5 %)",
+                      "Data", "Scale",
                       "Minutes (extraction + training + sampling + evaluation; threads)"]
 # the reference points beside a generator's rows (eval.judge_references), in this order
 REFERENCE_LABELS = {"flat_colour": "flat mean colour", "class_average": "class average", "still": "still clip",
@@ -118,13 +120,23 @@ def _judge_cells(share: float | None, per_class: list[dict] | None, features: di
     return ["" if share is None else f"{share:.0%}{weakest}{acc}", fd]
 
 
+def novelty_cell(novelty: dict | None) -> str:
+    """The share of samples nearer a training item than fresh real items are (eval.novelty), in both spaces, and for
+    VQ codes the near copies."""
+    if not novelty:
+        return ""
+    codes = novelty.get("codes")
+    return (f"{novelty['latent']['nearer_than_fresh']:.0%} / {novelty['judge']['nearer_than_fresh']:.0%}"
+            + (f"; {codes['near_copies']:.0%} with 90 % of codes from one training row" if codes else ""))
+
+
 def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
     """One line per guidance scale of a generator's result file, then one per reference point the judge scored
     beside it; "not run" when the file is missing."""
     f = row.result(results.name, results.parent)
     if not f.is_file():
         return [[row.label, "", row.metric.upper(), f"not run (make {row.target} SCALE={results.name})", "", "", "", "",
-                 "", results.name, ""]]
+                 "", "", results.name, ""]]
     rec = json.loads(f.read_text())
     classifier = rec.get("classifier") or {}
     acc = (f"; classifier {classifier['classifier_accuracy']:.0%}, chance {classifier['chance']:.0%}"
@@ -152,13 +164,13 @@ def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
                     " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",
                     *_judge_cells(entry.get("class_consistency"), entry.get("class_consistency_per_class"),
                                   entry.get("judge_features"), acc),
-                    data_text, scale, minutes])
+                    novelty_cell(entry.get("novelty")), data_text, scale, minutes])
     for name, label in REFERENCE_LABELS.items():
         point = (rec.get("references") or {}).get(name)
         if point:
             out.append([f"{row.label}: reference, {label}", "", "", "", "", "",
                         *_judge_cells(point["share"], point.get("per_class"), point.get("feature_distance"), ""),
-                        f"{point['n']} items", scale, ""])
+                        "", f"{point['n']} items", scale, ""])
     return out
 
 

@@ -35,6 +35,12 @@ def fake_run(tmp_path, generator="dit", task="image", scales=(1.0, 4.0), judged=
                         "rises_with_guidance": True, "references": {"real": {"share": 0.9}}, "references_per_class": 4,
                         "feature_space": {"dim": 32}},
             "eval_seconds": 3.0})
+        write(metrics / "novelty.json", {
+            "metrics": {"novelty": [{"guidance": g, "n": 8, "latent": {"nearer_than_fresh": g / 100},
+                                     "judge": {"nearer_than_fresh": g / 50}} for g in scales],
+                        "training_rows": 2048, "fresh_items": "fresh crops", "fresh_per_class": 32,
+                        "latent_space": "KL", "judge_space": "judge"},
+            "eval_seconds": 1.0})
     return run, metrics
 
 
@@ -48,7 +54,9 @@ def test_report_joins_each_guidance_folder_with_its_metrics_and_judge_rows(tmp_p
     assert four["judge_features"] == {"frechet": 0.25} and len(four["class_consistency_per_class"]) == 2
     assert report["classifier"] == {"classifier_accuracy": 0.98, "chance": 0.5, "rises_with_guidance": True}
     assert report["references"] == {"real": {"share": 0.9}} and report["references_per_class"] == 4
-    assert report["wall_seconds"] == {"extraction": 30.0, "training": 120.0, "sampling": 10.0, "evaluation": 7.0}
+    assert four["novelty"] == {"latent": {"nearer_than_fresh": 0.04}, "judge": {"nearer_than_fresh": 0.08}}
+    assert report["novelty"]["training_rows"] == 2048 and report["novelty"]["fresh_items"] == "fresh crops"
+    assert report["wall_seconds"] == {"extraction": 30.0, "training": 120.0, "sampling": 10.0, "evaluation": 8.0}
     assert report["data"]["items"] == 1024 and report["precision"] == "bf16" and "folders" not in report["sampling"]
 
 
@@ -67,6 +75,11 @@ def test_report_of_an_unconditional_run_needs_no_judge_and_refuses_what_is_not_a
 def test_a_class_conditional_report_without_the_judge_is_a_clear_error(tmp_path):
     run, metrics = fake_run(tmp_path, judged=False)
     with pytest.raises(SystemExit, match="class_consistency.json: not found"):
+        generation_report.main(["--run", str(run), "--metrics", str(metrics), "--scale", "small",
+                                "--out", str(tmp_path / "r.json")])
+    run, metrics = fake_run(tmp_path / "n")
+    (metrics / "novelty.json").unlink()
+    with pytest.raises(SystemExit, match="novelty.json: not found; a class-conditional generator's report needs"):
         generation_report.main(["--run", str(run), "--metrics", str(metrics), "--scale", "small",
                                 "--out", str(tmp_path / "r.json")])
     run, metrics = fake_run(tmp_path / "x")

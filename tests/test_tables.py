@@ -288,7 +288,9 @@ def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_pat
         "metrics": {"cfg4": {"guidance_scale": 4.0, "fid": fid(80.5), "inception_score": {"mean": 3.1, "std": 0.1},
                              "precision": 0.5, "recall": 0.25, "class_consistency": 0.9,
                              "class_consistency_per_class": [{"share": 1.0}, {"share": 0.8}],
-                             "judge_features": {"frechet": 1.5, "precision": 0.75, "recall": 0.5}},
+                             "judge_features": {"frechet": 1.5, "precision": 0.75, "recall": 0.5},
+                             "novelty": {"latent": {"nearer_than_fresh": 0.04}, "judge": {"nearer_than_fresh": 0.125},
+                                         "codes": {"near_copies": 0.5}}},
                     "cfg1": {"guidance_scale": 1.0, "fid": fid(90.25), "inception_score": {"mean": 2.0, "std": 0.1},
                              "precision": 0.4, "recall": 0.5, "class_consistency": 0.4}},
         "references": {"real": {"share": 0.95, "n": 8, "feature_distance": {"frechet": 0.5, "precision": 0.9,
@@ -303,11 +305,12 @@ def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_pat
     assert rows[1][6] == "90% (weakest 80%); classifier 95%, chance 8%" and "RANDOM-INIT network" in rows[0][2]
     assert rows[1][7] == "1.50 / 0.75 / 0.50" and rows[0][7] == ""
     assert "n=64/18, d=2048; rank-deficient covariance: a rough figure" in rows[0][2]
-    assert rows[0][10] == "10.0 (2 thr.)"
+    assert rows[1][8] == "4% / 12%; 50% with 90 % of codes from one training row" and rows[0][8] == ""
+    assert rows[0][11] == "10.0 (2 thr.)"
     # then the reference points, in their fixed order, whatever the file's order
     assert [r[0] for r in rows[2:]] == ["Ours (DiT): reference, flat mean colour",
                                         "Ours (DiT): reference, real items (copying ceiling)"]
-    assert rows[2][6] == "25% (weakest 0%)" and rows[3][6:8] == ["95%", "0.50 / 0.90 / 0.80"] and rows[3][8] == "8 items"
+    assert rows[2][6] == "25% (weakest 0%)" and rows[3][6:8] == ["95%", "0.50 / 0.90 / 0.80"] and rows[3][9] == "8 items"
     missing = tables.generation_rows(results, experiments.GENERATION_ROWS[0])
     assert missing[0][3] == "not run (make lm-imagenet SCALE=small)"
 
@@ -387,15 +390,16 @@ def test_generator_summary_shows_the_best_guidance_beside_the_references(tmp_pat
         "metrics": {"cfg1": {"guidance_scale": 1.0, "class_consistency": 0.5, "class_consistency_per_class":
                              per_class(0.25, 0.75), "judge_features": {"frechet": 9.0}},
                     "cfg3": {"guidance_scale": 3.0, "class_consistency": 0.75, "class_consistency_per_class":
-                             per_class(0.5, 1.0), "judge_features": {"frechet": 4.25}}},
+                             per_class(0.5, 1.0), "judge_features": {"frechet": 4.25},
+                             "novelty": {"latent": {"nearer_than_fresh": 0.03}, "judge": {"nearer_than_fresh": 0.06}}}},
         "references": {"class_average": {"share": 0.6}, "real": {"share": 0.95, "feature_distance": {"frechet": 0.5}}},
         "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "wall_seconds": {"extraction": 30, "training": 540, "sampling": 60, "evaluation": 30}}))
     page = tmp_path / "README.md"
     page.write_text(f"intro\n{generator_pages.SUMMARY_BEGIN}\nold\n{generator_pages.SUMMARY_END}\n")
     assert generator_pages.main(["--results", str(tmp_path / "results"), "--page", str(page), "--summary"])
     text = page.read_text()
-    assert "| `make dit-imagenet` | 75% at 3 (weakest 50%) | 60% / 95% / - | 4.2 (0.5) |  | 11.0 |" in text
-    assert "| `make lm-ucf` | not run | | | | |" in text and "old" not in text
+    assert "| `make dit-imagenet` | 75% at 3 (weakest 50%) | 60% / 95% / - | 4.2 (0.5) | 3% / 6% |  | 11.0 |" in text
+    assert "| `make lm-ucf` | not run | | | | | |" in text and "old" not in text
     assert "The judge's accuracy: on held-out photos 98% (chance 5%, from `make dit-imagenet`)." in text
 
 
