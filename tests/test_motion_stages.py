@@ -1,0 +1,36 @@
+"""eval.motion_stages: the judge's share of each clip class through each stage, the PSNR by frame index."""
+import math
+
+import torch
+
+from eval import motion_stages
+
+
+def test_psnr_by_frame_and_per_class_share_by_hand():
+    x = torch.zeros(2, 3, 3, 4, 4)
+    x_hat = x.clone()
+    x_hat[:, :, 1] += 0.1  # frame 1 off by 0.1 on [-1, 1]: 0.05 on [0, 1]
+    x_hat[:, :, 2] += 0.2
+    frames = motion_stages.psnr_by_frame(x_hat, x)
+    assert frames[0] > 90 and math.isclose(frames[1], 10 * math.log10(1 / 0.05**2), rel_tol=1e-4)
+    assert math.isclose(frames[2], 10 * math.log10(1 / 0.1**2), rel_tol=1e-4)
+    shares = motion_stages.per_class_share(torch.tensor([0, 1, 1, 1]), torch.tensor([0, 0, 1, 1]), [0, 1])
+    assert shares == {0: 0.5, 1: 1.0}
+
+
+def test_every_stage_is_judged_class_by_class_and_tabled(tmp_path):
+    from tokenizer import OmniTokenizer
+
+    vq = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    vae = OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "vae")
+    metrics = motion_stages.measure("tiny", str(vq), str(vae), per_class=2, cache=str(tmp_path / "judge"))
+    assert list(metrics["stages"]) == ["real clips", "VAE reconstruction", "VQVAE reconstruction"]
+    classes = list(metrics["classes"])
+    for stage in metrics["stages"].values():
+        assert set(stage["per_class"]) == set(classes) and 0 <= stage["share"] <= 1
+    assert len(metrics["stages"]["VQVAE reconstruction"]["psnr_by_frame"]) == 5
+    generator = ("latte_ucf (guidance 4)", 0.5, {classes[0]: 1.0})
+    lines = motion_stages.table_lines(metrics, [generator])
+    assert lines[0] == "| class | real clips | VAE reconstruction | VQVAE reconstruction | latte_ucf (guidance 4) |"
+    assert lines[2].startswith(f"| {metrics['classes'][classes[0]]} |") and lines[2].endswith("| 100% |")
+    assert lines[3].endswith("| - |") and any(line.startswith("| VQVAE reconstruction | ") for line in lines)
