@@ -135,3 +135,50 @@ def test_a_replaced_tokenizer_is_refused(tmp_path):
     (tmp_path / "codes" / "manifest.json").write_text(json.dumps({"settings": {}}))
     with pytest.raises(ValueError, match="sha256"):
         novelty.measure([(1.0, str(tmp_path))], run, "tiny")
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """A small data set of one's own: random crops of four embedded photos in the ImageNet layout, train and val."""
+    from shared.data import SampleKey, open_dataset
+
+    root = tmp_path_factory.mktemp("own_photos")
+    photos = open_dataset("image", "embedded", "train", (48, 48), 1)
+    per_class = {"train": 12, "val": 4}
+    wanted = {c: photos.classes[c] for c in sorted(photos.classes.index(n) for n in photos.names)[:4]}
+    counts = {(s, c): 0 for s in per_class for c in wanted}
+    for i in range(4000):
+        item = photos[SampleKey(i, 777 + i, 48, 48)]
+        c = int(item["label"])
+        split = next((s for s in per_class if c in wanted and counts[(s, c)] < per_class[s]), None)
+        if split is None:
+            continue
+        write_sample(item["pixels"], root / split / f"c{c}_{wanted[c]}" / f"{counts[(split, c)]:03d}.png")
+        counts[(split, c)] += 1
+        if all(counts[k] == per_class[s] for k in counts for s in [k[0]]):
+            break
+    return root
+
+
+@pytest.mark.slow
+def test_a_folder_of_ones_own_goes_through_extraction_training_sampling_and_novelty(photo_folder, tmp_path):
+    from lm_generation import extract_codes, sample as sample_cli
+    from lm_generation.config import lm_config
+    from lm_generation.train import train
+    from tokenizer import OmniTokenizer
+
+    tok = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
+    codes = tmp_path / "codes"
+    extract_codes.main(["--tokenizer", str(tok), "--images", str(photo_folder), "--out", str(codes), "--scale", "tiny",
+                        "--precision", "fp32"])
+    train(lm_config("tiny", ["train.steps=10"]), codes, tmp_path / "run", "image")
+    sample_cli.main(["--pipeline", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "run" / "samples"),
+                     "--scale", "tiny", "--precision", "fp32"])
+    metrics = novelty.main(["--record", str(tmp_path / "run" / "samples"), "--run", str(tmp_path / "run"),
+                            "--scale", "tiny", "--cache", str(tmp_path / "judge"), "--out", str(tmp_path / "n.json")])
+    assert metrics["training_rows"] == 2 * 4 * 12  # each training photo and its flip
+    assert metrics["fresh_items"].startswith(f"the 'val' split of {photo_folder}")
+    assert metrics["fresh_per_class"] * 4 >= 16  # the held-out split, all of it
+    for row in metrics["novelty"]:
+        assert row["n"] == 4 * 2 and 0 <= row["latent"]["nearer_than_fresh"] <= 1 and "codes" in row
+    assert json.loads((tmp_path / "n.json").read_text())["metrics"]["novelty"][0]["guidance"] == 1.0
