@@ -41,7 +41,9 @@ class LMDataConfig:
     video_layout: Literal["ucf101", "classes", "plain"] = "ucf101"
     image_split: str = "train"
     video_split: str = "train"
-    embedded_items: int = 2048  # embedded data: how many random crops / clips to encode (the real folders: all)
+    # the embedded data: how many random crops (images) and clips (videos) to encode (the real folders: all)
+    embedded_images: int = 2048
+    embedded_clips: int = 2048
     flip: bool = True  # also store each item's horizontal flip (LlamaGen's default augmentation)
     # images: LlamaGen's ten-crop instead: each image resized to resolution * crop_range, its 4 corner and centre
     # crops at `resolution`, each also flipped when `flip` (10 rows per image)
@@ -51,7 +53,7 @@ class LMDataConfig:
     batch_size: int = 16  # items encoded at once
 
     def __post_init__(self):
-        at_least(self, resolution=1, num_frames=1, frame_stride=1, embedded_items=1, shard_size=1, batch_size=1)
+        at_least(self, resolution=1, num_frames=1, frame_stride=1, embedded_images=1, embedded_clips=1, shard_size=1, batch_size=1)
 
 
 @dataclass

@@ -8,8 +8,8 @@
         --scale paper --out codes/ucf
 
 Images: the ImageNet layout (or a plain folder), centre crop at `data.resolution`; the embedded photos:
-`data.embedded_items` random crops (training split). Videos: UCF-101 / Kinetics class folders / plain, the
-centre clip of `data.num_frames` frames (17 -> 5 latent frames); the embedded clips: `data.embedded_items`
+`data.embedded_images` random crops (training split). Videos: UCF-101 / Kinetics class folders / plain, the
+centre clip of `data.num_frames` frames (17 -> 5 latent frames); the embedded clips: `data.embedded_clips`
 random clips. With `data.flip` (default) each item is stored twice: as is and flipped horizontally. With
 `data.ten_crop` (images, LlamaGen's `--ten-crop`) each image is loaded at `resolution * crop_range` and its four
 corner crops and centre crop are stored, each also flipped: 10 rows per image.
@@ -41,7 +41,7 @@ def build_dataset(kind: str, source: str, split: str, data: LMDataConfig):
         size = (round(data.resolution * data.crop_range),) * 2
     ds = open_dataset(kind, source, split, size, data.num_frames, data.frame_stride, video_layout=data.video_layout)
     if source == "embedded" and split == "train":
-        return SeededItems(ds, length=data.embedded_items), list(ds.classes)
+        return SeededItems(ds, length=data.embedded_images if kind == "image" else data.embedded_clips), list(ds.classes)
     return ds, list(ds.classes)
 
 

@@ -16,7 +16,7 @@ from tokenizer import OmniTokenizer
 
 from .model_tester import ModelTesterMixin
 
-TINY = ["data.embedded_items=6", "data.resolution=16"]
+TINY = ["data.embedded_images=6", "data.embedded_clips=6", "data.resolution=16"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def image_codes(tok_dir, tmp_path_factory):
 def clip_codes(tok_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("codes") / "clips"
     extract_codes.main(["--tokenizer", str(tok_dir), "--videos", "embedded", "--out", str(out), "--scale", "tiny",
-                        "--set", "data.embedded_items=4", "--set", "data.resolution=16"])
+                        "--set", "data.embedded_clips=4", "--set", "data.resolution=16"])
     return out
 
 
@@ -78,7 +78,7 @@ def test_extracted_codes_are_uint16_with_labels_flips_and_the_manifest(image_cod
 
 def test_ten_crop_stores_four_corners_and_the_centre_and_their_flips(tok_dir, tmp_path):
     extract_codes.main(["--tokenizer", str(tok_dir), "--images", "embedded", "--out", str(tmp_path / "c"), "--scale",
-                        "tiny", "--set", "data.embedded_items=2", "--set", "data.resolution=16",
+                        "tiny", "--set", "data.embedded_images=2", "--set", "data.resolution=16",
                         "--set", "data.ten_crop=true", "--set", "data.crop_range=1.5"])
     data = ShardDataset(tmp_path / "c")
     codes, labels = data.arrays["codes"].load().long(), data.arrays["labels"]
