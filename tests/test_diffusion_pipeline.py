@@ -151,7 +151,7 @@ def test_ema_is_the_running_average_of_the_weights(work, tmp_path):
 def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
     cfg = experiment_config("tiny", "dit", ["train.steps=4", "train.validate_every=4"])
     summary = train(cfg, work / "image_latents", tmp_path / "run")
-    assert (tmp_path / "run" / "samples" / "step_00000004.png").is_file()
+    assert (tmp_path / "run" / "validation" / "step_00000004" / "grid.png").is_file()
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
     assert pipe.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
     assert "latent_scale" not in pipe.model.config  # the latents' property, kept by the pipeline
@@ -187,7 +187,7 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
 def test_video_samples_are_mp4_that_decord_reads_back_exactly(work, tmp_path):
     cfg = experiment_config("tiny", "latte", ["train.steps=2", "train.validate_every=2"])
     summary = train(cfg, work / "video_latents", tmp_path / "run")
-    assert (tmp_path / "run" / "samples" / "step_00000002.gif").is_file()
+    assert (tmp_path / "run" / "validation" / "step_00000002" / "grid.gif").is_file()
     sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "1",
                  "--guidance", "1", "--set", "diffusion.sampling_steps=2"])
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])

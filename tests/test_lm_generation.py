@@ -265,7 +265,7 @@ def test_loss_falls_on_a_tiny_dataset(image_codes, tmp_path):
     summary = train(cfg, image_codes, tmp_path / "run", "image")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
-    assert summary["steps"] == 40 and (tmp_path / "run" / "grids" / "step_00000040.png").is_file()
+    assert summary["steps"] == 40 and (tmp_path / "run" / "validation" / "step_00000040" / "grid.png").is_file()
     assert (summary["precision"], summary["precision_reason"]) == ("fp32", "CPU default")  # as every trainer records it
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 

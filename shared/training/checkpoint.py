@@ -27,12 +27,12 @@ PREFIX = "step_"
 log = logging.getLogger(__name__)
 
 
-RUN_OUTPUTS = ("checkpoints", "final", "samples", "grids", "tb", "metrics.jsonl", "summary.json")
+RUN_OUTPUTS = ("checkpoints", "final", "samples", "validation", "tb", "metrics.jsonl", "summary.json")
 
 
 def discard_run(out: str | Path) -> None:
     """What a generator's trainer and its sampler wrote into a run folder (a restart): checkpoints, the final
-    pipeline, sample folders and grids, logs, the summary. Anything else in the folder (the latents) stays."""
+    pipeline, sample folders, validation grids, logs, the summary. Anything else in the folder (the latents) stays."""
     for name in RUN_OUTPUTS:
         path = Path(out) / name
         if path.is_dir():
