@@ -29,7 +29,7 @@ from shared.extraction import MANIFEST
 from shared.media import grid
 from shared.provenance import check_sha256
 from shared.training import (EMA, Run, Step, discard_run, finished_run, locks_run_folder, make_accelerator,
-                             precision_record, run_loop, start_run)
+                             precision_record, rank_rows, run_loop, start_run, step_generator)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
 
@@ -89,12 +89,11 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
 
 
 def step_noise(seed: int, step: int, x: torch.Tensor, num_steps: int, rank: int, world_size: int):
-    """This rank's timesteps and noise: drawn for the whole global batch from a generator of (seed, step), the same on
-    every rank, and sliced, so that N processes of batch b train as one process of batch N * b does."""
-    b = x.shape[0]
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    t = torch.randint(0, num_steps, (world_size * b,), generator=g)[rank * b : (rank + 1) * b]
-    noise = torch.randn((world_size * b, *x.shape[1:]), generator=g)[rank * b : (rank + 1) * b]
+    """This rank's timesteps and noise: drawn for the whole global batch from the step's generator, the same on every
+    rank, and sliced, so that N processes of batch b train as one process of batch N * b does."""
+    g, n = step_generator(seed, step), world_size * x.shape[0]
+    t = rank_rows(torch.randint(0, num_steps, (n,), generator=g), rank, world_size)
+    noise = rank_rows(torch.randn((n, *x.shape[1:]), generator=g), rank, world_size)
     return t.to(x.device), noise.to(x.device, x.dtype)
 
 

@@ -26,11 +26,11 @@ from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.provenance import check_sha256
 from shared.training import (Step, discard_run, finished_run, locks_run_folder, make_accelerator, precision_record,
-                             run_loop, start_run)
+                             rank_rows, run_loop, start_run, step_generator)
 from shared.training.checkpoint import as_record
 from tokenizer import OmniTokenizer
 
-from .config import LMConfig, lm_config
+from .config import LMConfig, LMTrainConfig, lm_config
 from .model import CodeLayout, build_lm, lm_loss
 from .pipeline import ARPipeline
 from .sampling import sample_codes
@@ -105,6 +105,15 @@ def run_record(cfg: LMConfig, size: str | None, task: str, settings: dict, rows:
                       "codes": settings, "rows": rows, "processes": processes})
 
 
+def dropped_classes(t: LMTrainConfig, step: int, batch: int, accelerator) -> torch.Tensor:
+    """Which of this rank's sequences train without their class (all of them for an unconditional model): drawn for
+    the global batch from the step's generator and sliced, so that N processes train as one of N x the batch."""
+    if not t.conditional:
+        return torch.ones(batch, dtype=torch.bool)
+    drawn = torch.rand(batch * accelerator.num_processes, generator=step_generator(t.seed, step))
+    return rank_rows(drawn, accelerator.process_index, accelerator.num_processes) < t.class_dropout
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
     """AdamW with weight decay on the matrices only (not the embedding table, norms or biases), in PyTorch's fused
     implementation (one kernel over all parameters instead of a loop of small ones; the same update to float
@@ -154,8 +163,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
         model.train()
         idx = torch.tensor([k.index for k in schedule.keys(step)])
         x, y = codes[idx].to(device), labels[idx].to(device)
-        drop = torch.rand(len(idx)) < t.class_dropout if t.conditional else torch.ones(len(idx), dtype=torch.bool)
-        return lm_loss(model, x, y, layout, drop.to(device)), {}
+        return lm_loss(model, x, y, layout, dropped_classes(t, step, len(idx), accelerator).to(device)), {}
 
     def validate(step: int, folder: Path) -> None:
         log.info("sample grid: %s", sample_grid(raw, tokenizer, layout, cfg, codes, labels, folder / "grid"))

@@ -367,14 +367,15 @@ def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_
 @pytest.mark.slow
 def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(image_codes, tmp_path):
     """The README's CPU launch of the LM trainer (it had failed on both ranks: the tokenizer was loaded onto
-    "cpu:0", a device name safetensors refuses)."""
+    "cpu:0", a device name safetensors refuses), with class dropout: each rank's mask is its share of the global
+    batch's."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    overrides = ["train.steps=3", "train.class_dropout=0.0", "train.checkpoint_every=3", "train.log_every=1"]
+    overrides = ["train.steps=3", "train.class_dropout=0.5", "train.checkpoint_every=3", "train.log_every=1"]
     code = ("from lm_generation.config import lm_config; from lm_generation.train import train; "
             "train(lm_config('tiny', %r), %r, %r)") % (overrides + ["train.batch_size=4"], str(image_codes),
                                                      str(tmp_path / "ddp"))
@@ -388,8 +389,10 @@ def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(ima
     assert (two["processes"], single["processes"]) == (2, 1)
     a = load_file(tmp_path / "ddp" / "checkpoints" / "step_00000003" / "model.safetensors")
     b = load_file(tmp_path / "one" / "checkpoints" / "step_00000003" / "model.safetensors")
+    # equal to float rounding (two ranks' averaged gradients against one batch's mean; Adam enlarges it where a
+    # gradient is near zero: up to 2e-5 seen); masks drawn per rank instead differ by 1e-2 in most weights
     for key in b:
-        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)
 
 
 def test_a_pipeline_whose_tokenizer_was_replaced_is_refused(tmp_path):
