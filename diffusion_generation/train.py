@@ -130,7 +130,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     tc, out = cfg.train, Path(out)
     if restart:
         discard_run(out)
-    accelerator = make_accelerator(precision=tc.precision)
+    accelerator = make_accelerator(precision=tc.precision, run=out)
     device = accelerator.device
     data = LatentSet(latents)
     check_data(cfg, data)

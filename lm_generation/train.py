@@ -137,7 +137,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
         discard_run(out)
 
     # Setup: accelerator, data, model, optimizer; resume
-    accelerator = make_accelerator(precision=t.precision)
+    accelerator = make_accelerator(precision=t.precision, run=out)
     device = accelerator.device
     codes, labels, layout, settings = load_codes(codes_dir, task, cfg)
     record = run_record(cfg, size, task, settings, len(codes), accelerator.num_processes)

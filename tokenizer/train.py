@@ -246,8 +246,8 @@ def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, fo
 
 @locks_run_folder
 def run(scale: str, out: str | Path, stage_names: list[str] | None = None, variant: str | None = None,
-        restart: bool = False, results: str | Path | None = None, accelerator: Accelerator | None = None,
-        stop_at: int | None = None, overrides: list[str] | None = None, **train_overrides) -> dict:
+        restart: bool = False, results: str | Path | None = None, stop_at: int | None = None,
+        overrides: list[str] | None = None, **train_overrides) -> dict:
     """Run the stages of a scale's config in order; finished stages (summary.json present) are reused.
 
     overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge)."""
@@ -259,7 +259,8 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; this run has {[s.name for s in stages]}")
     out = Path(out)
-    accelerator = accelerator or make_accelerator(find_unused_parameters=True, precision=cfg.precision)
+    # the processes of the run; each stage trains under its own Accelerator, in the precision its checkpoints record
+    processes = make_accelerator(find_unused_parameters=True, precision=cfg.precision)
     done: dict[str, Path] = {}
     summaries = {}
     for stage in stages:
@@ -268,9 +269,9 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
             if (stage_dir / "final" / "config.json").is_file():
                 done[stage.name] = stage_dir / "final"
             continue
-        if restart and accelerator.is_main_process:
+        if restart and processes.is_main_process:
             shutil.rmtree(stage_dir, ignore_errors=True)
-        accelerator.wait_for_everyone()
+        processes.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
             differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage),
@@ -278,10 +279,11 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
             if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({'; '.join(differences)}); pass --restart to train it again")
-            if accelerator.is_main_process:
+            if processes.is_main_process:
                 log.info("stage %s: finished earlier, reusing %s", stage.name, stage_dir / "final")
         else:
             stage_dir.mkdir(parents=True, exist_ok=True)
+            accelerator = make_accelerator(find_unused_parameters=True, precision=cfg.precision, run=stage_dir)
             summaries[stage.name] = train_stage(cfg, full.model, stage, out, accelerator, done, stop_at)
             if "stopped_at" in summaries[stage.name]:
                 return summaries
@@ -290,7 +292,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
               "data": {"images": cfg.data.images, "videos": cfg.data.videos},
               "out": str(out), "stages": summaries,
               "wall_seconds": sum(s.get("wall_seconds", 0.0) for s in summaries.values())}
-    if results and accelerator.is_main_process:
+    if results and processes.is_main_process:
         atomic_write_json(results, report)
     return report
 

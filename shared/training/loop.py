@@ -15,8 +15,9 @@ A step s of [start, stop):
      `after` (an EMA's update, a discriminator's own update), whose terms join the step's;
   4. the loss window: each row of metrics.jsonl (every log_every steps and at the last) holds the mean of every term
      over the window's good steps, lr, nonfinite_skipped and seconds (training time), and the trainer's extras;
-  5. a checkpoint every checkpoint_every steps and at stop (the window in progress, the guard's count and the
-     trainer's `state` go with it, so that a resumed run writes the rows and weights of an uninterrupted one);
+  5. a checkpoint every checkpoint_every steps and at stop (the window in progress, the guard's count, the precision
+     and the trainer's `state` go with it, so that a resumed run writes the rows and weights of an uninterrupted one;
+     make_accelerator(run=...) takes the precision back);
   6. validation every validate_every steps and at the last: the trainer's validate(step, folder) on the main process,
      into <run>/validation/step_<N>/ (not training time; a run resumed after its last step validates again).
 
@@ -45,6 +46,7 @@ from tqdm.auto import tqdm
 
 from shared.atomic import remove_temporary_files
 
+from .accelerator import precision_record
 from .checkpoint import resume, save_checkpoint
 from .config import TrainerConfig
 from .guard import NonFiniteGuard
@@ -150,7 +152,8 @@ def run_loop(accelerator: Accelerator, run: Run, step: Step, batches: Iterable |
             save_checkpoint(run.folder / "checkpoints", done, {k: m.state_dict() for k, m in run.modules.items()},
                             {k: o.state_dict() for k, o in run.optimizers.items()},
                             {"config": run.record, "elapsed": seconds(), "nonfinite_skipped": guard.skipped,
-                             "log_window": window, **run.state}, keep=cfg.keep_checkpoints)
+                             "log_window": window, **precision_record(accelerator), **run.state},
+                            keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
     def validation(done: int) -> None:
