@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.data.collate import collate
 from shared.data.sampling import StepBatchSampler
@@ -30,7 +29,7 @@ from shared.media import grid
 from shared.provenance import check_sha256
 from shared.training import (EMA, Run, Step, discard_run, finished_run, locks_run_folder, make_accelerator,
                              precision_record, rank_rows, run_loop, start_run, step_generator)
-from shared.training.checkpoint import as_record
+from shared.training.checkpoint import as_record, write_summary
 from tokenizer import OmniTokenizer
 
 from .config import DiffusionTrainConfig, ExperimentConfig, experiment_config
@@ -183,7 +182,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     if accelerator.is_main_process:
         pipe.save_pretrained(out / "final")
         summary["final"] = str((out / "final").resolve())
-        atomic_write_json(out / "summary.json", summary)
+        write_summary(out, summary)
     accelerator.wait_for_everyone()
     return summary
 

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.provenance import check_sha256
 from shared.training import (Step, discard_run, finished_run, locks_run_folder, make_accelerator, precision_record,
                              rank_rows, run_loop, start_run, step_generator)
-from shared.training.checkpoint import as_record
+from shared.training.checkpoint import as_record, write_summary
 from tokenizer import OmniTokenizer
 
 from .config import LMConfig, LMTrainConfig, lm_config
@@ -186,7 +185,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                "config": as_record(cfg), "record": record}
     if accelerator.is_main_process:
         ARPipeline(raw, tokenizer).save_pretrained(out / "final", settings["tokenizer"])
-        atomic_write_json(out / "summary.json", summary)
+        write_summary(out, summary)
     return summary
 
 

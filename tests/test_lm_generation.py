@@ -1,5 +1,6 @@
 """The LM generator at the tiny preset: extraction, layout, sampling invariants, training, resume."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -299,6 +300,23 @@ def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path)
     train(cfg, image_codes, tmp_path / "killed", "image", stop_at=7)
     with pytest.raises(ValueError, match="different configuration"):
         train(other, image_codes, tmp_path / "killed", "image")
+
+
+def test_a_finished_run_is_reused_only_with_its_own_final_folder(image_codes, tmp_path):
+    from shared.provenance import file_sha256
+
+    cfg = lm_config("tiny", ["train.steps=6"])
+    first = train(cfg, image_codes, tmp_path / "run", "image")
+    final = tmp_path / "run" / "final"
+    assert first["final_sha256"] == file_sha256(final)
+    weights = (final / "model.safetensors").read_bytes()
+    shutil.rmtree(final)  # gone: written again from the last checkpoint, the same weights
+    again = train(cfg, image_codes, tmp_path / "run", "image")
+    assert (final / "model.safetensors").read_bytes() == weights and again["final_sha256"] == first["final_sha256"]
+    torch.manual_seed(1)
+    build_lm(lm_config("tiny").model, ARPipeline.from_pretrained(final).layout).save_pretrained(final)  # replaced
+    with pytest.raises(ValueError, match=r"final: not the files this run wrote .*--restart"):
+        train(cfg, image_codes, tmp_path / "run", "image")
 
 
 def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):

@@ -10,7 +10,7 @@ models, data, loss and validation and runs them through loop.py.
 - guard.py         the non-finite loss guard (skip, count, stop after too many in a row)
 - metrics_log.py   metrics.jsonl + TensorBoard that never repeat a step after a resume
 - checkpoint.py    atomic checkpoints (safetensors + weights_only optimizer state), resume with a config check,
-                   a finished run reused only for the same record, a restart's discard
+                   a finished run reused only for the same record and its own final/ (sha256), a restart's discard
 - ema.py           an exponential moving average of weights, saved and resumed with the checkpoint
 - run_lock.py      one writer per run folder
 """
