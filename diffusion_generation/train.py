@@ -177,7 +177,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
                **precision_record(accelerator), "processes": accelerator.num_processes,
                "nonfinite_skipped": trained.nonfinite_skipped, "config": as_record(cfg), "record": record}
-    if trained.stopped_at:
+    if trained.stopped_at is not None:
         return {**summary, "stopped_at": trained.stopped_at}
     if accelerator.is_main_process:
         pipe.save_pretrained(out / "final")

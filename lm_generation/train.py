@@ -172,7 +172,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     trained = run_loop(accelerator, run, Step(forward, model, opt, t.grad_clip if t.grad_clip > 0 else None),
                        validate=validate, extras=lambda steps, s: {"tokens_per_s": tokens * steps / max(s, 1e-9)},
                        desc="lm")
-    if trained.stopped_at:
+    if trained.stopped_at is not None:
         return {"stopped_at": trained.stopped_at}
 
     # Final: the pipeline folder and the summary

@@ -188,7 +188,7 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
     trained = run_loop(accelerator, run, gan_step(model, loss_fn, opt_g, opt_d, stage, accelerator, unreadable),
                        batches, lambda step, folder: validate(raw, val_sets, cfg, folder, stage.name),
                        extras=lambda *_: {"unreadable_skipped": unreadable["count"]}, desc=stage.name)
-    if trained.stopped_at:
+    if trained.stopped_at is not None:
         return {"stage": stage.name, "stopped_at": trained.stopped_at}
 
     # Final weights, summary:
