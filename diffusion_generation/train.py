@@ -6,34 +6,33 @@
         --latents runs/paper/latte_ucf/latents --out runs/paper/latte_ucf                  # one or many GPUs
 
 Writes `<out>/`: checkpoints/ (model, EMA and optimizer; a killed run resumes exactly where it stopped on the
-next call), metrics.jsonl + tb/, samples/step_XXXXXXXX.{png,gif} from the EMA model at each validation,
-final/ (a pipeline folder: EMA model + VAE + scheduler settings, see pipeline.py) and summary.json.
+next call), metrics.jsonl + tb/, validation/step_XXXXXXXX/grid.{png,gif} (samples of the EMA model at each
+validation), final/ (a pipeline folder: EMA model + VAE + scheduler settings, see pipeline.py) and summary.json;
+samples/ is the sampler's (sample.py).
 The tokenizer is loaded only to decode validation samples and to write final/.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
+import logging
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.data.collate import collate
 from shared.data.sampling import StepBatchSampler
 from shared.extraction import MANIFEST
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (EMA, MetricsLog, NonFiniteGuard, discard_run, finished_run, locks_run_folder,
-                             make_accelerator, precision_record, resume, save_checkpoint, seed_step, set_lr)
-from shared.training.checkpoint import as_record
+from shared.training import (EMA, Run, Step, discard_run, finished_run, locks_run_folder, make_accelerator,
+                             precision_record, rank_rows, run_loop, start_run, step_generator)
+from shared.training.checkpoint import as_record, write_summary
 from tokenizer import OmniTokenizer
 
-from .config import ExperimentConfig, experiment_config
+from .config import DiffusionTrainConfig, ExperimentConfig, experiment_config
 from .diffusion import GaussianDiffusion
 from .latents import LatentSet
 from .models import build_model
@@ -57,19 +56,26 @@ def check_data(cfg: ExperimentConfig, data: LatentSet) -> None:
         raise ValueError(f"{where}: {classes} classes, the model has num_classes={m.num_classes}")
 
 
-def validation_labels(classes: list[int], n: int) -> torch.Tensor | None:
-    """n labels cycling through the classes of the training data (None for an unconditional model)."""
-    return torch.tensor(classes)[torch.arange(n) % len(classes)] if classes else None
+def validation_pipeline(cfg: ExperimentConfig, data: LatentSet, latents: str | Path, tokenizer: str,
+                        model: torch.nn.Module, device) -> LatentDiffusionPipeline:
+    """The pipeline around the EMA model `model` that validation samples from and final/ holds; it records the
+    classes that have training data (the embedded photos hold some back for validation), which it samples by
+    default."""
+    settings = data.manifest["settings"]
+    classes = sorted(set(data.labels.tolist())) if cfg.model.num_classes > 0 else []
+    return LatentDiffusionPipeline(OmniTokenizer.from_pretrained(tokenizer).to(device), model, cfg.diffusion,
+                                   data.latent_shape, data.scale, settings.get("class_names"),
+                                   {"latents": str(latents), "trained_classes": classes, **settings})
 
 
-def write_samples(pipe: LatentDiffusionPipeline, labels: torch.Tensor | None, n: int, path: Path, seed: int,
-                  guidance_scale: float) -> Path:
-    """Sample from the pipeline's model and write a PNG grid (images) or a GIF grid (clips)."""
+def write_samples(pipe: LatentDiffusionPipeline, n: int, path: Path, seed: int, guidance_scale: float) -> None:
+    """n samples of the pipeline's model, cycling through its trained classes (an unconditional model: n samples), as
+    a PNG grid (images) or a GIF grid (clips)."""
+    classes = pipe.info["trained_classes"]
+    labels = torch.tensor(classes)[torch.arange(n) % len(classes)] if classes else None
     pixels = pipe(labels=labels, num_samples=None if labels is not None else n, guidance_scale=guidance_scale,
                   seed=seed)
-    if pixels.shape[2] == 1:
-        return grid(pixels, path, per_row=8)
-    return grid(pixels, path, per_row=4)
+    grid(pixels, path, per_row=8 if pixels.shape[2] == 1 else 4)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -82,13 +88,29 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
 
 
 def step_noise(seed: int, step: int, x: torch.Tensor, num_steps: int, rank: int, world_size: int):
-    """This rank's timesteps and noise: drawn for the whole global batch from a generator of (seed, step), the same on
-    every rank, and sliced, so that N processes of batch b train as one process of batch N * b does."""
-    b = x.shape[0]
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    t = torch.randint(0, num_steps, (world_size * b,), generator=g)[rank * b : (rank + 1) * b]
-    noise = torch.randn((world_size * b, *x.shape[1:]), generator=g)[rank * b : (rank + 1) * b]
+    """This rank's timesteps and noise: drawn for the whole global batch from the step's generator, the same on every
+    rank, and sliced, so that N processes of batch b train as one process of batch N * b does."""
+    g, n = step_generator(seed, step), world_size * x.shape[0]
+    t = rank_rows(torch.randint(0, num_steps, (n,), generator=g), rank, world_size)
+    noise = rank_rows(torch.randn((n, *x.shape[1:]), generator=g), rank, world_size)
     return t.to(x.device), noise.to(x.device, x.dtype)
+
+
+def run_record(cfg: ExperimentConfig, data: LatentSet, processes: int) -> dict:
+    """What the weights depend on: the experiment, the latents (the same when what made them is: the manifest's
+    settings, the tokenizer's sha256, the data, the resolution ..., and so is their measured scale, wherever the
+    folder is and however it is spelled) and the process count (the global batch is batch_size x processes)."""
+    return {"experiment": as_record(cfg), "latents": data.manifest["settings"], "latent_scale": data.scale,
+            "processes": processes}
+
+
+def step_batches(data: LatentSet, tc: DiffusionTrainConfig, accelerator, run: Run) -> DataLoader:
+    """The batches of steps run.start .. run.stop: each rank's share of the global batch of each step, a function of
+    the step alone (shared.data's step schedule)."""
+    schedule = StepSchedule(lengths={"image": len(data)}, batch_sizes={"image": tc.batch_size}, seed=tc.seed,
+                            rank=accelerator.process_index, world_size=accelerator.num_processes)
+    return DataLoader(data, batch_sampler=StepBatchSampler(schedule, run.start, run.stop), collate_fn=collate,
+                      num_workers=tc.num_workers)
 
 
 # fields of the record that do not change the trained weights: a run may resume, or a finished one be reused, with
@@ -104,140 +126,63 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
           restart: bool = False, stop_at: int | None = None, validation_samples: int = 16) -> dict:
     """Train (resuming from `out`'s latest checkpoint; restart: discard what the run wrote first); returns the
     summary. stop_at: leave after that many steps with a checkpoint, as if killed."""
-    tc = cfg.train
-    out = Path(out)
+    tc, out = cfg.train, Path(out)
     if restart:
         discard_run(out)
-    # Setup accelerator and data:
-    accelerator = make_accelerator(precision=tc.precision)
-    main, device = accelerator.is_main_process, accelerator.device
+    accelerator = make_accelerator(precision=tc.precision, run=out)
+    device = accelerator.device
     data = LatentSet(latents)
     check_data(cfg, data)
-    tokenizer = tokenizer or data.manifest["settings"]["tokenizer"]
-    check_sha256(tokenizer, data.manifest["settings"]["tokenizer_sha256"], Path(latents) / MANIFEST)
-    # the process count too: the global batch is batch_size x processes
-    record = {"experiment": as_record(cfg), "latents": data.manifest["settings"], "latent_scale": data.scale,
-              "processes": accelerator.num_processes}
-    # the latents are the same when what made them is (the manifest's settings: the tokenizer's sha256, the data, the
-    # resolution ...) and so is their measured scale, wherever the folder is and however it is spelled
+    settings = data.manifest["settings"]
+    tokenizer = tokenizer or settings["tokenizer"]
+    check_sha256(tokenizer, settings["tokenizer_sha256"], Path(latents) / MANIFEST)
+    record = run_record(cfg, data, accelerator.num_processes)
     if (summary := finished_run(out, record, added={"processes": 1}, ignored=RESULT_INDEPENDENT)) is not None:
         return summary
 
-    # Create model, EMA, optimizer; resume:
+    # Model, EMA, optimizer; resume; data:
     torch.manual_seed(tc.seed)
     model = build_model(cfg.model)
     ema = EMA(model, tc.ema_decay)
     opt = make_optimizer(model, tc.lr, tc.weight_decay)
-    meta = resume(out / "checkpoints", record, {"model": model, "ema": ema.model}, {"opt": opt}, what="this run",
-                  ignored=RESULT_INDEPENDENT, added={"processes": 1})
-    start = meta["step"] if meta else 0
-    elapsed = meta["elapsed"] if meta else 0.0
-    guard = NonFiniteGuard(tc.max_nonfinite_in_row, meta["nonfinite_skipped"] if meta else 0)
+    run = start_run(accelerator, out, tc, record, {"model": model, "ema": ema.model}, {"opt": opt}, stop_at=stop_at,
+                    what=f"this {cfg.model.kind} run", added={"processes": 1}, ignored=RESULT_INDEPENDENT)
     ema.model.to(device)
     model, opt = accelerator.prepare(model, opt)
     raw = accelerator.unwrap_model(model)
     diffusion = GaussianDiffusion(cfg.diffusion)
-    schedule = StepSchedule(lengths={"image": len(data)}, batch_sizes={"image": tc.batch_size}, seed=tc.seed,
-                            rank=accelerator.process_index, world_size=accelerator.num_processes)
-    stop = tc.steps if stop_at is None else min(tc.steps, stop_at)
-    loader = DataLoader(data, batch_sampler=StepBatchSampler(schedule, start, stop), collate_fn=collate,
-                        num_workers=tc.num_workers)
-    metrics = MetricsLog(out, start, enabled=main)
-    conditional = cfg.model.num_classes > 0
-    # the classes that have training data (the embedded photos hold some back for validation): sampled by default
-    trained_classes = sorted(set(data.labels.tolist())) if conditional else []
-    pipe = None
+    loader = step_batches(data, tc, accelerator, run)
 
-    def checkpoint(step: int) -> None:
-        if main:
-            save_checkpoint(out / "checkpoints", step, {"model": raw.state_dict(), "ema": ema.state_dict()},
-                            {"opt": opt.state_dict()},
-                            {"config": record, "elapsed": elapsed + time.perf_counter() - t0,
-                             "nonfinite_skipped": guard.skipped, "log_window": window}, keep=tc.keep_checkpoints)
-        accelerator.wait_for_everyone()
-
-    def validate(step: int) -> None:
-        nonlocal pipe
-        if not main:
-            return
-        if pipe is None:
-            vae = OmniTokenizer.from_pretrained(tokenizer).to(device)
-            pipe = LatentDiffusionPipeline(vae, ema.model, cfg.diffusion, data.latent_shape, data.scale,
-                                           data.manifest["settings"].get("class_names"),
-                                           {"latents": str(latents), "trained_classes": trained_classes,
-                                            **data.manifest["settings"]})
-        labels = validation_labels(trained_classes, validation_samples)
-        guided = labels is not None and cfg.model.class_dropout_prob > 0  # a null class to guide against
-        write_samples(pipe, labels, validation_samples, out / "samples" / f"step_{step:08d}", tc.seed,
-                      cfg.sample.guidance_scales[-1] if guided else 1.0)
-
-    # Train:
-    if main and start:
-        print(f"resuming from {meta['path']} (step {start})")
-    t0 = time.perf_counter()
-    model.train()
-    # the sums of the logging window in progress (a resume goes on with the checkpoint's, so that the first row after
-    # it covers its whole window)
-    window: dict[str, float] = dict(meta.get("log_window", {})) if meta else {}
-    bar = tqdm(total=tc.steps, initial=start, desc=cfg.model.kind, disable=not main, dynamic_ncols=True)
-    for step, batch in zip(range(start, stop), loader):
-        seed_step(tc.seed, step, accelerator.process_index, accelerator.num_processes)
-        set_lr(opt, tc.lr_at(step))
+    def forward(step: int, batch: dict):
         x = batch["latents"].to(device)
-        y = batch["label"].to(device) if conditional else None
+        y = batch["label"].to(device) if cfg.model.num_classes > 0 else None
         t, noise = step_noise(tc.seed, step, x, diffusion.num_steps, accelerator.process_index,
                               accelerator.num_processes)
-        with accelerator.autocast():
-            terms = diffusion.training_losses(model, x, t, y, noise)
-        loss = terms["loss"].mean()
-        bad = guard.is_bad(loss, accelerator)
-        if not bad:
-            opt.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if tc.grad_clip is not None and step >= tc.grad_clip_from:
-                accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            ema.update(raw)
-            for k, v in terms.items():
-                window[k] = window.get(k, 0.0) + v.detach().mean().item()
-            window["n"] = window.get("n", 0) + 1
-        if guard.record(bad):
-            checkpoint(step)
-            raise guard.error(f"{cfg.model.kind} training", step, {k: v.mean() for k, v in terms.items()},
-                              out / "checkpoints")
-        bar.update(1)
-        done = step + 1
-        if done % tc.log_every == 0 and window.get("n"):
-            row = {k: v / window["n"] for k, v in window.items() if k != "n"}
-            row.update(lr=opt.param_groups[0]["lr"], nonfinite_skipped=guard.skipped,
-                       seconds=elapsed + time.perf_counter() - t0)
-            metrics.log(done, row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", mse=f"{row['mse']:.4f}")
-            window = {}
-        if done % tc.checkpoint_every == 0 or done == stop:
-            checkpoint(done)
-        if done % tc.validate_every == 0 or done == tc.steps:
-            validate(done)
-    bar.close()
-    wall = elapsed + time.perf_counter() - t0
+        terms = {k: v.mean() for k, v in diffusion.training_losses(model, x, t, y, noise).items()}
+        return terms["loss"], terms
+
+    # Train, with samples of the EMA model at each validation (guided where the model has a null class):
+    pipe = validation_pipeline(cfg, data, latents, tokenizer, ema.model, device) if accelerator.is_main_process else None
+    guidance = cfg.sample.guidance_scales[-1] if cfg.model.num_classes and cfg.model.class_dropout_prob > 0 else 1.0
+    model.train()
+    trained = run_loop(accelerator, run, Step(forward, model, opt, tc.grad_clip, tc.grad_clip_from,
+                                              after=lambda step: ema.update(raw)), loader,
+                       lambda step, folder: write_samples(pipe, validation_samples, folder / "grid", tc.seed, guidance),
+                       desc=cfg.model.kind)
+
+    # Final: the pipeline folder and the summary
     summary = {"generator": cfg.model.kind, "task": "video" if len(data.latent_shape) == 4 else "image",
-               "steps": stop, "train_seconds": wall, "data": str(Path(latents).resolve()),
-               "latent_scale": data.scale, "tokenizer": tokenizer,
-               "tokenizer_sha256": data.manifest["settings"]["tokenizer_sha256"],
+               "steps": run.stop, "train_seconds": trained.seconds, "data": str(Path(latents).resolve()),
+               "latent_scale": data.scale, "tokenizer": tokenizer, "tokenizer_sha256": settings["tokenizer_sha256"],
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
-               **precision_record(accelerator),
-               "processes": accelerator.num_processes, "nonfinite_skipped": guard.skipped,
-               "config": as_record(cfg), "record": record}
-    if stop < tc.steps:
-        metrics.close()
-        return {**summary, "stopped_at": stop}
-    if main:
-        if pipe is None:  # resumed after the last step
-            validate(tc.steps)
+               **precision_record(accelerator), "processes": accelerator.num_processes,
+               "nonfinite_skipped": trained.nonfinite_skipped, "config": as_record(cfg), "record": record}
+    if trained.stopped_at is not None:
+        return {**summary, "stopped_at": trained.stopped_at}
+    if accelerator.is_main_process:
         pipe.save_pretrained(out / "final")
         summary["final"] = str((out / "final").resolve())
-        atomic_write_json(out / "summary.json", summary)
-    metrics.close()
+        write_summary(out, summary)
     accelerator.wait_for_everyone()
     return summary
 
@@ -252,6 +197,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
     ap.add_argument("--restart", action="store_true", help="discard this run's checkpoints and train again")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = experiment_config(args.scale, args.experiment, args.overrides)
     out = Path(args.out)
     summary = train(cfg, args.latents, out, args.tokenizer, restart=args.restart)

@@ -7,32 +7,29 @@
 
 Tasks: `image` / `video` (what the codes are; class-conditional) and `frames` (video; the first
 train.cond_latent_frames latent frames are given). `<out>/` gets checkpoints/ (resumed automatically; a
-different configuration is refused unless --restart), metrics.jsonl, tb/, grids/step_XXXXXXXX.png|gif (a
-sample grid at each validation), final/ (ARPipeline folder: the LM's save_pretrained + tokenizer/) and
-summary.json.
+different configuration is refused unless --restart), metrics.jsonl, tb/, validation/step_XXXXXXXX/grid.png|gif
+(a sample grid at each validation), final/ (ARPipeline folder: the LM's save_pretrained + tokenizer/) and
+summary.json; samples/ is the sampler's (sample.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write_json
 from shared.data import StepSchedule
 from shared.extraction import MANIFEST, ShardArray, ShardDataset, read_manifest
 from shared.media import grid
 from shared.provenance import check_sha256
-from shared.training import (MetricsLog, NonFiniteGuard, discard_run, finished_run, locks_run_folder, make_accelerator,
-                             precision_record, resume, save_checkpoint, seed_step, set_lr)
-from shared.training.checkpoint import as_record
+from shared.training import (Step, discard_run, finished_run, locks_run_folder, make_accelerator, precision_record,
+                             rank_rows, run_loop, start_run, step_generator)
+from shared.training.checkpoint import as_record, write_summary
 from tokenizer import OmniTokenizer
 
-from .config import LMConfig, lm_config
+from .config import LMConfig, LMTrainConfig, lm_config
 from .model import CodeLayout, build_lm, lm_loss
 from .pipeline import ARPipeline
 from .sampling import sample_codes
@@ -100,6 +97,22 @@ RESULT_INDEPENDENT = ("train.log_every", "train.checkpoint_every", "train.keep_c
                       "train.gradient_checkpointing")
 
 
+def run_record(cfg: LMConfig, size: str | None, task: str, settings: dict, rows: int, processes: int) -> dict:
+    """What the weights depend on (not the sampling settings): training, the model's shape, the task, the codes and
+    the process count (the global batch is batch_size x processes)."""
+    return as_record({"train": as_record(cfg.train), "shape": as_record(cfg.shape(size)), "size": size, "task": task,
+                      "codes": settings, "rows": rows, "processes": processes})
+
+
+def dropped_classes(t: LMTrainConfig, step: int, batch: int, accelerator) -> torch.Tensor:
+    """Which of this rank's sequences train without their class (all of them for an unconditional model): drawn for
+    the global batch from the step's generator and sliced, so that N processes train as one of N x the batch."""
+    if not t.conditional:
+        return torch.ones(batch, dtype=torch.bool)
+    drawn = torch.rand(batch * accelerator.num_processes, generator=step_generator(t.seed, step))
+    return rank_rows(drawn, accelerator.process_index, accelerator.num_processes) < t.class_dropout
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]):
     """AdamW with weight decay on the matrices only (not the embedding table, norms or biases), in PyTorch's fused
     implementation (one kernel over all parameters instead of a loop of small ones; the same update to float
@@ -119,34 +132,23 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     out, t = Path(out), cfg.train
-    ckpt_dir = out / "checkpoints"
     if restart:
         discard_run(out)
 
-    # Setup: accelerator, data, model, optimizer
-    accelerator = make_accelerator(precision=t.precision)
-    main = accelerator.is_main_process
+    # Setup: accelerator, data, model, optimizer; resume
+    accelerator = make_accelerator(precision=t.precision, run=out)
+    device = accelerator.device
     codes, labels, layout, settings = load_codes(codes_dir, task, cfg)
-    shape = cfg.shape(size)
-    # what the weights depend on (a changed sampling setting does not stop a resume)
-    # the process count too: the global batch is batch_size x processes
-    record = as_record({"train": as_record(t), "shape": as_record(shape), "size": size, "task": task,
-                        "codes": settings, "rows": len(codes), "processes": accelerator.num_processes})
+    record = run_record(cfg, size, task, settings, len(codes), accelerator.num_processes)
     if (summary := finished_run(out, record, added={"processes": 1}, ignored=RESULT_INDEPENDENT)) is not None:
         return summary
     torch.manual_seed(t.seed)  # the same initial weights on every rank and in every run of this config
-    model = build_lm(shape, layout)
+    model = build_lm(cfg.shape(size), layout)
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    n_params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, t.lr, t.weight_decay, t.betas)
-    meta = resume(ckpt_dir, record, {"model": model}, {"opt": opt}, what="the LM", ignored=RESULT_INDEPENDENT,
-                  added={"processes": 1})
-    start = meta["step"] if meta else 0
-    elapsed = meta["elapsed"] if meta else 0.0
-    guard = NonFiniteGuard(t.max_nonfinite_in_row, meta["nonfinite_skipped"] if meta else 0)
-    if meta and main:
-        log.info("resuming from %s (step %d)", meta["path"], start)
+    run = start_run(accelerator, out, t, record, {"model": model}, {"opt": opt}, stop_at=stop_at, what="the LM",
+                    added={"processes": 1}, ignored=RESULT_INDEPENDENT)
     model, opt = accelerator.prepare(model, opt)
     raw = accelerator.unwrap_model(model)
     # which rows each step reads: shared.data's step schedule over one dataset (its kind name is just a key)
@@ -154,77 +156,36 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                             resolutions=[1], seed=t.seed, rank=accelerator.process_index,
                             world_size=accelerator.num_processes)
     check_sha256(settings["tokenizer"], settings["tokenizer_sha256"], Path(codes_dir) / MANIFEST)
-    tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"], map_location=accelerator.device).eval()
-    metrics = MetricsLog(out, start, enabled=main)
+    tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"], map_location=device).eval()
 
-    def checkpoint(step: int) -> None:
-        if main:
-            save_checkpoint(ckpt_dir, step, {"model": raw.state_dict()}, {"opt": opt.state_dict()},
-                            {"config": record, "elapsed": elapsed, "nonfinite_skipped": guard.skipped,
-                             "log_window": window},
-                            keep=t.keep_checkpoints)
-        accelerator.wait_for_everyone()
-
-    # Loop: one batch of code sequences a step, a pure function of the step (exact resume)
-    stop = t.steps if stop_at is None else min(stop_at, t.steps)
-    bar = tqdm(range(start, stop), initial=start, total=t.steps, desc="lm", disable=not main)
-    # the losses of the logging window in progress (a resume goes on with the checkpoint's: the first row after it
-    # covers its whole window, as in an uninterrupted run; tokens_per_s counts from the resume)
-    window, tokens_seen, clock = list(meta.get("log_window", [])) if meta else [], 0, time.perf_counter()
-    for step in bar:
+    def forward(step: int, _):  # one batch of code sequences a step, a pure function of the step (exact resume)
         model.train()
-        seed_step(t.seed, step, accelerator.process_index, accelerator.num_processes)
         idx = torch.tensor([k.index for k in schedule.keys(step)])
-        x, y = codes[idx].to(accelerator.device), labels[idx].to(accelerator.device)
-        drop = torch.rand(len(idx)) < t.class_dropout if t.conditional else torch.ones(len(idx), dtype=torch.bool)
-        set_lr(opt, t.lr_at(step))
-        with accelerator.autocast():
-            loss = lm_loss(model, x, y, layout, drop.to(accelerator.device))
-        bad = guard.is_bad(loss, accelerator)
-        if guard.record(bad):
-            checkpoint(step)
-            raise guard.error("lm_generation.train", step, {"loss": loss}, ckpt_dir)
-        if not bad:
-            accelerator.backward(loss)
-            if t.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-        opt.zero_grad(set_to_none=True)
-        if not bad:  # a skipped step's loss is not a figure of the run
-            window.append(loss.item())
-        tokens_seen += len(idx) * (layout.num_codes - layout.num_given) * accelerator.num_processes
-        done = step + 1
-        if (done % t.log_every == 0 or done == t.steps) and window:
-            now = time.perf_counter()
-            elapsed += now - clock
-            rate = tokens_seen / max(now - clock, 1e-9)
-            metrics.log(done, {"loss": sum(window) / len(window), "lr": opt.param_groups[0]["lr"],
-                               "tokens_per_s": rate, "skipped": guard.skipped})
-            bar.set_postfix(loss=f"{sum(window) / len(window):.3f}")
-            window, tokens_seen, clock = [], 0, now
-        if main and (done % t.validate_every == 0 or done == t.steps):
-            path = sample_grid(raw, tokenizer, layout, cfg, codes, labels, out / "grids" / f"step_{done:08d}")
-            log.info("sample grid: %s", path)
-            clock = time.perf_counter()  # grids are not training time
-        if done % t.checkpoint_every == 0 or done == stop:
-            checkpoint(done)
-    bar.close()
-    metrics.close()
-    if stop < t.steps:
-        return {"stopped_at": stop}
+        x, y = codes[idx].to(device), labels[idx].to(device)
+        return lm_loss(model, x, y, layout, dropped_classes(t, step, len(idx), accelerator).to(device)), {}
+
+    def validate(step: int, folder: Path) -> None:
+        log.info("sample grid: %s", sample_grid(raw, tokenizer, layout, cfg, codes, labels, folder / "grid"))
+
+    # Train: tokens_per_s counts the generated tokens of every process since the row before (or the resume)
+    tokens = t.batch_size * (layout.num_codes - layout.num_given) * accelerator.num_processes
+    trained = run_loop(accelerator, run, Step(forward, model, opt, t.grad_clip if t.grad_clip > 0 else None),
+                       validate=validate, extras=lambda steps, s: {"tokens_per_s": tokens * steps / max(s, 1e-9)},
+                       desc="lm")
+    if trained.stopped_at is not None:
+        return {"stopped_at": trained.stopped_at}
 
     # Final: the pipeline folder and the summary
-    summary = {"generator": "lm", "task": task, "size": size, "parameters": n_params, "steps": t.steps,
-               "train_seconds": elapsed, "nonfinite_skipped": guard.skipped, "data": str(Path(codes_dir).resolve()),
-               "rows": len(codes), "final": str((out / "final").resolve()),
+    summary = {"generator": "lm", "task": task, "size": size, "parameters": sum(p.numel() for p in raw.parameters()),
+               "steps": t.steps, "train_seconds": trained.seconds, "nonfinite_skipped": trained.nonfinite_skipped,
+               "data": str(Path(codes_dir).resolve()), "rows": len(codes), "final": str((out / "final").resolve()),
                "tokenizer": settings["tokenizer"], "tokenizer_sha256": settings["tokenizer_sha256"],
-               "layout": layout.to_dict(), "threads": torch.get_num_threads(),
-               **precision_record(accelerator),
-               "device": str(accelerator.device), "processes": accelerator.num_processes,
-               "final_loss": _last_loss(out), "config": as_record(cfg), "record": record}
-    if main:
+               "layout": layout.to_dict(), "threads": torch.get_num_threads(), **precision_record(accelerator),
+               "device": str(device), "processes": accelerator.num_processes, "final_loss": _last_loss(out),
+               "config": as_record(cfg), "record": record}
+    if accelerator.is_main_process:
         ARPipeline(raw, tokenizer).save_pretrained(out / "final", settings["tokenizer"])
-        atomic_write_json(out / "summary.json", summary)
+        write_summary(out, summary)
     return summary
 
 

@@ -137,6 +137,33 @@ def test_training_resumes_exactly_after_a_kill(work, tmp_path):
         train(other, work / "video_latents", tmp_path / "c")
 
 
+def test_a_precision_the_machine_chose_is_the_runs_once_chosen(work, tmp_path, monkeypatch, caplog):
+    """train.precision: auto resolves by a measurement (replaced here): a run started where bf16 measured 3x fp32
+    and resumed where it measures 1x goes on in bf16, says so, records why, and trains the weights of an
+    uninterrupted bf16 run; a new run takes this machine's choice."""
+    from shared.training import precision
+
+    cfg = experiment_config("tiny", "dit", ["train.steps=4", "train.checkpoint_every=2", "train.validate_every=100",
+                                            "train.precision=auto"])
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 3.0)
+    straight = train(cfg, work / "image_latents", tmp_path / "a")
+    measured = ("bf16", "CPU bf16 matmul measured at 3.0x fp32")
+    assert (straight["precision"], straight["precision_reason"]) == measured
+    train(cfg, work / "image_latents", tmp_path / "b", stop_at=2)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 1.0)
+    with caplog.at_level("WARNING"):
+        resumed = train(cfg, work / "image_latents", tmp_path / "b")
+    assert (f"resuming in bf16, the precision its checkpoints record ({measured[1]}); this machine alone would choose "
+            f"fp32 (CPU bf16 matmul measured at 1.0x fp32)") in caplog.text
+    assert (resumed["precision"], resumed["precision_reason"]) == measured
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["precision"] == "bf16"
+    a, _, meta = load_checkpoint(tmp_path / "a" / "checkpoints" / "step_00000004")
+    b, _, _ = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_00000004")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert (meta["precision"], meta["precision_reason"]) == measured
+    assert train(cfg, work / "image_latents", tmp_path / "c")["precision"] == "fp32"
+
+
 def test_ema_is_the_running_average_of_the_weights(work, tmp_path):
     cfg = experiment_config("tiny", "dit", ["train.steps=2", "train.checkpoint_every=1", "train.keep_checkpoints=3",
                                             "train.validate_every=100"])
@@ -151,7 +178,7 @@ def test_ema_is_the_running_average_of_the_weights(work, tmp_path):
 def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
     cfg = experiment_config("tiny", "dit", ["train.steps=4", "train.validate_every=4"])
     summary = train(cfg, work / "image_latents", tmp_path / "run")
-    assert (tmp_path / "run" / "samples" / "step_00000004.png").is_file()
+    assert (tmp_path / "run" / "validation" / "step_00000004" / "grid.png").is_file()
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
     assert pipe.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
     assert "latent_scale" not in pipe.model.config  # the latents' property, kept by the pipeline
@@ -187,7 +214,7 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
 def test_video_samples_are_mp4_that_decord_reads_back_exactly(work, tmp_path):
     cfg = experiment_config("tiny", "latte", ["train.steps=2", "train.validate_every=2"])
     summary = train(cfg, work / "video_latents", tmp_path / "run")
-    assert (tmp_path / "run" / "samples" / "step_00000002.gif").is_file()
+    assert (tmp_path / "run" / "validation" / "step_00000002" / "grid.gif").is_file()
     sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny", "--classes", "1",
                  "--guidance", "1", "--set", "diffusion.sampling_steps=2"])
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])

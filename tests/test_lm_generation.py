@@ -1,5 +1,6 @@
 """The LM generator at the tiny preset: extraction, layout, sampling invariants, training, resume."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -265,7 +266,7 @@ def test_loss_falls_on_a_tiny_dataset(image_codes, tmp_path):
     summary = train(cfg, image_codes, tmp_path / "run", "image")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
-    assert summary["steps"] == 40 and (tmp_path / "run" / "grids" / "step_00000040.png").is_file()
+    assert summary["steps"] == 40 and (tmp_path / "run" / "validation" / "step_00000040" / "grid.png").is_file()
     assert (summary["precision"], summary["precision_reason"]) == ("fp32", "CPU default")  # as every trainer records it
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 
@@ -299,6 +300,23 @@ def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path)
     train(cfg, image_codes, tmp_path / "killed", "image", stop_at=7)
     with pytest.raises(ValueError, match="different configuration"):
         train(other, image_codes, tmp_path / "killed", "image")
+
+
+def test_a_finished_run_is_reused_only_with_its_own_final_folder(image_codes, tmp_path):
+    from shared.provenance import file_sha256
+
+    cfg = lm_config("tiny", ["train.steps=6"])
+    first = train(cfg, image_codes, tmp_path / "run", "image")
+    final = tmp_path / "run" / "final"
+    assert first["final_sha256"] == file_sha256(final)
+    weights = (final / "model.safetensors").read_bytes()
+    shutil.rmtree(final)  # gone: written again from the last checkpoint, the same weights
+    again = train(cfg, image_codes, tmp_path / "run", "image")
+    assert (final / "model.safetensors").read_bytes() == weights and again["final_sha256"] == first["final_sha256"]
+    torch.manual_seed(1)
+    build_lm(lm_config("tiny").model, ARPipeline.from_pretrained(final).layout).save_pretrained(final)  # replaced
+    with pytest.raises(ValueError, match=r"final: not the files this run wrote .*--restart"):
+        train(cfg, image_codes, tmp_path / "run", "image")
 
 
 def test_pipeline_round_trip_and_sample_cli_layout(image_codes, tmp_path):
@@ -367,14 +385,15 @@ def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_
 @pytest.mark.slow
 def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(image_codes, tmp_path):
     """The README's CPU launch of the LM trainer (it had failed on both ranks: the tokenizer was loaded onto
-    "cpu:0", a device name safetensors refuses)."""
+    "cpu:0", a device name safetensors refuses), with class dropout: each rank's mask is its share of the global
+    batch's."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    overrides = ["train.steps=3", "train.class_dropout=0.0", "train.checkpoint_every=3", "train.log_every=1"]
+    overrides = ["train.steps=3", "train.class_dropout=0.5", "train.checkpoint_every=3", "train.log_every=1"]
     code = ("from lm_generation.config import lm_config; from lm_generation.train import train; "
             "train(lm_config('tiny', %r), %r, %r)") % (overrides + ["train.batch_size=4"], str(image_codes),
                                                      str(tmp_path / "ddp"))
@@ -388,8 +407,10 @@ def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(ima
     assert (two["processes"], single["processes"]) == (2, 1)
     a = load_file(tmp_path / "ddp" / "checkpoints" / "step_00000003" / "model.safetensors")
     b = load_file(tmp_path / "one" / "checkpoints" / "step_00000003" / "model.safetensors")
+    # equal to float rounding (two ranks' averaged gradients against one batch's mean; Adam enlarges it where a
+    # gradient is near zero: up to 2e-5 seen); masks drawn per rank instead differ by 1e-2 in most weights
     for key in b:
-        torch.testing.assert_close(a[key], b[key], atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4)
 
 
 def test_a_pipeline_whose_tokenizer_was_replaced_is_refused(tmp_path):

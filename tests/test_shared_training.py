@@ -255,10 +255,60 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_leaves_nothing_half_written
 def test_discard_run_removes_what_the_trainer_and_sampler_wrote_and_keeps_the_rest(tmp_path):
     from shared.training import discard_run
 
-    for name in ("checkpoints/step_00000002", "final", "samples/cfg1/0000", "grids", "tb", "latents"):
+    for name in ("checkpoints/step_00000002", "final", "samples/cfg1/0000", "validation/step_00000002", "tb", "latents"):
         (tmp_path / name).mkdir(parents=True)
     for name in ("metrics.jsonl", "summary.json", "latents/manifest.json", "notes.txt"):
         (tmp_path / name).write_text("x")
     discard_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latents", "notes.txt"]
     discard_run(tmp_path / "missing")  # nothing there: nothing to do
+
+
+def _toy_run(folder, nan_at=(), stop_at=None, validated=None):
+    """A linear model trained by the shared loop on a fixed regression; its loss is NaN at the steps in nan_at."""
+    from shared.training import Step, make_accelerator, run_loop, start_run
+    from shared.training.config import TrainerConfig
+
+    cfg = TrainerConfig(steps=6, batch_size=4, lr=0.05, log_every=2, checkpoint_every=2, validate_every=4,
+                        max_nonfinite_in_row=2)
+    accelerator = make_accelerator()
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    run = start_run(accelerator, folder, cfg, {"toy": 1}, {"model": model}, {"opt": opt}, stop_at=stop_at)
+    x = torch.linspace(-1, 1, 12).reshape(4, 3)
+
+    def forward(step, batch):
+        loss = ((model(x + torch.randn_like(x) * 0.1) - batch) ** 2).mean()  # the step's noise: seeded by the loop
+        return (loss * float("nan") if step in nan_at else loss), {"scale": model.weight.abs().mean()}
+
+    def validate(step, out):
+        (out / "weights.txt").write_text(str(model.weight.tolist()))
+        (validated if validated is not None else []).append(step)
+
+    batches = (torch.full((4, 1), float(s % 3)) for s in range(run.start, run.stop))  # one batch per step
+    return run_loop(accelerator, run, Step(forward, model, opt, grad_clip=1.0), batches, validate), model, opt
+
+
+def test_the_loop_skips_a_non_finite_step_whole_and_resumes_exactly(tmp_path):
+    import math
+
+    validated = []
+    straight, model, opt = _toy_run(tmp_path / "a", nan_at={2}, validated=validated)
+    assert straight.nonfinite_skipped == 1 and straight.stopped_at is None and validated == [4, 6]
+    assert (tmp_path / "a" / "validation" / "step_00000004" / "weights.txt").is_file()
+    assert opt.state_dict()["state"][0]["step"] == 5  # 6 steps, one skipped: no optimizer step on it
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6] and all(math.isfinite(r["loss"]) for r in rows)
+    assert [r["nonfinite_skipped"] for r in rows] == [0, 1, 1] and {"lr", "scale", "seconds"} <= set(rows[0])
+    # killed after step 3 (inside the window of steps 3-4, after the skipped step): the same weights and rows
+    assert _toy_run(tmp_path / "b", nan_at={2}, stop_at=3)[0].stopped_at == 3
+    resumed, again, _ = _toy_run(tmp_path / "b", nan_at={2})
+    assert torch.equal(again.weight, model.weight) and resumed.nonfinite_skipped == 1
+    strip = lambda d: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                       for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "b") == strip(tmp_path / "a")
+    # two in a row stop the run, with a checkpoint at the step that stopped it (the last good weights)
+    with pytest.raises(RuntimeError, match=r"2 non-finite losses in a row at step 4"):
+        _toy_run(tmp_path / "c", nan_at={3, 4})
+    assert (tmp_path / "c" / "checkpoints" / "step_00000004").is_dir()

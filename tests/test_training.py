@@ -29,8 +29,9 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     assert list(report["stages"]) == ["image", "joint", "kl"]
     for stage in ("image", "joint", "kl"):
         d = tmp_path / "run" / stage
-        assert (d / "final" / "model.safetensors").is_file() and (d / "samples" / "images.png").is_file()
-        assert (d / "samples" / "video_0.gif").is_file()
+        shown = d / "validation" / f"step_{report['stages'][stage]['steps']:08d}"
+        assert (d / "final" / "model.safetensors").is_file() and (shown / "images.png").is_file()
+        assert (shown / "video_0.gif").is_file()
         lines = (d / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == report["stages"][stage]["steps"]
         val = report["stages"][stage]["validation"]
@@ -225,9 +226,18 @@ def test_config_errors_are_clear(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_keeps_weights_identical(tmp_path):
+def test_two_process_ddp_keeps_weights_identical_and_skips_a_non_finite_step_on_every_rank(tmp_path):
+    """Rank 1's loss is NaN at step 1: both ranks skip that step before any backward (DDP's reducers, with unused
+    parameters searched, see no backward on either rank), and the run goes on with identical weights."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "true"}
-    code = ("from tokenizer.train import run; import json; r = run('tiny', %r, stages=[%r]); "
+    code = ("import json, os; from tokenizer.losses import TokenizerLoss; from tokenizer.train import run\n"
+            "real = TokenizerLoss.forward\n"
+            "def forward(self, x, x_hat, enc, step, discriminator=False):\n"
+            "    loss, terms = real(self, x, x_hat, enc, step, discriminator)\n"
+            "    bad = step == 1 and not discriminator and os.environ['RANK'] == '1'\n"
+            "    return (loss * float('nan') if bad else loss), terms\n"
+            "TokenizerLoss.forward = forward\n"
+            "r = run('tiny', %r, stages=[%r])\n"
             "print('CHECKSUMS', json.dumps(r['stages']['image']['rank_weight_checksums']))") % (
         str(tmp_path / "ddp"), dict(STAGE, steps=3, loss={"disc_start": 1}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
@@ -238,7 +248,7 @@ def test_two_process_ddp_keeps_weights_identical(tmp_path):
     sums = json.loads(line.split(" ", 1)[1])
     assert len(sums) == 2 and sums[0] == sums[1]
     summary = json.loads((tmp_path / "ddp" / "image" / "summary.json").read_text())
-    assert summary["processes"] == 2
+    assert summary["processes"] == 2 and summary["nonfinite_skipped"] == 1
 
 
 def test_stage_model_overrides_build_the_ablation_models(tmp_path):

@@ -5,7 +5,8 @@
         --out runs/paper/tokenizer                                                # one or many GPUs
 
 Every stage writes `<out>/<stage>/`: checkpoints (resumed automatically), `final/` (save_pretrained),
-metrics.jsonl, TensorBoard logs, a reconstruction grid and side-by-side GIFs, and summary.json. A stage
+metrics.jsonl, TensorBoard logs, validation/step_<N>/ (at the stage's last step N: a reconstruction grid
+images.png and side-by-side GIFs video_<i>.gif), and summary.json. A stage
 whose summary exists is reused, so a killed run picks up where it stopped. The run ends by writing
 results/<scale>/tokenizer[_<variant>].json.
 """
@@ -16,17 +17,15 @@ import dataclasses
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write_json, remove_temporary_files
-from shared.training import (MetricsLog, NonFiniteGuard, locks_run_folder, lr_at, make_accelerator, precision_record,
-                             resume, save_checkpoint, seed_step, set_lr)
+from shared.atomic import atomic_write_json
+from shared.training import Run, Step, locks_run_folder, make_accelerator, precision_record, run_loop, start_run
 from shared.training.checkpoint import as_record, config_difference
+from shared.training.config import TrainerConfig
 from shared.data import StepSchedule, open_dataset, step_loader
 from shared.data.transforms import as_size
 from shared.paths import run_dir, run_result, seeded, tokenizer_run, tokenizer_run_parts
@@ -106,19 +105,67 @@ def stage_record(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stag
 # ----------------------------------------------------------------------------- one stage
 
 
+def stage_schedule(cfg: TokenizerTrainConfig, stage: StageConfig) -> TrainerConfig:
+    """A stage's steps, learning rate (warm-up, then cosine to min_lr), cadences and guard as the training loop reads
+    them; validation at the stage's last step."""
+    return TrainerConfig(seed=cfg.seed, steps=stage.steps, lr=stage.lr, min_lr=stage.min_lr,
+                         warmup_steps=stage.warmup_steps, decay="cosine", log_every=cfg.log_every,
+                         checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
+                         validate_every=stage.steps, max_nonfinite_in_row=cfg.max_nonfinite_in_row,
+                         precision=cfg.precision)
+
+
+def stage_batches(cfg: TokenizerTrainConfig, stage: StageConfig, accelerator: Accelerator, run: Run):
+    """The stage's batches of steps run.start .. run.stop, and its training and validation datasets (a validation
+    split that cannot be read fails now, not after the last step)."""
+    train_sets, val_sets = build_datasets(cfg.data, stage, cfg.data.eval_resolution or as_size(stage.resolutions[0]))
+    for dataset in val_sets.values():
+        dataset[0]
+    schedule = StepSchedule(lengths={k: len(v) for k, v in train_sets.items()},
+                            batch_sizes={"image": stage.batch_size_image, "video": stage.batch_size_video},
+                            pattern=stage.pattern, resolutions=stage.resolutions, seed=cfg.seed,
+                            rank=accelerator.process_index, world_size=accelerator.num_processes)
+    return step_loader(train_sets, schedule, run.start, run.stop, cfg.data.num_workers), train_sets, val_sets
+
+
+def gan_step(model, loss_fn, opt_g, opt_d, stage: StageConfig, accelerator: Accelerator, unreadable: dict) -> Step:
+    """A stage's step (prepared model, loss and optimizers): the generator's loss (reconstruction, codebook or KL,
+    perceptual, GAN) steps opt_g in the training loop; then, once the GAN is on, the discriminators' hinge loss on
+    the same batch steps opt_d. Unreadable items replaced in a batch are counted in `unreadable`."""
+    raw_loss, pair = accelerator.unwrap_model(loss_fn), {}
+
+    def forward(step: int, batch: dict):
+        count_unreadable(unreadable, batch["unreadable"], f"stage {stage.name}, step {step}", accelerator)
+        x = batch["pixels"].to(accelerator.device)
+        x_hat, enc = model(x)
+        loss, terms = loss_fn(x, x_hat, enc, step)
+        pair.update(x=x, x_hat=x_hat.detach())  # for the discriminators, after the generator's update
+        return loss, {**terms, **enc.stats}
+
+    def discriminators(step: int) -> dict | None:
+        x, x_hat = pair.pop("x"), pair.pop("x_hat")
+        if not raw_loss.gan_on(step):
+            return None
+        with accelerator.autocast():
+            _, d_terms = loss_fn(x, x_hat, None, step, discriminator=True)
+        opt_d.zero_grad(set_to_none=True)
+        accelerator.backward(d_terms["gan_d"])
+        opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+        return d_terms
+
+    return Step(forward, model, opt_g, stage.grad_clip or None, after=discriminators)
+
+
 def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig, out: Path,
                 accelerator: Accelerator, stages_done: dict[str, Path], stop_at: int | None = None) -> dict:
     """Train one stage (resuming from its latest checkpoint); returns its summary.
 
     stop_at: leave after that many steps (a checkpoint is written), as if the run had been killed.
     """
-    stage_dir, main = out / stage.name, accelerator.is_main_process
-    ckpt_dir = stage_dir / "checkpoints"
-    if main:  # what a killed run left half-written (resume below cleans the checkpoint folder)
-        for folder in (stage_dir, stage_dir / "final"):
-            remove_temporary_files(folder)
+    stage_dir, device = out / stage.name, accelerator.device
 
-    # Model, losses, optimizers:
+    # Model, losses, optimizers (the generator's and the discriminators'); resume; data:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every run of this config
     model, notes = stage_model(model_cfg, stage, stages_done)
     model.latent_frames(cfg.data.num_frames)  # a clear error now if the clip length does not fit t
@@ -126,112 +173,40 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
     loss_fn = TokenizerLoss(loss_cfg)
     opt_g = torch.optim.Adam(model.parameter_groups(stage.edge_lr_scale), lr=stage.lr, betas=stage.betas)
     opt_d = torch.optim.Adam(loss_fn.discriminator_parameters(), lr=stage.lr * loss_cfg.disc_lr_ratio, betas=stage.betas)
-
-    # Resume:
-    state = {"elapsed": 0.0, "nonfinite_skipped": 0, "unreadable": {"count": 0, "first": []}, "notes": notes}
     config_record = stage_record(cfg, model_cfg, stage)
-    meta = resume(ckpt_dir, config_record, {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d},
-                  {"opt_g": opt_g, "opt_d": opt_d}, what=f"stage '{stage.name}'", added=ADDED_STAGE_FIELDS)
-    start = meta["step"] if meta else 0
-    if meta:
-        state = {k: meta[k] for k in state}
-        if main:
-            log.info("stage %s: resuming from %s (step %d)", stage.name, meta["path"], start)
+    run = start_run(accelerator, stage_dir, stage_schedule(cfg, stage), config_record,
+                    {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d}, {"opt_g": opt_g, "opt_d": opt_d},
+                    stop_at=stop_at, lr_ratios={"opt_d": loss_cfg.disc_lr_ratio},
+                    state={"unreadable": {"count": 0, "first": []}, "notes": notes}, what=f"stage '{stage.name}'",
+                    added=ADDED_STAGE_FIELDS)
     model, loss_fn, opt_g, opt_d = accelerator.prepare(model, loss_fn, opt_g, opt_d)
     raw, raw_loss = accelerator.unwrap_model(model), accelerator.unwrap_model(loss_fn)
+    batches, train_sets, val_sets = stage_batches(cfg, stage, accelerator, run)
+    unreadable = run.state["unreadable"]
 
-    # Data:
-    train_sets, val_sets = build_datasets(cfg.data, stage, cfg.data.eval_resolution or as_size(stage.resolutions[0]))
-    for dataset in val_sets.values():  # a validation split that cannot be read fails now, not after the last step
-        dataset[0]
-    schedule = StepSchedule(lengths={k: len(v) for k, v in train_sets.items()},
-                            batch_sizes={"image": stage.batch_size_image, "video": stage.batch_size_video},
-                            pattern=stage.pattern, resolutions=stage.resolutions, seed=cfg.seed,
-                            rank=accelerator.process_index, world_size=accelerator.num_processes)
-    stop = stage.steps if stop_at is None else min(stage.steps, stop_at)
-    loader = step_loader(train_sets, schedule, start, stop, cfg.data.num_workers)
-    metrics = MetricsLog(stage_dir, start, enabled=main)
-    guard = NonFiniteGuard(cfg.max_nonfinite_in_row, state["nonfinite_skipped"])
-    t0 = time.perf_counter()
+    # Train, then validate at the last step:
+    trained = run_loop(accelerator, run, gan_step(model, loss_fn, opt_g, opt_d, stage, accelerator, unreadable),
+                       batches, lambda step, folder: validate(raw, val_sets, cfg, folder, stage.name),
+                       extras=lambda *_: {"unreadable_skipped": unreadable["count"]}, desc=stage.name)
+    if trained.stopped_at is not None:
+        return {"stage": stage.name, "stopped_at": trained.stopped_at}
 
-    def checkpoint(step: int):
-        if main:
-            save_checkpoint(ckpt_dir, step, {"model": raw.state_dict(), **raw_loss.discriminator_state()},
-                            {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()},
-                            {**state, "elapsed": state["elapsed"] + time.perf_counter() - t0,
-                             "nonfinite_skipped": guard.skipped, "config": config_record},
-                            keep=cfg.keep_checkpoints)
-        accelerator.wait_for_everyone()
-
-    # Train:
-    bar = tqdm(total=stage.steps, initial=start, desc=f"{stage.name}", disable=not main, dynamic_ncols=True)
-    for step, batch in zip(range(start, stop), loader):
-        seed_step(cfg.seed, step, accelerator.process_index, accelerator.num_processes)
-        lr = lr_at(step, stage.lr, stage.min_lr, stage.warmup_steps, stage.steps)
-        set_lr(opt_g, lr)
-        set_lr(opt_d, lr * loss_cfg.disc_lr_ratio)
-        count_unreadable(state["unreadable"], batch["unreadable"], f"stage {stage.name}, step {step}", accelerator)
-        x = batch["pixels"].to(accelerator.device)
-        with accelerator.autocast():
-            x_hat, enc = model(x)
-            loss, terms = loss_fn(x, x_hat, enc, step)
-        bad = guard.is_bad(loss, accelerator)
-        opt_g.zero_grad(set_to_none=True)
-        accelerator.backward(loss)  # always, so that every rank's reducer sees a backward
-        if guard.record(bad):
-            checkpoint(step)
-            raise guard.error(f"stage {stage.name}", step, terms, ckpt_dir)
-        bar.update(1)
-        if bad:
-            opt_g.zero_grad(set_to_none=True)
-            continue
-        if stage.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), stage.grad_clip)
-        opt_g.step()
-        if raw_loss.gan_on(step):
-            with accelerator.autocast():
-                _, d_terms = loss_fn(x, x_hat.detach(), None, step, discriminator=True)
-            terms.update(d_terms)
-            opt_d.zero_grad(set_to_none=True)
-            accelerator.backward(d_terms["gan_d"])
-            opt_d.step()
-            opt_d.zero_grad(set_to_none=True)
-        done = step + 1
-        if done % cfg.log_every == 0 or done == stop:
-            record = {"kind": "video" if x.shape[2] > 1 else "image", "resolution": list(x.shape[-2:]), "lr": lr,
-                      "loss": loss.item(), **{k: v.item() for k, v in {**terms, **enc.stats}.items()},
-                      "nonfinite_skipped": guard.skipped, "unreadable_skipped": state["unreadable"]["count"],
-                      "seconds": state["elapsed"] + time.perf_counter() - t0}
-            metrics.log(done, record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", recon=f"{record['recon']:.4f}")
-        if done % cfg.checkpoint_every == 0 or done == stop:
-            checkpoint(done)
-    bar.close()
-    elapsed = state["elapsed"] + time.perf_counter() - t0
-    if stop < stage.steps:
-        metrics.close()
-        return {"stage": stage.name, "stopped_at": stop}
-
-    # Final weights, validation, summary:
-    checksum = torch.tensor([sum(p.double().sum().item() for p in raw.parameters())], device=accelerator.device)
-    unreadable = state["unreadable"]
+    # Final weights, summary:
+    checksum = torch.tensor([sum(p.double().sum().item() for p in raw.parameters())], device=device)
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
-               "processes": accelerator.num_processes, "threads": torch.get_num_threads(), "wall_seconds": elapsed,
-               **precision_record(accelerator),
-               "nonfinite_skipped": guard.skipped,
-               "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=accelerator.device), "sum").item()),
+               "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
+               "wall_seconds": trained.seconds, **precision_record(accelerator),
+               "nonfinite_skipped": trained.nonfinite_skipped,
+               "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=device), "sum").item()),
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own
                "short_videos_looped": sorted(str(p) for p in getattr(train_sets.get("video"), "looped", ())),
                "perceptual_network": raw_loss.perceptual.source if raw_loss.perceptual is not None else None,
-               "init_notes": state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
+               "init_notes": run.state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
                "config": config_record, "loss": dataclasses.asdict(loss_cfg)}
-    if main:
+    if accelerator.is_main_process:
         raw.save_pretrained(stage_dir / "final")
-        summary["validation"] = validate(raw, val_sets, cfg, stage_dir / "samples", stage.name)
-        for kind, m in summary["validation"].items():
-            metrics.scalars(stage.steps, m, f"val_{kind}")
+        summary["validation"] = trained.validation
         atomic_write_json(stage_dir / "summary.json", summary)
-    metrics.close()
     accelerator.wait_for_everyone()
     return summary
 
@@ -244,8 +219,8 @@ def count_unreadable(unreadable: dict, errors: list[str], where: str, accelerato
     unreadable["first"] = sorted(set(unreadable["first"]) | set(errors))[:20]
 
 
-def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, samples_dir: Path, name: str) -> dict:
-    """PSNR / SSIM / codebook usage on each validation split, plus a PNG grid and GIFs to look at."""
+def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, folder: Path, name: str) -> dict:
+    """PSNR / SSIM / codebook usage on each validation split, plus a PNG grid and GIFs to look at in `folder`."""
     model.eval()  # the pictures below too: no training-mode behaviour (codebook restarts) while looking
     limits = {"image": cfg.data.val_images, "video": cfg.data.val_videos}
     results = {}
@@ -257,12 +232,12 @@ def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, sa
         items = [val_sets["image"][i]["pixels"] for i in range(min(8, len(val_sets["image"])))]
         x = torch.stack(items).to(device)
         x_hat, _ = reconstruct(model, x, cfg.eval_max_tokens)
-        image_grid(x[:, :, 0].cpu(), x_hat[:, :, 0].cpu(), samples_dir / "images.png")
+        image_grid(x[:, :, 0].cpu(), x_hat[:, :, 0].cpu(), folder / "images.png")
     if "video" in val_sets:
         for i in range(min(3, len(val_sets["video"]))):
             x = val_sets["video"][i]["pixels"][None].to(device)
             x_hat, _ = reconstruct(model, x, cfg.eval_max_tokens)
-            side_by_side_video(x[0].cpu(), x_hat[0].cpu(), samples_dir / f"video_{i}.gif")
+            side_by_side_video(x[0].cpu(), x_hat[0].cpu(), folder / f"video_{i}.gif")
     return results
 
 
@@ -271,8 +246,8 @@ def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, sa
 
 @locks_run_folder
 def run(scale: str, out: str | Path, stage_names: list[str] | None = None, variant: str | None = None,
-        restart: bool = False, results: str | Path | None = None, accelerator: Accelerator | None = None,
-        stop_at: int | None = None, overrides: list[str] | None = None, **train_overrides) -> dict:
+        restart: bool = False, results: str | Path | None = None, stop_at: int | None = None,
+        overrides: list[str] | None = None, **train_overrides) -> dict:
     """Run the stages of a scale's config in order; finished stages (summary.json present) are reused.
 
     overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge)."""
@@ -284,7 +259,8 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; this run has {[s.name for s in stages]}")
     out = Path(out)
-    accelerator = accelerator or make_accelerator(find_unused_parameters=True, precision=cfg.precision)
+    # the processes of the run; each stage trains under its own Accelerator, in the precision its checkpoints record
+    processes = make_accelerator(find_unused_parameters=True, precision=cfg.precision)
     done: dict[str, Path] = {}
     summaries = {}
     for stage in stages:
@@ -293,9 +269,9 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
             if (stage_dir / "final" / "config.json").is_file():
                 done[stage.name] = stage_dir / "final"
             continue
-        if restart and accelerator.is_main_process:
+        if restart and processes.is_main_process:
             shutil.rmtree(stage_dir, ignore_errors=True)
-        accelerator.wait_for_everyone()
+        processes.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
             differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage),
@@ -303,10 +279,11 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
             if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({'; '.join(differences)}); pass --restart to train it again")
-            if accelerator.is_main_process:
+            if processes.is_main_process:
                 log.info("stage %s: finished earlier, reusing %s", stage.name, stage_dir / "final")
         else:
             stage_dir.mkdir(parents=True, exist_ok=True)
+            accelerator = make_accelerator(find_unused_parameters=True, precision=cfg.precision, run=stage_dir)
             summaries[stage.name] = train_stage(cfg, full.model, stage, out, accelerator, done, stop_at)
             if "stopped_at" in summaries[stage.name]:
                 return summaries
@@ -315,7 +292,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
               "data": {"images": cfg.data.images, "videos": cfg.data.videos},
               "out": str(out), "stages": summaries,
               "wall_seconds": sum(s.get("wall_seconds", 0.0) for s in summaries.values())}
-    if results and accelerator.is_main_process:
+    if results and processes.is_main_process:
         atomic_write_json(results, report)
     return report
 

@@ -20,19 +20,20 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from shared.atomic import file_mode, read_json_object
+from shared.atomic import atomic_write_json, file_mode, read_json_object
 from shared.pretrained import load_safetensors
+from shared.provenance import file_sha256
 
 PREFIX = "step_"
 log = logging.getLogger(__name__)
 
 
-RUN_OUTPUTS = ("checkpoints", "final", "samples", "grids", "tb", "metrics.jsonl", "summary.json")
+RUN_OUTPUTS = ("checkpoints", "final", "samples", "validation", "tb", "metrics.jsonl", "summary.json")
 
 
 def discard_run(out: str | Path) -> None:
     """What a generator's trainer and its sampler wrote into a run folder (a restart): checkpoints, the final
-    pipeline, sample folders and grids, logs, the summary. Anything else in the folder (the latents) stays."""
+    pipeline, sample folders, validation grids, logs, the summary. Anything else in the folder (the latents) stays."""
     for name in RUN_OUTPUTS:
         path = Path(out) / name
         if path.is_dir():
@@ -44,8 +45,10 @@ def discard_run(out: str | Path) -> None:
 def finished_run(out: str | Path, record: dict, added: dict | None = None,
                  ignored: Collection[str] = ()) -> dict | None:
     """The summary of a run that finished in `out` with this `record` (what its weights depend on, stored in the
-    summary as "record"), or None when none finished there. One that finished with another record is refused."""
-    done = Path(out) / "summary.json"
+    summary as "record") and whose final/ holds the files it wrote (the summary's final_sha256), or None when none
+    finished there, or its final/ is gone (the trainer then writes it again from the last checkpoint). A run that
+    finished with another record is refused, and so is a final/ whose files are not the ones the run wrote."""
+    done, final = Path(out) / "summary.json", Path(out) / "final"
     if not done.is_file():
         return None
     summary = read_json_object(done)
@@ -54,7 +57,21 @@ def finished_run(out: str | Path, record: dict, added: dict | None = None,
         raise ValueError(f"{done}: this run finished with another configuration or other data ("
                          f"{'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}); pass --restart to train "
                          f"again, or choose another --out")
-    log.info("%s: finished earlier with this configuration and data, reusing %s", done, summary.get("final"))
+    if not final.is_dir():
+        log.warning("%s: the run finished, but its final/ is gone: writing it again from the last checkpoint", out)
+        return None
+    recorded = summary.get("final_sha256")
+    if recorded and (actual := file_sha256(final)) != recorded:
+        raise ValueError(f"{final}: not the files this run wrote (sha256 {actual[:12]}..., {done} records "
+                         f"{recorded[:12]}...); put them back, or pass --restart to train again")
+    log.info("%s: finished earlier with this configuration and data, reusing %s", done, final)
+    return summary
+
+
+def write_summary(out: str | Path, summary: dict) -> dict:
+    """A finished run's summary.json, with the sha256 of the final/ it wrote (what finished_run checks)."""
+    summary["final_sha256"] = file_sha256(Path(out) / "final")
+    atomic_write_json(Path(out) / "summary.json", summary)
     return summary
 
 

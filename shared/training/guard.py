@@ -1,5 +1,6 @@
 """The non-finite loss guard: a step whose loss is NaN or inf on any rank is skipped on every rank and counted;
-too many in a row stop the run with a message (after the caller's last checkpoint)."""
+too many in a row stop the run with a message (after the caller's last checkpoint). Where in a step it decides, and
+why there: loop.py."""
 from __future__ import annotations
 
 import torch

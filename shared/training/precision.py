@@ -3,7 +3,8 @@
 "auto": bf16 autocast on CUDA; on a CPU, bf16 autocast where a bf16 matmul measures at least MIN_SPEEDUP x the fp32
 one (CPUs with AVX512-BF16 / AMX: 4-9x measured here), fp32 where it does not (an earlier CPU ran bf16 ~300x
 slower). "fp32" and "bf16" force one. None (unset): bf16 on CUDA, fp32 on a CPU. The choice and the measurement go
-into every run's summary.
+into every run's checkpoints and summary; a resumed training run continues in the choice its checkpoints record
+(accelerator.make_accelerator).
 """
 from __future__ import annotations
 

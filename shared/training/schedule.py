@@ -12,6 +12,19 @@ def seed_step(seed: int, step: int, rank: int = 0, world_size: int = 1) -> None:
     torch.manual_seed(seed * 1_000_003 + step * world_size + rank)
 
 
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A generator of (seed, step) alone, the same on every rank: what a step draws from it for its global batch and
+    slices to each rank (rank_rows) is what one process of the global batch draws, so that N processes of batch b
+    train as one process of batch N * b does."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def rank_rows(x: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's share of rows drawn for the global batch (world_size equal shares, in rank order)."""
+    b = x.shape[0] // world_size
+    return x[rank * b : (rank + 1) * b]
+
+
 def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, total_steps: int, decay: str = "cosine") -> float:
     """Linear warm-up to `lr` over `warmup_steps`, then cosine to `min_lr` at `total_steps` ("cosine"), or
     `lr` throughout ("constant")."""
