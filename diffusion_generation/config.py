@@ -48,8 +48,6 @@ class DiffusionConfig:
 
     def __post_init__(self):
         at_least(self, train_steps=1, sampling_steps=1)
-        check_finite("beta_start", self.beta_start)
-        check_finite("beta_end", self.beta_end)
         # betas are variances added per step: outside (0, 1) the forward process is no diffusion (beta 1 erases the
         # signal at once, beta > 1 gives negative alphas and NaN samples), and the schedule rises
         if not 0 < self.beta_start < self.beta_end < 1:

@@ -78,3 +78,27 @@ def test_an_out_that_is_a_file_is_named(tmp_path):
     with pytest.raises(NotADirectoryError, match=r"taken: is a file, not a folder; give --out a folder path"):
         write_sample_folders(tmp_path / "taken" / "s", {"seed": 0, "batch_size": 2}, [(0, 0)], [1.0], fake_draw([]),
                              video=False)
+
+
+def test_a_full_disk_names_the_sample_and_a_rerun_resumes(tmp_path, monkeypatch):
+    """A full disk had surfaced as a bare OSError [Errno 28] naming no file."""
+    import errno
+
+    from shared import media
+
+    real, written = media.imageio.imwrite, []
+
+    def full(path, *args, **kwargs):  # the disk fills up at the third sample
+        written.append(path)
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    jobs = [(0, i) for i in range(4)]
+    monkeypatch.setattr(media.imageio, "imwrite", full)
+    with pytest.raises(OSError, match=r"cfg1/0000/00002.png: no space left on the device .* run the command again"):
+        write_sample_folders(tmp_path, {"seed": 0, "batch_size": 2}, jobs, [1.0], fake_draw([]), video=False)
+    monkeypatch.setattr(media.imageio, "imwrite", real)
+    calls = []
+    write_sample_folders(tmp_path, {"seed": 0, "batch_size": 2}, jobs, [1.0], fake_draw(calls), video=False)
+    assert [c[0] for c in calls] == [(2, 3)] and not list((tmp_path / "cfg1").rglob(".*"))
