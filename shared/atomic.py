@@ -49,12 +49,13 @@ def remove_temporary_files(folder: str | Path) -> list[Path]:
     return stale
 
 
-def output_folder(path: str | Path, flag: str = "--out") -> Path:
+def output_folder(path: str | Path) -> Path:
     """`path` as a folder to write into, made where missing; a clear error where a file stands in the way."""
     path = Path(path)
     for p in (path, *path.parents):
         if p.exists() and not p.is_dir():
-            raise NotADirectoryError(f"{p}: is a file, not a folder; give {flag} a folder path (or move the file)")
+            raise NotADirectoryError(f"{p}: is a file where a folder is needed; choose another --out (or move the "
+                                     f"file)")
         if p.is_dir():
             break
     path.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder; give a file path to write this result to")
-    output_folder(path.parent, "the output")
+    output_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:

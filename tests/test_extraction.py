@@ -246,7 +246,7 @@ def test_safetensors_own_leftover_is_cleaned_on_the_next_start(tmp_path):
 
 def test_an_out_that_is_a_file_and_a_label_outside_the_classes_are_named(tmp_path):
     (tmp_path / "codes").write_text("")
-    with pytest.raises(NotADirectoryError, match=r"codes: is a file, not a folder; give --out a folder path"):
+    with pytest.raises(NotADirectoryError, match=r"codes: is a file where a folder is needed; choose another --out"):
         extract(Items(4), flip_encode([]), tmp_path / "codes", SETTINGS, shard_size=4, batch_size=4)
     named = {**SETTINGS, "class_names": ["a", "b", "c"]}  # Items' labels are i % 3
     extract(Items(8), flip_encode([]), tmp_path / "out", named, shard_size=4, batch_size=4)

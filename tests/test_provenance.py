@@ -117,7 +117,7 @@ def test_sampling_settings_of_another_model_or_count_are_refused(tmp_path):
         diffusion_sample.main(["--pipeline", str(tmp_path / "p"), "--out", str(tmp_path / "s"), *SAMPLING,
                                "--experiment", "latte"])
     (tmp_path / "file").write_text("")
-    with pytest.raises(NotADirectoryError, match=r"file: is a file, not a folder; give --out a folder"):
+    with pytest.raises(NotADirectoryError, match=r"file: is a file where a folder is needed; choose another --out"):
         diffusion_sample.main(["--pipeline", str(tmp_path / "p"), "--out", str(tmp_path / "file"), *SAMPLING])
     pipe = LatentDiffusionPipeline.from_pretrained(tmp_path / "p", "cpu")
     with pytest.raises(ValueError, match="num_samples 0 with 2 labels"):
@@ -128,3 +128,15 @@ def test_sampling_settings_of_another_model_or_count_are_refused(tmp_path):
                                              "patch size 2"):
             pipe(labels=[0], steps=2, latent_size=size)
     assert pipe(labels=[0], steps=2, latent_size=(2, 6)).shape[-2:] == (8, 24)  # 4 pixels a latent at tiny
+
+
+def test_a_result_path_that_is_a_folder_or_under_a_file_is_named(tmp_path):
+    from shared.atomic import atomic_write_json
+
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"taken: is a file where a folder is needed; choose another --out"):
+        atomic_write_json(tmp_path / "taken" / "r.json", {})
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"dir: is a folder; give a file path"):
+        atomic_write_json(tmp_path / "dir", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "taken"] and not list((tmp_path / "dir").iterdir())

@@ -75,7 +75,7 @@ def test_evaluation_reads_the_folder_given_and_refuses_missing_changed_or_extra_
 
 def test_an_out_that_is_a_file_is_named(tmp_path):
     (tmp_path / "taken").write_text("")
-    with pytest.raises(NotADirectoryError, match=r"taken: is a file, not a folder; give --out a folder path"):
+    with pytest.raises(NotADirectoryError, match=r"taken: is a file where a folder is needed; choose another --out"):
         write_sample_folders(tmp_path / "taken" / "s", {"seed": 0, "batch_size": 2}, [(0, 0)], [1.0], fake_draw([]),
                              video=False)
 
