@@ -48,6 +48,11 @@ class DiffusionConfig:
 
     def __post_init__(self):
         at_least(self, train_steps=1, sampling_steps=1)
+        # betas are variances added per step: outside (0, 1) the forward process is no diffusion (beta 1 erases the
+        # signal at once, beta > 1 gives negative alphas and NaN samples), and the schedule rises
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ValueError(f"beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1, got beta_start "
+                             f"{self.beta_start}, beta_end {self.beta_end}")
         if self.sampling_steps > self.train_steps:
             raise ValueError(f"sampling_steps {self.sampling_steps} must be at most train_steps {self.train_steps}")
 

@@ -6,7 +6,9 @@
 
 A pipeline folder holds `model/` (the EMA weights, diffusers save_pretrained), `vae/` (the tokenizer's
 save_pretrained) and `pipeline.json` (diffusion settings, latent shape, the latent scale measured at extraction,
-class names, where the latents came from).
+class names, where the latents came from, the sha256 of `vae/`). Loading refuses a `vae/` other than the one saved
+(another KL tokenizer decodes the latents into other pixels, silently) and keeps the sha256 of each part as loaded
+(`provenance`: what a samples folder records).
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from shared.atomic import atomic_write_json, read_json_object
+from shared.atomic import atomic_write_json, follow_umask, read_json_object
 from shared.config import build, check_finite, check_seed
 from shared.labels import class_labels
+from shared.provenance import check_sha256, component_sha256, file_sha256
 from shared.training.precision import autocast, check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
@@ -27,6 +30,15 @@ from .diffusion import make_scheduler, sample
 from .models import load_model
 
 PIPELINE_FILE = "pipeline.json"
+COMPONENTS = {"model": "model", "vae": "vae"}  # the parts a samples folder records
+LATENT_DIMS = {"DiT": 3, "Latte": 4}  # one sample's latents: (C, h, w) images, (C, T', h, w) clips
+
+
+def check_vae(vae: OmniTokenizer, where) -> None:
+    """The denoiser's latents are a KL tokenizer's posteriors: a VQ tokenizer cannot decode them."""
+    if vae.config.quantizer != "kl":
+        raise ValueError(f"{where}: a {vae.config.quantizer.upper()} tokenizer; the pipeline's VAE must be the KL "
+                         f"tokenizer (OmniTokenizer-VAE) whose latents the denoiser learnt")
 
 
 class LatentDiffusionPipeline:
@@ -38,9 +50,11 @@ class LatentDiffusionPipeline:
         `vae.config.scaling_factor`). precision: the denoiser's, "fp32" or "bf16" (autocast; the scheduler's
         arithmetic and the VAE's decoding stay fp32)."""
         check_computed(precision)
+        check_vae(vae, "the pipeline's VAE")
         self.vae, self.model, self.diffusion, self.precision = vae.eval(), model.eval(), diffusion, precision
         self.latent_shape, self.latent_scale = tuple(latent_shape), float(latent_scale)
         self.classes, self.info = classes or [], info or {}
+        self.provenance: dict[str, str] = {}  # "<part>_sha256" of the folder it was loaded from
 
     @property
     def device(self) -> torch.device:
@@ -73,13 +87,16 @@ class LatentDiffusionPipeline:
                                  f"pass labels")
             labels = class_labels(labels, self.model.config.num_classes)
             n = labels.shape[0]
+            if num_samples is not None and num_samples != n:
+                raise ValueError(f"num_samples {num_samples!r} with {n} labels: a class-conditional model draws one "
+                                 f"sample per label; pass the labels alone")
         else:
             if labels is not None:
                 raise ValueError("this model is unconditional: pass num_samples, not labels")
             n = 1 if num_samples is None else num_samples
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        shape = self.latent_shape if latent_size is None else (*self.latent_shape[:-2], *latent_size)
+        shape = self.latent_shape if latent_size is None else (*self.latent_shape[:-2], *self._grid(latent_size))
         scheduler = make_scheduler(self.diffusion, self.model.config.learn_sigma, sampler, steps)
         check_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -92,6 +109,16 @@ class LatentDiffusionPipeline:
                              progress)
         return self.decode(latents)
 
+    def _grid(self, latent_size) -> tuple[int, int]:
+        """latent_size checked: two positive integers the patch size divides."""
+        p = self.model.config.patch_size
+        if (not isinstance(latent_size, (tuple, list)) or len(latent_size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % p == 0
+                           for v in latent_size)):
+            raise ValueError(f"latent_size must be (h, w): two positive integers divisible by the patch size {p}, got "
+                             f"{latent_size!r}")
+        return tuple(latent_size)
+
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
         self.model.save_pretrained(str(folder / "model"))
@@ -99,7 +126,9 @@ class LatentDiffusionPipeline:
         atomic_write_json(folder / PIPELINE_FILE, {"diffusion": dataclasses.asdict(self.diffusion),
                                                    "latent_shape": list(self.latent_shape),
                                                    "latent_scale": self.latent_scale,
-                                                   "classes": self.classes, "info": self.info})
+                                                   "classes": self.classes, "info": self.info,
+                                                   "vae_sha256": file_sha256(folder / "vae")})
+        follow_umask(folder)
         return folder
 
     @classmethod
@@ -119,15 +148,22 @@ class LatentDiffusionPipeline:
         # a default guidance scale saved with the pipeline is no setting of the pipeline now: callers pass theirs
         settings = {k: v for k, v in record["diffusion"].items() if k != "guidance_scale"}
         diffusion = build(DiffusionConfig, settings, str(path))
+        hashes = component_sha256(folder, COMPONENTS)
+        if "vae_sha256" in record:  # folders saved before the hash was recorded load as they are
+            check_sha256(folder / "vae", record["vae_sha256"], path,
+                         "Put back the vae/ the pipeline was saved with: the denoiser learnt its latents",
+                         hashes["vae_sha256"])
         vae, model = OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model")
-        shape = record.get("latent_shape")
-        if (not isinstance(shape, list) or len(shape) not in (3, 4) or not all(isinstance(v, int) and v > 0 for v in shape)
+        check_vae(vae, folder / "vae")
+        shape, dims = record.get("latent_shape"), LATENT_DIMS[type(model).__name__]
+        if (not isinstance(shape, list) or len(shape) != dims or not all(isinstance(v, int) and v > 0 for v in shape)
                 or shape[0] != vae.config.latent_dim):
-            raise ValueError(f"{path}: latent_shape must be [C, h, w] (images) or [C, T', h, w] (clips) with C = the "
-                             f"VAE's {vae.config.latent_dim} channels, got {shape!r}")
+            raise ValueError(f"{path}: latent_shape must be {'[C, T, h, w]' if dims == 4 else '[C, h, w]'} for its "
+                             f"{type(model).__name__} with C = the VAE's {vae.config.latent_dim} channels, got {shape!r}")
         # pipelines saved before the scale was the pipeline's kept it in the denoiser's config
         scale = record.get("latent_scale", model.config.get("latent_scale"))
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"{path}: latent_scale must be a positive number, got {scale!r}")
         pipe = cls(vae, model, diffusion, shape, scale, record.get("classes"), record.get("info"), precision)
+        pipe.provenance = hashes
         return pipe.to(device)

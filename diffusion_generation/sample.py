@@ -7,19 +7,17 @@
 
 Writes shared.sample_folders' layout: `<out>/cfg<s>/<class:04d>/<index:05d>.png` (images) or `.mp4` (clips) for
 each guidance scale s (class 0 for an unconditional model), a grid beside each folder and `<out>/samples.json`. A
-killed run resumes with the same files; a folder sampled with another sampler, step count, seed or model (by
-its weights' sha256) is refused, never mixed.
+killed run resumes with the same files; a folder sampled with another sampler, step count, seed, model or VAE (by
+their sha256) is refused, never mixed.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 
 import torch
 
-from shared.provenance import file_sha256
 from shared.sample_folders import add_sampling_flags, check_sampling_flags, write_sample_folders
 
 from .config import experiment_config
@@ -30,10 +28,13 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sampling_flags(ap)
     ap.add_argument("--experiment", default=None, choices=["dit", "latte"],
-                    help="config section (default: from the pipeline's model)")
+                    help="the pipeline's model, checked (default: read from the pipeline)")
     args = ap.parse_args(argv)
     pipe = LatentDiffusionPipeline.from_pretrained(args.pipeline, precision=args.precision)
-    experiment = args.experiment or ("latte" if len(pipe.latent_shape) == 4 else "dit")
+    experiment = "latte" if len(pipe.latent_shape) == 4 else "dit"
+    if args.experiment not in (None, experiment):
+        raise SystemExit(f"--experiment {args.experiment}: {args.pipeline} holds a {experiment} model; its sampling "
+                         f"settings are the config's {experiment} section (leave --experiment out)")
     cfg = experiment_config(args.scale, experiment, args.overrides)
     pipe.diffusion = dataclasses.replace(pipe.diffusion, sampler=cfg.diffusion.sampler,
                                          sampling_steps=cfg.diffusion.sampling_steps)
@@ -48,8 +49,8 @@ def main(argv=None) -> dict:
     if not num_classes and any(s != 1.0 for s in scales):
         raise ValueError(f"{args.pipeline}: an unconditional model has no classifier-free guidance; use --guidance 1")
     seed = cfg.sample.seed if args.seed is None else args.seed
-    settings = {"generator": experiment, "model": pipe.info,
-                "model_sha256": file_sha256(Path(args.pipeline) / "model"), "classes": classes,
+    settings = {"generator": experiment, "scale": args.scale, "model": pipe.info, **pipe.provenance,
+                "classes": classes,
                 "per_class": per_class, "seed": seed, "batch_size": cfg.sample.batch_size,
                 "sampling": {"sampler": cfg.diffusion.sampler, "sampling_steps": cfg.diffusion.sampling_steps},
                 "precision": pipe.precision}

@@ -11,7 +11,9 @@
 Each `--samples` folder holds `<class:04d>/<index:05d>.png` (images) or `.mp4` / `.gif` (videos), class = the
 integer label asked for; `--guidance` (given once per `--samples`, in the same order) labels each folder with
 its guidance scale. One result file holds every folder's share, so the rise with guidance reads from one
-table; a generator whose conditioning works gets a higher share at a higher guidance scale.
+table; a generator whose conditioning works gets a higher share at a higher guidance scale. With `--record` each
+folder is read inside the record (wherever it was sampled), every file checked against the sha256 samples.json
+records, and each row names the samples it scored (`samples_sha256`).
 
 The classifier (eval/classifier.py) is trained once on the real training split of the generator's data at
 the samples' resolution and clip length, and kept under `results/<scale>/classifiers/`. Its held-out accuracy
@@ -37,7 +39,7 @@ from tqdm.auto import tqdm
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.transforms import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image_rgb, resize_and_crop, to_unit_range
-from shared.sample_folders import read_samples_record
+from shared.sample_folders import checked_folder, read_samples_record
 
 from .classifier import PRESETS, ConvClassifier, RealData, device, judge, load_or_train
 from .judge_references import FeatureSpace, class_shares, reference_points
@@ -192,10 +194,11 @@ def main(argv=None) -> None:
         if args.guidance is not None:
             ap.error("--guidance is read from --record's samples.json")
         try:
-            folders = list(read_samples_record(args.record)["folders"].values())
+            entries = list(read_samples_record(args.record)["folders"].values())
+            args.samples = [str(checked_folder(args.record, entry)) for entry in entries]
         except (FileNotFoundError, ValueError) as exc:
             ap.error(f"--record: {exc}")
-        args.samples, args.guidance = [f["folder"] for f in folders], [f["guidance_scale"] for f in folders]
+        args.guidance = [entry["guidance_scale"] for entry in entries]
     if args.guidance is not None and len(args.guidance) != len(args.samples):
         ap.error(f"--guidance given {len(args.guidance)} times for {len(args.samples)} --samples folders: give one "
                  "per folder, in the same order")
@@ -223,9 +226,10 @@ def main(argv=None) -> None:
             per_class = sum(c == first[0][1] for _, c in first)
         references, space = (reference_points(net, data, known, names, per_class, args.tokenizer)
                              if per_class else (None, None))
-        rows = [{"guidance": g, **score_folder(net, folder, args.kind, resolution, frames, known, names,
-                                               data.describe(), args.batch_size, space)}
-                for folder, g in zip(args.samples, guidance)]
+        hashes = [entry["sha256"] for entry in entries] if args.record is not None else [None] * len(args.samples)
+        rows = [{"guidance": g, "samples_sha256": sha, **score_folder(net, folder, args.kind, resolution, frames, known,
+                                                                      names, data.describe(), args.batch_size, space)}
+                for folder, g, sha in zip(args.samples, guidance, hashes)]
     except DataError as exc:
         raise SystemExit(f"error: {exc}") from None
     dev = device()

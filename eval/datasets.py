@@ -6,13 +6,25 @@ from torch.utils.data import Dataset
 from shared.data import open_dataset
 
 
+def held_out_split(source: str, split: str | None) -> str | None:
+    """The split to read: the embedded data's held-out "val" (evaluation never reads its training items; "test", a
+    folder's held-out name, means it too), or a folder's `split`. Another split of the embedded data is an error,
+    not silently "val"."""
+    if source != "embedded":
+        return split
+    if split not in (None, "val", "test"):
+        raise ValueError(f"split {split!r}: the embedded data is evaluated on its held-out split 'val' only; give "
+                         f"--split val or leave it out")
+    return "val"
+
+
 def image_split(source: str, split: str | None, resolution: int) -> Dataset:
     """Centre-cropped images: the embedded validation photos, or `source[/<split>]` (ImageNet or plain layout)."""
-    return open_dataset("image", source, "val" if source == "embedded" else split, resolution)
+    return open_dataset("image", source, held_out_split(source, split), resolution)
 
 
 def video_split(source: str, layout: str, split: str | None, frames: int, fps: float | None,
                 resolution: int) -> Dataset:
     """Centre clips: the embedded validation clips, or a video folder (ucf101 | classes | plain layout)."""
-    return open_dataset("video", source, "val" if source == "embedded" else split, resolution, frames, fps=fps,
+    return open_dataset("video", source, held_out_split(source, split), resolution, frames, fps=fps,
                         video_layout=layout)

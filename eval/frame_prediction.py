@@ -27,7 +27,7 @@ from shared.metrics.reconstruction import psnr, ssim
 from shared.provenance import file_sha256, stamp
 from tokenizer.evaluate import reconstruct
 
-from .datasets import video_split
+from .datasets import held_out_split, video_split
 
 PREDICTORS = ("model", "repeat_last_given", "tokenizer_reconstruction")
 
@@ -76,11 +76,15 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"--limit must be >= 1, got {args.limit}")
+    try:
+        split = held_out_split(args.videos, args.split)
+    except ValueError as exc:
+        raise SystemExit(f"--split: {exc}") from None
     pipe = ARPipeline.from_pretrained(args.pipeline, "cuda" if torch.cuda.is_available() else "cpu")
     if pipe.layout.cond_frames == 0:
         raise SystemExit(f"{args.pipeline}: this LM does not predict frames (trained with no given latent frames)")
     frames, h, w = pipe.layout.size
-    data = video_split(args.videos, args.video_layout, args.split, frames, None, (h, w))
+    data = video_split(args.videos, args.video_layout, split, frames, None, (h, w))
     if args.limit is not None and args.limit < len(data):
         data = Subset(data, range(args.limit))
     s = lm_config(args.scale, task="frames").sample
@@ -89,7 +93,7 @@ def main(argv=None) -> dict:
     result = score(pipe, DataLoader(data, batch_size=args.batch_size, collate_fn=collate), sampling, args.seed)
     record = {"metrics": result, "pipeline": str(Path(args.pipeline).resolve()),
               "pipeline_sha256": file_sha256(Path(args.pipeline) / "model.safetensors"), "videos": args.videos,
-              "split": args.split, "frames": frames, "resolution": [h, w], "sampling": {**sampling, "seed": args.seed},
+              "split": split, "frames": frames, "resolution": [h, w], "sampling": {**sampling, "seed": args.seed},
               "threads": torch.get_num_threads(), "eval_seconds": time.perf_counter() - start, **stamp()}
     atomic_write_json(args.out, record)
     m = result

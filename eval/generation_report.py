@@ -10,9 +10,13 @@ data = the codes or latents folder, tokenizer and sha256, parameters, threads, p
 `<metrics>/samples_cfg<s>.json` (eval.sample_metrics, one per guidance scale s), `<metrics>/class_consistency.json`
 (eval.class_consistency; absent for an unconditional model), `<metrics>/novelty.json` (eval.novelty: each sample's
 nearest training item beside fresh real items'; with the class consistency) and `<metrics>/frame_prediction.json`
-(eval.frame_prediction, frame prediction only). Layout of the result:
+(eval.frame_prediction, frame prediction only). Every figure must be of this run's samples: each metrics file names
+the samples it scored by sha256 (eval.sample_metrics --record, eval.class_consistency --record, eval.novelty) and the
+frame prediction its model's, compared with `<run>/samples/samples.json`; --scale must be the scale the samples were
+drawn at. Layout of the result:
 
-    {"metrics": {"cfg<s>": {"guidance_scale", "n_samples", "sampling_seconds", <eval.sample_metrics' metrics>,
+    {"metrics": {"cfg<s>": {"guidance_scale", "n_samples" (scored), "n_sampled", "sampling_seconds",
+                            <eval.sample_metrics' metrics>,
                             "class_consistency", "class_mean_probability", "class_consistency_per_class",
                             "judge_features", "novelty": {"latent", "judge", "codes" (VQ)}}, ...},
      "novelty": {"training_rows", "fresh_items", "latent_space", "judge_space"} or None,
@@ -29,7 +33,7 @@ from pathlib import Path
 
 from shared.atomic import atomic_write_json, read_json_object
 from shared.provenance import stamp
-from shared.sample_folders import folder_name, read_samples_record
+from shared.sample_folders import SAMPLES_FILE, folder_name, read_samples_record
 
 CLASSIFIER_KEYS = ("classifier_accuracy", "chance", "rises_with_guidance")
 NOVELTY_KEYS = ("training_rows", "fresh_items", "fresh_per_class", "latent_space", "judge_space")
@@ -41,19 +45,41 @@ def read_json(path: Path, what: str) -> dict:
     return read_json_object(path, what)
 
 
-def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None,
-                   novelty: dict | None) -> tuple[dict, float]:
-    """Each samples folder's record joined with eval/'s figures about it; and the seconds evaluation took."""
+def check_scored(scored: str | None, folder: dict, source: Path, samples: Path, step: str) -> None:
+    """Refuse a metrics file that did not score this samples folder (its sha256 is not the one samples.json records)."""
+    expected = folder.get("sha256")
+    if expected is None:
+        raise ValueError(f"{samples / SAMPLES_FILE}: records no sha256 of {folder_name(folder['guidance_scale'])}/ "
+                         f"(sampled by an earlier version); sample again, then evaluate")
+    if scored != expected:
+        raise ValueError(f"{source}: scores samples {str(scored)[:12]}..., not {samples}'s "
+                         f"{folder_name(folder['guidance_scale'])}/ ({expected[:12]}...): these figures are of other "
+                         f"samples; run {step} --record {samples} and write them to this --metrics folder")
+
+
+def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None, novelty: dict | None,
+                   samples: Path) -> tuple[dict, float]:
+    """Each samples folder's record joined with eval/'s figures about it (each checked to be of these samples); and
+    the seconds evaluation took."""
     rows = {row["guidance"]: row for row in (consistency or {}).get("metrics", {}).get("class_consistency", [])}
     new = {row["guidance"]: row for row in (novelty or {}).get("metrics", {}).get("novelty", [])}
     seconds = (consistency or {}).get("eval_seconds", 0.0) + (novelty or {}).get("eval_seconds", 0.0)
     out = {}
     for folder in folders.values():
         name = folder_name(folder["guidance_scale"])
-        fidelity = read_json(metrics_dir / f"samples_{name}.json", "sample metrics")
+        fidelity_file = metrics_dir / f"samples_{name}.json"
+        fidelity = read_json(fidelity_file, "sample metrics")
+        check_scored(fidelity.get("samples_sha256"), folder, fidelity_file, samples, "eval.sample_metrics")
         seconds += fidelity.get("eval_seconds", 0.0)
         row = rows.get(folder["guidance_scale"], {})
-        out[name] = {"guidance_scale": folder["guidance_scale"], "n_samples": folder["n"],
+        if consistency is not None:
+            check_scored(row.get("samples_sha256"), folder, metrics_dir / "class_consistency.json", samples,
+                         "eval.class_consistency")
+        if novelty is not None:
+            check_scored(new.get(folder["guidance_scale"], {}).get("samples_sha256"), folder,
+                         metrics_dir / "novelty.json", samples, "eval.novelty")
+        out[name] = {"guidance_scale": folder["guidance_scale"], "n_samples": fidelity.get("n_samples"),
+                     "n_sampled": folder["n"],
                      "sampling_seconds": folder["seconds"], "grid": folder["grid"], **fidelity["metrics"],
                      "class_consistency": row.get("share"), "class_mean_probability": row.get("mean_probability"),
                      "class_consistency_per_class": row.get("per_class"), "judge_features": row.get("feature_distance"),
@@ -67,6 +93,9 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
     if "generator" not in summary or "data" not in summary:
         raise ValueError(f"{run / 'summary.json'}: not a generator's training summary (no 'generator' / 'data')")
     sampling = read_samples_record(run / "samples")
+    if sampling.get("scale") is not None and sampling["scale"] != scale:
+        raise ValueError(f"{run / 'samples' / SAMPLES_FILE}: these samples were drawn at scale "
+                         f"{sampling['scale']!r}, not {scale!r}; give --scale {sampling['scale']}")
     manifest = read_json(Path(summary["data"]) / "manifest.json", "extraction manifest")
     consistency_file = metrics_dir / "class_consistency.json"
     consistency = read_json(consistency_file, "class consistency") if consistency_file.is_file() else None
@@ -78,10 +107,14 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
         raise FileNotFoundError(f"{novelty_file}: not found; a class-conditional generator's report needs eval.novelty "
                                 f"(its samples' nearest training items) beside the class consistency")
     novelty = read_json(novelty_file, "novelty") if novelty_file.is_file() else None
-    metrics, eval_seconds = folder_metrics(sampling["folders"], metrics_dir, consistency, novelty)
+    metrics, eval_seconds = folder_metrics(sampling["folders"], metrics_dir, consistency, novelty, run / "samples")
     prediction_file = metrics_dir / "frame_prediction.json"
     prediction = read_json(prediction_file, "frame prediction") if prediction_file.is_file() else None
     if prediction is not None:
+        if prediction.get("pipeline_sha256") != sampling.get("model_sha256"):
+            raise ValueError(f"{prediction_file}: scores the model {str(prediction.get('pipeline_sha256'))[:12]}..., "
+                             f"not the one {run / 'samples'} was drawn from ({str(sampling.get('model_sha256'))[:12]}"
+                             f"...); run eval.frame_prediction on this run's pipeline")
         eval_seconds += prediction.get("eval_seconds", 0.0)
     judged = (consistency or {}).get("metrics", {})
     settings = manifest["settings"]

@@ -36,7 +36,7 @@ from shared.atomic import read_json_object
 from shared.data.errors import DataError
 from shared.extraction import ShardDataset
 from shared.provenance import check_sha256
-from shared.sample_folders import read_samples_record
+from shared.sample_folders import checked_folder, read_samples_record
 
 from .class_consistency import list_samples, load_sample
 from .classifier import PRESETS, RealData, autocast, device, load_or_train
@@ -179,12 +179,18 @@ def fresh_items(data: RealData, known: list[int], per_class: int) -> tuple[torch
 # Command line
 # --------------------------------------------------------------------------------------------------------------
 
-def measure(folders: list[tuple[float, str]], run: Path, scale: str, per_class: int | None = None,
-            cache: str | None = None) -> dict:
-    """Every samples folder's nearest-training figures in both spaces, with the fresh items' reference."""
+def measure(folders: list[tuple[float, str, str | None]], run: Path, scale: str, per_class: int | None = None,
+            cache: str | None = None, decoded_by: str | None = None) -> dict:
+    """Every samples folder's (guidance scale, folder, its files' sha256) nearest-training figures in both spaces,
+    with the fresh items' reference. decoded_by: the sha256 of the tokenizer the samples were decoded by (their
+    samples.json's), refused unless it is the run's."""
     from tokenizer import OmniTokenizer
 
     summary = read_json_object(run / "summary.json", "training summary")
+    if decoded_by is not None and decoded_by != summary["tokenizer_sha256"]:
+        raise ValueError(f"the samples were decoded by tokenizer {decoded_by[:12]}..., {run / 'summary.json'} was "
+                         f"trained on the codes or latents of {summary['tokenizer_sha256'][:12]}...: these samples are "
+                         f"not of this run; give the run that made them")
     settings = read_json_object(Path(summary["data"]) / "manifest.json", "extraction manifest")["settings"]
     check_sha256(summary["tokenizer"], summary["tokenizer_sha256"], run / "summary.json")
     kind, frames, resolution = settings["kind"], settings["frames"], settings["resolution"]
@@ -202,13 +208,13 @@ def measure(folders: list[tuple[float, str]], run: Path, scale: str, per_class: 
     fresh_dist, _ = rep.distance(rep.encode(fresh), bank_latent)
     fresh_judge, _ = nearest_euclidean(torch.from_numpy(judge_features(net, fresh)), bank_judge)
     out = []
-    for guidance, folder in folders:
+    for guidance, folder, sha in folders:
         files = list_samples(folder, kind)
         pixels = torch.stack([load_sample(p, resolution, frames) for p, _ in files])
         latent = torch.cat([rep.encode(pixels[i : i + 64]) for i in range(0, len(pixels), 64)])
         latent_dist, _ = rep.distance(latent, bank_latent)
         judge_dist, _ = nearest_euclidean(torch.from_numpy(judge_features(net, pixels)), bank_judge)
-        row = {"guidance": guidance, "samples": str(folder), "n": len(files),
+        row = {"guidance": guidance, "samples": str(folder), "samples_sha256": sha, "n": len(files),
                "latent": nearer_than_fresh(latent_dist, fresh_dist), "judge": nearer_than_fresh(judge_dist, fresh_judge)}
         if rep.vq:
             agreement = 1 - latent_dist
@@ -237,10 +243,12 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     try:
         record = read_samples_record(args.record)
-        folders = [(f["guidance_scale"], f["folder"]) for f in record["folders"].values()]
+        folders = [(f["guidance_scale"], str(checked_folder(args.record, f)), f["sha256"])
+                   for f in record["folders"].values()]
         if not folders:
             raise DataError(Path(args.record), "samples.json names no samples folder")
-        metrics = measure(folders, Path(args.run), args.scale, args.per_class, args.cache)
+        metrics = measure(folders, Path(args.run), args.scale, args.per_class, args.cache,
+                          record.get("tokenizer_sha256", record.get("vae_sha256")))
     except (DataError, FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     write_result(args.out, metrics, scale=args.scale, eval_seconds=time.perf_counter() - start,

@@ -10,7 +10,9 @@
 
 Samples are image files (PNG, JPEG) or videos anywhere below `--samples`; `--record` names a generator's samples
 folder (shared.sample_folders: samples.json and one folder per guidance scale), each folder scored into
-`<out>/samples_cfg<s>.json`. The reference set's features are
+`<out>/samples_cfg<s>.json`, read inside `--record` (wherever it was sampled) after every file is checked against the
+sha256 samples.json records (a file missing, changed or added is an error); the result names the samples it scored
+by their sha256 (`samples_sha256`) and counts them (`n_samples`). The reference set's features are
 computed once and kept in the feature cache (eval/feature_cache.py): every later generator evaluated against
 the same reference, at the same resolution and with the same network, costs only its own samples.
 """
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 
 from shared.data import DataError, ImageFolder, VideoFolder
 from shared.data.collate import collate
-from shared.sample_folders import folder_name, read_samples_record
+from shared.sample_folders import checked_folder, folder_name, read_samples_record
 
 from .datasets import image_split, video_split
 from .feature_cache import FeatureCache
@@ -100,15 +102,17 @@ def main(argv=None) -> dict | None:
     if args.record is None:
         return evaluate(args, args.samples, args.out)
     try:
-        record = read_samples_record(args.record)
+        entries = list(read_samples_record(args.record)["folders"].values())
+        folders = [checked_folder(args.record, entry) for entry in entries]
     except (FileNotFoundError, ValueError) as exc:
         ap.error(f"--record: {exc}")
-    for folder in record["folders"].values():
-        evaluate(args, folder["folder"], str(Path(args.out) / f"samples_{folder_name(folder['guidance_scale'])}.json"))
+    for entry, folder in zip(entries, folders):
+        evaluate(args, str(folder), str(Path(args.out) / f"samples_{folder.name}.json"), entry["sha256"])
 
 
-def evaluate(args: argparse.Namespace, samples_folder: str, out: str) -> dict:
-    """One samples folder against the reference: the result file `out`."""
+def evaluate(args: argparse.Namespace, samples_folder: str, out: str, samples_sha256: str | None = None) -> dict:
+    """One samples folder against the reference: the result file `out`. samples_sha256: the folder's, as its
+    samples.json records it (--record)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
     if args.kind == "image":
@@ -131,7 +135,8 @@ def evaluate(args: argparse.Namespace, samples_folder: str, out: str) -> dict:
                                            args.limit)
     n_samples, n_reference = (min(len(d), args.limit or len(d)) for d in (samples, reference))
     write_result(out, metrics, eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(),
-                 kind=args.kind, samples=samples_folder, n_samples=n_samples, reference=args.reference,
+                 kind=args.kind, samples=samples_folder, samples_sha256=samples_sha256, n_samples=n_samples,
+                 reference=args.reference,
                  split=args.split, n_reference=n_reference, resolution=args.resolution,
                  frames=args.frames if args.kind == "video" else 1, scale=args.scale)
     print(json.dumps(metrics, indent=1))

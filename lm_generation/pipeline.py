@@ -11,7 +11,8 @@ in fp32. Autocast over fp32 weights gains nothing here: it casts every weight at
 
 A pipeline folder is the LM's `save_pretrained` folder (config.json with the code layout and the sha256 of the
 tokenizer folder, model.safetensors) with the VQ tokenizer's own save_pretrained folder inside it as `tokenizer/`;
-loading checks that the tokenizer is still the one the LM was saved with.
+loading checks that the tokenizer is still the one the LM was saved with, and keeps the sha256 of each part as
+loaded (`provenance`: what a samples folder records).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM
 
-from shared.provenance import check_sha256, file_sha256
+from shared.atomic import follow_umask
+from shared.provenance import check_sha256, component_sha256, file_sha256
 from shared.training.precision import check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
@@ -29,6 +31,7 @@ from .model import CodeLayout, layout_of
 from .sampling import sample_codes
 
 TOKENIZER_DIR = "tokenizer"
+COMPONENTS = {"model": "model.safetensors", "tokenizer": TOKENIZER_DIR}  # the parts a samples folder records
 
 
 class ARPipeline:
@@ -41,6 +44,7 @@ class ARPipeline:
                              f"{layout.codebook_size}")
         check_computed(precision)
         self.lm, self.tokenizer, self.precision = lm.eval(), tokenizer.eval(), precision
+        self.provenance: dict[str, str] = {}  # "<part>_sha256" of the folder it was loaded from
         if precision == "bf16":
             self.lm.to(torch.bfloat16)
 
@@ -63,10 +67,14 @@ class ARPipeline:
         except Exception as exc:  # noqa: BLE001  transformers / safetensors raise many types for a bad file
             raise ValueError(f"{folder}: the LM's config.json / model.safetensors cannot be loaded "
                              f"({exc.__class__.__name__}: {str(exc)[:300]})") from None
+        hashes = component_sha256(folder, COMPONENTS)
         recorded = getattr(lm.config, "tokenizer_sha256", None)
         if recorded is not None:  # folders saved before the hash was recorded load as they are
-            check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json")
-        return cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device), precision)
+            check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json",
+                         f"Put back the {TOKENIZER_DIR}/ the LM was saved with", hashes["tokenizer_sha256"])
+        pipe = cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device), precision)
+        pipe.provenance = hashes
+        return pipe
 
     def save_pretrained(self, folder: str | Path, tokenizer_folder: str | Path | None = None) -> Path:
         """The LM, and the tokenizer (copied from `tokenizer_folder` byte for byte when given, else saved)."""
@@ -79,6 +87,7 @@ class ARPipeline:
             self.tokenizer.save_pretrained(target)
         self.lm.config.tokenizer_sha256 = file_sha256(target)
         self.lm.save_pretrained(folder)
+        follow_umask(folder)
         return folder
 
     @torch.no_grad()

@@ -7,10 +7,11 @@
 
 Writes shared.sample_folders' layout, as the diffusion sampler does: `<out>/cfg<s>/<class:04d>/<index:05d>.png|mp4`
 for each guidance scale s (class 0 when unconditional), a grid beside each folder and `<out>/samples.json` (the
-settings, the model's sha256, and per folder its count and seconds). A killed run resumes with the same files; a
-folder of other settings is refused. Class-conditional models sample `sample.per_class` items of every class seen
-in training (the first N with --classes); frame prediction continues each clip of --codes (its first cond_frames
-latent frames), up to --limit clips.
+settings, the sha256 of the LM and of its tokenizer, and per folder its count, seconds and files' sha256). A killed
+run resumes with the same files; a folder of other settings is refused. Class-conditional models sample
+`sample.per_class` items of every class seen in training (the first N with --classes); frame prediction continues
+each clip of --codes (its first cond_frames latent frames), up to --limit clips: codes the pipeline's own tokenizer
+extracted (compared by sha256), recorded by the sha256 of the codes given, wherever they were read from.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from shared.extraction import ShardDataset
-from shared.provenance import file_sha256
+from shared.provenance import tensors_sha256
 from shared.sample_folders import add_sampling_flags, check_sampling_flags, write_sample_folders
 
 from .config import LMSampleConfig, lm_config
@@ -36,6 +37,11 @@ def requests(pipe: ARPipeline, s: LMSampleConfig, classes: int | None, codes_dir
         if codes_dir is None:
             raise SystemExit("this LM predicts frames: pass --codes with an extraction folder of clips to continue")
         data = ShardDataset(codes_dir)
+        extracted_by, own = data.settings.get("tokenizer_sha256"), pipe.provenance.get("tokenizer_sha256")
+        if extracted_by != own:
+            raise SystemExit(f"{codes_dir}: codes extracted by tokenizer {str(extracted_by)[:12]}..., not by this "
+                             f"pipeline's tokenizer ({str(own)[:12]}...): their indices mean other pictures; extract "
+                             f"them with the pipeline's tokenizer/")
         if list(data.settings["grid"]) != list(layout.grid):
             raise SystemExit(f"{codes_dir}: codes of grid {data.settings['grid']}, the LM wants {list(layout.grid)}")
         codes, labels = data.arrays["codes"], data.arrays["labels"]
@@ -43,6 +49,9 @@ def requests(pipe: ARPipeline, s: LMSampleConfig, classes: int | None, codes_dir
         given = codes[:n].to(torch.int32).long().reshape(n, -1)[:, : layout.num_given]
         folder_label = labels[:n].long() if conditional else torch.zeros(n, dtype=torch.long)
         return (folder_label if conditional else torch.full((n,), -1)), given, folder_label
+    if codes_dir is not None:
+        raise SystemExit(f"--codes {codes_dir}: this LM generates from nothing (it was trained with no given frames); "
+                         f"--codes is for a frame-prediction LM")
     if not conditional:
         n = s.per_class if limit is None else limit
         return torch.full((n,), -1), None, torch.zeros(n, dtype=torch.long)
@@ -78,12 +87,12 @@ def main(argv=None) -> dict:
     for label in folder_label.tolist():  # (class, index within the class)
         jobs.append((label, seen.get(label, 0)))
         seen[label] = seen.get(label, 0) + 1
-    settings = {"generator": "lm", "task": task, "classes": sorted(seen),
-                "model_sha256": file_sha256(Path(args.pipeline) / "model.safetensors"),
+    settings = {"generator": "lm", "task": task, "scale": args.scale, "classes": sorted(seen), **pipe.provenance,
                 "per_class": s.per_class, "seed": s.seed, "batch_size": s.batch_size,
                 "sampling": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
                              "cfg_interval": s.cfg_interval},
-                "given_codes_from": args.codes, "n": len(jobs), "precision": pipe.precision}
+                "given_codes_sha256": None if given is None else tensors_sha256(given, labels),
+                "n": len(jobs), "precision": pipe.precision}
 
     def draw(positions: list[int], batch_seed: int, scale: float) -> torch.Tensor:
         return pipe(labels[positions], None if given is None else given[positions], guidance_scale=scale,
@@ -91,8 +100,8 @@ def main(argv=None) -> dict:
                     seed=batch_seed).cpu()
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=pipe.layout.grid[0] > 1,
-                                  context={"pipeline": args.pipeline, "threads": torch.get_num_threads(),
-                                           "device": device})
+                                  context={"pipeline": args.pipeline, "given_codes_from": args.codes,
+                                           "threads": torch.get_num_threads(), "device": device})
     print(json.dumps(record["folders"], indent=1))
     return record
 

@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2.functional import five_crop
 from tqdm.auto import tqdm
 
-from shared.atomic import atomic_write, atomic_write_json, read_json_object, remove_temporary_files
+from shared.atomic import atomic_write, atomic_write_json, output_folder, read_json_object, remove_temporary_files
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.keys import SampleKey
@@ -166,6 +166,7 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
         raise ExtractionError(f"{out}: nothing to extract (the dataset has {len(dataset)} items)")
     if shard_size <= 0 or batch_size <= 0:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size}, {batch_size}")
+    output_folder(out)
     manifest = _open_manifest(out, settings, shard_size, total, restart)
     started, seconds_before = time.perf_counter(), manifest.get("extract_seconds", 0.0)  # summed over resumed calls
     n_shards = -(-total // shard_size)
@@ -173,7 +174,6 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
     manifest["shards"] = [s for s in manifest["shards"] if s["index"] in done]
     manifest["unreadable"] = [u for u in manifest["unreadable"] if u["shard"] in done]
     todo = [k for k in range(n_shards) if k not in done]
-    out.mkdir(parents=True, exist_ok=True)
     remove_temporary_files(out)  # what a killed write left
     # the manifest goes first, before any shard: a run killed after its first shard resumes (that shard, not yet
     # listed, is written again) instead of finding shards it cannot account for
@@ -350,6 +350,18 @@ class ShardArray:
         return self._convert(torch.cat(self.parts))
 
 
+def _check_labels(labels: torch.Tensor | None, class_names: list | None, path: Path) -> None:
+    """A shard's labels are classes its manifest names: one outside them would fail mid-training (an embedding index
+    out of range) or train a class that does not exist."""
+    if labels is None or not class_names or not labels.numel():
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= len(class_names):
+        bad = low if low < 0 else high
+        raise ExtractionError(f"{path}: holds label {bad}, outside the {len(class_names)} classes its {MANIFEST} "
+                              f"names; the shard is corrupt or from another dataset: pass --restart to the extraction")
+
+
 class ShardDataset(Dataset):
     """Every shard of an extraction folder, memory-mapped (map_shard). `arrays[name]` is one array over all shards
     (a ShardArray, as stored: uint16 codes, float16 latents ...); `dataset[i]` is {name: row i}. `manifest` is the
@@ -370,6 +382,7 @@ class ShardDataset(Dataset):
             if {v.shape[0] for v in tensors.values()} != {shard["rows"]}:
                 raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
                                       f"({shard['rows']}); pass --restart to the extraction")
+            _check_labels(tensors.get("labels"), self.manifest["settings"].get("class_names"), path)
             files.append(path)
             maps.append(tensors)
         # each shard is mapped once; its arrays are views of that map

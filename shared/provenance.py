@@ -7,6 +7,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+import torch
+
 
 def git_commit() -> str | None:
     """The checkout's commit, or None outside a git checkout."""
@@ -52,11 +54,27 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def check_sha256(path: str | Path, expected: str, recorded_in: str | Path) -> None:
-    """Refuse a file or folder whose sha256 is not the one `recorded_in` states it was made with (a tokenizer
-    replaced after extraction, or another model given in its place)."""
-    actual = file_sha256(path)
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of tensors' dtypes, shapes and values: data by its content, wherever it was read from."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def component_sha256(folder: str | Path, components: dict[str, str]) -> dict[str, str]:
+    """{"<name>_sha256": sha256} of each part of a saved pipeline (name -> its file or folder inside `folder`): what
+    a sample folder records of the pipeline that drew it."""
+    return {f"{name}_sha256": file_sha256(Path(folder) / part) for name, part in components.items()}
+
+
+def check_sha256(path: str | Path, expected: str, recorded_in: str | Path,
+                 remedy: str = "Use those weights, or extract again with these", actual: str | None = None) -> None:
+    """Refuse a file or folder whose sha256 (`actual` where already computed) is not the one `recorded_in` states it
+    was made with (a tokenizer replaced after extraction, or another model given in its place)."""
+    actual = file_sha256(path) if actual is None else actual
     if actual != expected:
         raise ValueError(f"{path}: sha256 {actual[:12]}... is not the {expected[:12]}... recorded in {recorded_in}: "
-                         f"these are not the weights the data was made with. Use those weights, or extract again "
-                         f"with these")
+                         f"these are not the weights the data was made with. {remedy}")

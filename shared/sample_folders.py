@@ -1,17 +1,23 @@
 """The sample folders every generator writes and eval/ reads, one per guidance scale, with a record of how.
 
-    <out>/samples.json                        the settings (model and its sha256, sampler, seed, counts ...) and,
-                                              per folder, its guidance scale, item count, grid and seconds
+    <out>/samples.json                        the settings (the sha256 of every part of the pipeline: model and
+                                              VAE or tokenizer; sampler, seed, counts ...) and, per folder, its
+                                              guidance scale, item count, grid, seconds and each file's sha256
     <out>/cfg<s>/<class:04d>/<index:05d>.png  (or .mp4) the samples at guidance scale s (1: none), shared.media's layout
     <out>/cfg<s>.png (or .gif)                a grid to look at: a row per class (up to 24), up to 8 samples each
 
 Batch b of every folder is drawn from seed `seed * 100_003 + b` alone, so a killed run resumes where it stopped
 (batches whose files are all there are skipped) and gives the same files as an uninterrupted one. The settings are
 in samples.json before the first file is written; a folder of other settings is refused, never mixed.
+
+Evaluation reads a samples folder where it is given (`checked_folder`), not where samples.json says it was written,
+and refuses a file missing, changed or added since sampling; each folder's `sha256` (of its files' hashes) names
+the samples an evaluation scored.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -21,8 +27,9 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_json, read_json_object, remove_temporary_files
+from .atomic import atomic_write_json, output_folder, read_json_object, remove_temporary_files
 from .media import grid, read_sample, sample_path, write_sample
+from .provenance import file_sha256
 from .training.precision import add_precision_argument
 
 SAMPLES_FILE = "samples.json"
@@ -78,7 +85,7 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
     weights' sha256, not by its path), compared with an earlier samples.json; context: recorded, not compared (the
     pipeline's path, threads, device ...).
     draw(positions in jobs, seed, guidance scale) -> pixels (B, 3, T, H, W) in [-1, 1] for those jobs."""
-    out, batch_size = Path(out), settings["batch_size"]
+    out, batch_size = output_folder(out), settings["batch_size"]
     record = {**settings, **(context or {}), "folders": {}}
     if (out / SAMPLES_FILE).is_file():
         earlier = read_samples_record(out)
@@ -97,16 +104,24 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
         for c in labels:  # what a killed run's unfinished writes left
             remove_temporary_files(folder / f"{c:04d}")
         shown: dict[tuple[int, int], torch.Tensor] = {}
+        # a file an earlier run recorded, changed since: drawn again, as a missing one is
+        earlier_files = record["folders"].get(f"{scale:g}", {}).get("files", {})
+        files: dict[str, str] = {}
         for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=f"guidance {scale:g}", unit="batch")):
             positions = list(range(start, min(start + batch_size, len(jobs))))
             paths = [sample_path(folder, *jobs[p], video) for p in positions]
-            if all(path.is_file() for path in paths):  # written by an earlier run: read back what the grid shows
+            names = [path.relative_to(folder).as_posix() for path in paths]
+            found = {n: file_sha256(path) for n, path in zip(names, paths) if path.is_file()}
+            if all(found.get(n) is not None and earlier_files.get(n, found[n]) == found[n] for n in names):
+                # written by an earlier run: read back what the grid shows
                 shown.update({jobs[p]: read_sample(path) for p, path in zip(positions, paths) if in_grid(*jobs[p])})
+                files.update(found)
                 continue
             pixels = draw(positions, batch_seed(settings["seed"], b), scale)
-            for p, path, x in zip(positions, paths, pixels):
+            for p, path, name, x in zip(positions, paths, names, pixels):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_sample(x, path)
+                files[name] = file_sha256(path)
                 if in_grid(*jobs[p]):
                     shown[jobs[p]] = x.cpu()
         blank = torch.full_like(next(iter(shown.values())), -1)
@@ -115,9 +130,41 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
         picture = grid(torch.stack(cells), out / f"{folder_name(scale)}.png", per_row=columns)
         before = record["folders"].get(f"{scale:g}", {}).get("seconds", 0.0)  # runs that wrote some of the files
         record["folders"][f"{scale:g}"] = {"folder": str(folder), "grid": str(picture), "guidance_scale": scale,
-                                           "n": len(jobs), "seconds": before + time.perf_counter() - t0}
+                                           "n": len(jobs), "seconds": before + time.perf_counter() - t0,
+                                           "sha256": files_sha256(files), "files": files}
         atomic_write_json(out / SAMPLES_FILE, record)
     return record
+
+
+def files_sha256(files: dict[str, str]) -> str:
+    """One sha256 for a folder's samples: of their relative names and sha256s."""
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def checked_folder(out: str | Path, entry: dict) -> Path:
+    """The folder of one guidance scale (`entry`, a value of samples.json's "folders") inside the samples folder
+    `out`, where it is now: every file samples.json lists is there with the sha256 recorded, and no other sample.
+    A ValueError naming the first file that is not."""
+    out = Path(out)
+    folder, where = out / folder_name(entry["guidance_scale"]), out / SAMPLES_FILE
+    files = entry.get("files")
+    if not isinstance(files, dict) or entry.get("sha256") != files_sha256(files):
+        raise ValueError(f"{where}: records no sha256 of the files of {folder.name}/ (written by an earlier version "
+                         f"of the sampler, or edited); sample again into a new --out")
+    found = ({p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")}
+             if folder.is_dir() else set())
+    missing, extra = sorted(set(files) - found), sorted(found - set(files))
+    if missing:
+        raise ValueError(f"{folder / missing[0]}: missing ({len(missing)} of the {len(files)} samples {where} lists "
+                         f"are); run the sampler again with the same settings to draw them again")
+    if extra:
+        raise ValueError(f"{folder / extra[0]}: not a sample {where} lists ({len(extra)} such files); remove them, "
+                         f"or sample into a new --out")
+    for name, sha in files.items():
+        if file_sha256(folder / name) != sha:
+            raise ValueError(f"{folder / name}: changed since it was sampled (its sha256 is not the one {where} "
+                             f"records); run the sampler again with the same settings to draw it again")
+    return folder
 
 
 def _short(changed: dict) -> dict:

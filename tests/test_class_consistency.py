@@ -189,3 +189,29 @@ def test_command_line_writes_the_share_at_each_guidance_scale(two_photos, traine
     with pytest.raises(SystemExit, match="not an integer"):
         (tmp_path / "g1" / "extra").mkdir()
         main(common + ["--samples", str(low), "--out", str(out)])
+
+
+def test_a_record_is_read_where_it_is_checked_and_each_row_names_its_samples(two_photos, trained, tmp_path, capsys):
+    """--record had read the folders samples.json named, wherever the record now is."""
+    import shutil
+
+    from shared.sample_folders import write_sample_folders
+
+    _, _, _, cache = trained
+    pixels = {c: torch.from_numpy(np.array(photo(name, (32, 32)))).permute(2, 0, 1)[:, None] / 127.5 - 1
+              for c, name in enumerate(CLASSES)}
+    jobs = [(c, i) for c in (0, 1) for i in range(2)]
+    record = write_sample_folders(tmp_path / "s", {"seed": 0, "batch_size": 4}, jobs, [1.0, 3.0],
+                                  lambda positions, seed, scale: torch.stack([pixels[jobs[p][0]] for p in positions]),
+                                  video=False)
+    shutil.copytree(tmp_path / "s", tmp_path / "copy")
+    common = ["--kind", "image", "--scale", "tiny", "--images", str(two_photos), "--cache", str(cache),
+              "--steps", str(TINY.steps), "--references", "0", "--out", str(tmp_path / "c.json")]
+    main(common + ["--record", str(tmp_path / "copy")])
+    rows = json.loads((tmp_path / "c.json").read_text())["metrics"]["class_consistency"]
+    assert [r["samples"] for r in rows] == [str(tmp_path / "copy" / "cfg1"), str(tmp_path / "copy" / "cfg3")]
+    assert [r["samples_sha256"] for r in rows] == [record["folders"][k]["sha256"] for k in ("1", "3")]
+    (tmp_path / "copy" / "cfg3" / "0001" / "00000.png").unlink()
+    with pytest.raises(SystemExit):
+        main(common + ["--record", str(tmp_path / "copy")])
+    assert "copy/cfg3/0001/00000.png: missing (1 of the 4 samples" in capsys.readouterr().err

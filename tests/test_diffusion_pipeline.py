@@ -261,7 +261,11 @@ def test_sampling_and_training_settings_that_cannot_work_are_refused(work, tmp_p
                             ("train.steps=0", "steps must be >= 1"), ("sample.per_class=0", "per_class must be >= 1"),
                             ("sample.classes=0", "classes must be >= 1"),
                             ("model.class_dropout_prob=1.5", r"class_dropout_prob must be in \[0, 1\)"),
-                            ("model.num_heads=3", "must split into num_heads 3 equal heads")]:
+                            ("model.num_heads=3", "must split into num_heads 3 equal heads"),
+                            ("diffusion.beta_end=5", "0 < beta_start < beta_end < 1, got beta_start 0.0001, beta_end 5"),
+                            ("diffusion.beta_start=0", "0 < beta_start < beta_end < 1, got beta_start 0.0,"),
+                            ("diffusion.beta_start=0.03", "0 < beta_start < beta_end < 1, got beta_start 0.03,"),
+                            ("diffusion.beta_end=.nan", "beta_end: expected a finite number")]:
         with pytest.raises(ValueError, match=match):
             experiment_config("tiny", "dit", [override])
 
@@ -360,9 +364,15 @@ def test_a_corrupt_pipeline_record_is_named(work, tmp_path):
     cfg = experiment_config("tiny", "dit", ["train.steps=1", "train.validate_every=100"])
     final = Path(train(cfg, work / "image_latents", tmp_path / "run")["final"])
     record = json.loads((final / "pipeline.json").read_text())
+    # a noise schedule that is no diffusion had sampled all-black (NaN) images with rc 0; a DiT given clip latents
+    # had failed deep in a convolution
     for text, match in (('{"diffusion": {', "pipeline.json: this pipeline record is not valid JSON"),
                         (json.dumps({**record, "latent_shape": [4, 8, 8]}), r"latent_shape must be .* 8 channels"),
-                        (json.dumps({**record, "latent_shape": "8x8"}), "latent_shape must be")):
+                        (json.dumps({**record, "latent_shape": "8x8"}), "latent_shape must be"),
+                        (json.dumps({**record, "latent_shape": [8, 1, 8, 8]}),
+                         r"pipeline.json: latent_shape must be \[C, h, w\] for its DiT .* got \[8, 1, 8, 8\]"),
+                        (json.dumps({**record, "diffusion": {**record["diffusion"], "beta_end": 5}}),
+                         r"pipeline.json: beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1")):
         (final / "pipeline.json").write_text(text)
         with pytest.raises(ValueError, match=match):
             LatentDiffusionPipeline.from_pretrained(final)

@@ -212,3 +212,34 @@ def test_bicubic_baselines_keep_as_many_numbers_as_the_tokenizer():
     baselines.add(x)
     got = baselines.result()
     assert got["4x"]["psnr"] > got["same_numbers"]["psnr"] > got["8x"]["psnr"] > got["same_bits"]["psnr"] > 10
+
+
+def test_sample_metrics_of_a_record_reads_the_folder_given_checks_it_and_names_what_it_scored(tmp_path, monkeypatch,
+                                                                                               capsys):
+    """--record had scored the files samples.json named, not the folder given."""
+    import json
+    import shutil
+
+    from eval import sample_metrics
+    from shared.sample_folders import write_sample_folders
+
+    def draw(positions, seed, scale):
+        return torch.rand(len(positions), 3, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+    record = write_sample_folders(tmp_path / "s", {"seed": 0, "batch_size": 4}, [(0, i) for i in range(5)], [1.0],
+                                  draw, video=False)
+    shutil.copytree(tmp_path / "s", tmp_path / "copy")
+    scored = []
+    monkeypatch.setattr(sample_metrics, "InceptionFeatures", lambda *a, **k: None)
+    monkeypatch.setattr(sample_metrics, "image_generation_metrics",
+                        lambda samples, *a, **k: scored.append([p for p, _ in samples.samples]) or {"fid": 1.0})
+    common = ["--kind", "image", "--reference", "embedded", "--resolution", "16", "--feature-cache", ""]
+    sample_metrics.main(common + ["--record", str(tmp_path / "copy"), "--out", str(tmp_path / "eval")])
+    result = json.loads((tmp_path / "eval" / "samples_cfg1.json").read_text())
+    assert result["samples"] == str(tmp_path / "copy" / "cfg1") and result["n_samples"] == 5
+    assert result["samples_sha256"] == record["folders"]["1"]["sha256"]
+    assert all(str(p).startswith(str(tmp_path / "copy")) for p in scored[0])
+    (tmp_path / "copy" / "cfg1" / "0000" / "00004.png").unlink()
+    with pytest.raises(SystemExit):
+        sample_metrics.main(common + ["--record", str(tmp_path / "copy"), "--out", str(tmp_path / "eval")])
+    assert "copy/cfg1/0000/00004.png: missing (1 of the 5 samples" in capsys.readouterr().err

@@ -207,3 +207,53 @@ def test_a_run_killed_after_its_first_shard_before_any_manifest_update_resumes(t
     manifest = extract(Items(8), flip_encode(calls), tmp_path / "out", SETTINGS, shard_size=4, batch_size=4)
     assert manifest["complete"] and manifest["rows"] == 16 and sorted(calls) == list(range(8))
     assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_a_full_disk_names_the_shard_and_a_rerun_resumes(tmp_path, monkeypatch):
+    """A full disk had surfaced as a bare OSError [Errno 28] naming no file."""
+    import errno
+
+    from shared import extraction
+
+    real, written = extraction.save_file, []
+
+    def full(tensors, path, *args, **kwargs):  # the disk fills up during the second shard
+        written.append(path)
+        if len(written) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(extraction, "save_file", full)
+    with pytest.raises(OSError, match=r"out/shard_00001.safetensors: no space left on the device .* run the command "
+                                      r"again: what was finished is kept") as caught:
+        extract(Items(8), flip_encode([]), tmp_path / "out", SETTINGS, shard_size=4, batch_size=4)
+    assert caught.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "shard_00000.safetensors"]
+    monkeypatch.setattr(extraction, "save_file", real)
+    calls = []
+    assert extract(Items(8), flip_encode(calls), tmp_path / "out", SETTINGS, shard_size=4, batch_size=4)["complete"]
+    assert calls == [4, 5, 6, 7]
+
+
+def test_safetensors_own_leftover_is_cleaned_on_the_next_start(tmp_path):
+    """safetensors writes `.tmpXXXXXX` and renames it: a kill mid-write had left it for good."""
+    extract(Items(4), flip_encode([]), tmp_path, SETTINGS, shard_size=4, batch_size=4)
+    (tmp_path / ".tmpeBrdXk").write_bytes(b"half a shard")
+    (tmp_path / "notes.tmp.txt").write_text("not ours")
+    extract(Items(4), flip_encode([]), tmp_path, SETTINGS, shard_size=4, batch_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "notes.tmp.txt", "shard_00000.safetensors"]
+
+
+def test_an_out_that_is_a_file_and_a_label_outside_the_classes_are_named(tmp_path):
+    (tmp_path / "codes").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"codes: is a file where a folder is needed; choose another --out"):
+        extract(Items(4), flip_encode([]), tmp_path / "codes", SETTINGS, shard_size=4, batch_size=4)
+    named = {**SETTINGS, "class_names": ["a", "b", "c"]}  # Items' labels are i % 3
+    extract(Items(8), flip_encode([]), tmp_path / "out", named, shard_size=4, batch_size=4)
+    assert len(ShardDataset(tmp_path / "out")) == 16
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest["settings"]["class_names"] = ["a", "b"]  # label 2 is now outside the classes it names
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExtractionError, match=r"out/shard_00000.safetensors: holds label 2, outside the 2 classes its "
+                                              r"manifest.json names"):
+        ShardDataset(tmp_path / "out")

@@ -60,3 +60,17 @@ def test_command_line_writes_the_record_and_refuses_a_model_that_does_not_predic
         frame_prediction.main(["--pipeline", str(tmp_path / "gen"), "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match="--limit must be >= 1"):
         frame_prediction.main(["--pipeline", str(tmp_path / "frames"), "--limit", "0", "--out", str(tmp_path / "x.json")])
+
+
+def test_a_split_the_embedded_clips_do_not_hold_out_is_refused_before_any_work(pipe, tmp_path):
+    """--split train (or bogus) had been recorded while the validation clips were scored."""
+    pipe.save_pretrained(tmp_path / "frames")
+    for split in ("train", "bogus"):
+        with pytest.raises(SystemExit, match=f"--split: split '{split}': the embedded data is evaluated on its "
+                                             f"held-out split 'val' only"):
+            frame_prediction.main(["--pipeline", str(tmp_path / "frames"), "--split", split, "--limit", "1",
+                                   "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+    record = frame_prediction.main(["--pipeline", str(tmp_path / "frames"), "--scale", "tiny", "--limit", "1",
+                                    "--out", str(tmp_path / "fp.json")])
+    assert record["split"] == "val" and record["metrics"]["clips"] == 1

@@ -22,13 +22,16 @@ def fake_run(tmp_path, generator="dit", task="image", scales=(1.0, 4.0), judged=
                                  "parameters": 1000, "threads": 2, "precision": "bf16", "final": str(run / "final"),
                                  "config": {"train": {"steps": 100}}})
     folders = {f"{g:g}": {"folder": str(run / "samples" / f"cfg{g:g}"), "grid": "g.png", "guidance_scale": g,
-                          "n": 8, "seconds": 5.0} for g in scales}
-    write(run / "samples" / "samples.json", {"generator": generator, "classes": [0, 1], "per_class": 4, "seed": 0,
-                                             "batch_size": 8, "sampling": {"sampler": "ddpm"}, "folders": folders})
+                          "n": 8, "seconds": 5.0, "sha256": f"{g:g}" * 64} for g in scales}
+    write(run / "samples" / "samples.json", {"generator": generator, "scale": "small", "classes": [0, 1],
+                                             "per_class": 4, "seed": 0, "batch_size": 8, "model_sha256": "cd" * 32,
+                                             "sampling": {"sampler": "ddpm"}, "folders": folders})
     for g in scales:
-        write(metrics / f"samples_cfg{g:g}.json", {"metrics": {"fid": {"value": 10.0 / g}}, "eval_seconds": 2.0})
+        write(metrics / f"samples_cfg{g:g}.json", {"metrics": {"fid": {"value": 10.0 / g}}, "eval_seconds": 2.0,
+                                                   "samples_sha256": f"{g:g}" * 64, "n_samples": 8})
     if judged:
         rows = [{"guidance": g, "share": g / 10, "mean_probability": 0.5, "feature_distance": {"frechet": 1 / g},
+                 "samples_sha256": f"{g:g}" * 64,
                  "per_class": [{"class": 0, "share": g / 10}, {"class": 1, "share": g / 10}]} for g in scales]
         write(metrics / "class_consistency.json", {
             "metrics": {"class_consistency": rows, "classifier_accuracy": 0.98, "chance": 0.5,
@@ -87,3 +90,32 @@ def test_a_class_conditional_report_without_the_judge_is_a_clear_error(tmp_path)
     with pytest.raises(SystemExit, match="samples_cfg4.json: not found"):
         generation_report.main(["--run", str(run), "--metrics", str(metrics), "--scale", "small",
                                 "--out", str(tmp_path / "r.json")])
+
+
+def test_figures_of_other_samples_or_another_scale_are_refused(tmp_path):
+    """An LM run's report given a DiT's eval folder had taken the DiT's FID and class consistency; --scale paper on a
+    run sampled at small had been recorded as paper."""
+    run, metrics = fake_run(tmp_path / "lm", "lm")
+    _, other = fake_run(tmp_path / "dit", "dit")
+    fidelity = json.loads((other / "samples_cfg4.json").read_text())
+    write(other / "samples_cfg4.json", {**fidelity, "samples_sha256": "ef" * 32})  # the DiT's own samples
+    with pytest.raises(SystemExit, match=r"samples_cfg4.json: scores samples efefefefefef\.\.\., not .*lm/run/samples"):
+        generation_report.main(["--run", str(run), "--metrics", str(other), "--scale", "small",
+                                "--out", str(tmp_path / "r.json")])
+    judged = json.loads((metrics / "class_consistency.json").read_text())
+    judged["metrics"]["class_consistency"][1]["samples_sha256"] = "ef" * 32
+    write(metrics / "class_consistency.json", judged)
+    with pytest.raises(ValueError, match=r"class_consistency.json: scores samples efefef.*cfg4/"):
+        generation_report.build_report(run, metrics, "small")
+    run, metrics = fake_run(tmp_path / "again", "lm")
+    with pytest.raises(SystemExit, match=r"samples.json: these samples were drawn at scale 'small', not 'paper'; "
+                                         r"give --scale small"):
+        generation_report.main(["--run", str(run), "--metrics", str(metrics), "--scale", "paper",
+                                "--out", str(tmp_path / "r.json")])
+    assert not (tmp_path / "r.json").exists()
+    write(metrics / "frame_prediction.json", {"metrics": {}, "pipeline_sha256": "01" * 32})
+    with pytest.raises(ValueError, match=r"frame_prediction.json: scores the model 010101010101\.\.\., not the one"):
+        generation_report.build_report(run, metrics, "small")
+    write(metrics / "frame_prediction.json", {"metrics": {}, "pipeline_sha256": "cd" * 32, "eval_seconds": 1.0})
+    report = generation_report.build_report(run, metrics, "small")
+    assert report["metrics"]["cfg4"]["n_samples"] == 8 and report["wall_seconds"]["evaluation"] == 8.0

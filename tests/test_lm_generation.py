@@ -511,3 +511,39 @@ class TestLMModel(ModelTesterMixin):
         codes = torch.randint(0, IMAGE.codebook_size, (2, IMAGE.num_codes), generator=g)
         return {"input_ids": torch.cat([IMAGE.class_tokens(torch.tensor([0, 3]), torch.tensor([False, True]))[:, None],
                                         codes], 1)}
+
+
+def test_given_codes_are_the_pipelines_tokenizers_and_recorded_by_their_content(clip_codes, tok_dir, tmp_path):
+    """Codes another tokenizer extracted had been continued, and codes re-extracted at the same path had joined an
+    existing samples folder (compared as a path string); --codes to an image LM had been ignored but recorded."""
+    import shutil
+
+    train(lm_config("tiny", ["train.steps=2", "train.conditional=false"]), clip_codes, tmp_path / "run", "frames")
+    final = str(tmp_path / "run" / "final")
+    tiny = ["--scale", "tiny", "--set", "data.embedded_items=4", "--set", "data.resolution=16"]
+    torch.manual_seed(1)
+    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "other")
+    extract_codes.main(["--tokenizer", str(tmp_path / "other"), "--videos", "embedded",
+                        "--out", str(tmp_path / "other_codes"), *tiny])
+    with pytest.raises(SystemExit, match=r"other_codes: codes extracted by tokenizer .*, not by this pipeline's "
+                                         r"tokenizer .*: their indices mean other pictures"):
+        sample_cli.main(["--pipeline", final, "--out", str(tmp_path / "x"), "--scale", "tiny",
+                         "--codes", str(tmp_path / "other_codes"), "--limit", "1"])
+    codes = tmp_path / "codes"
+    shutil.copytree(clip_codes, codes)
+    args = ["--pipeline", final, "--out", str(tmp_path / "s"), "--scale", "tiny", "--codes", str(codes), "--limit", "1"]
+    first = sample_cli.main(args)
+    assert first["given_codes_from"] == str(codes) and len(first["given_codes_sha256"]) == 64
+    # the same path, other clips (the held-out ones): refused by their content
+    extract_codes.main(["--tokenizer", str(tok_dir), "--videos", "embedded", "--split", "val", "--out", str(codes),
+                        "--restart", *tiny])
+    with pytest.raises(ValueError, match=r"other settings .*given_codes_sha256"):
+        sample_cli.main(args)
+    # an image LM takes no codes
+    layout = CodeLayout(codebook_size=256, num_classes=2, grid=(1, 4, 4), size=(1, 16, 16))
+    ARPipeline(build_lm(lm_config("tiny").model, layout),
+               OmniTokenizer.from_pretrained(tok_dir)).save_pretrained(tmp_path / "image_lm")
+    with pytest.raises(SystemExit, match=r"--codes .*codes: this LM generates from nothing .* --codes is for a "
+                                         r"frame-prediction LM"):
+        sample_cli.main(["--pipeline", str(tmp_path / "image_lm"), "--out", str(tmp_path / "i"), "--scale", "tiny",
+                         "--codes", str(codes)])

@@ -102,7 +102,7 @@ def test_training_items_as_samples_are_copies_and_fresh_items_are_not(tmp_path, 
     lookup = rep.decode(rows, (1, 32, 32))  # a "generator" that returns its training items
     run = fake_generator(tmp_path / "lookup", tok_dir, codes, lookup, labels)
     cache = str(tmp_path / "judge")
-    (row,) = novelty.measure([(1.0, str(run / "samples" / "cfg1"))], run, "tiny", per_class=16, cache=cache)["novelty"]
+    (row,) = novelty.measure([(1.0, str(run / "samples" / "cfg1"), None)], run, "tiny", per_class=16, cache=cache)["novelty"]
     assert row["n"] == len(rows) == 24
     assert row["latent"]["nearer_than_fresh"] == 1.0 and row["judge"]["nearer_than_fresh"] == 1.0
     assert row["latent"]["median"] == pytest.approx(0.0, abs=1e-6) and row["judge"]["median"] == pytest.approx(0, abs=1e-6)
@@ -118,7 +118,7 @@ def test_training_items_as_samples_are_copies_and_fresh_items_are_not(tmp_path, 
     real, real_labels = class_items(RealData("image", "embedded", resolution=32), known, 4, draw=7)
     fresh = novelty.through_tokenizer(rep, real, (1, 32, 32))
     run = fake_generator(tmp_path / "fresh", tok_dir, codes, fresh, real_labels)
-    (row,) = novelty.measure([(1.0, str(run / "samples" / "cfg1"))], run, "tiny", per_class=16, cache=cache)["novelty"]
+    (row,) = novelty.measure([(1.0, str(run / "samples" / "cfg1"), None)], run, "tiny", per_class=16, cache=cache)["novelty"]
     assert row["latent"]["nearer_than_fresh"] < 0.3 and row["judge"]["nearer_than_fresh"] < 0.3
     assert row["latent"]["median"] > 0 and row["judge"]["median"] > 0
 
@@ -134,7 +134,7 @@ def test_a_replaced_tokenizer_is_refused(tmp_path):
     (tmp_path / "codes").mkdir()
     (tmp_path / "codes" / "manifest.json").write_text(json.dumps({"settings": {}}))
     with pytest.raises(ValueError, match="sha256"):
-        novelty.measure([(1.0, str(tmp_path))], run, "tiny")
+        novelty.measure([(1.0, str(tmp_path), None)], run, "tiny")
 
 
 @pytest.fixture(scope="module")
