@@ -15,16 +15,28 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: setup test test-fast tokenizer bench dry-run tables tables-build clean help
 
 help:
+	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
+	@echo "                 writes runs/<scale>/tokenizer/, results/<scale>/tokenizer.json"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default; SEEDS=3 there); runs what is missing"
-	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines (writes bench/out/*.json)"
+	@echo "                 writes runs/<scale>/, results/<scale>/; [tracked] TABLES.md, tables.json, tables.csv and"
+	@echo "                 docs/evaluation.md's ablation-findings block"
+	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines: writes bench/out/*.json;"
+	@echo "                 [tracked] the generated blocks of docs/speed.md (tokenizer speed; beside the release, DiT,"
+	@echo "                 Latte, LlamaGen), docs/lm_generation.md (LM speed), docs/diffusion_generation.md (diffusion speed)"
 	@echo "make dry-run     every paper target at its real shapes: steps, checkpoint, exact resume, sampling; loader"
-	@echo "                 throughput; docs/cost_plan.md from them (SCALE=paper; on a GPU machine it measures there)"
+	@echo "                 throughput; writes bench/out/dry_run.json, data_throughput.json and the cost plan: at"
+	@echo "                 SCALE=paper [tracked] docs/cost_plan.md's blocks (on a GPU machine it measures there), at"
+	@echo "                 another scale bench/out/cost_plan_<scale>.md"
 	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
 	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
 	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=)"
-	@echo "make setup       create .venv and install the project (other targets do this for you)"
+	@echo "                 writes runs/<scale>/, results/<scale>/"
+	@echo "make setup       create .venv and install the project (other targets do this for you): writes .venv/"
+	@echo "make clean       removes .venv/, runs/ and bench/out/"
+	@echo "A generated block of a docs page records the scale, machine and precision it was measured at; one measured at"
+	@echo "SCALE=paper is replaced by another scale's only when its command is given --force."
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +74,8 @@ bench: $(STAMP)
 dry-run: $(STAMP)
 	$(PY) -m bench.dry_run --scale $(SCALE) --out bench/out/dry_run.json
 	$(PY) -m bench.data_throughput --out bench/out/data_throughput.json
-	$(PY) -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json --doc docs/cost_plan.md
+	$(PY) -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json \
+		$(if $(filter paper,$(SCALE)),--doc docs/cost_plan.md,--out bench/out/cost_plan_$(SCALE).md)
 
 # ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
 # experiments (which result files the tables read, which run starts from which) is eval/experiments.py.

@@ -153,7 +153,8 @@ def main(argv=None) -> dict:
     rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in kinds]
     runs = [r for size in args.sampling_sizes for p in kinds
             for r in sampling(size, p, repo, args.batch, args.sampling_steps, args.sampling_rounds)]
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, sampling=runs)
+    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(args.sizes),
+                        sampling=runs)
 
 
 if __name__ == "__main__":

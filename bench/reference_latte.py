@@ -113,7 +113,8 @@ def main(argv=None) -> dict:
     repo = checkout(args.latte_repo, REPO_NAME, "models/latte.py")
     kinds = precisions()
     rows = [compare(size, p, repo, args.batch, args.frames, args.rounds) for size in args.sizes for p in kinds]
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, differences=DIFFERENCES)
+    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(args.sizes),
+                        differences=DIFFERENCES)
 
 
 if __name__ == "__main__":

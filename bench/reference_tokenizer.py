@@ -178,7 +178,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     repo = checkout(args.release_repo, REPO_NAME, "OmniTokenizer/omnitokenizer.py")
     rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in precisions()]
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines)
+    scales = dict.fromkeys(SIZES[COMPILED.get(size, size)][0] for size in args.sizes)
+    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(scales))
 
 
 if __name__ == "__main__":
