@@ -56,6 +56,7 @@ tokenizer: $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) --out $(OUT) --results results/$(SCALE)/tokenizer.json $(DATA_FLAGS)
 
 bench: $(STAMP)
+	$(if $(RELEASE_REPO)$(DIT_REPO)$(LATTE_REPO),$(VENV)/bin/pip install --quiet -e '.[dev,references]')
 	$(PY) -m bench.tokenizer_speed --out bench/out/tokenizer_speed.json
 	$(PY) -m bench.readme_speed --bench bench/out/tokenizer_speed.json --readme docs/speed.md
 	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out bench/out/lm_speed.json \

@@ -148,7 +148,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--sampling-steps", type=int, default=25, help="model calls per guided sampling run")
     ap.add_argument("--sampling-rounds", type=int, default=3)
     args = ap.parse_args(argv)
-    repo = checkout(args.dit_repo, REPO_NAME, "models.py")
+    repo = checkout(args.dit_repo, REPO_NAME, "models.py", needs=("timm",))
     kinds = precisions()
     rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in kinds]
     runs = [r for size in args.sampling_sizes for p in kinds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import statistics
 import time
 from functools import lru_cache
@@ -173,11 +174,16 @@ def parser(doc: str, repo_flag: str, repo_name: str, sizes: dict, batch: int) ->
     return ap
 
 
-def checkout(path: str | None, repo_name: str, marker: str) -> Path | None:
-    """The reference's checkout, or None where none is given; an error where `marker` is not in it."""
+def checkout(path: str | None, repo_name: str, marker: str, needs: tuple[str, ...] = ()) -> Path | None:
+    """The reference's checkout, or None where none is given; an error where `marker` is not in it, or where a
+    module its code imports (`needs`: timm, no dependency of ours) is not installed."""
     repo = Path(path) if path else None
     if repo is not None and not (repo / marker).is_file():
         raise SystemExit(f"{repo}: not a checkout of {repo_name} (no {marker})")
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if repo is not None and missing:
+        raise SystemExit(f"{repo}: {repo_name}'s code imports {', '.join(missing)}, which is not installed: "
+                         f"pip install -e '.[references]'")
     return repo
 
 

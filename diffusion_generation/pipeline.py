@@ -19,6 +19,7 @@ import torch
 from shared.atomic import atomic_write_json, read_json_object
 from shared.config import build, check_finite, check_seed
 from shared.labels import class_labels
+from shared.provenance import earlier_version
 from shared.training.precision import autocast, check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
@@ -116,17 +117,19 @@ class LatentDiffusionPipeline:
         record = read_json_object(path, "pipeline record")
         if "diffusion" not in record:
             raise ValueError(f"{path}: has no 'diffusion' settings; expected a file written by the diffusion trainer")
-        # a default guidance scale saved with the pipeline is no setting of the pipeline now: callers pass theirs
-        settings = {k: v for k, v in record["diffusion"].items() if k != "guidance_scale"}
-        diffusion = build(DiffusionConfig, settings, str(path))
+        lacks = (["no latent_scale: the denoiser's config held it"] if "latent_scale" not in record else []) + (
+            ["a guidance_scale among its diffusion settings"] if "guidance_scale" in record["diffusion"] else [])
+        if lacks:
+            raise ValueError(earlier_version(path, "; ".join(lacks),
+                                             "train it again (python -m diffusion_generation.train)"))
+        diffusion = build(DiffusionConfig, record["diffusion"], str(path))
         vae, model = OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model")
         shape = record.get("latent_shape")
         if (not isinstance(shape, list) or len(shape) not in (3, 4) or not all(isinstance(v, int) and v > 0 for v in shape)
                 or shape[0] != vae.config.latent_dim):
             raise ValueError(f"{path}: latent_shape must be [C, h, w] (images) or [C, T', h, w] (clips) with C = the "
                              f"VAE's {vae.config.latent_dim} channels, got {shape!r}")
-        # pipelines saved before the scale was the pipeline's kept it in the denoiser's config
-        scale = record.get("latent_scale", model.config.get("latent_scale"))
+        scale = record["latent_scale"]
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"{path}: latent_scale must be a positive number, got {scale!r}")
         pipe = cls(vae, model, diffusion, shape, scale, record.get("classes"), record.get("info"), precision)

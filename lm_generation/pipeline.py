@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM
 
-from shared.provenance import check_sha256, file_sha256
+from shared.provenance import check_sha256, earlier_version, file_sha256
 from shared.training.precision import check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
@@ -64,8 +64,10 @@ class ARPipeline:
             raise ValueError(f"{folder}: the LM's config.json / model.safetensors cannot be loaded "
                              f"({exc.__class__.__name__}: {str(exc)[:300]})") from None
         recorded = getattr(lm.config, "tokenizer_sha256", None)
-        if recorded is not None:  # folders saved before the hash was recorded load as they are
-            check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json")
+        if recorded is None:
+            raise ValueError(earlier_version(folder / "config.json", "no tokenizer_sha256 of its tokenizer",
+                                             "train it again (python -m lm_generation.train)"))
+        check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json")
         return cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device), precision)
 
     def save_pretrained(self, folder: str | Path, tokenizer_folder: str | Path | None = None) -> Path:

@@ -283,3 +283,14 @@ def test_tokenizer_speed_runs_each_case_in_a_child_that_imports_the_project():
     proc = subprocess.run([*cmd[:3], "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr  # `bench` imports in the child (it did not as a script path)
     assert "--case" in proc.stdout
+
+
+def test_a_reference_checkout_whose_imports_are_not_installed_is_a_clear_error(tmp_path):
+    from bench.reference_pair import checkout
+
+    (tmp_path / "models.py").write_text("")
+    assert checkout(str(tmp_path), "facebookresearch/DiT", "models.py", needs=("json",)) == tmp_path
+    assert checkout(None, "facebookresearch/DiT", "models.py", needs=("no_such_module",)) is None  # our side alone
+    with pytest.raises(SystemExit, match=r"DiT's code imports no_such_module, which is not installed: "
+                                         r"pip install -e '\.\[references\]'"):
+        checkout(str(tmp_path), "facebookresearch/DiT", "models.py", needs=("no_such_module",))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.state import AcceleratorState
 
 from .precision import choose_precision
 
@@ -17,13 +16,7 @@ def make_accelerator(find_unused_parameters: bool = False, precision: str | None
     The choice is `accelerator.precision` (and why, `accelerator.precision_reason`), for the run's summary."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     chosen, why = choose_precision(precision, device)
-    mixed = "bf16" if chosen == "bf16" else "no"
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision", mixed) != mixed:
-        # a second run in this process (tests, notebooks) with another precision: accelerate keeps one state per
-        # process and refuses a change; the distributed set-up (PartialState) is kept
-        AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=mixed,
+    accelerator = Accelerator(mixed_precision="bf16" if chosen == "bf16" else "no",
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
     accelerator.precision, accelerator.precision_reason = chosen, why
     return accelerator
