@@ -110,7 +110,7 @@ TABLES_JOBS ?= 2
 TABLES_THREADS := $(shell n=$$(( $$(nproc) / $(TABLES_JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # Every tokenizer run of the tables is trained with SEEDS seeds (model init and data order; seed 0 is the run
 # itself, seed k the run <run>_seed<k>); the tables show mean ± std and call a difference only beyond its noise.
-# Default: 3 at small (~2 h 50 min on 2 cores from an empty checkout: README), 1 elsewhere (tiny has no
+# Default: 3 at small (~2 h 50 min on 2 cores from an empty checkout: docs/evaluation.md), 1 elsewhere (tiny has no
 # ablations; paper runs are days).
 SEEDS ?= $(if $(filter small,$(SCALE)),3,1)
 tables: $(STAMP)
