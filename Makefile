@@ -15,16 +15,28 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: setup test test-fast tokenizer bench dry-run tables tables-build clean help
 
 help:
+	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets)"
+	@echo "                 writes runs/<scale>/tokenizer/, results/<scale>/tokenizer.json"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default; SEEDS=3 there); runs what is missing"
-	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines (writes bench/out/*.json)"
+	@echo "                 writes runs/<scale>/, results/<scale>/; [tracked] TABLES.md, tables.json, tables.csv and"
+	@echo "                 docs/evaluation.md's ablation-findings block"
+	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines: writes bench/out/*.json;"
+	@echo "                 [tracked] the generated blocks of docs/speed.md (tokenizer speed; beside the release, DiT,"
+	@echo "                 Latte, LlamaGen), docs/lm_generation.md (LM speed), docs/diffusion_generation.md (diffusion speed)"
 	@echo "make dry-run     every paper target at its real shapes: steps, checkpoint, exact resume, sampling; loader"
-	@echo "                 throughput; docs/cost_plan.md from them (SCALE=paper; on a GPU machine it measures there)"
+	@echo "                 throughput; writes bench/out/dry_run.json, data_throughput.json and the cost plan: at"
+	@echo "                 SCALE=paper [tracked] docs/cost_plan.md's blocks (on a GPU machine it measures there), at"
+	@echo "                 another scale bench/out/cost_plan_<scale>.md"
 	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
 	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
 	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=)"
-	@echo "make setup       create .venv and install the project (other targets do this for you)"
+	@echo "                 writes runs/<scale>/, results/<scale>/"
+	@echo "make setup       create .venv and install the project (other targets do this for you): writes .venv/"
+	@echo "make clean       removes .venv/, runs/ and bench/out/"
+	@echo "A generated block of a docs page records the scale, machine and precision it was measured at; one measured at"
+	@echo "SCALE=paper is replaced by another scale's only when its command is given --force."
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +56,7 @@ tokenizer: $(STAMP)
 	$(PY) -m tokenizer.train --scale $(SCALE) --out $(OUT) --results results/$(SCALE)/tokenizer.json $(DATA_FLAGS)
 
 bench: $(STAMP)
+	$(if $(RELEASE_REPO)$(DIT_REPO)$(LATTE_REPO),$(VENV)/bin/pip install --quiet -e '.[dev,references]')
 	$(PY) -m bench.tokenizer_speed --out bench/out/tokenizer_speed.json
 	$(PY) -m bench.readme_speed --bench bench/out/tokenizer_speed.json --readme docs/speed.md
 	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out bench/out/lm_speed.json \
@@ -62,7 +75,8 @@ bench: $(STAMP)
 dry-run: $(STAMP)
 	$(PY) -m bench.dry_run --scale $(SCALE) --out bench/out/dry_run.json
 	$(PY) -m bench.data_throughput --out bench/out/data_throughput.json
-	$(PY) -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json --doc docs/cost_plan.md
+	$(PY) -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json \
+		$(if $(filter paper,$(SCALE)),--doc docs/cost_plan.md,--out bench/out/cost_plan_$(SCALE).md)
 
 # ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
 # experiments (which result files the tables read, which run starts from which) is eval/experiments.py.
@@ -96,7 +110,7 @@ TABLES_JOBS ?= 2
 TABLES_THREADS := $(shell n=$$(( $$(nproc) / $(TABLES_JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # Every tokenizer run of the tables is trained with SEEDS seeds (model init and data order; seed 0 is the run
 # itself, seed k the run <run>_seed<k>); the tables show mean ± std and call a difference only beyond its noise.
-# Default: 3 at small (~2 h 50 min on 2 cores from an empty checkout: README), 1 elsewhere (tiny has no
+# Default: 3 at small (~2 h 50 min on 2 cores from an empty checkout: docs/evaluation.md), 1 elsewhere (tiny has no
 # ablations; paper runs are days).
 SEEDS ?= $(if $(filter small,$(SCALE)),3,1)
 tables: $(STAMP)

@@ -2,7 +2,12 @@
 measurements (bench/out/dry_run.json: FLOPs, memory, the machine) and the loaders' (bench/out/data_throughput.json).
 
     python -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json \
-        --doc docs/cost_plan.md
+        --doc docs/cost_plan.md                       # a dry run at scale paper: the page's blocks
+    python -m bench.cost_plan --dry-run bench/out/dry_run.json --out bench/out/cost_plan_tiny.md   # any scale
+
+--doc rewrites the blocks of a page (shared.doc_blocks: a block measured at scale paper is replaced by another
+scale's only with --force); --out writes a page of its own holding the two blocks (`make dry-run` at a scale other
+than paper: bench/out/cost_plan_<scale>.md).
 
 GPU time assumes a model FLOP utilisation (MFU, of an 80 GB H100's dense bf16 peak) until one is measured on a
 GPU (bench.dry_run on CUDA: its fraction_of_matmul_rate is then the measured MFU's stand-in). Steps, batches and GPU
@@ -15,7 +20,8 @@ import json
 import math
 from pathlib import Path
 
-from shared.atomic import atomic_rewrite_block
+from shared.atomic import atomic_write
+from shared.doc_blocks import Block, Measured, block_text, joined, write_blocks
 
 BEGIN = "<!-- cost plan: written by `python -m bench.cost_plan` from bench/out/*.json; do not edit -->"
 END = "<!-- end of cost plan -->"
@@ -121,20 +127,42 @@ def loader_rows(data: dict) -> list[str]:
     return lines
 
 
+def blocks(dry: dict, data: dict, mfu: float) -> list[Block]:
+    """The page's blocks (the plan; the loaders' where measured), each with what it was measured from: the dry run's
+    scale (the loaders measured for that scale's plan)."""
+    precision = joined(r.get("precision") for r in dry.get("targets", {}).values())
+    out = [(BEGIN, END, plan_rows(dry, data, mfu), Measured(
+        dry["scale"], f"{dry.get('machine')} ({dry.get('device')}, {dry.get('threads')} threads)", precision))]
+    if data:
+        out.append((LOADER_BEGIN, LOADER_END, loader_rows(data), Measured(
+            dry["scale"], f"{data.get('machine')} (one loader worker, 1 thread)", "uint8 decoding")))
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry-run", default="bench/out/dry_run.json")
     ap.add_argument("--data", default="bench/out/data_throughput.json")
     ap.add_argument("--mfu", type=float, default=ASSUMED_MFU, help="model FLOP utilisation to plan with")
-    ap.add_argument("--doc", default="docs/cost_plan.md")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--doc", help="a page with the markers (docs/cost_plan.md): its blocks are rewritten")
+    where.add_argument("--out", help="a page of its own for the plan (bench/out/cost_plan_<scale>.md)")
+    ap.add_argument("--force", action="store_true", help="replace a block measured at scale paper with another scale's")
     args = ap.parse_args(argv)
     if not 0 < args.mfu <= 1:
         raise SystemExit(f"--mfu must be in (0, 1], got {args.mfu}")
     dry = json.loads(Path(args.dry_run).read_text())
     data = json.loads(Path(args.data).read_text()) if Path(args.data).is_file() else {}
-    wrote = atomic_rewrite_block(args.doc, BEGIN, END, plan_rows(dry, data, args.mfu))
-    if data:
-        wrote = atomic_rewrite_block(args.doc, LOADER_BEGIN, LOADER_END, loader_rows(data)) and wrote
+    parts = blocks(dry, data, args.mfu)
+    if args.out:
+        page = [f"# Cost plan from a dry run at scale {dry['scale']}", "",
+                f"Written by `python -m bench.cost_plan` from {args.dry_run}"
+                + (f" and {args.data}" if data else "") + "; docs/cost_plan.md holds the paper scale's.", ""]
+        page += [block_text(*part) + "\n" for part in parts]
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text("\n".join(page)))
+        print(f"cost plan of scale {dry['scale']}: written to {args.out}")
+        return
+    wrote = write_blocks(args.doc, parts, args.force)
     print(f"{args.doc}: {'written' if wrote else 'markers missing, left alone'}")
 
 

@@ -26,7 +26,7 @@ from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops, 
 from diffusion_generation.config import DiffusionConfig, experiment_config
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output
 from diffusion_generation.models import build_model
-from shared.atomic import atomic_rewrite_block
+from shared.doc_blocks import Measured, joined, write_block
 
 DOC_BEGIN = "<!-- diffusion speed: written by `python -m bench.diffusion_speed --doc` from its JSON; do not edit -->"
 DOC_END = "<!-- end of diffusion speed -->"
@@ -162,6 +162,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' DiTTransformer2DModel")
     ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
+    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper (its XL/2 cases) "
+                    "with one of other cases")
     args = ap.parse_args(argv)
     if args.dtype == "bf16" and not args.device.startswith("cuda"):
         raise SystemExit("--dtype bf16 is for CUDA (the trainers use bf16 autocast on CUDA only)")
@@ -176,7 +178,9 @@ def main(argv=None) -> dict:
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
     if args.doc:
-        done = atomic_rewrite_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report))
+        measured = Measured(joined(c["scale"] for c in report["cases"].values()),
+                            f"{report['cpu']} ({report['device']}, {report['threads']} threads)", args.dtype)
+        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report), measured, args.force)
         print(f"{args.doc}: diffusion speed table {'written' if done else 'not written (no markers)'}")
     return report
 

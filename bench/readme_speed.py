@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from shared.atomic import atomic_rewrite_block
+from shared.doc_blocks import Measured, joined, write_block
 
 BEGIN = "<!-- tokenizer speed: written by `python -m bench.readme_speed` from bench/out/tokenizer_speed.json; do not edit -->"
 END = "<!-- end of tokenizer speed -->"
@@ -66,16 +66,23 @@ def table(report: dict) -> list[str]:
     return lines
 
 
-def write(readme: Path, report: dict) -> bool:
-    return atomic_rewrite_block(readme, BEGIN, END, table(report))
+def measured(report: dict) -> Measured:
+    """Every case runs the `paper` width (bench.tokenizer_speed)."""
+    return Measured("paper", f"{report['machine']} ({report['device']}, {report['threads']} threads)",
+                    joined(report["precisions"]))
+
+
+def write(readme: Path, report: dict, force: bool = False) -> bool:
+    return write_block(readme, BEGIN, END, table(report), measured(report), force)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="bench/out/tokenizer_speed.json")
     ap.add_argument("--readme", default="docs/speed.md")
+    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
     args = ap.parse_args(argv)
-    done = write(Path(args.readme), json.loads(Path(args.bench).read_text()))
+    done = write(Path(args.readme), json.loads(Path(args.bench).read_text()), args.force)
     print(f"{args.readme}: speed table {'written' if done else 'not written (no markers)'}")
 
 

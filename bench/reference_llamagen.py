@@ -39,7 +39,8 @@ from lm_generation.config import GPTShape
 from lm_generation.model import CodeLayout, build_lm, lm_loss
 from lm_generation.sampling import sample_codes
 from lm_generation.train import make_optimizer
-from shared.atomic import atomic_rewrite_block, atomic_write_json
+from shared.atomic import atomic_write_json
+from shared.doc_blocks import Measured, joined, write_block
 from shared.provenance import stamp
 
 SHAPES = {"small": GPTShape(layers=4, heads=6, width=192, intermediate=512),
@@ -227,6 +228,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="bench/out/reference_llamagen.json")
     ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
+    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
     args = ap.parse_args(argv)
     repo = checkout(args.llamagen_repo, "FoundationVision/LlamaGen", "autoregressive/models/gpt.py")
     rates = {p: matmul_rate(p) for p in args.precisions}
@@ -246,7 +248,9 @@ def main(argv=None) -> dict:
     report.update(stamp())
     atomic_write_json(args.out, report)
     if args.doc:
-        done = atomic_rewrite_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report))
+        measured = Measured(", ".join(args.shapes), f"{report['machine']} (cpu, {report['threads']} threads)",
+                            joined(c["precision"] for c in report["sampling"] + report["training"]))
+        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report), measured, args.force)
         print(f"{args.doc}: LM beside LlamaGen {'written' if done else 'not written (no markers)'}")
     for line in doc_lines(report):
         print(line)

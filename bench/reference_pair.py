@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import statistics
 import time
 from functools import lru_cache
@@ -18,7 +19,8 @@ from typing import Callable
 import torch
 
 from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops
-from shared.atomic import atomic_rewrite_block, atomic_write_json
+from shared.atomic import atomic_write_json
+from shared.doc_blocks import Measured, joined, write_block
 from shared.memory import release_free_heap, rss_bytes
 from shared.training.precision import autocast
 from shared.provenance import stamp
@@ -168,14 +170,20 @@ def parser(doc: str, repo_flag: str, repo_name: str, sizes: dict, batch: int) ->
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--out", required=True)
     ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
+    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
     return ap
 
 
-def checkout(path: str | None, repo_name: str, marker: str) -> Path | None:
-    """The reference's checkout, or None where none is given; an error where `marker` is not in it."""
+def checkout(path: str | None, repo_name: str, marker: str, needs: tuple[str, ...] = ()) -> Path | None:
+    """The reference's checkout, or None where none is given; an error where `marker` is not in it, or where a
+    module its code imports (`needs`: timm, no dependency of ours) is not installed."""
     repo = Path(path) if path else None
     if repo is not None and not (repo / marker).is_file():
         raise SystemExit(f"{repo}: not a checkout of {repo_name} (no {marker})")
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if repo is not None and missing:
+        raise SystemExit(f"{repo}: {repo_name}'s code imports {', '.join(missing)}, which is not installed: "
+                         f"pip install -e '.[references]'")
     return repo
 
 
@@ -217,13 +225,17 @@ def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
     return lines
 
 
-def write_report(rows: list[dict], repo: Path | None, args, markers: tuple[str, str], doc_lines, **extra) -> dict:
-    """The JSON report at args.out (`extra` after the cases), its table in args.doc between `markers`, a summary."""
+def write_report(rows: list[dict], repo: Path | None, args, markers: tuple[str, str], doc_lines, scale: str,
+                 **extra) -> dict:
+    """The JSON report at args.out (`extra` after the cases), its table in args.doc between `markers` (measured at
+    `scale`: the scales or sizes of the cases), a summary."""
     report = {"machine": machine_name(), "threads": torch.get_num_threads(),
               "reference": str(repo) if repo else "not given: our side alone", "cases": rows, **extra, **stamp()}
     atomic_write_json(args.out, report)
     if args.doc:
-        atomic_rewrite_block(args.doc, *markers, doc_lines(report))
+        measured = Measured(scale, f"{report['machine']} (cpu, {report['threads']} threads)",
+                            joined(r["precision"] for r in rows))
+        write_block(args.doc, *markers, doc_lines(report), measured, args.force)
     for r in rows:
         print(f"{r['size']} {r['precision']}: ours {r['median_seconds']['ours'] * 1000:.0f} ms"
               + (f", reference {r['median_seconds']['reference'] * 1000:.0f} ms, {r['speedup']:.2f}x"

@@ -5,6 +5,6 @@
 - diffusion.py        the training loss (MSE + variational bound) and sampling through diffusers schedulers
 - extract_latents.py  encode a dataset once (posterior mean + log-variance, original + flip), measure the scale
 - latents.py          the latents on disk as a training set (a fresh posterior sample per item per step)
-- train.py            the trainer; sample.py sample folders, grids and videos; pipeline.py the one-call object
-- report.py           the experiment's result file (results/<scale>/<run>.json); grids and sample files: shared/media.py
+- train.py            the trainer; sample.py sample folders, grids and videos (written through shared/media.py);
+                      pipeline.py the one-call object
 """

@@ -21,7 +21,7 @@ import torch
 from shared.atomic import atomic_write_json, follow_umask, read_json_object
 from shared.config import build, check_finite, check_seed
 from shared.labels import class_labels
-from shared.provenance import check_sha256, component_sha256, file_sha256
+from shared.provenance import check_sha256, component_sha256, earlier_version, file_sha256
 from shared.training.precision import autocast, check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
@@ -145,14 +145,19 @@ class LatentDiffusionPipeline:
         record = read_json_object(path, "pipeline record")
         if "diffusion" not in record:
             raise ValueError(f"{path}: has no 'diffusion' settings; expected a file written by the diffusion trainer")
-        # a default guidance scale saved with the pipeline is no setting of the pipeline now: callers pass theirs
-        settings = {k: v for k, v in record["diffusion"].items() if k != "guidance_scale"}
-        diffusion = build(DiffusionConfig, settings, str(path))
+        lacks = (["no latent_scale: the denoiser's config held it"] if "latent_scale" not in record else []) + (
+            ["a guidance_scale among its diffusion settings"] if "guidance_scale" in record["diffusion"] else [])
+        if lacks:
+            raise ValueError(earlier_version(path, "; ".join(lacks),
+                                             "train it again (python -m diffusion_generation.train)"))
+        diffusion = build(DiffusionConfig, record["diffusion"], str(path))
         hashes = component_sha256(folder, COMPONENTS)
-        if "vae_sha256" in record:  # folders saved before the hash was recorded load as they are
-            check_sha256(folder / "vae", record["vae_sha256"], path,
-                         "Put back the vae/ the pipeline was saved with: the denoiser learnt its latents",
-                         hashes["vae_sha256"])
+        if "vae_sha256" not in record:
+            raise ValueError(earlier_version(path, "no vae_sha256 of its VAE",
+                                             "train it again (python -m diffusion_generation.train)"))
+        check_sha256(folder / "vae", record["vae_sha256"], path,
+                     "Put back the vae/ the pipeline was saved with: the denoiser learnt its latents",
+                     hashes["vae_sha256"])
         vae, model = OmniTokenizer.from_pretrained(folder / "vae"), load_model(folder / "model")
         check_vae(vae, folder / "vae")
         shape, dims = record.get("latent_shape"), LATENT_DIMS[type(model).__name__]
@@ -160,8 +165,7 @@ class LatentDiffusionPipeline:
                 or shape[0] != vae.config.latent_dim):
             raise ValueError(f"{path}: latent_shape must be {'[C, T, h, w]' if dims == 4 else '[C, h, w]'} for its "
                              f"{type(model).__name__} with C = the VAE's {vae.config.latent_dim} channels, got {shape!r}")
-        # pipelines saved before the scale was the pipeline's kept it in the denoiser's config
-        scale = record.get("latent_scale", model.config.get("latent_scale"))
+        scale = record["latent_scale"]
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"{path}: latent_scale must be a positive number, got {scale!r}")
         pipe = cls(vae, model, diffusion, shape, scale, record.get("classes"), record.get("info"), precision)

@@ -3,7 +3,7 @@ columns (eval/tables.py), with the share of the weakest class and the sampling s
 
     python -m eval.generator_pages --scale small --page docs/lm_generation.md --target lm-imagenet lm-ucf lm-k600
     python -m eval.generator_pages --scale small --page docs/diffusion_generation.md --target dit-imagenet latte-ucf
-    python -m eval.generator_pages --page docs/lm_generation.md --sampling-sweep docs/results/lm_sampling
+    python -m eval.generator_pages --scale small --page docs/lm_generation.md --sampling-sweep docs/results/lm_sampling
     python -m eval.generator_pages --scale small --page README.md --summary
 
 The summary: one line per generator target, its best guidance scale beside the judge's reference points (README,
@@ -12,7 +12,9 @@ SUMMARY_BEGIN / SUMMARY_END).
 The last: one trained model's class consistency under several sampling settings (a file per setting, each holding
 its settings and the judge's result), sorted by guidance, top-k and temperature (SWEEP_BEGIN / SWEEP_END).
 
-A target without a result file shows "not run"; a page without the markers (BEGIN / END) is left alone.
+A target without a result file shows "not run"; a page without the markers (BEGIN / END) is left alone. Each block
+records the scale (--scale; the sweep's files were measured at it too), machine and precision of its result files
+(shared.doc_blocks), and a block measured at scale paper is replaced by another scale's only with --force.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from shared.atomic import atomic_rewrite_block
+from shared.doc_blocks import Measured, from_results, write_block
 
 from .experiments import GENERATION_ROWS
 from .tables import GENERATION_COLUMNS, generation_rows, markdown_table, novelty_cell
@@ -124,12 +126,17 @@ def summary_lines(results: Path) -> list[str]:
     return lines + ([""] + [f"The judge's accuracy: {'; '.join(notes)}."] if notes else [])
 
 
-def sweep_lines(folder: Path) -> list[str]:
-    """The sampling comparison's table: one row per file of `folder`."""
+def sweep_records(folder: Path) -> list[dict]:
     records = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     if not records:
         raise SystemExit(f"{folder}: no result files")
-    records.sort(key=lambda r: (r["sampling"]["guidance_scale"], r["sampling"]["top_k"], r["sampling"]["temperature"]))
+    return records
+
+
+def sweep_lines(records: list[dict]) -> list[str]:
+    """The sampling comparison's table: one row per result file (sweep_records)."""
+    records = sorted(records, key=lambda r: (r["sampling"]["guidance_scale"], r["sampling"]["top_k"],
+                                             r["sampling"]["temperature"]))
     lines = ["| guidance | top-k | temperature | class consistency | the classes |", "|---|---|---|---|---|"]
     for r in records:
         s, cc = r["sampling"], r["class_consistency"]
@@ -142,6 +149,18 @@ def sweep_lines(folder: Path) -> list[str]:
     return lines
 
 
+def result_records(results: Path, targets: list[str] | None) -> list[dict]:
+    """The result files of these make targets (None: every generator target) that exist."""
+    files = [row.result(results.name, results.parent) for row in GENERATION_ROWS
+             if targets is None or row.target in targets]
+    return [json.loads(f.read_text()) for f in files if f.is_file()]
+
+
+def measured(scale: str, records: list[dict]) -> Measured:
+    return from_results(scale, (r.get("machine") for r in records), (r.get("threads") for r in records),
+                        (r.get("precision") for r in records))
+
+
 def main(argv=None) -> bool:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="small")
@@ -151,18 +170,22 @@ def main(argv=None) -> bool:
     what.add_argument("--target", nargs="+", help="make targets whose results to show")
     what.add_argument("--sampling-sweep", help="folder of one model's results under several sampling settings")
     what.add_argument("--summary", action="store_true", help="one line per generator target (the README's)")
+    ap.add_argument("--force", action="store_true", help="replace a block measured at scale paper with another scale's")
     args = ap.parse_args(argv)
     results = Path(args.results) / args.scale
     if args.sampling_sweep:
-        begin, end, lines = SWEEP_BEGIN, SWEEP_END, sweep_lines(Path(args.sampling_sweep))
+        records = sweep_records(Path(args.sampling_sweep))
+        begin, end, lines = SWEEP_BEGIN, SWEEP_END, sweep_lines(records)
     elif args.summary:
+        records = result_records(results, None)
         begin, end, lines = SUMMARY_BEGIN, SUMMARY_END, summary_lines(results)
     else:
         known = {r.target for r in GENERATION_ROWS}
         if set(args.target) - known:
             raise SystemExit(f"unknown target(s) {sorted(set(args.target) - known)}; known: {sorted(known)}")
+        records = result_records(results, args.target)
         begin, end, lines = BEGIN, END, page_lines(results, args.target)
-    written = atomic_rewrite_block(args.page, begin, end, lines)
+    written = write_block(args.page, begin, end, lines, measured(args.scale, records), args.force)
     print(f"{args.page}: {'written' if written else 'no markers, left alone'}")
     return written
 

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
-from shared.atomic import atomic_rewrite_block, read_json_object
+from shared.atomic import read_json_object
+from shared.doc_blocks import Measured, write_block
+from shared.provenance import machine_name
 from shared.metrics.reconstruction import psnr
 
-from .classifier import PRESETS, RealData, load_or_train, predict
+from .classifier import PRESETS, RealData, device, load_or_train, predict
 from .judge_references import class_items, reconstruct_items
 from .results import write_result
 
@@ -105,6 +107,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache", default=None, help="the judge's folder (default results/<scale>/classifiers)")
     ap.add_argument("--out", required=True, help="result JSON")
     ap.add_argument("--page", default=None, help="a Markdown page holding the markers: the table is written there")
+    ap.add_argument("--force", action="store_true", help="replace a block measured at scale paper with another scale's")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     metrics = measure(args.scale, args.vq, args.vae, args.per_class, args.cache)
@@ -113,7 +116,9 @@ def main(argv=None) -> dict:
     metrics["generators"] = [{"name": n, "share": s, "per_class": p} for n, s, p in generators]
     write_result(args.out, metrics, scale=args.scale, eval_seconds=time.perf_counter() - start,
                  threads=torch.get_num_threads())
-    if args.page and not atomic_rewrite_block(args.page, BEGIN, END, table_lines(metrics, generators)):
+    measured = Measured(args.scale, f"{machine_name()} ({torch.get_num_threads()} threads)",
+                        "bf16" if device() == "cuda" else "fp32")
+    if args.page and not write_block(args.page, BEGIN, END, table_lines(metrics, generators), measured, args.force):
         print(f"{args.page}: no motion-stages markers, left alone")
     print(json.dumps({name: round(s["share"], 4) for name, s in metrics["stages"].items()}))
     return metrics

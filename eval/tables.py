@@ -14,11 +14,12 @@ import json
 from collections.abc import Collection
 from pathlib import Path
 
-from shared.atomic import atomic_rewrite_block, atomic_write, atomic_write_json, read_json_object
+from shared.atomic import atomic_write, atomic_write_json, read_json_object
+from shared.doc_blocks import Measured, write_block
 
 from shared.paths import run_of_model_dir, seeded
 
-from . import ablations
+from . import ablations, tokenizer_report
 from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
 from .paper_tables import PAPER_TABLES
 from .seeds import NOISE_RULE, Seeds, feature_metric, seed_files
@@ -175,7 +176,7 @@ def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
 
 
 def build(scale: str, results_root: str | Path = "results", out_dir: str | Path = ".",
-          seeds: Collection[int] | None = None, generators_only: bool = False) -> dict:
+          seeds: Collection[int] | None = None, generators_only: bool = False, force: bool = False) -> dict:
     """TABLES.md, tables.json, tables.csv (and the findings block of docs/evaluation.md) from the results of `seeds`
     (None: every seed evaluated). generators_only: the generator tables from the results, the tokenizer tables and
     the ablation comparison kept as <out_dir>/tables.json has them (after a generator run, without the tokenizer
@@ -212,11 +213,11 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
               "Each row pits two settings of Tables 7-10: the paper's rFID/rFVD, and ours over seeds on the same "
               "metric (where its covariance is full rank) and on PSNR and SSIM of the same split (no feature network "
               "needed). " + NOISE_RULE, "", markdown_table(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
+    findings_page = Path(out_dir) / "docs" / "evaluation.md"
+    if findings_page.is_file():  # first: where it refuses (paper's findings against another scale) nothing is written
+        write_findings(findings_page, scale, directions, results, force)
     atomic_write(out_dir / "TABLES.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     atomic_write_json(out_dir / "tables.json", {"scale": scale, "tables": tables, "ablations": directions})
-    findings_page = Path(out_dir) / "docs" / "evaluation.md"
-    if findings_page.is_file():
-        write_findings(findings_page, scale, directions)
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
@@ -238,12 +239,16 @@ README_BEGIN = "<!-- ablation findings: written by `python -m eval.tables` from 
 README_END = "<!-- end of ablation findings -->"
 
 
-def write_findings(readme: Path, scale: str, directions: list[dict]) -> None:
+def write_findings(readme: Path, scale: str, directions: list[dict], results: Path, force: bool = False) -> None:
     """Replace a page's block of ablation findings (between its two markers, where present) with the verdicts of
-    these results, in words; a page without the markers is left alone."""
-    atomic_rewrite_block(readme, README_BEGIN, README_END, [
+    these results, in words, recording the machines and precisions of the tokenizer runs in `results`; a page
+    without the markers is left alone, and a block measured at scale paper is replaced by another scale's only with
+    `force`."""
+    runs = tokenizer_report.measured([read_json_object(f, "tokenizer result")
+                                      for f in sorted(results.glob("tokenizer*.json"))])
+    write_block(readme, README_BEGIN, README_END, [
         f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
-        *ablations.findings(directions)])
+        *ablations.findings(directions)], Measured(scale, runs.machine, runs.precision), force)
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -272,8 +277,10 @@ def main(argv=None) -> None:
                          "default: every seed evaluated")
     ap.add_argument("--generators-only", action="store_true",
                     help="rebuild the generator tables from the results; keep the rest as <out>/tables.json has it")
+    ap.add_argument("--force", action="store_true",
+                    help="replace docs/evaluation.md's findings measured at scale paper with another scale's")
     args = ap.parse_args(argv)
-    build(args.scale, args.results, args.out, args.seeds, args.generators_only)
+    build(args.scale, args.results, args.out, args.seeds, args.generators_only, args.force)
     print(f"wrote {Path(args.out) / 'TABLES.md'}, tables.json, tables.csv")
 
 

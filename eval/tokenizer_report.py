@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from shared.atomic import atomic_rewrite_block
+from shared.doc_blocks import Measured, from_results, joined, write_block
 
 BEGIN = "<!-- tokenizer results: written by `python -m eval.tokenizer_report` from the results file; do not edit -->"
 END = "<!-- end of tokenizer results -->"
@@ -94,6 +94,13 @@ def comparison(reports: dict[str, dict], stage: str) -> list[str]:
     return lines
 
 
+def measured(reports: list[dict]) -> Measured:
+    """What tokenizer results were measured with: their scales, machines, and their stages' threads and precisions."""
+    stages = [s for r in reports for s in r.get("stages", {}).values()]
+    return from_results(joined(r.get("scale") for r in reports), (r.get("machine") for r in reports),
+                        (s.get("threads") for s in stages), (s.get("precision") for s in stages))
+
+
 def main(argv=None) -> bool:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
@@ -101,15 +108,17 @@ def main(argv=None) -> bool:
     what.add_argument("--compare", nargs="+", help="results JSONs of runs to compare (named by their file names)")
     ap.add_argument("--stage", default=None, help="with --compare: the stage compared")
     ap.add_argument("--readme", default="README.md", help="the Markdown file holding the table's markers")
+    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
     args = ap.parse_args(argv)
     if args.compare:
         if not args.stage:
             raise SystemExit("--compare needs --stage")
         reports = {Path(f).stem: json.loads(Path(f).read_text()) for f in args.compare}
-        written = atomic_rewrite_block(args.readme, COMPARE_BEGIN, COMPARE_END, comparison(reports, args.stage))
+        written = write_block(args.readme, COMPARE_BEGIN, COMPARE_END, comparison(reports, args.stage),
+                              measured(list(reports.values())), args.force)
     else:
         report = json.loads(Path(args.results).read_text())
-        written = atomic_rewrite_block(args.readme, BEGIN, END, table(report))
+        written = write_block(args.readme, BEGIN, END, table(report), measured([report]), args.force)
     print(f"{args.readme}: {'table written' if written else 'no markers, left alone'}")
     return written
 

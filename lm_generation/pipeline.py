@@ -23,7 +23,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from shared.atomic import follow_umask
-from shared.provenance import check_sha256, component_sha256, file_sha256
+from shared.provenance import check_sha256, component_sha256, earlier_version, file_sha256
 from shared.training.precision import check_computed, choose_precision
 from tokenizer import OmniTokenizer
 
@@ -69,9 +69,11 @@ class ARPipeline:
                              f"({exc.__class__.__name__}: {str(exc)[:300]})") from None
         hashes = component_sha256(folder, COMPONENTS)
         recorded = getattr(lm.config, "tokenizer_sha256", None)
-        if recorded is not None:  # folders saved before the hash was recorded load as they are
-            check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json",
-                         f"Put back the {TOKENIZER_DIR}/ the LM was saved with", hashes["tokenizer_sha256"])
+        if recorded is None:
+            raise ValueError(earlier_version(folder / "config.json", "no tokenizer_sha256 of its tokenizer",
+                                             "train it again (python -m lm_generation.train)"))
+        check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json",
+                     f"Put back the {TOKENIZER_DIR}/ the LM was saved with", hashes["tokenizer_sha256"])
         pipe = cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device), precision)
         pipe.provenance = hashes
         return pipe

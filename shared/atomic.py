@@ -88,18 +88,6 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     return path
 
 
-def atomic_rewrite_block(path: str | Path, begin: str, end: str, lines: list[str]) -> bool:
-    """Replace what stands between the marker lines `begin` and `end` of a text file (generated figures in a README)
-    with `lines`, atomically, keeping both markers; False, the file untouched, where a marker is missing."""
-    path = Path(path)
-    text = path.read_text()
-    start, stop = text.find(begin), text.find(end)
-    if start < 0 or stop < start:
-        return False
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text[:start] + "\n".join([begin, "", *lines, ""]) + text[stop:]))
-    return True
-
-
 def atomic_write_json(path: str | Path, obj) -> Path:
     def write(tmp: str):
         with open(tmp, "w") as f:

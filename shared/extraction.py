@@ -47,11 +47,9 @@ from shared.atomic import atomic_write, atomic_write_json, output_folder, read_j
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.keys import SampleKey
+from shared.provenance import earlier_version
 
 MANIFEST = "manifest.json"
-# settings added after some folders were written, with the value those folders were made with: such a folder
-# still resumes under settings that keep that value
-ADDED_SETTINGS = {"precision": "fp32"}
 
 
 class ExtractionError(ValueError):
@@ -127,24 +125,24 @@ def _open_manifest(out: Path, settings: dict, shard_size: int, source_items: int
         old = read_json_object(path, "extraction manifest")
     except ValueError as exc:  # truncated, corrupt, or not an object
         raise ExtractionError(f"{exc}; pass --restart to extract again") from None
-    # compared with the values an older folder was made with; its manifest keeps its own settings (what the
-    # trainers recorded from it stays the same)
-    stored = dict(old)
-    if isinstance(old.get("settings"), dict):
-        stored["settings"] = {**{k: v for k, v in ADDED_SETTINGS.items() if k in fresh["settings"]}, **old["settings"]}
+    made_with = old.get("settings")
+    if isinstance(made_with, dict) and set(made_with) < set(fresh["settings"]):
+        lacking = ", ".join(sorted(set(fresh["settings"]) - set(made_with)))
+        raise ExtractionError(earlier_version(path, f"its settings have no {lacking}",
+                                              "extract again: pass --restart, or choose a new --out"))
     layout = {k: fresh[k] for k in ("settings", "shard_size", "source_items")}
-    changed = [k for k in layout if stored.get(k) != layout[k]]
+    changed = [k for k in layout if old.get(k) != layout[k]]
     if changed:
         diffs = []
         for k in changed:
-            if k == "settings" and isinstance(stored.get(k), dict):
-                keys = sorted(set(stored[k]) | set(layout[k]))
-                diffs += [f"{s}: {stored[k].get(s)!r} -> {layout[k].get(s)!r}" for s in keys
-                          if stored[k].get(s) != layout[k].get(s)]
+            if k == "settings" and isinstance(made_with, dict):
+                keys = sorted(set(made_with) | set(layout[k]))
+                diffs += [f"{s}: {made_with.get(s)!r} -> {layout[k].get(s)!r}" for s in keys
+                          if made_with.get(s) != layout[k].get(s)]
             else:
-                diffs.append(f"{k}: {stored.get(k)!r} -> {layout[k]!r}")
-        hint = (f" (or --precision {stored['settings']['precision']} to go on with them)"
-                if any(d.startswith("precision:") for d in diffs) else "")
+                diffs.append(f"{k}: {old.get(k)!r} -> {layout[k]!r}")
+        hint = (f" (or --precision {made_with['precision']} to go on with them)"
+                if any(d.startswith("precision: '") for d in diffs) else "")
         raise ExtractionError(f"{path}: these items were extracted with other settings ({'; '.join(diffs)}); "
                               f"they are not mixed with new ones. Choose a new --out, or pass --restart to "
                               f"discard them{hint}")

@@ -37,6 +37,11 @@ def stamp() -> dict:
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def earlier_version(path: str | Path, sign: str, remedy: str) -> str:
+    """The message for an artifact an earlier version of the project wrote, in a format this one does not read."""
+    return f"{path}: written by an earlier version of the project ({sign}), which this version does not read; {remedy}"
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted), such as a
     save_pretrained folder."""

@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from PIL import Image
 
 from shared.data.embedded import load_photo, load_video
@@ -14,6 +15,15 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _one_accelerator_state_per_test():
+    """accelerate keeps one mixed-precision state per process and refuses an Accelerator of another precision
+    (a trainer makes one per process); the tests train in fp32 and bf16 in one process, so each test ends by
+    dropping that state (the distributed set-up, PartialState, is kept)."""
+    yield
+    AcceleratorState._reset_state()
 
 
 def photo(name, size):

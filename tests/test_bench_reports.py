@@ -1,12 +1,14 @@
 """bench/: the FLOP counter counts SDPA on the CPU, GEMM replay finds a call's products, the README's speed
 table is written from a bench result, and the no-network codes of linear_codes.py are what they say."""
+from pathlib import Path
+
 import pytest
 import torch
 
 from bench.flops import _RecordGemms, count_flops, flop_counter_mode, gemm_seconds
 from bench.linear_codes import PCA, KMeans, code_clips, from_patches, to_patches
 from bench.readme_speed import BEGIN, END, write
-from shared.atomic import atomic_rewrite_block
+from shared.doc_blocks import Measured, write_block
 
 
 def test_cpu_sdpa_is_counted():
@@ -122,6 +124,13 @@ def test_dry_run_of_every_target_resumes_exactly_and_feeds_the_cost_plan(tmp_pat
     assert "every target's resumed step was bitwise the uninterrupted one" in text
     assert "| lm_650M_image | not run |" in text  # the tiny scale has no 650M; the paper run fills it
     assert "UCF-101 layout, MPEG-4 AVI 320 x 240, interval 3" in text
+    paper_page = tmp_path / "cost_plan.md"  # the tracked page, measured at scale paper, is left alone
+    paper_page.write_text((Path(__file__).resolve().parents[1] / "docs" / "cost_plan.md").read_text())
+    before = paper_page.read_text()
+    with pytest.raises(SystemExit, match="measured at scale paper"):
+        cost_plan.main(["--dry-run", str(tmp_path / "dry.json"), "--data", str(tmp_path / "data.json"),
+                        "--doc", str(paper_page)])
+    assert paper_page.read_text() == before
 
 
 def test_lm_speed_table_shows_what_the_bench_measured(tmp_path):
@@ -138,7 +147,8 @@ def test_lm_speed_table_shows_what_the_bench_measured(tmp_path):
               "training": {"small_images_64px": training, "227M_imagenet_256": training}}
     page = tmp_path / "lm.md"
     page.write_text(f"x\n{lm_speed.DOC_BEGIN}\nold\n{lm_speed.DOC_END}\n")
-    assert atomic_rewrite_block(page, lm_speed.DOC_BEGIN, lm_speed.DOC_END, lm_speed.doc_lines(report))
+    assert write_block(page, lm_speed.DOC_BEGIN, lm_speed.DOC_END, lm_speed.doc_lines(report),
+                       Measured("small, paper", "Some CPU", "fp32"))
     text = page.read_text()
     assert "old" not in text and text.count("| small (") == 1 and text.count("| 227M (") == 1
     c = sampling["cached"]
@@ -166,6 +176,7 @@ def test_diffusion_speed_table_pairs_ours_with_diffusers(tmp_path, monkeypatch):
     assert f"{dit['ours_vs_diffusers_train_speed']:.2f}x, {dit['ours_vs_diffusers_sample_speed']:.2f}x |" in text
     assert "| latte tiny (1 x 8x2x8x8;" in text and "(no diffusers model) |" in text
     assert f"{report['matmul_gflops']:.0f} GFLOP/s at the start" in text
+    assert f"<!-- measured: scale tiny; machine {report['cpu']} (cpu, " in text  # what the table was measured from
 
 
 def test_reference_map_places_each_of_our_weights_once():
@@ -272,3 +283,14 @@ def test_tokenizer_speed_runs_each_case_in_a_child_that_imports_the_project():
     proc = subprocess.run([*cmd[:3], "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr  # `bench` imports in the child (it did not as a script path)
     assert "--case" in proc.stdout
+
+
+def test_a_reference_checkout_whose_imports_are_not_installed_is_a_clear_error(tmp_path):
+    from bench.reference_pair import checkout
+
+    (tmp_path / "models.py").write_text("")
+    assert checkout(str(tmp_path), "facebookresearch/DiT", "models.py", needs=("json",)) == tmp_path
+    assert checkout(None, "facebookresearch/DiT", "models.py", needs=("no_such_module",)) is None  # our side alone
+    with pytest.raises(SystemExit, match=r"DiT's code imports no_such_module, which is not installed: "
+                                         r"pip install -e '\.\[references\]'"):
+        checkout(str(tmp_path), "facebookresearch/DiT", "models.py", needs=("no_such_module",))

@@ -308,6 +308,22 @@ def test_resume_accepts_changes_that_do_not_touch_the_weights(work, tmp_path):
         train(experiment_config("tiny", "dit", base), work / "image_latents", tmp_path / "run2")
 
 
+def test_a_pipeline_of_an_earlier_version_is_refused_with_how_to_make_it_again(tmp_path):
+    from dataclasses import asdict
+
+    from diffusion_generation.config import DiffusionConfig
+    from diffusion_generation.pipeline import PIPELINE_FILE
+
+    record = {"diffusion": asdict(DiffusionConfig()), "latent_shape": [8, 4, 4], "classes": None, "info": None}
+    for old, sign in [(record, "no latent_scale"),  # kept in the denoiser's config then
+                      ({**record, "latent_scale": 0.5, "diffusion": {**record["diffusion"], "guidance_scale": 4.0}},
+                       "a guidance_scale among its diffusion settings")]:
+        (tmp_path / PIPELINE_FILE).write_text(json.dumps(old))
+        with pytest.raises(ValueError, match=rf"{PIPELINE_FILE}: written by an earlier version of the project "
+                                             rf"\({sign}.*train it again"):
+            LatentDiffusionPipeline.from_pretrained(tmp_path)
+
+
 def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path):
     cfg = experiment_config("tiny", "dit", ["train.steps=2", "train.validate_every=100"])
     final = train(cfg, work / "image_latents", tmp_path / "run")["final"]

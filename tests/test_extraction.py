@@ -129,15 +129,17 @@ def test_changed_tokenizer_or_setting_is_refused_never_mixed(tmp_path):
     assert len(list(tmp_path.glob("shard_*"))) == 3 and (tmp_path / "notes.txt").is_file()
 
 
-def test_a_folder_written_before_a_setting_existed_resumes_under_the_value_it_was_made_with(tmp_path):
+def test_a_folder_written_before_a_setting_existed_is_refused_with_how_to_extract_again(tmp_path):
     extract(Items(8), flip_encode([]), tmp_path, SETTINGS, shard_size=4)  # written before "precision" existed
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     manifest["shards"], manifest["complete"] = manifest["shards"][:1], False
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExtractionError, match=r"manifest.json: written by an earlier version of the project \(its "
+                                              r"settings have no precision\).*pass --restart"):
+        extract(Items(8), flip_encode([]), tmp_path, {**SETTINGS, "precision": "fp32"}, shard_size=4)
     calls = []
-    extract(Items(8), flip_encode(calls), tmp_path, {**SETTINGS, "precision": "fp32"}, shard_size=4)
-    # resumed, and its manifest keeps the settings it was made with (trainers record them: their resume holds)
-    assert calls == [4, 5, 6, 7] and ShardDataset(tmp_path).settings == SETTINGS
+    extract(Items(8), flip_encode(calls), tmp_path, {**SETTINGS, "precision": "fp32"}, shard_size=4, restart=True)
+    assert calls == list(range(8)) and ShardDataset(tmp_path).settings == {**SETTINGS, "precision": "fp32"}
     with pytest.raises(ExtractionError, match=r"precision: 'fp32' -> 'bf16'.*--precision fp32"):
         extract(Items(8), flip_encode([]), tmp_path, {**SETTINGS, "precision": "bf16"}, shard_size=4)
 

@@ -419,6 +419,13 @@ def test_a_pipeline_whose_tokenizer_was_replaced_is_refused(tmp_path):
     layout = CodeLayout(codebook_size=tokenizer.config.codebook_size, num_classes=2, grid=(1, 2, 2), size=(1, 8, 8))
     ARPipeline(build_lm(lm_config("tiny").model, layout), tokenizer).save_pretrained(tmp_path / "p")
     ARPipeline.from_pretrained(tmp_path / "p")
+    config = tmp_path / "p" / "config.json"
+    recorded = json.loads(config.read_text())
+    config.write_text(json.dumps({k: v for k, v in recorded.items() if k != "tokenizer_sha256"}))  # an older folder
+    with pytest.raises(ValueError, match=r"config.json: written by an earlier version of the project \(no "
+                                         r"tokenizer_sha256 .*train it again"):
+        ARPipeline.from_pretrained(tmp_path / "p")
+    config.write_text(json.dumps(recorded))
     torch.manual_seed(1)
     OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "p" / "tokenizer")  # same size
     with pytest.raises(ValueError, match="not the weights the data was made with"):

@@ -178,10 +178,11 @@ def test_seeded_runs_find_their_files_and_the_readme_block_is_rewritten(tmp_path
     readme = tmp_path / "README.md"
     readme.write_text("intro\n" + tables.README_BEGIN + "\nstale figures\n" + tables.README_END + "\nrest\n")
     from eval import ablations
-    tables.write_findings(readme, "small", ablations.compare(results))
+    tables.write_findings(readme, "small", ablations.compare(results), results)
     text = readme.read_text()
     assert text.startswith("intro\n<!-- ablation findings") and text.endswith(tables.README_END + "\nrest\n")
     assert "stale figures" not in text and "Not decided" in text and "Welch" in text
+    assert "<!-- measured: scale small; machine" in text
 
 
 def test_the_experiment_list_drives_make_rules_and_comparisons():

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.state import AcceleratorState
 
 from shared.atomic import read_json_object
 
@@ -36,13 +35,7 @@ def make_accelerator(find_unused_parameters: bool = False, precision: str | None
             log.warning("%s: resuming in %s, the precision its checkpoints record (%s); this machine alone would "
                         "choose %s (%s)", run, recorded[0], recorded[1], chosen, why)
         chosen, why = recorded
-    mixed = "bf16" if chosen == "bf16" else "no"
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision", mixed) != mixed:
-        # a second run in this process (tests, notebooks) with another precision: accelerate keeps one state per
-        # process and refuses a change; the distributed set-up (PartialState) is kept
-        AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=mixed,
+    accelerator = Accelerator(mixed_precision="bf16" if chosen == "bf16" else "no",
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
     accelerator.precision, accelerator.precision_reason = chosen, why
     return accelerator
