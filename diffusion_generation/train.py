@@ -137,7 +137,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     tokenizer = tokenizer or settings["tokenizer"]
     check_sha256(tokenizer, settings["tokenizer_sha256"], Path(latents) / MANIFEST)
     record = run_record(cfg, data, accelerator.num_processes)
-    if (summary := finished_run(out, record, added={"processes": 1}, ignored=RESULT_INDEPENDENT)) is not None:
+    if (summary := finished_run(out, record, ignored=RESULT_INDEPENDENT)) is not None:
         return summary
 
     # Model, EMA, optimizer; resume; data:
@@ -146,7 +146,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     ema = EMA(model, tc.ema_decay)
     opt = make_optimizer(model, tc.lr, tc.weight_decay)
     run = start_run(accelerator, out, tc, record, {"model": model, "ema": ema.model}, {"opt": opt}, stop_at=stop_at,
-                    what=f"this {cfg.model.kind} run", added={"processes": 1}, ignored=RESULT_INDEPENDENT)
+                    what=f"this {cfg.model.kind} run", ignored=RESULT_INDEPENDENT)
     ema.model.to(device)
     model, opt = accelerator.prepare(model, opt)
     raw = accelerator.unwrap_model(model)

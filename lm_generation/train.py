@@ -140,7 +140,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     device = accelerator.device
     codes, labels, layout, settings = load_codes(codes_dir, task, cfg)
     record = run_record(cfg, size, task, settings, len(codes), accelerator.num_processes)
-    if (summary := finished_run(out, record, added={"processes": 1}, ignored=RESULT_INDEPENDENT)) is not None:
+    if (summary := finished_run(out, record, ignored=RESULT_INDEPENDENT)) is not None:
         return summary
     torch.manual_seed(t.seed)  # the same initial weights on every rank and in every run of this config
     model = build_lm(cfg.shape(size), layout)
@@ -148,7 +148,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
         model.gradient_checkpointing_enable()
     opt = make_optimizer(model, t.lr, t.weight_decay, t.betas)
     run = start_run(accelerator, out, t, record, {"model": model}, {"opt": opt}, stop_at=stop_at, what="the LM",
-                    added={"processes": 1}, ignored=RESULT_INDEPENDENT)
+                    ignored=RESULT_INDEPENDENT)
     model, opt = accelerator.prepare(model, opt)
     raw = accelerator.unwrap_model(model)
     # which rows each step reads: shared.data's step schedule over one dataset (its kind name is just a key)

@@ -39,7 +39,8 @@ def fake_run(tmp_path, generator="dit", task="image", scales=(1.0, 4.0), judged=
                         "feature_space": {"dim": 32}},
             "eval_seconds": 3.0})
         write(metrics / "novelty.json", {
-            "metrics": {"novelty": [{"guidance": g, "n": 8, "latent": {"nearer_than_fresh": g / 100},
+            "metrics": {"novelty": [{"guidance": g, "n": 8, "samples_sha256": f"{g:g}" * 64,
+                                     "latent": {"nearer_than_fresh": g / 100},
                                      "judge": {"nearer_than_fresh": g / 50}} for g in scales],
                         "training_rows": 2048, "fresh_items": "fresh crops", "fresh_per_class": 32,
                         "latent_space": "KL", "judge_space": "judge"},
@@ -107,6 +108,12 @@ def test_figures_of_other_samples_or_another_scale_are_refused(tmp_path):
     write(metrics / "class_consistency.json", judged)
     with pytest.raises(ValueError, match=r"class_consistency.json: scores samples efefef.*cfg4/"):
         generation_report.build_report(run, metrics, "small")
+    run, metrics = fake_run(tmp_path / "novel", "lm")
+    novel = json.loads((metrics / "novelty.json").read_text())
+    novel["metrics"]["novelty"][0]["samples_sha256"] = "ef" * 32
+    write(metrics / "novelty.json", novel)
+    with pytest.raises(ValueError, match=r"novelty.json: scores samples efefef.*cfg1/"):
+        generation_report.build_report(run, metrics, "small")
     run, metrics = fake_run(tmp_path / "again", "lm")
     with pytest.raises(SystemExit, match=r"samples.json: these samples were drawn at scale 'small', not 'paper'; "
                                          r"give --scale small"):
@@ -118,4 +125,4 @@ def test_figures_of_other_samples_or_another_scale_are_refused(tmp_path):
         generation_report.build_report(run, metrics, "small")
     write(metrics / "frame_prediction.json", {"metrics": {}, "pipeline_sha256": "cd" * 32, "eval_seconds": 1.0})
     report = generation_report.build_report(run, metrics, "small")
-    assert report["metrics"]["cfg4"]["n_samples"] == 8 and report["wall_seconds"]["evaluation"] == 8.0
+    assert report["metrics"]["cfg4"]["n_samples"] == 8 and report["wall_seconds"]["evaluation"] == 9.0

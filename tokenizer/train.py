@@ -89,11 +89,6 @@ def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done:
     return model, notes
 
 
-# StageConfig fields added after runs were recorded, each with the value those runs trained with: a stage recorded
-# without the field is reused or resumed by a config that keeps that value
-ADDED_STAGE_FIELDS = {"edge_lr_scale": 1.0}
-
-
 def stage_record(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig) -> dict:
     """What a stage's checkpoints and summary record of its configuration, and what a resumed or reused stage
     must match: the stage's settings, the model it trains, and the data it trains on (folders, layouts, splits,
@@ -177,8 +172,7 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
     run = start_run(accelerator, stage_dir, stage_schedule(cfg, stage), config_record,
                     {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d}, {"opt_g": opt_g, "opt_d": opt_d},
                     stop_at=stop_at, lr_ratios={"opt_d": loss_cfg.disc_lr_ratio},
-                    state={"unreadable": {"count": 0, "first": []}, "notes": notes}, what=f"stage '{stage.name}'",
-                    added=ADDED_STAGE_FIELDS)
+                    state={"unreadable": {"count": 0, "first": []}, "notes": notes}, what=f"stage '{stage.name}'")
     model, loss_fn, opt_g, opt_d = accelerator.prepare(model, loss_fn, opt_g, opt_d)
     raw, raw_loss = accelerator.unwrap_model(model), accelerator.unwrap_model(loss_fn)
     batches, train_sets, val_sets = stage_batches(cfg, stage, accelerator, run)
@@ -274,8 +268,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         processes.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage),
-                                            added=ADDED_STAGE_FIELDS)
+            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage))
             if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({'; '.join(differences)}); pass --restart to train it again")
@@ -297,9 +290,9 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
     return report
 
 
-def _edge(value: float | None) -> str:
-    """A block-edge ratio for the printed table; '-' for a stage validated before the ratio was measured."""
-    return "-" if value is None else f"{value:.2f}"
+def _edge(value: float) -> str:
+    """A block-edge ratio for the printed table."""
+    return f"{value:.2f}"
 
 
 def _figures(m: dict) -> str:

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from shared.atomic import atomic_write_json, file_mode, read_json_object
 from shared.pretrained import load_safetensors
-from shared.provenance import file_sha256
+from shared.provenance import earlier_version, file_sha256
 
 PREFIX = "step_"
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ def discard_run(out: str | Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def finished_run(out: str | Path, record: dict, added: dict | None = None,
-                 ignored: Collection[str] = ()) -> dict | None:
+def finished_run(out: str | Path, record: dict, ignored: Collection[str] = ()) -> dict | None:
     """The summary of a run that finished in `out` with this `record` (what its weights depend on, stored in the
     summary as "record") and whose final/ holds the files it wrote (the summary's final_sha256), or None when none
     finished there, or its final/ is gone (the trainer then writes it again from the last checkpoint). A run that
@@ -52,7 +51,7 @@ def finished_run(out: str | Path, record: dict, added: dict | None = None,
     if not done.is_file():
         return None
     summary = read_json_object(done)
-    changed = config_difference(summary.get("record"), as_record(record), added=added, ignored=ignored)
+    changed = config_difference(summary.get("record"), as_record(record), ignored=ignored)
     if changed:
         raise ValueError(f"{done}: this run finished with another configuration or other data ("
                          f"{'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}); pass --restart to train "
@@ -61,7 +60,9 @@ def finished_run(out: str | Path, record: dict, added: dict | None = None,
         log.warning("%s: the run finished, but its final/ is gone: writing it again from the last checkpoint", out)
         return None
     recorded = summary.get("final_sha256")
-    if recorded and (actual := file_sha256(final)) != recorded:
+    if recorded is None:
+        raise ValueError(earlier_version(done, "no final_sha256 of its final/", "pass --restart to train again"))
+    if (actual := file_sha256(final)) != recorded:
         raise ValueError(f"{final}: not the files this run wrote (sha256 {actual[:12]}..., {done} records "
                          f"{recorded[:12]}...); put them back, or pass --restart to train again")
     log.info("%s: finished earlier with this configuration and data, reusing %s", done, final)
@@ -153,32 +154,26 @@ def as_record(config) -> dict:
     return json.loads(json.dumps(config))
 
 
-def config_difference(saved: dict | None, wanted: dict, prefix: str = "", added: dict | None = None,
-                      ignored: Collection[str] = ()) -> list[str]:
+def config_difference(saved: dict | None, wanted: dict, prefix: str = "", ignored: Collection[str] = ()) -> list[str]:
     """The fields in which a stored configuration record differs from the one asked for, as 'name: saved -> wanted'.
 
-    added: fields newer than some records, each with the value the older runs trained with (a dict under a
-    section's name for the fields of that section); a record without such a field matches a configuration that
-    keeps that value. ignored: dotted names of fields (or sections) that do not change the result (how often to
-    log or checkpoint, sampling settings), never a difference."""
-    saved, added = saved or {}, added or {}
+    ignored: dotted names of fields (or sections) that do not change the result (how often to log or checkpoint,
+    sampling settings), never a difference."""
+    saved = saved or {}
     out = []
     for key in sorted(set(saved) | set(wanted)):
         if f"{prefix}{key}" in ignored:
             continue
         a, b = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
-        if key not in saved and key in added and b == added[key]:
-            continue
         if isinstance(a, dict) and isinstance(b, dict):
-            nested = added.get(key)
-            out += config_difference(a, b, f"{prefix}{key}.", nested if isinstance(nested, dict) else None, ignored)
+            out += config_difference(a, b, f"{prefix}{key}.", ignored)
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
 
 
 def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module],
-           optimizers: dict[str, torch.optim.Optimizer], what: str = "run", added: dict | None = None,
+           optimizers: dict[str, torch.optim.Optimizer], what: str = "run",
            ignored: Collection[str] = ()) -> dict | None:
     """Load the latest checkpoint of `folder` into `modules` and `optimizers` (by name) and return its meta, or
     None when there is none. A checkpoint written with another `record` (meta["config"]) is refused, except for
@@ -203,7 +198,7 @@ def resume(folder: str | Path, record: dict, modules: dict[str, torch.nn.Module]
     if missing:
         raise ValueError(f"{path}: holds no {', '.join(f'{m}.safetensors' for m in missing)}; it was written by "
                          f"another trainer, or is incomplete: pass --restart to train again")
-    differences = config_difference(meta.get("config"), as_record(record), added=added, ignored=ignored)
+    differences = config_difference(meta.get("config"), as_record(record), ignored=ignored)
     if differences:
         raise ValueError(f"{path}: written with a different configuration of {what} ({'; '.join(differences)}); "
                          f"resume with that configuration, or pass --restart to train again")

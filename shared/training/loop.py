@@ -78,33 +78,25 @@ class Run:
 def start_run(accelerator: Accelerator, folder: str | Path, cfg: TrainerConfig, record: dict,
               modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer], *,
               stop_at: int | None = None, lr_ratios: dict[str, float] | None = None, state: dict | None = None,
-              what: str = "run", added: dict | None = None, ignored: Collection[str] = ()) -> Run:
+              what: str = "run", ignored: Collection[str] = ()) -> Run:
     """Load the latest checkpoint of `<folder>/checkpoints` into the modules and optimizers (before
     accelerator.prepare), or start at step 0. What a killed run left half-written is removed first. `state`: the
-    trainer's own values kept in checkpoints, at their starting values (a resume restores them). `added` / `ignored`:
-    record fields newer than some checkpoints / that do not touch the weights (checkpoint.config_difference)."""
+    trainer's own values kept in checkpoints, at their starting values (a resume restores them). `ignored`: record
+    fields that do not touch the weights (checkpoint.config_difference)."""
     folder = Path(folder)
     if accelerator.is_main_process:
         for leftovers in (folder, folder / "final"):
             remove_temporary_files(leftovers)
-    meta = resume(folder / "checkpoints", record, modules, optimizers, what=what, added=added, ignored=ignored) or {}
+    meta = resume(folder / "checkpoints", record, modules, optimizers, what=what, ignored=ignored) or {}
     state = dict(state or {})
     state.update({k: meta[k] for k in state if k in meta})
     run = Run(folder, cfg, record, modules, optimizers, lr_ratios or {}, what, start=meta.get("step", 0),
               stop=cfg.steps if stop_at is None else min(stop_at, cfg.steps), seconds=meta.get("elapsed", 0.0),
-              skipped=meta.get("nonfinite_skipped", 0), window=_window(meta.get("log_window", {})), state=state)
+              skipped=meta.get("nonfinite_skipped", 0), state=state,
+              window={k: list(v) for k, v in meta.get("log_window", {}).items()})
     if meta and accelerator.is_main_process:
         log.info("%s: resuming from %s (step %d)", what, meta["path"], run.start)
     return run
-
-
-def _window(saved: dict | list) -> dict[str, list]:
-    """A checkpoint's loss window as {term: [sum, count]}; a list of losses, or sums with one count "n", read as such."""
-    if isinstance(saved, list):
-        return {"loss": [sum(saved), len(saved)]} if saved else {}
-    if isinstance(saved.get("n"), int):
-        return {k: [v, saved["n"]] for k, v in saved.items() if k != "n"}
-    return {k: list(v) for k, v in saved.items()}
 
 
 @dataclass
