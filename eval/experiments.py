@@ -17,7 +17,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.paths import eval_result, run_of_model_dir, run_result, seeded, tokenizer_run
+from shared.paths import eval_result, other_run_stage, run_result, seeded, tokenizer_run
 
 METRIC = {"image": "rfid", "video": "rfvd"}
 
@@ -145,13 +145,13 @@ def runs_in_config(scale: str) -> set[str]:
 
 
 def run_dependencies(scale: str) -> dict[str, set[str]]:
-    """run -> the other runs it starts from (a stage's init_from pointing into runs/<scale>/<run>/<stage>/final)."""
+    """run -> the other runs it starts from (a stage's init_from naming another run's stage, "<run>/<stage>")."""
     from tokenizer.train_config import train_config
 
     cfg = train_config(scale)
     deps = {}
     for variant, stages in [(None, cfg.stages), *cfg.variants.items()]:
-        found = {run_of_model_dir(s.init_from)[0] for s in stages if s.init_from and run_of_model_dir(s.init_from)}
+        found = {ref[0] for s in stages if (ref := other_run_stage(s.init_from))}
         deps[VARIANT(variant)] = found - {VARIANT(variant)}
     return deps
 

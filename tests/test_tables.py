@@ -251,13 +251,18 @@ def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
     from tokenizer.train_config import train_config
 
     cfg = train_config("small")
-    assert [s.init_from for s in cfg.stage_list("kl_vq")] == ["runs/small/tokenizer/image/final", "kl"]
+    assert cfg.variants["kl_vq"][0].init_from == "tokenizer/image"  # <run>/<stage>: no folder in the config
+    # the other run's model is in the folder beside the run's own
+    assert [s.init_from for s in cfg.stage_list("kl_vq", "runs/small")] == ["runs/small/tokenizer/image/final", "kl"]
+    assert cfg.stage_list("kl_vq", "/elsewhere")[0].init_from == "/elsewhere/tokenizer/image/final"
     seed2 = dataclasses.replace(cfg, seed=2)
-    assert [s.init_from for s in seed2.stage_list("kl_vq")] == ["runs/small/tokenizer_seed2/image/final", "kl"]
-    assert [s.init_from for s in seed2.stage_list()] == [None, "image", "joint"]  # stages of the same run: unchanged
+    assert [s.init_from for s in seed2.stage_list("kl_vq", "runs/small")] == \
+        ["runs/small/tokenizer_seed2/image/final", "kl"]
+    # stages of the same run: unchanged
+    assert [s.init_from for s in seed2.stage_list(None, "runs/small")] == [None, "image", "joint"]
 
 
-def test_only_our_own_runs_have_seeded_copies_and_seed_like_variant_names_are_refused(tmp_path):
+def test_only_our_own_runs_have_seeded_copies_and_bad_references_are_refused(tmp_path):
     import dataclasses
 
     import yaml
@@ -267,16 +272,25 @@ def test_only_our_own_runs_have_seeded_copies_and_seed_like_variant_names_are_re
 
     raw = yaml.safe_load(open("tokenizer/configs/tiny.yaml"))
     stage = {"name": "joint", "quantizer": "vq", "steps": 1, "pattern": "i", "resolutions": [32]}
-    raw["train"]["variants"] = {"from_elsewhere": [{**stage, "init_from": "/data/release/omni/final"}],
-                                "from_ours": [{**stage, "init_from": "runs/tiny/tokenizer/image/final"}]}
-    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(raw))
-    cfg = dataclasses.replace(train_config(str(tmp_path / "ok.yaml")), seed=1)
-    assert cfg.stage_list("from_elsewhere")[0].init_from == "/data/release/omni/final"  # not ours: used as is
-    assert cfg.stage_list("from_ours")[0].init_from == "runs/tiny/tokenizer_seed1/image/final"
-    raw["train"]["variants"] = {"video_seed2": [stage]}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+
+    def config(name: str, **variants):
+        raw["train"]["variants"] = {k: [{**stage, "init_from": v} if v else stage] for k, v in variants.items()}
+        (tmp_path / name).write_text(yaml.safe_dump(raw))
+        return tmp_path / name
+
+    cfg = dataclasses.replace(train_config(str(config("ok.yaml", from_elsewhere="/data/release/omni/final",
+                                                      from_folder="models/final", from_ours="tokenizer/image"))),
+                              seed=1)
+    assert cfg.stage_list("from_elsewhere", "runs/tiny")[0].init_from == "/data/release/omni/final"  # used as is
+    assert cfg.stage_list("from_folder", "runs/tiny")[0].init_from == "models/final"  # not a tokenizer run's name
+    assert cfg.stage_list("from_ours", "runs/tiny")[0].init_from == "runs/tiny/tokenizer_seed1/image/final"
+    for bad, why in [("tokenizer/imag", "run 'tokenizer' has no stage 'imag'"),
+                     ("tokenizer_nope/image", "no variant 'nope'"),
+                     ("tokenizer_seed1/image", "without a seed")]:
+        with pytest.raises(ConfigError, match=f"bad.yaml.*variant 'v' stage 'joint' starts from '{bad}': .*{why}"):
+            train_config(str(config("bad.yaml", v=bad)))
     with pytest.raises(ConfigError, match="video_seed2.*would read as a seed of variant 'video'"):
-        train_config(str(tmp_path / "bad.yaml"))
+        train_config(str(config("bad.yaml", video_seed2=None)))
 
 
 def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_path):
