@@ -214,35 +214,54 @@ def test_the_experiment_list_drives_make_rules_and_comparisons():
         experiments.row(1, "nobody", "image")
 
 
-def test_generator_targets_come_from_the_experiment_list(tmp_path):
-    """make -n on the rules generated from GENERATION_ROWS: each row's target runs its generator's chain."""
+def test_the_makefile_has_a_generator_target_for_each_generation_row(tmp_path):
+    """make -n (the venv taken as built: -o its stamp): each row's target runs its generator's chain into the row's
+    result file, and the Makefile has no generator target without a row."""
+    import re
     import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
 
     def dry_run(target: str, *extra: str) -> str:
-        done = subprocess.run(["make", "-n", target, "SCALE=tiny", f"RESULTS={tmp_path}", *extra], cwd=root,
-                              capture_output=True, text=True)
+        done = subprocess.run(["make", "-n", "-o", ".venv/.stamp", target, "SCALE=tiny", f"RESULTS={tmp_path}",
+                               *extra], cwd=root, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         return " ".join(done.stdout.replace("\\\n", " ").split())
 
+    makefile = (root / "Makefile").read_text()
+    targets = dict(re.findall(r"^([a-z0-9-]+): \$\(RESULTS\)/(\w+)\.json$", makefile, re.M))
+    assert targets == {row.target: row.name for row in experiments.GENERATION_ROWS}
     for row in experiments.GENERATION_ROWS:
         recipe = dry_run(row.target)
-        assert f"--out {tmp_path}/{row.name}.json" in recipe
+        assert f"tokenizer.train --scale tiny --out runs/tiny/tokenizer --results {tmp_path}/tokenizer.json" in recipe
         assert f"eval.sample_metrics --kind {row.kind} --record runs/tiny/{row.name}/samples" in recipe
-        assert (f"eval.class_consistency --kind {row.kind}" in recipe) == (row.task != "frames")
-        assert ("eval.frame_prediction" in recipe) == (row.task == "frames")
-        if row.generator == "lm":
+        assert f"eval.generation_report --run runs/tiny/{row.name} --metrics {tmp_path}/eval/{row.name} " \
+               f"--scale tiny --out {tmp_path}/{row.name}.json" in recipe
+        # frame prediction is unconditional: scored by eval.frame_prediction, not by a class judge
+        assert ("eval.frame_prediction" in recipe) == (row.name == "lm_k600")
+        assert ("eval.class_consistency" in recipe) == ("eval.novelty" in recipe) == (row.name != "lm_k600")
+        if row.name.startswith("lm_"):
             assert f"lm_generation.extract_codes --tokenizer runs/tiny/tokenizer/joint/final --{row.data} embedded" \
                 in recipe
         else:
-            assert f"diffusion_generation.train --scale tiny --experiment {row.generator}" in recipe
+            assert f"diffusion_generation.extract_latents --scale tiny --experiment {row.name.split('_')[0]} " \
+                   "--tokenizer runs/tiny/tokenizer/kl/final" in recipe
     # a user's folder reaches extraction, the reference and the judge
     recipe = dry_run("latte-ucf", "DATA_VIDEOS=/data/ucf")
     assert "--set data.source=/data/ucf" in recipe and "--reference /data/ucf --video-layout ucf101" in recipe
     assert "--videos /data/ucf --video-layout ucf101 --out" in recipe
-    assert (tmp_path / "generators.mk").read_text() == experiments.generator_rules()
+    # TOKENIZER= names the tokenizer run: `make tokenizer` trains there, the generators read its models and train
+    # it first only where the model they read is missing
+    tokenizer = tmp_path / "my_tokenizer"
+    (tokenizer / "joint" / "final").mkdir(parents=True)
+    (tokenizer / "joint" / "final" / "config.json").write_text("{}")
+    assert f"tokenizer.train --scale tiny --out {tokenizer} " in dry_run("tokenizer", f"TOKENIZER={tokenizer}")
+    recipe = dry_run("lm-imagenet", f"TOKENIZER={tokenizer}")
+    assert "tokenizer.train" not in recipe and f"extract_codes --tokenizer {tokenizer}/joint/final " in recipe
+    recipe = dry_run("dit-imagenet", f"TOKENIZER={tokenizer}")
+    assert f"tokenizer.train --scale tiny --out {tokenizer} " in recipe
+    assert f"extract_latents --scale tiny --experiment dit --tokenizer {tokenizer}/kl/final" in recipe
 
 
 def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
