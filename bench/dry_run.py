@@ -65,7 +65,7 @@ def tokenizer_target(scale: str, stage_name: str, device: str, ctx, batch: int |
     from tokenizer.train_config import tokenizer_config
 
     cfg = tokenizer_config(scale)
-    stage = {s.name: s for s in cfg.train.stage_list()}[stage_name]
+    stage = {s.name: s for s in cfg.train.stages}[stage_name]
     model = OmniTokenizer(stage_model_config(cfg.model, stage)).to(device)
     loss_cfg = dataclasses.replace(cfg.train.stage_loss(stage), allow_random_perceptual=True, disc_start=0,
                                    perceptual_weights=None)

@@ -2,14 +2,13 @@
 
 A tokenizer row names a run ("tokenizer" or "tokenizer_<variant>"), the stage whose model it evaluates, and the
 split (image -> rFID, video -> rFVD). A generation row names a generator, the data it learns from and its result
-file (results/<scale>/<name>.json, written by its make target: tokenizer -> codes or latents -> training ->
-sampling -> eval/ on the samples; FID for images, FVD for videos). From this list come the tables' rows
-(eval/tables.py), the ablation comparisons (eval/ablations.py), the Makefile's inputs and dependencies and its
-generator targets: adding a row is one entry here.
+file (results/<scale>/<name>.json, written by the Makefile's target of the same name with dashes: tokenizer ->
+codes or latents -> training -> sampling -> eval/ on the samples; FID for images, FVD for videos). From this list
+come the tables' rows (eval/tables.py), the ablation comparisons (eval/ablations.py) and the Makefile's inputs and
+dependencies: adding a tokenizer row is one entry here; a generation row also needs its Makefile target.
 
     python -m eval.experiments --scale small --make    # Make rules: the result files the tables read, and the
                                                        # runs each run waits for (init_from another run's stage)
-    python -m eval.experiments --generators            # the generator targets and their recipes
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.paths import eval_result, run_of_model_dir, run_result, seeded, tokenizer_run
+from shared.paths import eval_result, other_run_stage, run_result, seeded, tokenizer_run
 
 METRIC = {"image": "rfid", "video": "rfvd"}
 
@@ -40,16 +39,12 @@ class TokenizerRow:
 
 @dataclass(frozen=True)
 class GenerationRow:
-    """A generator's row: its result file results/<scale>/<name>.json and the make target `name` with dashes that
-    writes it (tokenizer -> codes or latents -> training -> sampling -> eval/ on the samples -> the result file)."""
+    """A generator's row: its result file results/<scale>/<name>.json, written by the Makefile's target `name` with
+    dashes (tokenizer -> codes or latents -> training -> sampling -> eval/ on the samples -> the result file)."""
     table: int
     label: str
     name: str
-    generator: str  # "lm" (lm_generation, on the VQ codes) or a diffusion experiment ("dit", "latte"; on VAE latents)
-    data: str  # "images" or "videos": what it learns from (DATA_IMAGES / DATA_VIDEOS, default the embedded data)
-    video_layout: str | None = None  # how a video folder names classes (shared.data.video_folder)
-    task: str | None = None  # the LM's task when not the data's kind: "frames" (prediction, unconditional)
-    eval_frames: int | None = None  # frames per clip for the FVD
+    data: str  # "images" (FID) or "videos" (FVD): what the generator learns from
 
     @property
     def kind(self) -> str:
@@ -68,11 +63,11 @@ class GenerationRow:
 
 
 GENERATION_ROWS: list[GenerationRow] = [
-    GenerationRow(3, "Ours (AR, class-conditional images)", "lm_imagenet", "lm", "images"),
-    GenerationRow(4, "Ours (AR, UCF-101 class-conditional)", "lm_ucf", "lm", "videos", "ucf101", eval_frames=16),
-    GenerationRow(4, "Ours (AR, K600 frame prediction)", "lm_k600", "lm", "videos", "classes", "frames", 17),
-    GenerationRow(5, "Ours (DiT)", "dit_imagenet", "dit", "images"),
-    GenerationRow(6, "Ours (Latte)", "latte_ucf", "latte", "videos", "ucf101", eval_frames=16),
+    GenerationRow(3, "Ours (AR, class-conditional images)", "lm_imagenet", "images"),
+    GenerationRow(4, "Ours (AR, UCF-101 class-conditional)", "lm_ucf", "videos"),
+    GenerationRow(4, "Ours (AR, K600 frame prediction)", "lm_k600", "videos"),
+    GenerationRow(5, "Ours (DiT)", "dit_imagenet", "images"),
+    GenerationRow(6, "Ours (Latte)", "latte_ucf", "videos"),
 ]
 
 
@@ -145,13 +140,13 @@ def runs_in_config(scale: str) -> set[str]:
 
 
 def run_dependencies(scale: str) -> dict[str, set[str]]:
-    """run -> the other runs it starts from (a stage's init_from pointing into runs/<scale>/<run>/<stage>/final)."""
+    """run -> the other runs it starts from (a stage's init_from naming another run's stage, "<run>/<stage>")."""
     from tokenizer.train_config import train_config
 
     cfg = train_config(scale)
     deps = {}
     for variant, stages in [(None, cfg.stages), *cfg.variants.items()]:
-        found = {run_of_model_dir(s.init_from)[0] for s in stages if s.init_from and run_of_model_dir(s.init_from)}
+        found = {ref[0] for s in stages if (ref := other_run_stage(s.init_from))}
         deps[VARIANT(variant)] = found - {VARIANT(variant)}
     return deps
 
@@ -175,59 +170,15 @@ def make_rules(scale: str, root: str = "results", seeds: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generator_rule(row: GenerationRow) -> str:
-    """Make text for one generator row: its target and the recipe of its result file, on the Makefile's macros
-    (LM_TRAIN_SAMPLE / DIFFUSION_TRAIN_SAMPLE, then GEN_EVAL)."""
-    images = row.data == "images"
-    var = "$(DATA_IMAGES)" if images else "$(DATA_VIDEOS)"
-    source = f"--{row.data} $(or {var},embedded)"
-    frames = row.task == "frames"
-    split = "val" if frames else "train"
-    if images:
-        reference, judge = "$(IMAGE_REFERENCE)", f"$(if {var},--images {var})"
-    else:
-        reference = f"--frames {row.eval_frames} $(FVD_LIMIT) $(call VIDEO_REFERENCE,{row.video_layout},{split})"
-        judge = f"$(if {var},--videos {var} --video-layout {row.video_layout})"
-    result, run = f"$(RESULTS)/{row.name}.json", f"runs/$(SCALE)/{row.name}"
-    if row.generator == "lm":
-        tokenizer, dep = "$(VQ_TOKENIZER)", "$(VQ_DEP)"
-        layout = f" --set data.video_layout={row.video_layout}" if row.video_layout else ""
-        codes = f"$(call CODES,{var},{'images' if images else 'clips'})"
-        val_codes = f"$(call CODES,{var},clips_val)"
-        recipe = [f"$(PY) -m lm_generation.extract_codes --tokenizer $(VQ_TOKENIZER) {source} --split val{layout} "
-                  f"--set data.flip=false --scale $(SCALE) --out {val_codes}"] if frames else []
-        recipe.append(f"$(call LM_TRAIN_SAMPLE,{row.name},{source}{layout},{codes},{'--task frames' if frames else ''},"
-                      f"{'--codes ' + val_codes if frames else ''})")
-        if frames:
-            recipe.append(f"$(PY) -m eval.frame_prediction --pipeline {run}/final {source} --video-layout "
-                          f"{row.video_layout} --split val --scale $(SCALE) --out $(RESULTS)/eval/{row.name}/"
-                          "frame_prediction.json")
-    else:
-        tokenizer, dep = "$(VAE)", "$(VAE_DEP)"
-        recipe = [f"$(call DIFFUSION_TRAIN_SAMPLE,{row.generator},{var},{row.name})"]
-    recipe.append(f"$(call GEN_EVAL,{row.name},{row.kind},{reference},{'none' if frames else judge},"
-                  f"{'' if frames else tokenizer})")
-    return "\n".join([f"# {row.label}", f".PHONY: {row.target}", f"{row.target}: {result}",
-                      f"{result}: | $(STAMP) {dep}", *(f"\t{line}" for line in recipe)]) + "\n"
-
-
-def generator_rules() -> str:
-    """Make text for every generator row (the Makefile includes it)."""
-    return "\n".join(generator_rule(row) for row in GENERATION_ROWS)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="small")
     ap.add_argument("--results", default="results")
     ap.add_argument("--make", action="store_true", help="print Make rules for this scale")
-    ap.add_argument("--generators", action="store_true", help="print the generator targets' Make rules")
     ap.add_argument("--seeds", type=int, default=1, help="with --make: seeds 0..N-1 of every tokenizer run")
     args = ap.parse_args(argv)
     if args.make:
         print(make_rules(args.scale, args.results, args.seeds), end="")
-    if args.generators:
-        print(generator_rules(), end="")
 
 
 if __name__ == "__main__":

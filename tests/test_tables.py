@@ -215,35 +215,54 @@ def test_the_experiment_list_drives_make_rules_and_comparisons():
         experiments.row(1, "nobody", "image")
 
 
-def test_generator_targets_come_from_the_experiment_list(tmp_path):
-    """make -n on the rules generated from GENERATION_ROWS: each row's target runs its generator's chain."""
+def test_the_makefile_has_a_generator_target_for_each_generation_row(tmp_path):
+    """make -n (the venv taken as built: -o its stamp): each row's target runs its generator's chain into the row's
+    result file, and the Makefile has no generator target without a row."""
+    import re
     import subprocess
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
 
     def dry_run(target: str, *extra: str) -> str:
-        done = subprocess.run(["make", "-n", target, "SCALE=tiny", f"RESULTS={tmp_path}", *extra], cwd=root,
-                              capture_output=True, text=True)
+        done = subprocess.run(["make", "-n", "-o", ".venv/.stamp", target, "SCALE=tiny", f"RESULTS={tmp_path}",
+                               *extra], cwd=root, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         return " ".join(done.stdout.replace("\\\n", " ").split())
 
+    makefile = (root / "Makefile").read_text()
+    targets = dict(re.findall(r"^([a-z0-9-]+): \$\(RESULTS\)/(\w+)\.json$", makefile, re.M))
+    assert targets == {row.target: row.name for row in experiments.GENERATION_ROWS}
     for row in experiments.GENERATION_ROWS:
         recipe = dry_run(row.target)
-        assert f"--out {tmp_path}/{row.name}.json" in recipe
+        assert f"tokenizer.train --scale tiny --out runs/tiny/tokenizer --results {tmp_path}/tokenizer.json" in recipe
         assert f"eval.sample_metrics --kind {row.kind} --record runs/tiny/{row.name}/samples" in recipe
-        assert (f"eval.class_consistency --kind {row.kind}" in recipe) == (row.task != "frames")
-        assert ("eval.frame_prediction" in recipe) == (row.task == "frames")
-        if row.generator == "lm":
+        assert f"eval.generation_report --run runs/tiny/{row.name} --metrics {tmp_path}/eval/{row.name} " \
+               f"--scale tiny --out {tmp_path}/{row.name}.json" in recipe
+        # frame prediction is unconditional: scored by eval.frame_prediction, not by a class judge
+        assert ("eval.frame_prediction" in recipe) == (row.name == "lm_k600")
+        assert ("eval.class_consistency" in recipe) == ("eval.novelty" in recipe) == (row.name != "lm_k600")
+        if row.name.startswith("lm_"):
             assert f"lm_generation.extract_codes --tokenizer runs/tiny/tokenizer/joint/final --{row.data} embedded" \
                 in recipe
         else:
-            assert f"diffusion_generation.train --scale tiny --experiment {row.generator}" in recipe
+            assert f"diffusion_generation.extract_latents --scale tiny --experiment {row.name.split('_')[0]} " \
+                   "--tokenizer runs/tiny/tokenizer/kl/final" in recipe
     # a user's folder reaches extraction, the reference and the judge
     recipe = dry_run("latte-ucf", "DATA_VIDEOS=/data/ucf")
     assert "--set data.source=/data/ucf" in recipe and "--reference /data/ucf --video-layout ucf101" in recipe
     assert "--videos /data/ucf --video-layout ucf101 --out" in recipe
-    assert (tmp_path / "generators.mk").read_text() == experiments.generator_rules()
+    # TOKENIZER= names the tokenizer run: `make tokenizer` trains there, the generators read its models and train
+    # it first only where the model they read is missing
+    tokenizer = tmp_path / "my_tokenizer"
+    (tokenizer / "joint" / "final").mkdir(parents=True)
+    (tokenizer / "joint" / "final" / "config.json").write_text("{}")
+    assert f"tokenizer.train --scale tiny --out {tokenizer} " in dry_run("tokenizer", f"TOKENIZER={tokenizer}")
+    recipe = dry_run("lm-imagenet", f"TOKENIZER={tokenizer}")
+    assert "tokenizer.train" not in recipe and f"extract_codes --tokenizer {tokenizer}/joint/final " in recipe
+    recipe = dry_run("dit-imagenet", f"TOKENIZER={tokenizer}")
+    assert f"tokenizer.train --scale tiny --out {tokenizer} " in recipe
+    assert f"extract_latents --scale tiny --experiment dit --tokenizer {tokenizer}/kl/final" in recipe
 
 
 def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
@@ -252,13 +271,18 @@ def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
     from tokenizer.train_config import train_config
 
     cfg = train_config("small")
-    assert [s.init_from for s in cfg.stage_list("kl_vq")] == ["runs/small/tokenizer/image/final", "kl"]
+    assert cfg.variants["kl_vq"][0].init_from == "tokenizer/image"  # <run>/<stage>: no folder in the config
+    # the other run's model is in the folder beside the run's own
+    assert [s.init_from for s in cfg.stage_list("kl_vq", "runs/small")] == ["runs/small/tokenizer/image/final", "kl"]
+    assert cfg.stage_list("kl_vq", "/elsewhere")[0].init_from == "/elsewhere/tokenizer/image/final"
     seed2 = dataclasses.replace(cfg, seed=2)
-    assert [s.init_from for s in seed2.stage_list("kl_vq")] == ["runs/small/tokenizer_seed2/image/final", "kl"]
-    assert [s.init_from for s in seed2.stage_list()] == [None, "image", "joint"]  # stages of the same run: unchanged
+    assert [s.init_from for s in seed2.stage_list("kl_vq", "runs/small")] == \
+        ["runs/small/tokenizer_seed2/image/final", "kl"]
+    # stages of the same run: unchanged
+    assert [s.init_from for s in seed2.stage_list(None, "runs/small")] == [None, "image", "joint"]
 
 
-def test_only_our_own_runs_have_seeded_copies_and_seed_like_variant_names_are_refused(tmp_path):
+def test_only_our_own_runs_have_seeded_copies_and_bad_references_are_refused(tmp_path):
     import dataclasses
 
     import yaml
@@ -268,16 +292,25 @@ def test_only_our_own_runs_have_seeded_copies_and_seed_like_variant_names_are_re
 
     raw = yaml.safe_load(open("tokenizer/configs/tiny.yaml"))
     stage = {"name": "joint", "quantizer": "vq", "steps": 1, "pattern": "i", "resolutions": [32]}
-    raw["train"]["variants"] = {"from_elsewhere": [{**stage, "init_from": "/data/release/omni/final"}],
-                                "from_ours": [{**stage, "init_from": "runs/tiny/tokenizer/image/final"}]}
-    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(raw))
-    cfg = dataclasses.replace(train_config(str(tmp_path / "ok.yaml")), seed=1)
-    assert cfg.stage_list("from_elsewhere")[0].init_from == "/data/release/omni/final"  # not ours: used as is
-    assert cfg.stage_list("from_ours")[0].init_from == "runs/tiny/tokenizer_seed1/image/final"
-    raw["train"]["variants"] = {"video_seed2": [stage]}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+
+    def config(name: str, **variants):
+        raw["train"]["variants"] = {k: [{**stage, "init_from": v} if v else stage] for k, v in variants.items()}
+        (tmp_path / name).write_text(yaml.safe_dump(raw))
+        return tmp_path / name
+
+    cfg = dataclasses.replace(train_config(str(config("ok.yaml", from_elsewhere="/data/release/omni/final",
+                                                      from_folder="models/final", from_ours="tokenizer/image"))),
+                              seed=1)
+    assert cfg.stage_list("from_elsewhere", "runs/tiny")[0].init_from == "/data/release/omni/final"  # used as is
+    assert cfg.stage_list("from_folder", "runs/tiny")[0].init_from == "models/final"  # not a tokenizer run's name
+    assert cfg.stage_list("from_ours", "runs/tiny")[0].init_from == "runs/tiny/tokenizer_seed1/image/final"
+    for bad, why in [("tokenizer/imag", "run 'tokenizer' has no stage 'imag'"),
+                     ("tokenizer_nope/image", "no variant 'nope'"),
+                     ("tokenizer_seed1/image", "without a seed")]:
+        with pytest.raises(ConfigError, match=f"bad.yaml.*variant 'v' stage 'joint' starts from '{bad}': .*{why}"):
+            train_config(str(config("bad.yaml", v=bad)))
     with pytest.raises(ConfigError, match="video_seed2.*would read as a seed of variant 'video'"):
-        train_config(str(tmp_path / "bad.yaml"))
+        train_config(str(config("bad.yaml", video_seed2=None)))
 
 
 def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_path):

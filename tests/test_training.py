@@ -260,6 +260,18 @@ def test_stage_model_overrides_build_the_ablation_models(tmp_path):
         run("tiny", tmp_path / "bad", stages=[dict(STAGE, model={"wings": 2})])
 
 
+def test_a_variant_starts_from_the_stage_of_the_run_beside_it(tmp_path):
+    """init_from "<run>/<stage>": the model of that run's stage in the folder beside the variant's own run folder."""
+    quick = dict(STAGE, steps=1, pattern="i")
+    settings = dict(loss={"perceptual_weight": 0.0, "gan_weight": 0.0},
+                    variants={"joint_from_image": [dict(quick, name="joint", init_from="tokenizer/image")]})
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'tokenizer' / 'image' / 'final'}: stage 'joint'"):
+        run("tiny", tmp_path / "tokenizer_joint_from_image", variant="joint_from_image", **settings)
+    run("tiny", tmp_path / "tokenizer", stages=[quick], **settings)
+    report = run("tiny", tmp_path / "tokenizer_joint_from_image", variant="joint_from_image", **settings)
+    assert report["stages"]["joint"]["config"]["init_from"] == str(tmp_path / "tokenizer" / "image" / "final")
+
+
 def test_training_reads_imagenet_and_ucf101_folders(tmp_path, imagenet_dir, ucf_dir):
     stage = dict(STAGE, steps=2, loss={"gan_weight": 0.0})
     report = run("tiny", tmp_path, stages=[stage],

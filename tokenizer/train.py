@@ -247,7 +247,7 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
     overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge)."""
     full = tokenizer_config(scale, overrides, **train_overrides)
     cfg = full.train
-    stages = cfg.stage_list(variant)
+    stages = cfg.stage_list(variant, Path(out).parent)
     if stage_names:
         unknown = set(stage_names) - {s.name for s in stages}
         if unknown:

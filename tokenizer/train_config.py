@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.config import ConfigError, apply_overrides, build, read_yaml, scale_file
-from shared.paths import run_of_model_dir, seeded, tokenizer_run
+from shared.paths import model_dir, other_run_stage, seeded, tokenizer_run_parts
 
 from .config import CONFIG_DIR, OmniTokenizerConfig
 
@@ -59,7 +59,8 @@ class TokenizerDataConfig:
 class StageConfig:
     name: str
     quantizer: str = "vq"
-    init_from: str | None = None  # a previous stage of this run, or a save_pretrained folder
+    # a stage of this run ("image"), another run's stage ("tokenizer/image", shared.paths), a save_pretrained folder
+    init_from: str | None = None
     steps: int = 1000
     pattern: str = "i"  # one letter a step, cycling: i = image batch, v = video batch
     resolutions: list[int | tuple[int, int]] = field(default_factory=lambda: [256])  # per batch: side or (h, w)
@@ -97,26 +98,22 @@ class TokenizerTrainConfig:
     def stage_loss(self, stage: StageConfig) -> LossConfig:
         return build(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")
 
-    def stage_list(self, variant: str | None = None) -> list[StageConfig]:
-        """The default schedule's stages or a variant's. With seed k > 0, a stage that starts from another run's
-        stage (runs/<scale>/<run>/<stage>/final) starts from that run's seed-k copy: each seed's ablations branch
-        from the default run of the same seed."""
+    def stage_list(self, variant: str | None, runs: str | Path) -> list[StageConfig]:
+        """The default schedule's stages (variant None) or a variant's. A stage that starts from another run's stage
+        ("<run>/<stage>") starts from that run's model in `runs` (the folder of this scale's runs, the run's own
+        folder's parent), the run trained with this config's seed: each seed's ablations branch from the default run
+        of the same seed."""
         if variant is not None and variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; this config has {sorted(self.variants)}")
         stages = self.stages if variant is None else self.variants[variant]
-        return [self._from_same_seed(s) for s in stages]
+        return [self._resolved(s, runs) for s in stages]
 
-    def _from_same_seed(self, stage: StageConfig) -> StageConfig:
-        """Only a stage of this project's tokenizer runs (runs/<scale>/tokenizer[_<variant>]/<stage>/final) has
-        seeded copies; any other folder (a downloaded model, say) is used as it is."""
-        source = stage.init_from and run_of_model_dir(stage.init_from)
-        parts = Path(stage.init_from or "").parts
-        if not source or self.seed == 0 or not source[0].startswith(tokenizer_run()) or len(parts) < 5 \
-                or parts[-5] != "runs":
+    def _resolved(self, stage: StageConfig, runs: str | Path) -> StageConfig:
+        source = other_run_stage(stage.init_from)
+        if not source:
             return stage
         run, name = source
-        folder = Path(stage.init_from).parents[2] / seeded(run, self.seed) / name / "final"
-        return dataclasses.replace(stage, init_from=str(folder))
+        return dataclasses.replace(stage, init_from=str(model_dir(runs, seeded(run, self.seed), name)))
 
 
 @dataclass
@@ -149,7 +146,29 @@ def _train(raw: dict, overrides: dict, source: str) -> TokenizerTrainConfig:
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: stage names must be unique, got {names}")
+    _check_other_runs(cfg, source)
     return cfg
+
+
+def _check_other_runs(cfg: TokenizerTrainConfig, source: str) -> None:
+    """A stage that starts from another run's stage ("<run>/<stage>") names a run of this config, without a seed,
+    and one of its stages."""
+    for variant, stages in [(None, cfg.stages), *cfg.variants.items()]:
+        for stage in stages:
+            ref = other_run_stage(stage.init_from)
+            if not ref:
+                continue
+            (run, name), (other, seed) = ref, tokenizer_run_parts(ref[0])
+            where = f"{source}: {'stage' if variant is None else f'variant {variant!r} stage'} {stage.name!r} " \
+                    f"starts from {stage.init_from!r}"
+            if seed:
+                raise ConfigError(f"{where}: name the run without a seed (with seed k the stage starts from the "
+                                  "run's seed-k copy by itself)")
+            if other is not None and other not in cfg.variants:
+                raise ConfigError(f"{where}: this config has no variant {other!r} (variants: {sorted(cfg.variants)})")
+            theirs = [s.name for s in (cfg.stages if other is None else cfg.variants[other])]
+            if name not in theirs:
+                raise ConfigError(f"{where}: run {run!r} has no stage {name!r} (its stages: {theirs})")
 
 
 def tokenizer_config(scale: str, overrides: list[str] | None = None, **train_overrides) -> TokenizerConfig:
