@@ -176,3 +176,9 @@ def test_judge_distance_is_zero_for_the_true_clips_and_positive_for_the_repeated
         frechet_from_features(space.project(still), space.reference)["value"], rel=1e-6)
     with pytest.raises(ValueError, match="needs `fit`"):
         frame_prediction.score(pipe, DataLoader(clips, batch_size=4, collate_fn=collate), {}, seed=0, judge=judge)
+
+
+def test_the_generator_pages_read_every_predictor():
+    from eval import generator_pages
+
+    assert generator_pages.PREDICTION_READINGS == frame_prediction.PREDICTORS
