@@ -176,9 +176,9 @@ def main(argv=None) -> dict:
             raise SystemExit(f"the judge-feature distance needs at least 3 clips (got {len(data)}) of square frames "
                              f"(got {h}x{w}); give more or --no-judge")
         real = RealData("video", args.videos, h, frames, args.video_layout)
-        judge, fit, record = load_judge(real, args.scale, args.cache or f"results/{args.scale}/classifiers")
-        classifier = {"accuracy": record["held_out_accuracy"], "chance": record["chance"],
-                      "weights_sha256": record["weights_sha256"], "data": record["data"]}
+        judge, fit, trained = load_judge(real, args.scale, args.cache or f"results/{args.scale}/classifiers")
+        classifier = {"accuracy": trained["held_out_accuracy"], "chance": trained["chance"],
+                      "weights_sha256": trained["weights_sha256"], "data": trained["data"]}
     s = lm_config(args.scale, task="frames").sample
     sampling = {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p}
     result = score(pipe, DataLoader(data, batch_size=args.batch_size, collate_fn=collate), sampling, args.seed,
