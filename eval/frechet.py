@@ -10,7 +10,8 @@ def gaussian_statistics(features: np.ndarray) -> dict:
     n, d = features.shape
     if n < 2:
         raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")
-    return {"mu": features.mean(0), "sigma": np.cov(features, rowvar=False), "n": n, "dim": d,
+    sigma = np.atleast_2d(np.cov(features, rowvar=False))  # one feature: np.cov gives a 0-d array
+    return {"mu": features.mean(0), "sigma": sigma, "n": n, "dim": d,
             "full_rank": n > d}
 
 

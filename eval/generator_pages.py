@@ -34,6 +34,8 @@ SWEEP_END = "<!-- end of sampling comparison -->"
 SUMMARY_BEGIN = "<!-- generator summary: written by `python -m eval.generator_pages --summary`; do not edit -->"
 SUMMARY_END = "<!-- end of generator summary -->"
 SAMPLING_KEYS = ("sampler", "sampling_steps", "temperature", "top_k", "top_p", "cfg_interval")
+# eval.frame_prediction's readings: as sampled, greedy, best of N, last frame repeated, tokenizer reconstruction
+PREDICTION_READINGS = ("model", "model_greedy", "model_best_of_n", "repeat_last_given", "tokenizer_reconstruction")
 
 
 def class_spread(per_class: list[dict]) -> str:
@@ -56,15 +58,26 @@ def weakest_classes(eval_dir: Path) -> list[str]:
 
 
 def frame_prediction(record: dict) -> list[str]:
-    """Frame prediction against the true frames (eval.frame_prediction), where the result holds it."""
+    """Frame prediction against the true frames (eval.frame_prediction), where the result holds it: the model as
+    sampled, its greedy decoding and its best of N samples (an oracle pick), beside the two references; and the
+    judge-feature Fréchet distances to the true clips where they were measured."""
     scored = (record.get("frame_prediction") or {}).get("metrics")
     if not scored:
         return []
-    frames = scored["predicted_frames"]
-    means = {k: scored[k]["psnr"]["mean"] for k in ("model", "repeat_last_given", "tokenizer_reconstruction")}
-    return [f"predicted frames {frames[0]}-{frames[-1]} of {scored['clips']} held-out clips, mean PSNR: the model "
-            f"{means['model']:.2f} dB, the last given frame repeated {means['repeat_last_given']:.2f}, the tokenizer's "
-            f"reconstruction of the true frames (the ceiling) {means['tokenizer_reconstruction']:.2f}"]
+    frames, n = scored["predicted_frames"], scored["best_of"]
+    means = {k: scored[k]["psnr"]["mean"] for k in PREDICTION_READINGS}
+    line = (f"predicted frames {frames[0]}-{frames[-1]} of {scored['clips']} held-out clips, mean PSNR: the model as "
+            f"sampled {means['model']:.2f} dB, greedy {means['model_greedy']:.2f}, best of {n} samples (picked by "
+            f"the truth: an oracle) {means['model_best_of_n']:.2f}, the last given frame repeated "
+            f"{means['repeat_last_given']:.2f}, the tokenizer's reconstruction of the true frames (the ceiling) "
+            f"{means['tokenizer_reconstruction']:.2f}")
+    judged = scored.get("judge_features")
+    if judged:
+        fd = {k: judged[k]["frechet"] for k in PREDICTION_READINGS}
+        line += (f"; judge-feature FD to the true clips (the judge trained here, not I3D): as sampled "
+                 f"{fd['model']:.2f}, greedy {fd['model_greedy']:.2f}, best of {n} {fd['model_best_of_n']:.2f}, "
+                 f"repeated {fd['repeat_last_given']:.2f}, reconstruction {fd['tokenizer_reconstruction']:.2f}")
+    return [line]
 
 
 def sampling_settings(record: dict) -> str:
@@ -94,7 +107,8 @@ def summary_lines(results: Path) -> list[str]:
     judges = {}
     lines = ["| target | best guidance: class consistency (weakest class) | class average / real items / "
              "reconstructed | judge-feature FD (real vs real) | nearer a training item than fresh items: latent / "
-             "judge (fresh: 5 %) | frame prediction PSNR: model / repeat last | minutes |",
+             "judge (fresh: 5 %) | frame prediction PSNR: sampled / greedy / best of N / repeat last / reconstructed | "
+             "minutes |",
              "|---|---|---|---|---|---|---|"]
     for row in GENERATION_ROWS:
         f = row.result(results.name, results.parent)
@@ -112,8 +126,8 @@ def summary_lines(results: Path) -> list[str]:
         share = (f"{best['class_consistency']:.0%} at {best['guidance_scale']:g} (weakest "
                  f"{min(c['share'] for c in best['class_consistency_per_class']):.0%})" if best else "unconditional")
         scored = (rec.get("frame_prediction") or {}).get("metrics")
-        prediction = (f"{scored['model']['psnr']['mean']:.2f} / {scored['repeat_last_given']['psnr']['mean']:.2f} dB"
-                      if scored else "")
+        prediction = (" / ".join(f"{scored[k]['psnr']['mean']:.2f}" for k in PREDICTION_READINGS) +
+                      f" dB (N = {scored['best_of']})" if scored else "")
         seconds = rec.get("wall_seconds") or {}
         lines.append(f"| `make {row.target}` | {share} | {cell('class_average')} / {cell('real')} / "
                      f"{cell('reconstruction')} | {fd(best and best.get('judge_features'))} "

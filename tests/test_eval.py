@@ -47,6 +47,9 @@ def test_frechet_distance_closed_form():
     v1, v2 = rng.uniform(0.5, 2, d), rng.uniform(0.5, 2, d)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(v1) - np.sqrt(v2)) ** 2)
     assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected, rel=1e-9)
+    # one feature: (mean difference)^2 + (standard deviation difference)^2
+    a, b = np.array([[0.0], [2.0]]), np.array([[1.0], [5.0], [3.0]])
+    assert frechet_from_features(a, b)["value"] == pytest.approx((1 - 3) ** 2 + (np.sqrt(2) - 2) ** 2, rel=1e-9)
 
 
 def test_frechet_distance_agrees_with_torch_fidelity():

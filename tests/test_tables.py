@@ -374,6 +374,14 @@ def test_tokenizer_report_writes_its_table_between_the_readme_markers(tmp_path):
     assert plain.read_text() == "no markers\n"
 
 
+# eval.frame_prediction's metrics as the pages read them: PSNR mean and judge-feature FD per reading
+PREDICTION = {"predicted_frames": [5, 6], "clips": 3, "best_of": 4, **{
+    k: {"psnr": {"mean": v}} for k, v in (("model", 15.0), ("model_greedy", 18.0), ("model_best_of_n", 19.0),
+                                           ("repeat_last_given", 21.0), ("tokenizer_reconstruction", 22.0))},
+    "judge_features": {k: {"frechet": v} for k, v in (("model", 3.0), ("model_greedy", 2.5), ("model_best_of_n", 2.0),
+                                                      ("repeat_last_given", 9.0), ("tokenizer_reconstruction", 0.5))}}
+
+
 def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     from eval import generator_pages
 
@@ -384,9 +392,7 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
         "metrics": {"cfg1.5": {"guidance_scale": 1.5, "fid": metric, "class_consistency": 0.8}},
         "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "scale": "small", "threads": 2,
         "wall_seconds": {"training": 60.0}, "sampling": {"sampling": {"temperature": 0.5, "top_k": 64}},
-        "frame_prediction": {"metrics": {"predicted_frames": [5, 6], "clips": 3, **{
-            k: {"psnr": {"mean": v}} for k, v in (("model", 15.0), ("repeat_last_given", 21.0),
-                                                   ("tokenizer_reconstruction", 22.0))}}}}))
+        "frame_prediction": {"metrics": PREDICTION}}))
     (results / "eval" / "lm_imagenet" / "class_consistency.json").write_text(json.dumps({"metrics": {"class_consistency": [
         {"guidance": 1.5, "n": 4, "per_class": [{"name": "a", "share": 1.0}, {"name": "b", "share": 0.25}]}]}}))
     sweep = tmp_path / "sweep"
@@ -405,8 +411,11 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     text = page.read_text()
     assert "| 1.5 | FID (RANDOM-INIT network" in text and "80%; classifier 98%, chance 5%" in text
     assert "not run (make lm-ucf SCALE=small)" in text
-    assert ("predicted frames 5-6 of 3 held-out clips, mean PSNR: the model 15.00 dB, the last given frame repeated "
-            "21.00, the tokenizer's reconstruction of the true frames (the ceiling) 22.00") in text
+    assert ("predicted frames 5-6 of 3 held-out clips, mean PSNR: the model as sampled 15.00 dB, greedy 18.00, best "
+            "of 4 samples (picked by the truth: an oracle) 19.00, the last given frame repeated 21.00, the tokenizer's "
+            "reconstruction of the true frames (the ceiling) 22.00; judge-feature FD to the true clips (the judge "
+            "trained here, not I3D): as sampled 3.00, greedy 2.50, best of 4 2.00, repeated 9.00, reconstruction "
+            "0.50") in text
     assert "sampling temperature 0.5, top_k 64; guidance 1.5: weakest class b 25%, 1 of 2 classes at 50 % or more" in text
     assert text.index("| 1.0 | all | 1.0 | 75% | weakest class a 75%, 1 of 1 classes at 50 % or more |") < \
         text.index("| 2.0 | all | 1.0 | 50% | weakest class a 50%, 1 of 1 classes at 50 % or more |")
@@ -428,12 +437,14 @@ def test_generator_summary_shows_the_best_guidance_beside_the_references(tmp_pat
                              "novelty": {"latent": {"nearer_than_fresh": 0.03}, "judge": {"nearer_than_fresh": 0.06}}}},
         "references": {"class_average": {"share": 0.6}, "real": {"share": 0.95, "feature_distance": {"frechet": 0.5}}},
         "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "wall_seconds": {"extraction": 30, "training": 540, "sampling": 60, "evaluation": 30}}))
+    (results / "lm_k600.json").write_text(json.dumps({"metrics": {}, "frame_prediction": {"metrics": PREDICTION}}))
     page = tmp_path / "README.md"
     page.write_text(f"intro\n{generator_pages.SUMMARY_BEGIN}\nold\n{generator_pages.SUMMARY_END}\n")
     assert generator_pages.main(["--results", str(tmp_path / "results"), "--page", str(page), "--summary"])
     text = page.read_text()
     assert "| `make dit-imagenet` | 75% at 3 (weakest 50%) | 60% / 95% / - | 4.2 (0.5) | 3% / 6% |  | 11.0 |" in text
     assert "| `make lm-ucf` | not run | | | | | |" in text and "old" not in text
+    assert "| 15.00 / 18.00 / 19.00 / 21.00 / 22.00 dB (N = 4) |" in text
     assert "The judge's accuracy: on held-out photos 98% (chance 5%, from `make dit-imagenet`)." in text
 
 
