@@ -151,11 +151,12 @@ def sweep_lines(records: list[dict]) -> list[str]:
     """The sampling comparison's table: one row per result file (sweep_records)."""
     records = sorted(records, key=lambda r: (r["sampling"]["guidance_scale"], r["sampling"]["top_k"],
                                              r["sampling"]["temperature"]))
-    lines = ["| guidance | top-k | temperature | class consistency | the classes |", "|---|---|---|---|---|"]
+    lines = ["| guidance | top-k | temperature | class consistency | the classes | nearer a training item than fresh "
+             "items: latent / judge (fresh: 5 %) |", "|---|---|---|---|---|---|"]
     for r in records:
         s, cc = r["sampling"], r["class_consistency"]
         lines.append(f"| {s['guidance_scale']} | {s['top_k'] or 'all'} | {s['temperature']} | {cc['share']:.0%} | "
-                     f"{class_spread(cc['per_class'])} |")
+                     f"{class_spread(cc['per_class'])} | {novelty_cell(r['novelty'])} |")
     first = records[0]
     lines += ["", f"{first['model']}; {first['sampling']['per_class']} samples per class ({records[0]['class_consistency']['n']} "
                   f"in all) per row, seed {first['sampling']['seed']}; judge accuracy on held-out real data "

@@ -260,15 +260,14 @@ def test_llamagen_bench_runs_our_side_alone_and_writes_its_table(tmp_path):
 
     page = tmp_path / "speed.md"
     page.write_text(f"{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\n")
-    report = bench.main(["--shapes", "small", "--batch", "1", "--train-batch", "1", "--rounds", "1",
-                         "--out", str(tmp_path / "r.json"), "--doc", str(page)])
+    # fp32 alone: on a CPU without bf16 instructions a bf16 matmul runs tens of times slower than fp32 (seen on a
+    # 2-core AMD EPYC: 381 ms against 7 ms for a 512 x 512 product), which would make this test take many minutes
+    report = bench.main(["--shapes", "small", "--precisions", "fp32", "--batch", "1", "--train-batch", "1",
+                         "--rounds", "1", "--out", str(tmp_path / "r.json"), "--doc", str(page)])
     text = page.read_text()
-    assert report["reference"].startswith("not given") and text.count("reference not given") == 4
-    fp32, bf16 = report["sampling"]
-    assert (fp32["precision"], bf16["precision"]) == ("fp32 weights", "bf16 weights")
-    assert report["sampling_bf16_vs_fp32"]["small"] == fp32["ours"]["seconds"] / bf16["ours"]["seconds"]
-    # a decode step's bandwidth bound: bf16 reads half the bytes of fp32
-    assert bf16["ours"]["bandwidth_bound_step_ms"] == pytest.approx(fp32["ours"]["bandwidth_bound_step_ms"] / 2)
+    assert report["reference"].startswith("not given") and text.count("reference not given") == 2
+    (fp32,) = report["sampling"]
+    assert fp32["precision"] == "fp32 weights" and report["sampling_bf16_vs_fp32"] == {}
     assert f"{fp32['ours']['tokens_per_s']:.1f} tokens/s" in text and "| training step, small (batch 1 x 257) |" in text
     train = report["training"][0]["ours"]
     assert train["peak_added_gb"] > 0 and f"adds {train['peak_added_gb']:.2f} GB at its peak" in text

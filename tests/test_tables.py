@@ -401,7 +401,8 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
         (sweep / f"{name}.json").write_text(json.dumps({
             "model": "m", "sampling": {"guidance_scale": g, "top_k": 0, "temperature": 1.0, "per_class": 2, "seed": 0},
             "judge": {"classifier_accuracy": 0.9, "chance": 0.5},
-            "class_consistency": {"share": share, "n": 4, "per_class": [{"name": "a", "share": share}]}}))
+            "class_consistency": {"share": share, "n": 4, "per_class": [{"name": "a", "share": share}]},
+            "novelty": {"latent": {"nearer_than_fresh": share / 10}, "judge": {"nearer_than_fresh": 0.0}}}))
     page = tmp_path / "page.md"
     page.write_text(f"{generator_pages.BEGIN}\n{generator_pages.END}\n{generator_pages.SWEEP_BEGIN}\n"
                     f"{generator_pages.SWEEP_END}\n")
@@ -417,8 +418,8 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
             "trained here, not I3D): as sampled 3.00, greedy 2.50, best of 4 2.00, repeated 9.00, reconstruction "
             "0.50") in text
     assert "sampling temperature 0.5, top_k 64; guidance 1.5: weakest class b 25%, 1 of 2 classes at 50 % or more" in text
-    assert text.index("| 1.0 | all | 1.0 | 75% | weakest class a 75%, 1 of 1 classes at 50 % or more |") < \
-        text.index("| 2.0 | all | 1.0 | 50% | weakest class a 50%, 1 of 1 classes at 50 % or more |")
+    assert text.index("| 1.0 | all | 1.0 | 75% | weakest class a 75%, 1 of 1 classes at 50 % or more | 8% / 0% |") < \
+        text.index("| 2.0 | all | 1.0 | 50% | weakest class a 50%, 1 of 1 classes at 50 % or more | 5% / 0% |")
     with pytest.raises(SystemExit, match="unknown target"):
         generator_pages.main(["--page", str(page), "--target", "nope"])
 
