@@ -527,7 +527,7 @@ def test_given_codes_are_the_pipelines_tokenizers_and_recorded_by_their_content(
 
     train(lm_config("tiny", ["train.steps=2", "train.conditional=false"]), clip_codes, tmp_path / "run", "frames")
     final = str(tmp_path / "run" / "final")
-    tiny = ["--scale", "tiny", "--set", "data.embedded_items=4", "--set", "data.resolution=16"]
+    tiny = ["--scale", "tiny", "--set", "data.embedded_clips=4", "--set", "data.resolution=16"]
     torch.manual_seed(1)
     OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "other")
     extract_codes.main(["--tokenizer", str(tmp_path / "other"), "--videos", "embedded",

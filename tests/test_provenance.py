@@ -16,6 +16,7 @@ from lm_generation import sample as lm_sample
 from lm_generation.config import lm_config
 from lm_generation.model import CodeLayout, build_lm
 from lm_generation.pipeline import ARPipeline
+from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 
 SAMPLING = ["--scale", "tiny", "--classes", "1", "--per-class", "1", "--set", "diffusion.sampling_steps=2"]
@@ -81,7 +82,7 @@ def test_a_vae_other_than_the_one_saved_is_refused(tmp_path):
             LatentDiffusionPipeline.from_pretrained(tmp_path / "p", "cpu")
     # a VQ tokenizer is no VAE, whatever the record says
     record = json.loads((tmp_path / "p" / "pipeline.json").read_text())
-    (tmp_path / "p" / "pipeline.json").write_text(json.dumps({k: v for k, v in record.items() if k != "vae_sha256"}))
+    (tmp_path / "p" / "pipeline.json").write_text(json.dumps({**record, "vae_sha256": file_sha256(tmp_path / "p" / "vae")}))
     with pytest.raises(ValueError, match=r"p/vae: a VQ tokenizer; the pipeline's VAE must be the KL tokenizer"):
         LatentDiffusionPipeline.from_pretrained(tmp_path / "p", "cpu")
     with pytest.raises(ValueError, match="a VQ tokenizer"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
 
 from shared.atomic import read_json_object
 
@@ -35,7 +36,15 @@ def make_accelerator(find_unused_parameters: bool = False, precision: str | None
             log.warning("%s: resuming in %s, the precision its checkpoints record (%s); this machine alone would "
                         "choose %s (%s)", run, recorded[0], recorded[1], chosen, why)
         chosen, why = recorded
-    accelerator = Accelerator(mixed_precision="bf16" if chosen == "bf16" else "no",
+    mixed = "bf16" if chosen == "bf16" else "no"
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", mixed) != mixed:
+        # accelerate keeps one state per process and refuses another precision in it; a process can need two: the
+        # tokenizer's stages each make their Accelerator, and a stage resumed in the precision its checkpoints
+        # record can differ from the next stage's choice (tested: a run resumed in bf16, then a fresh one in fp32).
+        # The distributed set-up (PartialState) is kept; only accelerate's private precision state is reset.
+        AcceleratorState._reset_state()
+    accelerator = Accelerator(mixed_precision=mixed,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)])
     accelerator.precision, accelerator.precision_reason = chosen, why
     return accelerator
