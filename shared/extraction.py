@@ -8,8 +8,8 @@ DiT / Latte), never on pixels: the tokenizer runs once, here.
 
 Layout of `out/`:
 
-    manifest.json            settings (what the items are), shard_size, source_items, the finished shards,
-                             unreadable items, complete
+    manifest.json            settings (what the items are), shard_size, source_items, the finished shards
+                             (file, rows, items, sha256), unreadable items, complete
     shard_00000.safetensors  the rows made from source items [0, shard_size), arrays by name
     shard_00001.safetensors  ...
 
@@ -25,6 +25,9 @@ Layout of `out/`:
   `restart=True`.
 - Resume: a shard is written atomically and then recorded in the manifest; a killed run keeps its finished
   shards and starts again at the first missing one.
+- Reading (`ShardDataset`) checks each shard against the sha256 the manifest records: a shard replaced after the
+  extraction (another extraction's, of the same shape) is refused, never trained on. Folders written before the
+  manifest recorded it are read unchecked.
 - An item the dataset cannot read (`shared.data.DataError`) is skipped, counted and listed (file and problem)
   in the manifest; the run goes on.
 """
@@ -47,7 +50,7 @@ from shared.atomic import atomic_write, atomic_write_json, output_folder, read_j
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.keys import SampleKey
-from shared.provenance import earlier_version
+from shared.provenance import earlier_version, file_sha256
 
 MANIFEST = "manifest.json"
 
@@ -198,10 +201,12 @@ def extract(dataset: Dataset, encode: Callable[[dict], dict[str, torch.Tensor]],
             bar.update(min(stop, start + batch_size) - start)
         tensors = {name: torch.cat(parts).contiguous() for name, parts in arrays.items()}
         rows_in_shard = next(iter(tensors.values())).shape[0] if tensors else 0
+        entry = {"index": k, "file": shard_name(k) if tensors else None, "rows": rows_in_shard,
+                 "items": stop - first - len(unreadable)}
         if tensors:
             atomic_write(out / shard_name(k), lambda tmp: save_file(tensors, tmp))
-        manifest["shards"].append({"index": k, "file": shard_name(k) if tensors else None, "rows": rows_in_shard,
-                                   "items": stop - first - len(unreadable)})
+            entry["sha256"] = file_sha256(out / shard_name(k))  # what a reader checks: never another folder's shard
+        manifest["shards"].append(entry)
         manifest["shards"].sort(key=lambda s: s["index"])
         manifest["unreadable"] += unreadable
         manifest["rows"] = sum(s["rows"] for s in manifest["shards"])
@@ -381,6 +386,11 @@ class ShardDataset(Dataset):
                 raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
                                       f"({shard['rows']}); pass --restart to the extraction")
             _check_labels(tensors.get("labels"), self.manifest["settings"].get("class_names"), path)
+            if "sha256" in shard and (actual := file_sha256(path)) != shard["sha256"]:
+                raise ExtractionError(f"{path}: sha256 {actual[:12]}... is not the one {folder / MANIFEST} records "
+                                      f"({shard['sha256'][:12]}...): the shard was replaced or changed after the "
+                                      f"extraction (another extraction's shard?); put it back, or extract again "
+                                      f"with --restart")
             files.append(path)
             maps.append(tensors)
         # each shard is mapped once; its arrays are views of that map

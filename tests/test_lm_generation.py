@@ -453,12 +453,19 @@ def test_lm_training_refuses_a_tokenizer_replaced_after_extraction_and_a_latents
     # a shard with a code outside the codebook
     from safetensors.torch import load_file as read, save_file
 
+    from shared.provenance import file_sha256
+
     shutil.rmtree(codes)
     shutil.copytree(image_codes, codes)
     shard = codes / "shard_00000.safetensors"
     tensors = read(shard)
     tensors["codes"][0, 0, 0, 0] = 300  # the tiny codebook has 256 entries
     save_file(tensors, shard)
+    with pytest.raises(ValueError, match=r"shard_00000.safetensors: sha256 .* is not the one .*manifest.json records"):
+        train(lm_config("tiny", ["train.steps=1"]), codes, tmp_path / "run", "image")
+    manifest = json.loads((codes / MANIFEST).read_text())  # as an extraction that wrote such a shard records it
+    manifest["shards"][0]["sha256"] = file_sha256(shard)
+    (codes / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="shard_00000.safetensors: holds code 300, outside the codebook of 256"):
         train(lm_config("tiny", ["train.steps=1"]), codes, tmp_path / "run", "image")
     # a folder of diffusion latents is not codes

@@ -2,6 +2,7 @@
 pipeline's VAE is the one it was saved with, and a samples folder records (and never mixes) every part of the
 pipeline that drew it."""
 import json
+import re
 import os
 import stat
 
@@ -141,3 +142,213 @@ def test_a_result_path_that_is_a_folder_or_under_a_file_is_named(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"dir: is a folder; give a file path"):
         atomic_write_json(tmp_path / "dir", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "taken"] and not list((tmp_path / "dir").iterdir())
+
+
+# ----------------------------------------------------------------------------- the whole chain, one swap at a time
+
+TINY_CODES = ["--scale", "tiny", "--set", "data.embedded_images=4", "--set", "data.resolution=16"]
+TINY_LATENTS = ["--scale", "tiny", "--experiment", "dit", "--set", "data.items=4"]
+TINY_DIT = ["--scale", "tiny", "--experiment", "dit", "--set", "train.steps=3", "--set", "train.validate_every=3",
+            "--set", "train.batch_size=4"]
+LM_SAMPLING = ["--scale", "tiny", "--classes", "2", "--per-class", "1", "--guidance", "1", "--guidance", "2"]
+DIT_SAMPLING = [*LM_SAMPLING, "--set", "diffusion.sampling_steps=2"]
+
+
+def lm_train_args(codes, out):
+    return ["--codes", str(codes), "--out", str(out), "--scale", "tiny", "--set", "train.steps=3"]
+
+
+def dit_train_args(latents, out):
+    return [*TINY_DIT, "--latents", str(latents), "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """tokenizers -> codes / latents -> an LM and a DiT trained 3 steps -> their samples -> an evaluation of them;
+    and, to swap in, a second tokenizer of each kind with the codes / latents it makes."""
+    from diffusion_generation import extract_latents, train as dit_train
+    from eval import sample_metrics
+    from lm_generation import extract_codes, train as lm_train
+
+    root = tmp_path_factory.mktemp("chain")
+    for seed, suffix in ((0, ""), (1, "2")):
+        tokenizer("vq", seed).save_pretrained(root / f"vq{suffix}")
+        tokenizer("kl", seed).save_pretrained(root / f"kl{suffix}")
+        extract_codes.main(["--tokenizer", str(root / f"vq{suffix}"), "--images", "embedded",
+                            "--out", str(root / f"codes{suffix}"), *TINY_CODES])
+        extract_latents.main([*TINY_LATENTS, "--tokenizer", str(root / f"kl{suffix}"),
+                              "--out", str(root / f"latents{suffix}")])
+    lm_train.main(lm_train_args(root / "codes", root / "lm"))
+    dit_train.main(dit_train_args(root / "latents", root / "dit"))
+    lm_sample.main(["--pipeline", str(root / "lm" / "final"), "--out", str(root / "lm" / "samples"), *LM_SAMPLING])
+    diffusion_sample.main(["--pipeline", str(root / "dit" / "final"), "--out", str(root / "dit" / "samples"),
+                           *DIT_SAMPLING])
+    sample_metrics.main(["--kind", "image", "--record", str(root / "lm" / "samples"), "--reference", "embedded",
+                         "--resolution", "16", "--feature-cache", "", "--allow-random-features", "--scale", "tiny",
+                         "--out", str(root / "lm" / "eval")])
+    return root
+
+
+def moved(chain, tmp_path):
+    """A copy of the chain, its records pointing into the copy (as a moved runs/ folder's would)."""
+    import shutil
+
+    copy = tmp_path / "chain"
+    shutil.copytree(chain, copy)
+    for record in copy.rglob("*.json"):
+        text = record.read_text()
+        if str(chain) in text:
+            record.write_text(text.replace(str(chain), str(copy)))
+    return copy
+
+
+def replace(target, source):
+    """`target` (a file or a save_pretrained folder) swapped for `source`, another valid one of its kind."""
+    import shutil
+
+    if target.is_dir():
+        shutil.rmtree(target)
+        shutil.copytree(source, target)
+    else:
+        shutil.copyfile(source, target)
+
+
+@pytest.mark.slow
+def test_chain_a_tokenizer_replaced_after_extraction_is_refused_by_training(chain, tmp_path):
+    from diffusion_generation import train as dit_train
+    from lm_generation import train as lm_train
+
+    c = moved(chain, tmp_path)
+    replace(c / "vq", c / "vq2")
+    with pytest.raises(ValueError, match=r"chain/vq: sha256 .* recorded in .*codes/manifest.json: these are not the "
+                                         r"weights the data was made with"):
+        lm_train.main(lm_train_args(c / "codes", c / "lm_new"))
+    replace(c / "kl", c / "kl2")
+    with pytest.raises(ValueError, match=r"chain/kl: sha256 .* recorded in .*latents/manifest.json: these are not the "
+                                         r"weights the data was made with"):
+        dit_train.main(dit_train_args(c / "latents", c / "dit_new"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["codes", "latents"])
+def test_chain_a_shard_of_another_extraction_is_refused_by_training(chain, tmp_path, kind):
+    from diffusion_generation import train as dit_train
+    from lm_generation import train as lm_train
+
+    c = moved(chain, tmp_path)
+    replace(c / kind / "shard_00000.safetensors", c / f"{kind}2" / "shard_00000.safetensors")
+    pattern = rf"{kind}/shard_00000.safetensors: sha256 .* not the one .*{kind}/manifest.json records"
+    with pytest.raises(ValueError, match=pattern):
+        if kind == "codes":
+            lm_train.main(lm_train_args(c / "codes", c / "lm_new"))
+        else:
+            dit_train.main(dit_train_args(c / "latents", c / "dit_new"))
+    with pytest.raises(ValueError, match=pattern):  # nor is the finished run on them reused
+        if kind == "codes":
+            lm_train.main(lm_train_args(c / "codes", c / "lm"))
+        else:
+            dit_train.main(dit_train_args(c / "latents", c / "dit"))
+
+
+def other_weights(kind, final, folder):
+    """The weights file of another model of the shape of the one in `final`, saved into `folder`."""
+    torch.manual_seed(7)
+    if kind == "lm":
+        layout = ARPipeline.from_pretrained(final).layout
+        build_lm(lm_config("tiny").model, layout).save_pretrained(folder)
+        return folder / "model.safetensors"
+    build_model(experiment_config("tiny", "dit").model).save_pretrained(folder)
+    return folder / "diffusion_pytorch_model.safetensors"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lm", "dit"])
+def test_chain_other_model_weights_are_refused_by_the_sampler_and_the_finished_run(chain, tmp_path, kind):
+    from diffusion_generation import train as dit_train
+    from lm_generation import train as lm_train
+
+    c = moved(chain, tmp_path)
+    weights = c / kind / "final" / ("model.safetensors" if kind == "lm" else "model/diffusion_pytorch_model.safetensors")
+    replace(weights, other_weights(kind, c / kind / "final", tmp_path / "other"))
+    sampler, args = (lm_sample, LM_SAMPLING) if kind == "lm" else (diffusion_sample, DIT_SAMPLING)
+    with pytest.raises(ValueError, match=r"samples.json: .*other settings .*model_sha256"):
+        sampler.main(["--pipeline", str(c / kind / "final"), "--out", str(c / kind / "samples"), *args])
+    with pytest.raises(ValueError, match=rf"{kind}/final: not the files this run wrote .*put them back, or pass "
+                                         r"--restart"):
+        if kind == "lm":
+            lm_train.main(lm_train_args(c / "codes", c / "lm"))
+        else:
+            dit_train.main(dit_train_args(c / "latents", c / "dit"))
+
+
+@pytest.mark.slow
+def test_chain_another_vae_or_tokenizer_in_a_pipeline_is_refused_by_the_sampler(chain, tmp_path):
+    c = moved(chain, tmp_path)
+    replace(c / "dit" / "final" / "vae", c / "kl2")
+    with pytest.raises(ValueError, match=r"final/vae: sha256 .* recorded in .*pipeline.json: .* Put back the vae/"):
+        diffusion_sample.main(["--pipeline", str(c / "dit" / "final"), "--out", str(c / "dit" / "samples"),
+                               *DIT_SAMPLING])
+    replace(c / "lm" / "final" / "tokenizer", c / "vq2")
+    with pytest.raises(ValueError, match=r"final/tokenizer: sha256 .* recorded in .*config.json: .* Put back the "
+                                         r"tokenizer/"):
+        lm_sample.main(["--pipeline", str(c / "lm" / "final"), "--out", str(c / "lm" / "samples"), *LM_SAMPLING])
+
+
+@pytest.mark.slow
+def test_chain_a_sample_file_swapped_for_another_is_refused_by_every_evaluation(chain, tmp_path, capsys):
+    from eval import class_consistency, novelty, sample_metrics
+
+    c = moved(chain, tmp_path)
+    samples = c / "lm" / "samples"
+    first, second = sorted((samples / "cfg1").rglob("*.png"))[:2]
+    replace(first, second)
+    named = rf"{first.relative_to(c)}: changed since it was sampled"
+    with pytest.raises(SystemExit):
+        class_consistency.main(["--kind", "image", "--scale", "tiny", "--record", str(samples),
+                                "--cache", str(tmp_path / "judge"), "--out", str(tmp_path / "c.json")])
+    assert re.search(named, capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        sample_metrics.main(["--kind", "image", "--record", str(samples), "--reference", "embedded",
+                             "--feature-cache", "", "--allow-random-features", "--out", str(tmp_path / "m")])
+    assert re.search(named, capsys.readouterr().err)
+    with pytest.raises((SystemExit, ValueError)) as refused:
+        novelty.main(["--record", str(samples), "--run", str(c / "lm"), "--scale", "tiny",
+                      "--cache", str(tmp_path / "judge"), "--out", str(tmp_path / "n.json")])
+    assert re.search(named, str(refused.value) + capsys.readouterr().err)
+    assert not any(tmp_path.glob("*.json")) and not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_every_file_a_tiny_run_writes_follows_the_umask(tmp_path):
+    """A tokenizer stage, code extraction, LM training with a checkpoint and a validation grid, sampling and an
+    evaluation result, under umask 027: every file 0640 and every folder 0750, whichever library wrote it."""
+    from eval import sample_metrics
+    from lm_generation import extract_codes, train as lm_train
+    from tokenizer.train import run
+
+    mask = 0o027
+    old = os.umask(mask)
+    try:
+        stage = dict(name="image", quantizer="vq", steps=2, pattern="i", resolutions=[32], batch_size_image=2,
+                     batch_size_video=1, warmup_steps=1, lr=1e-3)
+        run("tiny", tmp_path / "tok", stages=[stage], checkpoint_every=1, results=tmp_path / "tok_results.json",
+            loss={"perceptual_weight": 0.0})
+        extract_codes.main(["--tokenizer", str(tmp_path / "tok" / "image" / "final"), "--images", "embedded",
+                            "--out", str(tmp_path / "codes"), *TINY_CODES])
+        lm_train.main([*lm_train_args(tmp_path / "codes", tmp_path / "lm"), "--set", "train.checkpoint_every=2",
+                       "--set", "train.validate_every=2"])
+        lm_sample.main(["--pipeline", str(tmp_path / "lm" / "final"), "--out", str(tmp_path / "lm" / "samples"),
+                        *LM_SAMPLING])
+        sample_metrics.main(["--kind", "image", "--record", str(tmp_path / "lm" / "samples"), "--reference",
+                             "embedded", "--resolution", "16", "--feature-cache", str(tmp_path / "features"),
+                             "--allow-random-features", "--scale", "tiny", "--out", str(tmp_path / "lm" / "eval")])
+    finally:
+        os.umask(old)
+    written = list(tmp_path.rglob("*"))
+    kinds = {p.suffix for p in written if p.is_file()}
+    assert {".safetensors", ".json", ".jsonl", ".png", ".gif", ".pt"} <= kinds, kinds  # every writer's files are looked at
+    assert any("tfevents" in p.name for p in written), "no tensorboard file was written"
+    assert list((tmp_path / "lm" / "checkpoints").iterdir()) and list((tmp_path / "tok" / "image" / "checkpoints").iterdir())
+    wrong = {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in written
+             if stat.S_IMODE(p.stat().st_mode) != (0o777 if p.is_dir() else 0o666) & ~mask}
+    assert wrong == {}
