@@ -9,7 +9,7 @@ A setting is `g<guidance>_k<top-k>_t<temperature>` (top-k 0: every code). Each i
 (lm_generation.sample, the config's per-class count and seed), judged (eval.class_consistency) and measured for
 novelty (eval.novelty: its samples' nearest training rows beside fresh real items'; the training rows are decoded
 once for every setting). One JSON per setting in --out: the settings, the judge's share (overall and per class),
-the novelty figures, the model, threads and machine; eval.generator_pages turns the folder into a table.
+the novelty figures, the model, its precision, threads and machine; eval.generator_pages turns the folder into a table.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def main(argv=None) -> list[dict]:
                   "judge": {k: cc[k] for k in ("classifier_accuracy", "chance")},
                   "class_consistency": {k: share[k] for k in ("share", "per_class", "n")},
                   "novelty": {k: row[k] for k in ("latent", "judge", "codes") if k in row},
-                  "threads": torch.get_num_threads(), "machine": machine_name()}
+                  "precision": record["precision"], "threads": torch.get_num_threads(), "machine": machine_name()}
         atomic_write_json(out / f"{text}.json", result)
         written.append(result)
     print(json.dumps({t: {"share": round(r["class_consistency"]["share"], 3),
