@@ -103,17 +103,13 @@ def test_figures_of_other_samples_or_another_scale_are_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"samples_cfg4.json: scores samples efefefefefef\.\.\., not .*lm/run/samples"):
         generation_report.main(["--run", str(run), "--metrics", str(other), "--scale", "small",
                                 "--out", str(tmp_path / "r.json")])
-    judged = json.loads((metrics / "class_consistency.json").read_text())
-    judged["metrics"]["class_consistency"][1]["samples_sha256"] = "ef" * 32
-    write(metrics / "class_consistency.json", judged)
-    with pytest.raises(ValueError, match=r"class_consistency.json: scores samples efefef.*cfg4/"):
-        generation_report.build_report(run, metrics, "small")
-    run, metrics = fake_run(tmp_path / "novel", "lm")
-    novel = json.loads((metrics / "novelty.json").read_text())
-    novel["metrics"]["novelty"][0]["samples_sha256"] = "ef" * 32
-    write(metrics / "novelty.json", novel)
-    with pytest.raises(ValueError, match=r"novelty.json: scores samples efefef.*cfg1/"):
-        generation_report.build_report(run, metrics, "small")
+    for step, row, folder in (("class_consistency", 1, "cfg4"), ("novelty", 0, "cfg1")):  # a row of other samples
+        run, metrics = fake_run(tmp_path / step, "lm")
+        scored = json.loads((metrics / f"{step}.json").read_text())
+        scored["metrics"][step][row]["samples_sha256"] = "ef" * 32
+        write(metrics / f"{step}.json", scored)
+        with pytest.raises(ValueError, match=rf"{step}.json: scores samples efefef.*{folder}/"):
+            generation_report.build_report(run, metrics, "small")
     run, metrics = fake_run(tmp_path / "again", "lm")
     with pytest.raises(SystemExit, match=r"samples.json: these samples were drawn at scale 'small', not 'paper'; "
                                          r"give --scale small"):
