@@ -26,8 +26,8 @@ Layout of `out/`:
 - Resume: a shard is written atomically and then recorded in the manifest; a killed run keeps its finished
   shards and starts again at the first missing one.
 - Reading (`ShardDataset`) checks each shard against the sha256 the manifest records: a shard replaced after the
-  extraction (another extraction's, of the same shape) is refused, never trained on. Folders written before the
-  manifest recorded it are read unchecked.
+  extraction (another extraction's, of the same shape) is refused, never trained on; a manifest that records no
+  shard's sha256 (an earlier version's) is refused too: extract again.
 - An item the dataset cannot read (`shared.data.DataError`) is skipped, counted and listed (file and problem)
   in the manifest; the run goes on.
 """
@@ -386,7 +386,10 @@ class ShardDataset(Dataset):
                 raise ExtractionError(f"{path}: holds a different number of rows than {MANIFEST} says "
                                       f"({shard['rows']}); pass --restart to the extraction")
             _check_labels(tensors.get("labels"), self.manifest["settings"].get("class_names"), path)
-            if "sha256" in shard and (actual := file_sha256(path)) != shard["sha256"]:
+            if "sha256" not in shard:
+                raise ExtractionError(earlier_version(folder / MANIFEST, f"no sha256 of {shard['file']}",
+                                                      "extract again with --restart"))
+            if (actual := file_sha256(path)) != shard["sha256"]:
                 raise ExtractionError(f"{path}: sha256 {actual[:12]}... is not the one {folder / MANIFEST} records "
                                       f"({shard['sha256'][:12]}...): the shard was replaced or changed after the "
                                       f"extraction (another extraction's shard?); put it back, or extract again "

@@ -259,3 +259,15 @@ def test_an_out_that_is_a_file_and_a_label_outside_the_classes_are_named(tmp_pat
     with pytest.raises(ExtractionError, match=r"out/shard_00000.safetensors: holds label 2, outside the 2 classes its "
                                               r"manifest.json names"):
         ShardDataset(tmp_path / "out")
+
+
+def test_a_manifest_without_the_shards_sha256_is_an_earlier_versions_and_refused(tmp_path):
+    extract(Items(6), flip_encode([]), tmp_path, SETTINGS, shard_size=4)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    ShardDataset(tmp_path)  # as written: read
+    for shard in manifest["shards"]:
+        shard.pop("sha256")
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExtractionError, match=r"manifest.json: written by an earlier version .*no sha256 of "
+                                              r"shard_00000.safetensors.*extract again with --restart"):
+        ShardDataset(tmp_path)
