@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 
 from shared.atomic import atomic_write_json, read_json_object
-from shared.provenance import stamp
+from shared.provenance import machine_name, stamp
 from shared.sample_folders import SAMPLES_FILE, folder_name, read_samples_record
 
 CLASSIFIER_KEYS = ("classifier_accuracy", "chance", "rises_with_guidance")
@@ -130,6 +130,7 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
             "checkpoint": summary.get("final"), "tokenizer": summary["tokenizer"],
             "tokenizer_sha256": summary["tokenizer_sha256"], "steps": summary["steps"],
             "parameters": summary["parameters"], "threads": summary["threads"], "precision": summary["precision"],
+            "machine": machine_name(),
             "wall_seconds": {"extraction": manifest.get("extract_seconds"), "training": summary["train_seconds"],
                              "sampling": sum(f["seconds"] for f in sampling["folders"].values()),
                              "evaluation": eval_seconds},

@@ -41,14 +41,17 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     assert "RANDOM-INIT vgg16-imagenet" in report["stages"]["image"]["perceptual_network"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["stages"]["kl"]["validation"]["image"]["psnr"] == report["stages"]["kl"]["validation"]["image"]["psnr"]
-    # a stage finished before edge_lr_scale existed (its record lacks the field) trained at scale 1: reused
+    again = run("tiny", tmp_path / "run")  # finished stages are reused, not retrained
+    assert again["stages"]["kl"]["wall_seconds"] == report["stages"]["kl"]["wall_seconds"]
+    assert again["stages"]["image"]["wall_seconds"] == report["stages"]["image"]["wall_seconds"]
+    # a stage whose record lacks a field (written by an earlier version) is another configuration: refused
     summary_file = tmp_path / "run" / "image" / "summary.json"
     summary = json.loads(summary_file.read_text())
     del summary["config"]["edge_lr_scale"]
     summary_file.write_text(json.dumps(summary))
-    again = run("tiny", tmp_path / "run")  # finished stages are reused, not retrained
-    assert again["stages"]["kl"]["wall_seconds"] == report["stages"]["kl"]["wall_seconds"]
-    assert again["stages"]["image"]["wall_seconds"] == report["stages"]["image"]["wall_seconds"]
+    with pytest.raises(ValueError, match=r"image: finished with a different configuration of stage 'image' "
+                                         r"\(edge_lr_scale: '<absent>' -> 1\.0\); pass --restart"):
+        run("tiny", tmp_path / "run")
 
 
 @pytest.mark.slow
