@@ -24,7 +24,7 @@ from eval import class_consistency, novelty
 from lm_generation import sample
 from shared.atomic import atomic_write_json, read_json_object
 from shared.provenance import machine_name
-from shared.sample_folders import checked_folder, read_samples_record
+from shared.sample_folders import checked_folder
 
 SETTING = re.compile(r"^g(?P<g>[0-9.]+)_k(?P<k>[0-9]+)_t(?P<t>[0-9.]+)$")
 
@@ -47,21 +47,21 @@ def main(argv=None) -> list[dict]:
     args = ap.parse_args(argv)
     run, samples_root = Path(args.run), Path(args.samples)
     settings = {text: parse_setting(text) for text in args.settings}
-    folders, judged = [], {}
+    folders, judged, records = [], {}, {}
     for text, s in settings.items():
         folder = samples_root / text
-        sample.main(["--pipeline", str(run / "final"), "--scale", args.scale, "--out", str(folder),
+        records[text] = sample.main(["--pipeline", str(run / "final"), "--scale", args.scale, "--out", str(folder),
                      "--guidance", str(s["guidance_scale"]), "--set", f"sample.top_k={s['top_k']}",
                      "--set", f"sample.temperature={s['temperature']}"])
         class_consistency.main(["--kind", "image", "--record", str(folder), "--scale", args.scale,
                                 "--out", str(folder / "class_consistency.json")])
         judged[text] = read_json_object(folder / "class_consistency.json", "class consistency")
-        (entry,) = read_samples_record(folder)["folders"].values()
+        (entry,) = records[text]["folders"].values()
         folders.append((s["guidance_scale"], str(checked_folder(folder, entry)), entry["sha256"]))
     measured = novelty.measure(folders, run, args.scale)
     out, written = Path(args.out), []
-    for (text, s), row, entry in zip(settings.items(), measured["novelty"], folders):
-        record = read_samples_record(samples_root / text)
+    for (text, s), row in zip(settings.items(), measured["novelty"]):
+        record = records[text]
         cc = judged[text]["metrics"]
         (share,) = cc["class_consistency"]
         result = {"model": f"{run / 'final'} ({record['model_sha256'][:12]}...)",

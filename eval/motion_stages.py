@@ -87,13 +87,11 @@ def table_lines(metrics: dict, generators: list[tuple[str, float, dict]]) -> lis
                                            + [f"**{g[1]:.0%}**" for g in generators]) + " |")
     lines += ["", f"The judge's share of each class (its held-out accuracy {metrics['judge_accuracy']:.0%}), "
                   f"{metrics['per_class']} real clips a class (the same clips through each tokenizer); the generators "
-                  "at their best guidance scale. PSNR (dB) of the reconstructions by frame index:", "",
-              "| frame | " + " | ".join(str(i) for i in range(len(next(iter(
-                  s["psnr_by_frame"] for s in stages.values() if "psnr_by_frame" in s))))) + " |",
-              "|---" * (1 + len(next(s["psnr_by_frame"] for s in stages.values() if "psnr_by_frame" in s))) + "|"]
-    for name, s in stages.items():
-        if "psnr_by_frame" in s:
-            lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in s["psnr_by_frame"]) + " |")
+                  "at their best guidance scale. PSNR (dB) of the reconstructions by frame index:", ""]
+    by_frame = {name: s["psnr_by_frame"] for name, s in stages.items() if "psnr_by_frame" in s}
+    frames = len(next(iter(by_frame.values())))
+    lines += ["| frame | " + " | ".join(str(i) for i in range(frames)) + " |", "|---" * (1 + frames) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |" for name, values in by_frame.items()]
     return lines
 
 

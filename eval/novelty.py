@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from shared.atomic import read_json_object
 from shared.data.errors import DataError
+from shared.data.transforms import to_uint8, to_unit_range
 from shared.extraction import ShardDataset
 from shared.provenance import check_sha256
 from shared.sample_folders import checked_folder, read_samples_record
@@ -96,8 +97,8 @@ def nearer_than_fresh(samples: torch.Tensor, fresh: torch.Tensor, quantile: floa
 # --------------------------------------------------------------------------------------------------------------
 
 def to_8bit(x: torch.Tensor) -> torch.Tensor:
-    """Pixels in [-1, 1] rounded to the 256 levels a stored sample has."""
-    return torch.round((x.float().clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+    """Pixels in [-1, 1] rounded to the 256 levels a stored sample has (the samples' own conversion both ways)."""
+    return to_unit_range(to_uint8(x.float()))
 
 
 class Representation:
