@@ -133,13 +133,13 @@ class ReleaseTokenizer(nn.Module):
 def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: int) -> dict:
     scale, overrides, frames, resolution = SIZES[COMPILED.get(size, size)]
     torch.manual_seed(0)
-    ours = OmniTokenizer.from_config(scale, **overrides).eval()
+    ours = OmniTokenizer.from_scale(scale, **overrides).eval()
     x = torch.empty(batch, 3, frames, resolution, resolution).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
     image = frames == 1
 
     def call(model):
         with torch.inference_mode(), autocast(precision, "cpu"):
-            return model.decode(model.encode(x).latents)
+            return model.decode(model.encode(x).latents).sample
 
     case = {"size": size, "precision": precision, "batch": batch}
     sides = {"ours": types.SimpleNamespace(step=lambda: call(ours))}

@@ -52,7 +52,7 @@ def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mir
     def encode(batch: dict) -> dict:
         x, labels = with_flips(batch["pixels"], batch["label"].long(), flip, mirror)
         with autocast(precision, device):
-            posterior = tokenizer.encode(x.to(device)).posterior
+            posterior = tokenizer.encode(x.to(device)).latent_dist
         mean, logvar = posterior.mean, posterior.logvar  # (B', C, T', h, w)
         if images:
             mean, logvar = mean[:, :, 0], logvar[:, :, 0]

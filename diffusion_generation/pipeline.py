@@ -71,7 +71,7 @@ class LatentDiffusionPipeline:
         z = latents / self.latent_scale
         if z.ndim == 4:  # images: one latent frame
             z = z.unsqueeze(2)
-        return self.vae.decode(z).clamp(-1, 1)
+        return self.vae.decode(z).sample.clamp(-1, 1)
 
     @torch.no_grad()
     def __call__(self, labels=None, num_samples: int | None = None, guidance_scale: float = 1.0,

@@ -113,17 +113,17 @@ class Representation:
         """(B, 3, T, H, W) in [-1, 1] -> long code indices (B, T', h, w) or float posterior means (B, C, T', h, w)."""
         with autocast(self.dev.type):
             enc = self.tok.encode(pixels.to(self.dev))
-        return enc.indices.long().cpu() if self.vq else enc.posterior.mean.float().cpu()
+        return enc.indices.long().cpu() if self.vq else enc.latent_dist.mean.float().cpu()
 
     @torch.no_grad()
     def decode(self, rows: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
         """encode's rows, or an extraction's (image means without the frame axis) -> 8-bit pixels (B, 3, T, H, W)."""
         with autocast(self.dev.type):
             if self.vq:
-                x = self.tok.decode_indices(rows.long().to(self.dev), size=size)
+                x = self.tok.decode_indices(rows.long().to(self.dev), size=size).sample
             else:
                 z = rows.float().to(self.dev)
-                x = self.tok.decode(z if z.dim() == 5 else z[:, :, None], size=size)
+                x = self.tok.decode(z if z.dim() == 5 else z[:, :, None], size=size).sample
         return to_8bit(x.float().cpu())
 
     def distance(self, queries: torch.Tensor, bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
 from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
@@ -120,11 +121,11 @@ def main(argv=None) -> None:
                     help="offline: fixed-seed random feature networks; every such number is labelled")
     args = ap.parse_args(argv)
     # everything that can be wrong with the arguments is found before any work
-    model = OmniTokenizer.from_pretrained(args.model, "cuda" if torch.cuda.is_available() else "cpu").eval()
+    model = OmniTokenizer.from_pretrained(args.model).to("cuda" if torch.cuda.is_available() else "cpu").eval()
     if args.videos:
         model.latent_frames(args.frames)
     datasets = _datasets(args)
-    context = dict(checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
+    context = dict(checkpoint=args.model, checkpoint_sha256=file_sha256(Path(args.model) / SAFETENSORS_WEIGHTS_NAME),
                    scale=args.scale, resolution=args.resolution, frames=args.frames, limit=args.limit,
                    data={"images": args.images, "videos": args.videos})
     # each finished split kind is kept in <out>.partial.json at once; a rerun with the same context resumes from it

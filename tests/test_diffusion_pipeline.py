@@ -24,7 +24,7 @@ from tokenizer import OmniTokenizer
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion")
     torch.manual_seed(0)
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(root / "vae")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(root / "vae")
     extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(root / "vae"),
                           "--out", str(root / "image_latents")])
     extract_latents.main(["--scale", "tiny", "--experiment", "latte", "--tokenizer", str(root / "vae"),
@@ -44,7 +44,7 @@ def test_extraction_stores_posteriors_of_original_and_flip(work):
     photos = EmbeddedPhotos("train", 32)
     x = photos[SampleKey(1, 1, 32, 32)]["pixels"][None]  # item 1 of the extraction (seed 0 * 1_000_003 + 1)
     with torch.no_grad():
-        post, post_flip = vae.encode(x).posterior, vae.encode(x.flip(-1)).posterior
+        post, post_flip = vae.encode(x).latent_dist, vae.encode(x.flip(-1)).latent_dist
     batch = 8  # data.batch_size at tiny
     assert torch.allclose(data.mean[1].float(), post.mean[0, :, 0], atol=2e-3)
     assert torch.allclose(data.mean[batch + 1].float(), post_flip.mean[0, :, 0], atol=2e-3)
@@ -85,11 +85,11 @@ def test_a_scale_never_measured_is_named_and_a_rerun_measures_it(work, tmp_path)
 
 def test_extraction_refuses_another_tokenizer_and_a_vq_one(work, tmp_path):
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "other")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "other")
     with pytest.raises(ExtractionError, match="tokenizer_sha256"):
         extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "other"),
                               "--out", str(work / "image_latents")])
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
     with pytest.raises(SystemExit, match="a VQ tokenizer; latent extraction needs a KL one"):
         extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vq"),
                               "--out", str(tmp_path / "x")])
@@ -284,13 +284,13 @@ def test_a_finished_run_is_reused_only_for_the_same_latents_and_the_vae_must_be_
     assert train_cli.main([*args[:5], str(latents) + "/", *args[6:]])["steps"] == 1
     # re-extracted with another VAE into the same folder: not reused
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "vae2")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "vae2")
     extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vae2"),
                           "--out", str(latents), "--restart"])
     with pytest.raises(ValueError, match=r"finished with another configuration or other data .*latents.tokenizer_sha256"):
         train_cli.main(args)
     # a VAE (or VQ model) that did not make the latents is refused as the pipeline's decoder
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
     for other in (work / "vae", tmp_path / "vq"):
         with pytest.raises(ValueError, match="not the weights the data was made with"):
             train_cli.main([*args, "--restart", "--tokenizer", str(other)])

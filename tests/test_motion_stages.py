@@ -21,8 +21,8 @@ def test_psnr_by_frame_and_per_class_share_by_hand():
 def test_every_stage_is_judged_class_by_class_and_tabled(tmp_path):
     from tokenizer import OmniTokenizer
 
-    vq = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
-    vae = OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "vae")
+    vq = OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    vae = OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "vae")
     metrics = motion_stages.measure("tiny", str(vq), str(vae), per_class=2, cache=str(tmp_path / "judge"))
     assert list(metrics["stages"]) == ["real clips", "VAE reconstruction", "VQVAE reconstruction"]
     classes = list(metrics["classes"])

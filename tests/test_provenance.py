@@ -25,7 +25,7 @@ SAMPLING = ["--scale", "tiny", "--classes", "1", "--per-class", "1", "--set", "d
 
 def tokenizer(quantizer, seed):
     torch.manual_seed(seed)
-    return OmniTokenizer.from_config("tiny", quantizer=quantizer)
+    return OmniTokenizer.from_scale("tiny", quantizer=quantizer)
 
 
 def dit_pipeline(vae=None):
@@ -67,7 +67,7 @@ def test_every_file_a_pipeline_save_writes_follows_the_umask(tmp_path, mask):
                 f"{kind}/vae/model.safetensors", f"{kind}/vae/config.json", f"{kind}/pipeline.json"} <= set(files)
     for kind in ("lm", "lm_copied"):
         assert {f"{kind}/model.safetensors", f"{kind}/config.json", f"{kind}/generation_config.json",
-                f"{kind}/tokenizer/model.safetensors", f"{kind}/tokenizer/config.json"} <= set(files)
+                f"{kind}/tokenizer/diffusion_pytorch_model.safetensors", f"{kind}/tokenizer/config.json"} <= set(files)
     assert {name: mode for name, mode in files.items() if mode != 0o666 & ~mask} == {}
 
 

@@ -128,7 +128,7 @@ def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path
     import os
 
     from shared.atomic import atomic_write_json
-    from shared.pretrained import load_safetensors
+    from shared.training.checkpoint import load_safetensors
 
     mask = os.umask(0o022)
     try:
@@ -148,20 +148,20 @@ def test_safetensors_files_get_the_umask_mode_and_load_on_a_distributed_cpu_devi
     process of a distributed launch has the device "cpu:0", which safetensors refuses by name."""
     import os
 
-    from shared.pretrained import load_safetensors
+    from shared.training.checkpoint import load_safetensors
     from tokenizer import OmniTokenizer
 
     mask = os.umask(0o022)
     try:
-        folder = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "tok")
+        folder = OmniTokenizer.from_scale("tiny").save_pretrained(tmp_path / "tok")
         save_checkpoint(tmp_path / "ckpt", 1, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
     finally:
         os.umask(mask)
-    written = [folder / "model.safetensors", tmp_path / "ckpt" / "step_00000001" / "model.safetensors"]
+    written = [folder / "diffusion_pytorch_model.safetensors", tmp_path / "ckpt" / "step_00000001" / "model.safetensors"]
     assert [os.stat(p).st_mode & 0o777 for p in written] == [0o644, 0o644]
     tensors = load_safetensors(written[0], map_location=torch.device("cpu", 0))
     assert tensors and all(t.device.type == "cpu" for t in tensors.values())
-    OmniTokenizer.from_pretrained(folder, map_location=torch.device("cpu", 0))
+    OmniTokenizer.from_pretrained(folder).to(torch.device("cpu", 0))
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_safetensors(tmp_path / "missing.safetensors")
 

@@ -30,7 +30,7 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     for stage in ("image", "joint", "kl"):
         d = tmp_path / "run" / stage
         shown = d / "validation" / f"step_{report['stages'][stage]['steps']:08d}"
-        assert (d / "final" / "model.safetensors").is_file() and (shown / "images.png").is_file()
+        assert (d / "final" / "diffusion_pytorch_model.safetensors").is_file() and (shown / "images.png").is_file()
         assert (shown / "video_0.gif").is_file()
         lines = (d / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == report["stages"][stage]["steps"]
@@ -63,8 +63,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     assert stopped["image"] == {"stage": "image", "stopped_at": 3}
     assert not (tmp_path / "b" / "image" / "final").exists()
     run("tiny", tmp_path / "b", **kw)
-    a = load_file(str(tmp_path / "a" / "image" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "b" / "image" / "final" / "model.safetensors"))
+    a = load_file(str(tmp_path / "a" / "image" / "final" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "image" / "final" / "diffusion_pytorch_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = lambda d: [json.loads(ln)["step"] for ln in (d / "image" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert rows(tmp_path / "b") == rows(tmp_path / "a") == list(range(1, STAGE["steps"] + 1))  # no step twice
@@ -90,7 +90,7 @@ def test_edge_layers_take_edge_lr_scale_times_the_step():
     moved = {}
     for scale in (1.0, 10.0):
         torch.manual_seed(0)
-        model = OmniTokenizer.from_config("tiny", quantizer="kl")
+        model = OmniTokenizer.from_scale("tiny", quantizer="kl")
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         opt = torch.optim.Adam(model.parameter_groups(scale), lr=1.0)
         set_lr(opt, 1e-4)
@@ -98,7 +98,7 @@ def test_edge_layers_take_edge_lr_scale_times_the_step():
         ((x_hat - x) ** 2).mean().backward()
         opt.step()
         moved[scale] = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
-    model = OmniTokenizer.from_config("tiny")
+    model = OmniTokenizer.from_scale("tiny")
     grouped = [id(p) for g in model.parameter_groups(10.0) for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # every parameter, once
     for name in ("embed_first.proj.weight", "embed_rest.proj.weight", "head.proj.weight", "post_head.weight",
@@ -108,7 +108,7 @@ def test_edge_layers_take_edge_lr_scale_times_the_step():
     block = next(n for n in moved[1.0] if n.startswith("encoder.") and n.endswith("qkv.weight"))
     assert moved[10.0][block] == pytest.approx(moved[1.0][block], rel=0.05) == pytest.approx(1e-4, rel=0.05)
     with pytest.raises(ValueError, match="edge_lr_scale must be > 0"):
-        OmniTokenizer.from_config("tiny").parameter_groups(0.0)
+        OmniTokenizer.from_scale("tiny").parameter_groups(0.0)
 
 
 def test_reconstruction_loss_goes_down(tmp_path):
@@ -129,8 +129,8 @@ def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path):
 
 def test_tube_inflation_keeps_the_function_on_repeated_frames():
     torch.manual_seed(0)
-    old = OmniTokenizer.from_config("tiny", temporal_patch_size=2).eval()
-    new = OmniTokenizer.from_config("tiny", temporal_patch_size=4).eval()
+    old = OmniTokenizer.from_scale("tiny", temporal_patch_size=2).eval()
+    new = OmniTokenizer.from_scale("tiny", temporal_patch_size=4).eval()
     notes = transfer_weights(old, new)
     assert any("inflated" in n for n in notes)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1  # 1 + 2 tubes of 2 frames
@@ -138,30 +138,30 @@ def test_tube_inflation_keeps_the_function_on_repeated_frames():
     with torch.no_grad():
         z_old, z_new = old.encode(x), new.encode(x4)
         assert torch.equal(z_old.indices, z_new.indices)
-        y_old, y_new = old.decode(z_old.latents), new.decode(z_new.latents)
+        y_old, y_new = old.decode(z_old.latents).sample, new.decode(z_new.latents).sample
     torch.testing.assert_close(y_new, torch.cat([y_old[:, :, :1], y_old[:, :, 1:].repeat_interleave(2, dim=2)], 2),
                                atol=1e-5, rtol=1e-5)
 
 
 def test_vq_to_kl_transfer_starts_at_the_vq_projection():
-    vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
-    kl = OmniTokenizer.from_config("tiny", quantizer="kl").eval()
+    vq = OmniTokenizer.from_scale("tiny", quantizer="vq").eval()
+    kl = OmniTokenizer.from_scale("tiny", quantizer="kl").eval()
     transfer_weights(vq, kl)
     c = kl.config.latent_dim
     assert torch.equal(kl.head.proj.weight[:c], vq.head.proj.weight) and torch.equal(kl.head.proj.bias[:c], vq.head.proj.bias)
     assert torch.equal(kl.decoder.temporal[0].attn.qkv.weight, vq.decoder.temporal[0].attn.qkv.weight)
     with torch.no_grad():
-        post = kl.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1).posterior
+        post = kl.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1).latent_dist
     assert post.std.max() < 0.01  # starts nearly deterministic
-    back = OmniTokenizer.from_config("tiny", quantizer="vq")
+    back = OmniTokenizer.from_scale("tiny", quantizer="vq")
     transfer_weights(kl, back)  # KL -> VQ (Table 10's other order): the codebook will start from data
     assert torch.equal(back.head.proj.weight, vq.head.proj.weight) and not bool(back.head.initialized)
 
 
 def test_widening_the_gaussian_latent_keeps_the_function():
     torch.manual_seed(0)
-    kl8 = OmniTokenizer.from_config("tiny", quantizer="kl").eval()
-    kl16 = OmniTokenizer.from_config("tiny", quantizer="kl", latent_dim=2 * kl8.config.latent_dim).eval()
+    kl8 = OmniTokenizer.from_scale("tiny", quantizer="kl").eval()
+    kl16 = OmniTokenizer.from_scale("tiny", quantizer="kl", latent_dim=2 * kl8.config.latent_dim).eval()
     notes = transfer_weights(kl8, kl16)
     assert any("widened" in n for n in notes) and not any("fresh" in n for n in notes)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -170,10 +170,10 @@ def test_widening_the_gaussian_latent_keeps_the_function():
         c = kl8.config.latent_dim
         torch.testing.assert_close(z16.latents[:, :c], z8.latents)
         assert z16.latents[:, c:].abs().sum() > 0  # the new channels carry something the decoder can learn to read
-        torch.testing.assert_close(kl16.decode(z16.latents), kl8.decode(z8.latents))
-        torch.testing.assert_close(z16.posterior.std[:, :c], z8.posterior.std)  # the old channels' logvar kept
-        assert z16.posterior.std[:, c:].max() < 0.01  # new channels start nearly deterministic
-    vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
+        torch.testing.assert_close(kl16.decode(z16.latents).sample, kl8.decode(z8.latents).sample)
+        torch.testing.assert_close(z16.latent_dist.std[:, :c], z8.latent_dist.std)  # the old channels' logvar kept
+        assert z16.latent_dist.std[:, c:].max() < 0.01  # new channels start nearly deterministic
+    vq = OmniTokenizer.from_scale("tiny", quantizer="vq").eval()
     notes = transfer_weights(vq, kl16)  # VQ -> wider KL: the mean's first channels start at the VQ projection
     assert not any("fresh" in n for n in notes)
     w, b = kl16.head.proj.weight, kl16.head.proj.bias
@@ -217,7 +217,7 @@ def test_config_errors_are_clear(tmp_path):
     assert tokenizer_config("tiny", ["train.stage_defaults.grad_clip=0.5"]).train.stages[0].grad_clip == 0.5
     with pytest.raises(ValueError, match="tiny.yaml model: causal: expected true or false, got 'false'"):
         tokenizer_config("tiny", ['model.causal="false"'])
-    saved = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "saved")
+    saved = OmniTokenizer.from_scale("tiny").save_pretrained(tmp_path / "saved")
     config = json.loads((saved / "config.json").read_text())
     (saved / "config.json").write_text(json.dumps({**config, "dim": "64"}))
     with pytest.raises(ValueError, match="config.json: dim: expected an integer, got '64'"):

@@ -1,6 +1,7 @@
 """The tokenizer's model configuration (the `model:` section of configs/<scale>.yaml and of a saved config.json)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,10 @@ class OmniTokenizerConfig:
     # heads also paint c feature channels per pixel, and a 3x3 convolution over them and the colours, across patch
     # edges, adds a correction to the colours (zero-initialised: the model starts as the paper's)
     deblock_channels: int = 0
+    # diffusers' convention: a diffusion model's latents are the VAE's times this (about 1 / their std), decoded after
+    # dividing by it. Measured on a generator's training latents by diffusion_generation.extract_latents and kept in
+    # the VAE of its pipeline; 1.0: not measured
+    scaling_factor: float = 1.0
 
     def __post_init__(self):
         if self.quantizer not in ("vq", "kl"):
@@ -44,6 +49,8 @@ class OmniTokenizerConfig:
             pattern = getattr(self, name)
             if set(pattern) - {"w", "g"}:
                 raise ValueError(f"{name} must be letters 'w' (window) and 'g' (global), got {pattern!r}")
+        if not self.scaling_factor > 0:
+            raise ValueError(f"scaling_factor must be > 0, got {self.scaling_factor}")
         if self.deblock_channels < 0:
             raise ValueError(f"deblock_channels must be >= 0, got {self.deblock_channels}")
         if self.dim % self.heads or (self.dim // self.heads) % 4:
@@ -56,10 +63,13 @@ def load_scale(scale: str) -> dict:
     return read_yaml(scale_file(scale, CONFIG_DIR))
 
 
-def model_config(scale: str | OmniTokenizerConfig, **overrides) -> OmniTokenizerConfig:
-    """The model config of a scale (or a given config), with field overrides; every value type-checked."""
+def model_config(scale: str | OmniTokenizerConfig | Mapping, **overrides) -> OmniTokenizerConfig:
+    """The model config of a scale, a given config or a model's (`model.config`, diffusers' FrozenDict), with field
+    overrides; every value type-checked."""
     if isinstance(scale, OmniTokenizerConfig):
         values, source = {**scale.__dict__}, "config"
+    elif isinstance(scale, Mapping):
+        values, source = {k: v for k, v in scale.items() if not k.startswith("_")}, "model config"
     else:
         values, source = dict(load_scale(scale).get("model") or {}), f"{scale} config model"
     return build(OmniTokenizerConfig, {**values, **overrides}, source)

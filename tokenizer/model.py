@@ -17,23 +17,38 @@ Any size: frames are padded (replicate) to a multiple of p and cropped back; win
 token grid to whole windows and masks the padding out of every window, so padding never leaks into
 real tokens. Long videos: `max_tokens` processes the spatial stage in chunks of frames and the temporal
 stage in chunks of spatial positions, which is exact (no approximation), so memory is bounded by the
-chunk, not by the length of the video.
+chunk, not by the length of the video. Large frames: `enable_tiling()` encodes and decodes overlapping spatial
+tiles blended across the overlap (tokenizer/tiling.py), so memory is bounded by the tile, not by the frame.
+
+The model is a diffusers model (ModelMixin + ConfigMixin): config.json holds OmniTokenizerConfig's fields, encode
+gives the KL head's posterior as `latent_dist`, decode a DecoderOutput, as diffusers' AutoencoderKL does.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from einops import rearrange
 
+from shared.atomic import follow_umask
+from shared.config import build
 from shared.memory import release_free_heap
-from shared.pretrained import PretrainedMixin
+from shared.provenance import earlier_version
 
 from .config import OmniTokenizerConfig, model_config
 from .quantizers import DiagonalGaussian, GaussianHead, VectorQuantizer
+from .tiling import blend_tiles
 
 
 # ----------------------------------------------------------------------------- position encodings
@@ -353,20 +368,57 @@ class SpaceTimeStack(nn.Module):
 
 @dataclass
 class EncoderOutput:
+    """What encode gives: diffusers' AutoencoderKLOutput (`latent_dist`, kl) and VQEncoderOutput (`latents`) in one,
+    with what training and the VQ head add."""
     latents: torch.Tensor  # (B, C, T', h, w): quantised codes (vq) or posterior mode/sample (kl)
     loss: torch.Tensor  # the head's loss term: eq. (1) or eq. (2), weighted
     size: tuple[int, int, int]  # (T, H, W) of the input, for decode(..., size=...)
     indices: torch.Tensor | None = None  # (B, T', h, w) long, vq only
-    posterior: DiagonalGaussian | None = None  # kl only, tensors (B, C, T', h, w)
+    latent_dist: DiagonalGaussian | None = None  # kl only: the posterior, tensors (B, C, T', h, w); .sample(), .mode()
     stats: dict = field(default_factory=dict)
 
 
-class OmniTokenizer(nn.Module, PretrainedMixin):
-    config_class = OmniTokenizerConfig
+def saved_config(folder: Path) -> dict:
+    """The config.json of a save_pretrained folder, checked before diffusers reads it (diffusers ignores an unknown
+    key with a warning and checks no types): a file of an earlier version, another class, an unknown field or a value
+    of the wrong type is an error naming the file."""
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: not found; expected a folder written by OmniTokenizer.save_pretrained "
+                                f"({CONFIG_NAME} + {SAFETENSORS_WEIGHTS_NAME})")
+    try:
+        values = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{config_file}: not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{config_file}: expected a JSON object, got {type(values).__name__}")
+    if "_class_name" not in values and "class" in values:
+        raise ValueError(earlier_version(config_file, "its class under 'class', its weights in model.safetensors",
+                                         "train it again (python -m tokenizer.train): this version saves and loads "
+                                         "through diffusers' ModelMixin"))
+    if values.get("_class_name") != OmniTokenizer.__name__:
+        raise ValueError(f"{config_file}: holds a {values.get('_class_name')!r}, not an OmniTokenizer")
+    build(OmniTokenizerConfig, {k: v for k, v in values.items() if not k.startswith("_")}, str(config_file))
+    if not (folder / SAFETENSORS_WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{folder / SAFETENSORS_WEIGHTS_NAME}: not found beside {CONFIG_NAME}")
+    return values
 
-    def __init__(self, config: OmniTokenizerConfig):
+
+class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
+    """The tokenizer as a diffusers model: save_pretrained / from_pretrained / push_to_hub (config.json with the
+    fields of OmniTokenizerConfig + diffusion_pytorch_model.safetensors), encode -> `latent_dist` (kl) or codes (vq),
+    decode -> DecoderOutput, `config.scaling_factor`, enable_tiling / enable_slicing.
+
+        vae = OmniTokenizer.from_pretrained("runs/small/tokenizer/kl/final")
+        z = vae.encode(x).latent_dist.sample() * vae.config.scaling_factor
+        x_hat = vae.decode(z / vae.config.scaling_factor).sample
+    """
+
+    def __init__(self, **config):
+        """The keyword arguments are OmniTokenizerConfig's fields (its defaults where not given), type-checked."""
         super().__init__()
-        self.config = cfg = config
+        cfg = build(OmniTokenizerConfig, config, "OmniTokenizer config")
+        self.register_to_config(**dataclasses.asdict(cfg))
         p, t, d = cfg.patch_size, cfg.temporal_patch_size, cfg.dim
         self.embed_first = PatchEmbed(3 * p * p, d)
         self.embed_rest = PatchEmbed(3 * t * p * p, d)
@@ -386,6 +438,42 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         if self.deblock is not None:
             nn.init.zeros_(self.deblock.conv.weight)
             nn.init.zeros_(self.deblock.conv.bias)
+        self.use_slicing = self.use_tiling = False
+        self.tile_sample_min_height = self.tile_sample_min_width = 256
+        self.tile_sample_stride_height = self.tile_sample_stride_width = 192
+        self.tile_max_tokens: int | None = None
+
+    # diffusers' ConfigMixin reads a model's config keys from its __init__ signature: the config's fields
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+           for f in dataclasses.fields(OmniTokenizerConfig)])
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "OmniTokenizer":
+        """diffusers' from_pretrained. A local folder's config.json is checked first (saved_config), and weights that
+        miss a tensor of the model, hold one it lacks or one of another shape are an error naming the folder
+        (diffusers would warn and leave a missing tensor unset)."""
+        folder = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
+        if not folder.is_dir():  # a hub name: diffusers' own checks
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        saved_config(folder)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path,
+                                                  **{**kwargs, "output_loading_info": True})
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{folder}: its weights cannot be loaded into the model its {CONFIG_NAME} describes "
+                             f"({exc.__class__.__name__}: {str(exc)[:300]})") from None
+        wrong = {k: info[k][:3] for k in ("missing_keys", "unexpected_keys") if info[k]}
+        if wrong:
+            raise ValueError(f"{folder / SAFETENSORS_WEIGHTS_NAME}: does not match {CONFIG_NAME} ({wrong})")
+        return (model, info) if kwargs.get("output_loading_info") else model
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> Path:
+        """diffusers' save_pretrained; returns the folder, its files given the umask's mode (diffusers leaves 0600)."""
+        super().save_pretrained(save_directory, **kwargs)
+        follow_umask(save_directory)
+        return Path(save_directory)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -410,9 +498,9 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
                 {"params": [p for n, p in named if n.startswith(edge)], "lr_scale": edge_lr_scale}]
 
     @classmethod
-    def from_config(cls, config: str | OmniTokenizerConfig = "small", **overrides) -> "OmniTokenizer":
+    def from_scale(cls, config: str | OmniTokenizerConfig = "small", **overrides) -> "OmniTokenizer":
         """A fresh model from a scale name ("tiny", "small", "paper"), a YAML path or a config object."""
-        return cls(model_config(config, **overrides))
+        return cls(**dataclasses.asdict(model_config(config, **overrides)))
 
     def compile_for_inference(self) -> "OmniTokenizer":
         """torch.compile the encoder and decoder stacks for inference, with the weights frozen into the compiled code
@@ -467,6 +555,42 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
                              f"images: x / 127.5 - 1); pass check_range=False to encode values outside on purpose")
         return x
 
+    # ---- tiling and slicing (diffusers' AutoencoderMixin gives disable_tiling, enable_slicing, disable_slicing)
+
+    def enable_tiling(self, tile_sample_min_height: int | None = None, tile_sample_min_width: int | None = None,
+                      tile_sample_stride_height: int | None = None, tile_sample_stride_width: int | None = None,
+                      tile_max_tokens: int | None = None) -> None:
+        """Encode and decode frames larger than a tile (pixels; default 256 x 256) in overlapping tiles, `stride`
+        apart (default 192), blended linearly across the overlap (tokenizer/tiling.py): the encoder's tokens before
+        the head, so that the codes and the posterior come from the blended tokens, and the decoder's pixels. Within a
+        tile, at most tile_max_tokens tokens are processed at once (the exact frame and position chunks of
+        `max_tokens`, which a call's own max_tokens replaces; default: 16 latent frames of a tile). Memory then follows
+        the tile, not the frame or the clip. Sizes are multiples of the patch size, a stride below its tile."""
+        p = self.config.patch_size
+        tile = (tile_sample_min_height or self.tile_sample_min_height, tile_sample_min_width or self.tile_sample_min_width)
+        stride = (tile_sample_stride_height or self.tile_sample_stride_height,
+                  tile_sample_stride_width or self.tile_sample_stride_width)
+        for name, size, step in (("height", tile[0], stride[0]), ("width", tile[1], stride[1])):
+            if size % p or step % p or not 0 < step < size:
+                raise ValueError(f"tile {name} {size} and stride {step}: both must be multiples of the patch size {p}, "
+                                 f"the stride above 0 and below the tile")
+        if tile_max_tokens is not None and tile_max_tokens < 1:
+            raise ValueError(f"tile_max_tokens must be >= 1, got {tile_max_tokens}")
+        self.tile_sample_min_height, self.tile_sample_min_width = tile
+        self.tile_sample_stride_height, self.tile_sample_stride_width = stride
+        self.tile_max_tokens = tile_max_tokens or 16 * (tile[0] // p) * (tile[1] // p)
+        super().enable_tiling()
+
+    def _tiles(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """A tile and its stride in tokens."""
+        p = self.config.patch_size
+        return ((self.tile_sample_min_height // p, self.tile_sample_min_width // p),
+                (self.tile_sample_stride_height // p, self.tile_sample_stride_width // p))
+
+    def _chunk(self, max_tokens: int | None) -> int | None:
+        """A call's max_tokens, or the tiles' when tiling is on."""
+        return max_tokens if max_tokens is not None or not self.use_tiling else self.tile_max_tokens
+
     # ---- encode / decode
 
     def _embed(self, x: torch.Tensor, rows: int | None) -> torch.Tensor:
@@ -502,59 +626,92 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
             frames[:, :, 1 + j * t : 1 + (j + rows) * t] = unembed(tokens[:, 1 + j : 1 + j + rows])
         return frames
 
+
+    def _encode_tokens(self, x: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+        """Pixels (B, 3, T, H, W), H and W multiples of p -> encoder tokens (B, T', h, w, D), before the head: one item
+        at a time (slicing), in tiles (tiling) or at once."""
+        if self.use_slicing and x.shape[0] > 1:
+            return torch.cat([self._encode_tokens(item, max_tokens) for item in x.split(1)])
+        p = self.config.patch_size
+        grid, (tile, stride) = (x.shape[-2] // p, x.shape[-1] // p), self._tiles()
+        if self.use_tiling and (grid[0] > tile[0] or grid[1] > tile[1]):
+            def encode_tile(r0, r1, c0, c1):  # channels first, as blend_tiles takes them
+                return self._encode_tokens(x[..., r0 * p : r1 * p, c0 * p : c1 * p], max_tokens).permute(0, 4, 1, 2, 3)
+
+            return blend_tiles(encode_tile, grid, tile, stride, 1).permute(0, 2, 3, 4, 1).contiguous()
+        tokens = self._embed(x, frames_per_chunk(max_tokens, x.shape[0] * grid[0] * grid[1]))
+        return self.encoder(tokens, max_tokens, in_place=True)
+
     def encode(self, x: torch.Tensor, sample: bool = False, max_tokens: int | None = None,
-               check_range: bool = True) -> EncoderOutput:
+               check_range: bool = True, return_dict: bool = True) -> EncoderOutput | tuple:
         """Pixels (B, 3, T, H, W) or (B, 3, H, W) in [-1, 1] -> latents (B, C, T', ceil(H/p), ceil(W/p)).
 
         sample: draw from the posterior (kl) instead of taking its mode. max_tokens: process in
         chunks of at most this many tokens (same result, bounded memory). check_range: refuse pixels clearly
-        outside [-1, 1] (a [0, 255] image, say).
+        outside [-1, 1] (a [0, 255] image, say). return_dict False: diffusers' tuple, (latent_dist,) for kl and
+        (latents,) for vq.
         """
         x = self._check_pixels(x, check_range)
-        b, _, t_in, h_in, w_in = x.shape
+        _, _, t_in, h_in, w_in = x.shape
         p = self.config.patch_size
         x = F.pad(x, (0, -w_in % p, 0, -h_in % p, 0, 0), mode="replicate") if (h_in % p or w_in % p) else x
-        tokens = self._embed(x, frames_per_chunk(max_tokens, b * (x.shape[-2] // p) * (x.shape[-1] // p)))
-        out = self.head(self.encoder(tokens, max_tokens, in_place=True), sample=sample)
+        out = self.head(self._encode_tokens(x, self._chunk(max_tokens)), sample=sample)
         to_channels_first = lambda z: z.permute(0, 4, 1, 2, 3)  # noqa: E731
         posterior = None
         if out.posterior is not None:
             posterior = DiagonalGaussian(to_channels_first(out.posterior.mean), to_channels_first(out.posterior.logvar),
                                          self.config.logvar_min, self.config.logvar_max)
-        return EncoderOutput(latents=to_channels_first(out.latents), loss=out.loss, size=(t_in, h_in, w_in),
-                             indices=out.indices, posterior=posterior, stats=out.stats)
+        enc = EncoderOutput(latents=to_channels_first(out.latents), loss=out.loss, size=(t_in, h_in, w_in),
+                            indices=out.indices, latent_dist=posterior, stats=out.stats)
+        if return_dict:
+            return enc
+        return (enc.latents if posterior is None else posterior,)
 
-    def decode(self, latents: torch.Tensor, size: tuple[int, int, int] | tuple[int, int] | None = None,
-               max_tokens: int | None = None) -> torch.Tensor:
-        """Latents (B, C, T', h, w) -> pixels (B, 3, 1 + (T'-1)t, h*p, w*p), cropped to `size` (H, W or T, H, W)."""
-        if latents.dim() != 5 or latents.shape[1] != self.config.latent_dim:
-            raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w), got {tuple(latents.shape)}")
+    def _decode_pixels(self, latents: torch.Tensor, max_tokens: int | None) -> torch.Tensor:
+        """Latents (B, C, T', h, w) -> pixels (B, 3, 1 + (T'-1)t, h*p, w*p): one item at a time (slicing), in tiles
+        (tiling) or at once."""
+        if self.use_slicing and latents.shape[0] > 1:
+            return torch.cat([self._decode_pixels(item, max_tokens) for item in latents.split(1)])
         b, _, _, h, w = latents.shape
-        latents = latents.to(self.post_head.weight.dtype)  # the heads give fp32 latents; a bf16 model decodes in bf16
+        tile, stride = self._tiles()
+        if self.use_tiling and (h > tile[0] or w > tile[1]):
+            return blend_tiles(lambda r0, r1, c0, c1: self._decode_pixels(latents[..., r0:r1, c0:c1], max_tokens),
+                               (h, w), tile, stride, self.config.patch_size)
         tokens = self.decoder(self.post_head(latents.permute(0, 2, 3, 4, 1)), max_tokens, in_place=True)
         frames = self._unembed(tokens, frames_per_chunk(max_tokens, b * h * w))
         if self.deblock is not None:
             frames = self.deblock(frames, frames_per_chunk(max_tokens, b * h * w))
+        return frames
+
+    def decode(self, latents: torch.Tensor, size: tuple[int, int, int] | tuple[int, int] | None = None,
+               max_tokens: int | None = None, return_dict: bool = True) -> DecoderOutput | tuple:
+        """Latents (B, C, T', h, w) -> DecoderOutput(sample=pixels (B, 3, 1 + (T'-1)t, h*p, w*p)), cropped to `size`
+        (H, W or T, H, W); return_dict False: diffusers' tuple (pixels,)."""
+        if latents.dim() != 5 or latents.shape[1] != self.config.latent_dim:
+            raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w), got {tuple(latents.shape)}")
+        latents = latents.to(self.post_head.weight.dtype)  # the heads give fp32 latents; a bf16 model decodes in bf16
+        frames = self._decode_pixels(latents, self._chunk(max_tokens))
         if size is not None:
             if size[-2] > frames.shape[-2] or size[-1] > frames.shape[-1] or (len(size) == 3 and size[0] != frames.shape[2]):
                 raise ValueError(f"decode(size={tuple(size)}): the latents decode to {tuple(frames.shape[2:])} "
                                  f"(T, H, W); size can only crop, and T must match")
             frames = frames[..., : size[-2], : size[-1]]
-        return frames
+        return DecoderOutput(sample=frames) if return_dict else (frames,)
 
-    def decode_indices(self, indices: torch.Tensor, size=None, max_tokens: int | None = None) -> torch.Tensor:
-        """Code indices (B, T', h, w) -> pixels; vq only. Same as decode(encode(x).latents)."""
+    def decode_indices(self, indices: torch.Tensor, size=None, max_tokens: int | None = None,
+                       return_dict: bool = True) -> DecoderOutput | tuple:
+        """Code indices (B, T', h, w) -> pixels as decode gives them; vq only. Same as decode(encode(x).latents)."""
         if self.config.quantizer != "vq":
             raise TypeError("decode_indices needs a VQ tokenizer (quantizer='vq')")
         if indices.dim() != 4:
             raise ValueError(f"indices must be (B, T', h, w), got {tuple(indices.shape)}")
-        return self.decode(self.head.lookup(indices).permute(0, 4, 1, 2, 3), size, max_tokens)
+        return self.decode(self.head.lookup(indices).permute(0, 4, 1, 2, 3), size, max_tokens, return_dict)
 
     def forward(self, x: torch.Tensor, sample_posterior: bool | None = None) -> tuple[torch.Tensor, EncoderOutput]:
         """Reconstruction with the input's shape, and the encoder output (loss terms, stats)."""
         sample = self.training if sample_posterior is None else sample_posterior
         enc = self.encode(x, sample=sample)
-        x_hat = self.decode(enc.latents, size=enc.size)
+        x_hat = self.decode(enc.latents, size=enc.size).sample
         return (x_hat.squeeze(2) if x.dim() == 4 else x_hat), enc
 
     def num_parameters(self, part: str = "all") -> int:

@@ -78,7 +78,7 @@ def stage_model_config(model_cfg: OmniTokenizerConfig, stage: StageConfig) -> Om
 
 
 def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
-    model = OmniTokenizer(stage_model_config(model_cfg, stage))
+    model = OmniTokenizer.from_scale(stage_model_config(model_cfg, stage))
     notes = []
     if stage.init_from:
         src_dir = stages_done.get(stage.init_from) or Path(stage.init_from)
