@@ -686,16 +686,20 @@ class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
     def decode(self, latents: torch.Tensor, size: tuple[int, int, int] | tuple[int, int] | None = None,
                max_tokens: int | None = None, return_dict: bool = True) -> DecoderOutput | tuple:
         """Latents (B, C, T', h, w) -> DecoderOutput(sample=pixels (B, 3, 1 + (T'-1)t, h*p, w*p)), cropped to `size`
-        (H, W or T, H, W); return_dict False: diffusers' tuple (pixels,)."""
-        if latents.dim() != 5 or latents.shape[1] != self.config.latent_dim:
-            raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w), got {tuple(latents.shape)}")
+        (H, W or T, H, W); return_dict False: diffusers' tuple (pixels,). Latents (B, C, h, w), an image's as
+        diffusers' image pipelines hold them, decode to (B, 3, H, W)."""
+        if latents.dim() not in (4, 5) or latents.shape[1] != self.config.latent_dim:
+            raise ValueError(f"latents must be (B, {self.config.latent_dim}, T', h, w) or (B, {self.config.latent_dim}, "
+                             f"h, w), got {tuple(latents.shape)}")
+        image = latents.dim() == 4
         latents = latents.to(self.post_head.weight.dtype)  # the heads give fp32 latents; a bf16 model decodes in bf16
-        frames = self._decode_pixels(latents, self._chunk(max_tokens))
+        frames = self._decode_pixels(latents.unsqueeze(2) if image else latents, self._chunk(max_tokens))
         if size is not None:
             if size[-2] > frames.shape[-2] or size[-1] > frames.shape[-1] or (len(size) == 3 and size[0] != frames.shape[2]):
                 raise ValueError(f"decode(size={tuple(size)}): the latents decode to {tuple(frames.shape[2:])} "
                                  f"(T, H, W); size can only crop, and T must match")
             frames = frames[..., : size[-2], : size[-1]]
+        frames = frames.squeeze(2) if image else frames
         return DecoderOutput(sample=frames) if return_dict else (frames,)
 
     def decode_indices(self, indices: torch.Tensor, size=None, max_tokens: int | None = None,

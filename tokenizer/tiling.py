@@ -21,11 +21,11 @@ def tile_starts(size: int, tile: int, stride: int) -> list[int]:
     return list(range(0, size - tile, stride)) + [size - tile]
 
 
-def ramp(size: int, start: int, length: int, overlap: int, device) -> torch.Tensor:
+def ramp(size: int, start: int, length: int, overlap: int, like: torch.Tensor) -> torch.Tensor:
     """Weights (length,) of a tile at `start` along an axis of `size` positions: rising over `overlap` positions from
-    an edge another tile shares, falling towards one, 1 elsewhere; positive everywhere."""
-    pos = torch.arange(length, dtype=torch.float32, device=device) + 0.5
-    w = torch.ones(length, device=device)
+    an edge another tile shares, falling towards one, 1 elsewhere; positive everywhere; `like`'s dtype and device."""
+    pos = torch.arange(length, dtype=like.dtype, device=like.device) + 0.5
+    w = torch.ones_like(pos)
     if start > 0:
         w = torch.minimum(w, pos / overlap)
     if start + length < size:
@@ -44,10 +44,10 @@ def blend_tiles(fn: Callable[[int, int, int, int], torch.Tensor], grid: tuple[in
             y = fn(r, r + th, c, c + tw)
             if out is None:
                 out = y.new_zeros(*y.shape[:-2], gh * factor, gw * factor, dtype=torch.promote_types(y.dtype, torch.float32))
-                weight = torch.zeros(gh * factor, gw * factor, device=y.device)
+                weight = out.new_zeros(gh * factor, gw * factor)
                 dtype = y.dtype
-            w = (ramp(gh * factor, r * factor, th * factor, (tile[0] - stride[0]) * factor, y.device)[:, None]
-                 * ramp(gw * factor, c * factor, tw * factor, (tile[1] - stride[1]) * factor, y.device)[None, :])
+            w = (ramp(gh * factor, r * factor, th * factor, (tile[0] - stride[0]) * factor, out)[:, None]
+                 * ramp(gw * factor, c * factor, tw * factor, (tile[1] - stride[1]) * factor, out)[None, :])
             rows, cols = slice(r * factor, (r + th) * factor), slice(c * factor, (c + tw) * factor)
             out[..., rows, cols] += y * w
             weight[rows, cols] += w
