@@ -180,8 +180,11 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
     summary = train(cfg, work / "image_latents", tmp_path / "run")
     assert (tmp_path / "run" / "validation" / "step_00000004" / "grid.png").is_file()
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
-    assert pipe.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
-    assert "latent_scale" not in pipe.model.config  # the latents' property, kept by the pipeline
+    # the latents' measured scale, kept by the pipeline's VAE as diffusers keeps it; the tokenizer's own is unmeasured
+    assert pipe.vae.config.scaling_factor == pytest.approx(LatentSet(work / "image_latents").scale) != 1.0
+    assert OmniTokenizer.from_pretrained(work / "vae").config.scaling_factor == 1.0
+    assert json.loads((Path(summary["final"]) / "model_index.json").read_text())["transformer"] == \
+        ["diffusion_generation.dit", "DiT"]
     a = pipe(labels=[0, 5], guidance_scale=2.0, sampler="ddim", steps=3, seed=0)
     assert a.shape == (2, 3, 1, 32, 32) and a.abs().max() <= 1
     pipe.save_pretrained(tmp_path / "copy")
@@ -231,7 +234,7 @@ def test_unconditional_variant_trains_and_samples_into_class_zero(work, tmp_path
     cfg = experiment_config("tiny", "dit", ["model.num_classes=0", "train.steps=3", "train.validate_every=3"])
     summary = train(cfg, work / "image_latents", tmp_path / "run")
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
-    assert pipe.model.condition.label_embed is None and pipe.info["trained_classes"] == []
+    assert pipe.transformer.condition.label_embed is None and pipe.info["trained_classes"] == []
     with pytest.raises(ValueError, match="unconditional"):
         pipe(labels=[1])
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):  # 0 is 0, not "unset"
@@ -253,7 +256,7 @@ def test_sampling_and_training_settings_that_cannot_work_are_refused(work, tmp_p
                           ({"labels": [0.5]}, "labels must be integers")]:
         with pytest.raises(ValueError, match=match):
             pipe(**{"labels": [0], "sampler": "ddim", "steps": 2, **kwargs})
-    pipe.model.register_to_config(class_dropout_prob=0.0)  # trained without a null class: guidance is refused
+    pipe.transformer.register_to_config(class_dropout_prob=0.0)  # trained without a null class: guidance is refused
     with pytest.raises(ValueError, match="no null class to guide against"):
         pipe(labels=[0], sampler="ddim", steps=2, guidance_scale=2.0)
     for override, match in [("diffusion.sampling_steps=0", "sampling_steps must be >= 1"),
@@ -309,19 +312,12 @@ def test_resume_accepts_changes_that_do_not_touch_the_weights(work, tmp_path):
 
 
 def test_a_pipeline_of_an_earlier_version_is_refused_with_how_to_make_it_again(tmp_path):
-    from dataclasses import asdict
-
-    from diffusion_generation.config import DiffusionConfig
-    from diffusion_generation.pipeline import PIPELINE_FILE
-
-    record = {"diffusion": asdict(DiffusionConfig()), "latent_shape": [8, 4, 4], "classes": None, "info": None}
-    for old, sign in [(record, "no latent_scale"),  # kept in the denoiser's config then
-                      ({**record, "latent_scale": 0.5, "diffusion": {**record["diffusion"], "guidance_scale": 4.0}},
-                       "a guidance_scale among its diffusion settings")]:
-        (tmp_path / PIPELINE_FILE).write_text(json.dumps(old))
-        with pytest.raises(ValueError, match=rf"{PIPELINE_FILE}: written by an earlier version of the project "
-                                             rf"\({sign}.*train it again"):
-            LatentDiffusionPipeline.from_pretrained(tmp_path)
+    for part in ("model", "vae"):
+        (tmp_path / part).mkdir()
+    (tmp_path / "pipeline.json").write_text(json.dumps({"diffusion": {}, "latent_scale": 0.5}))
+    with pytest.raises(ValueError, match=r"pipeline.json: written by an earlier version of the project \(a "
+                                         r"pipeline.json beside model/ and vae/\).* train it again"):
+        LatentDiffusionPipeline.from_pretrained(tmp_path)
 
 
 def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path):
@@ -379,17 +375,18 @@ def test_a_corrupt_pipeline_record_is_named(work, tmp_path):
 
     cfg = experiment_config("tiny", "dit", ["train.steps=1", "train.validate_every=100"])
     final = Path(train(cfg, work / "image_latents", tmp_path / "run")["final"])
-    record = json.loads((final / "pipeline.json").read_text())
+    record = json.loads((final / "model_index.json").read_text())
     # a noise schedule that is no diffusion had sampled all-black (NaN) images with rc 0; a DiT given clip latents
     # had failed deep in a convolution
-    for text, match in (('{"diffusion": {', "pipeline.json: this pipeline record is not valid JSON"),
+    for text, match in (('{"diffusion": {', "model_index.json: this pipeline record is not valid JSON"),
                         (json.dumps({**record, "latent_shape": [4, 8, 8]}), r"latent_shape must be .* 8 channels"),
                         (json.dumps({**record, "latent_shape": "8x8"}), "latent_shape must be"),
                         (json.dumps({**record, "latent_shape": [8, 1, 8, 8]}),
-                         r"pipeline.json: latent_shape must be \[C, h, w\] for its DiT .* got \[8, 1, 8, 8\]"),
+                         r"model_index.json: .*latent_shape must be \[C, h, w\] for its DiT .* got \[8, 1, 8, 8\]"),
                         (json.dumps({**record, "diffusion": {**record["diffusion"], "beta_end": 5}}),
-                         r"pipeline.json: beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1")):
-        (final / "pipeline.json").write_text(text)
+                         r"model_index.json: .*beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1"),
+                        (json.dumps({k: v for k, v in record.items() if k != "vae_sha256"}), "no vae_sha256")):
+        (final / "model_index.json").write_text(text)
         with pytest.raises(ValueError, match=match):
             LatentDiffusionPipeline.from_pretrained(final)
     shutil.rmtree(tmp_path / "run")

@@ -469,6 +469,13 @@ class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
             raise ValueError(f"{folder / SAFETENSORS_WEIGHTS_NAME}: does not match {CONFIG_NAME} ({wrong})")
         return (model, info) if kwargs.get("output_loading_info") else model
 
+    def to_json_string(self) -> str:
+        """diffusers' config.json without `_name_or_path` (the folder the weights were loaded from): a saved folder's
+        bytes, and so its sha256 (what extraction and pipelines record), depend on the model alone."""
+        values = json.loads(super().to_json_string())
+        values.pop("_name_or_path", None)
+        return json.dumps(values, indent=2, sort_keys=True) + "\n"
+
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> Path:
         """diffusers' save_pretrained; returns the folder, its files given the umask's mode (diffusers leaves 0600)."""
         super().save_pretrained(save_directory, **kwargs)
