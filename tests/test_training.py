@@ -119,6 +119,43 @@ def test_reconstruction_loss_goes_down(tmp_path):
     assert sum(recon[-10:]) / 10 < 0.6 * sum(recon[:10]) / 10
 
 
+def test_fine_tuning_starts_from_the_given_weights_their_codebook_and_records_them(tmp_path, monkeypatch):
+    """--init: the first step's loss is the source model's own loss on that batch (a fresh model's, or one whose
+    codebook were initialised again from data, is not), the source's sha256 is recorded, and a stage finished from
+    other weights is not reused."""
+    import shutil
+
+    from shared.provenance import file_sha256
+    from tokenizer.losses import TokenizerLoss
+
+    kw = dict(stages=[dict(STAGE, steps=2, pattern="i")], loss={"perceptual_weight": 0.0, "gan_weight": 0.0})
+    run("tiny", tmp_path / "source", **kw)
+    source = tmp_path / "source" / "image" / "final"
+    batches, forward = [], OmniTokenizer.forward
+    monkeypatch.setattr(OmniTokenizer, "forward", lambda self, x, *a, **k: batches.append(x.clone()) or forward(self, x, *a, **k))
+    report = run("tiny", tmp_path / "tuned", init=source, **kw)
+    run("tiny", tmp_path / "fresh", **kw)
+    monkeypatch.undo()
+    first_loss = lambda run_dir: json.loads((run_dir / "image" / "metrics.jsonl").read_text().splitlines()[0])["loss"]  # noqa: E731
+    stage = train_config("tiny", **kw).stages[0]
+    model = OmniTokenizer.from_pretrained(source).train()
+    x_hat, enc = model(batches[0])
+    loss, _ = TokenizerLoss(train_config("tiny", **kw).stage_loss(stage))(batches[0], x_hat, enc, 0)
+    assert first_loss(tmp_path / "tuned") == pytest.approx(loss.item(), rel=1e-5)
+    assert torch.equal(batches[0], batches[2]) and first_loss(tmp_path / "fresh") != pytest.approx(loss.item(), rel=1e-2)
+    assert report["init"] == {"weights": str(source.resolve()), "sha256": file_sha256(source)}
+    assert report["stages"]["image"]["config"]["init_sha256"] == file_sha256(source)
+    assert report["stages"]["image"]["init_notes"] == [f"copied {len(model.state_dict())} tensors"]
+    shutil.rmtree(source)  # other weights in the same folder
+    shutil.copytree(tmp_path / "tuned" / "image" / "final", source)
+    with pytest.raises(ValueError, match=r"finished with a different configuration of stage 'image' \(init_sha256: "):
+        run("tiny", tmp_path / "tuned", init=source, **kw)
+    (tmp_path / "release.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"release.ckpt: a PyTorch Lightning checkpoint .* --init takes a "
+                                         r"save_pretrained folder"):
+        run("tiny", tmp_path / "other", init=tmp_path / "release.ckpt", **kw)
+
+
 def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path):
     stage = dict(STAGE, steps=30, pattern="i", lr=1e12, warmup_steps=1, grad_clip=0.0)
     with pytest.raises(RuntimeError, match="non-finite losses in a row"):
