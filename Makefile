@@ -9,11 +9,15 @@ SCALE ?= small
 # Where runs and results live (their layout: shared/paths.py); every run folder below is named from RUNS
 RUNS := runs/$(SCALE)
 RESULTS := results/$(SCALE)
-# The tokenizer run: `make tokenizer` trains it there; the generators read its VQ (joint/final) and VAE (kl/final)
-TOKENIZER ?= $(RUNS)/tokenizer
+# The tokenizer run: `make tokenizer` trains it there; the generators read its VQ (joint/final) and VAE (kl/final).
+# A fine-tuning run (INIT=, below) goes into a folder of its own, never the generators' default
+TOKENIZER ?= $(RUNS)/$(if $(INIT),finetuned_tokenizer,tokenizer)
 DATA_IMAGES ?=
 DATA_VIDEOS ?=
 DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
+# Fine-tuning: INIT=a save_pretrained folder the first stage trained starts from; STAGE=the one stage to train
+INIT ?=
+STAGE ?=
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup test test-fast tokenizer bench dry-run tables tables-build clean help
@@ -21,8 +25,10 @@ export OMP_NUM_THREADS ?= 2
 help:
 	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets;"
-	@echo "                 TOKENIZER=dir: the run folder, default $(TOKENIZER))"
-	@echo "                 writes $(TOKENIZER)/, results/<scale>/tokenizer.json"
+	@echo "                 TOKENIZER=dir: the run folder, default $(TOKENIZER); INIT=folder: start from those weights,"
+	@echo "                 fine-tuning them on DATA_IMAGES / DATA_VIDEOS (default folder runs/<scale>/finetuned_tokenizer);"
+	@echo "                 STAGE=image|joint|kl: train that stage only)"
+	@echo "                 writes $(TOKENIZER)/, results/<scale>/<the run folder's name>.json"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default; SEEDS=3 there); runs what is missing"
 	@echo "                 writes $(RUNS)/, $(RESULTS)/; [tracked] TABLES.md, tables.json, tables.csv and"
@@ -59,7 +65,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 tokenizer: $(STAMP)
-	$(PY) -m tokenizer.train --scale $(SCALE) --out $(TOKENIZER) --results $(RESULTS)/tokenizer.json $(DATA_FLAGS)
+	$(PY) -m tokenizer.train --scale $(SCALE) --out $(TOKENIZER) --results $(RESULTS)/$(notdir $(TOKENIZER)).json $(DATA_FLAGS) \
+		$(if $(INIT),--init $(INIT)) $(if $(STAGE),--stage $(STAGE))
 
 bench: $(STAMP)
 	$(if $(RELEASE_REPO)$(DIT_REPO)$(LATTE_REPO),$(VENV)/bin/pip install --quiet -e '.[dev,references]')
