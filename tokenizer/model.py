@@ -378,7 +378,7 @@ class EncoderOutput:
     stats: dict = field(default_factory=dict)
 
 
-def saved_config(folder: Path) -> dict:
+def check_saved_config(folder: Path) -> None:
     """The config.json of a save_pretrained folder, checked before diffusers reads it (diffusers ignores an unknown
     key with a warning and checks no types): a file of an earlier version, another class, an unknown field or a value
     of the wrong type is an error naming the file."""
@@ -401,7 +401,6 @@ def saved_config(folder: Path) -> dict:
     build(OmniTokenizerConfig, {k: v for k, v in values.items() if not k.startswith("_")}, str(config_file))
     if not (folder / SAFETENSORS_WEIGHTS_NAME).is_file():
         raise FileNotFoundError(f"{folder / SAFETENSORS_WEIGHTS_NAME}: not found beside {CONFIG_NAME}")
-    return values
 
 
 class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
@@ -451,13 +450,13 @@ class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "OmniTokenizer":
-        """diffusers' from_pretrained. A local folder's config.json is checked first (saved_config), and weights that
+        """diffusers' from_pretrained. A local folder's config.json is checked first (check_saved_config), and weights that
         miss a tensor of the model, hold one it lacks or one of another shape are an error naming the folder
         (diffusers would warn and leave a missing tensor unset)."""
         folder = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
         if not folder.is_dir():  # a hub name: diffusers' own checks
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        saved_config(folder)
+        check_saved_config(folder)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path,
                                                   **{**kwargs, "output_loading_info": True})
