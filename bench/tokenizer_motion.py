@@ -53,7 +53,8 @@ def measure(scale: str, tokenizers: dict[str, str], per_class: int, cache: str |
     rows = {name: {"share": r["share"], "weakest": min(r["per_class"], key=lambda c: c["share"]),
                    "frechet": r["feature_distance"]["frechet"]} for name, r in refs.items()}
     # frame prediction's held-out clips: the validation split (held-out photos, the real videos' last part)
-    val = collate([item for item in video_split("embedded", "classes", "val", 17, None, (64, 64))])["pixels"]
+    held_out = video_split("embedded", "classes", "val", 17, None, (64, 64))
+    val = collate([held_out[i] for i in range(len(held_out))])["pixels"]
     rows["repeat_last_given"] = {"future_psnr": future_psnr(repeat_last(clips), clips),
                                  "held_out_future_psnr": future_psnr(repeat_last(val), val)}
     for name, folder in tokenizers.items():
