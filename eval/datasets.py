@@ -18,6 +18,14 @@ def held_out_split(source: str, split: str | None) -> str | None:
     return "val"
 
 
+def split_label(source: str, split: str | None) -> str:
+    """The split as a protocol record names it (eval/protocols.py): a folder's split name, "embedded val" for the
+    embedded data."""
+    if source == "embedded":
+        return f"embedded {held_out_split(source, split)}"
+    return split or "every item of the folder"
+
+
 def image_split(source: str, split: str | None, resolution: int) -> Dataset:
     """Centre-cropped images: the embedded validation photos, or `source[/<split>]` (ImageNet or plain layout)."""
     return open_dataset("image", source, held_out_split(source, split), resolution)
