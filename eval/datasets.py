@@ -5,6 +5,8 @@ from torch.utils.data import Dataset
 
 from shared.data import open_dataset
 
+from .protocols import EVERY_ITEM
+
 
 def held_out_split(source: str, split: str | None) -> str | None:
     """The split to read: the embedded data's held-out "val" (evaluation never reads its training items; "test", a
@@ -23,7 +25,7 @@ def split_label(source: str, split: str | None) -> str:
     embedded data."""
     if source == "embedded":
         return f"embedded {held_out_split(source, split)}"
-    return split or "every item of the folder"
+    return split or EVERY_ITEM
 
 
 def image_split(source: str, split: str | None, resolution: int) -> Dataset:

@@ -6,7 +6,7 @@ selected as StyleGAN-V's fvd2048_16f selects them (eval/protocols.py, protocol s
 Selection: videos with fewer than frames x stride frames are left out; of the rest, the first `count` in name order,
 each a clip of `frames` frames every `stride` frames from a start drawn uniformly with random.Random(seed), one draw per
 video in order (seed None: every clip from the video's first frame, as StyleGAN-V reads generated videos). Frames are
-read at their stored size.
+read at their stored size, which must be the resolution asked for (StyleGAN-V's datasets are prepared at it).
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def select_clips(lengths: list[int], count: int, frames: int, stride: int, seed:
 class FrameFolderClips(Dataset):
     """Clips as (3, T, H, W) in [-1, 1], selected from `root` as the module docstring says."""
 
-    def __init__(self, root: str | Path, count: int, frames: int, stride: int = 1, seed: int | None = 0):
+    def __init__(self, root: str | Path, count: int, frames: int, stride: int = 1, seed: int | None = 0,
+                 resolution: int | None = None):
         root = Path(root)
         if not root.is_dir():
             raise DataError(root, "frame folder dataset does not exist")
@@ -51,6 +52,11 @@ class FrameFolderClips(Dataset):
         self.clips = select_clips([len(f) for _, f in videos], count, frames, stride, seed)
         if not self.clips:
             raise DataError(root, f"no video has {frames * stride} frames or more")
+        first = videos[self.clips[0][0]][1][0]
+        size = Image.open(first).size
+        if resolution is not None and size != (resolution, resolution):
+            raise DataError(first, f"frames are {size[0]}x{size[1]}, not {resolution}x{resolution}: frames are read at "
+                                   f"their stored size; prepare the folder at the resolution evaluated")
 
     def __len__(self) -> int:
         return len(self.clips)

@@ -65,13 +65,13 @@ class InceptionFeatures:
 
 
 def eight_bit(frames: torch.Tensor, quantization: str) -> torch.Tensor:
-    """Frames in [-1, 1] as uint8: rounded ("round"), or truncated as (x + 1) * 127.5 cast to 8 bits ("floor", the
-    OmniTokenizer release's PNG files and I3D inputs; a value within 1e-4 below an integer counts as that integer, so
-    that 8-bit frames read back as floats keep their value)."""
+    """Frames in [-1, 1] as uint8: rounded ("round"), or truncated ("floor") with the OmniTokenizer release's float32
+    arithmetic, (x / 2 + 0.5) * 255 cast to 8 bits (its frames are x / 2, in [-0.5, 0.5]): its PNG files and I3D
+    inputs."""
     if quantization == "round":
         return to_uint8(frames)
     if quantization == "floor":
-        return frames.detach().clamp(-1, 1).add(1).mul(127.5).add(1e-4).floor().clamp(0, 255).to(torch.uint8)
+        return ((frames.detach().float().clamp(-1, 1) / 2 + 0.5) * 255).to(torch.uint8)
     raise ValueError(f"an 8-bit network input needs quantization 'round' or 'floor', got {quantization!r}")
 
 
@@ -113,7 +113,8 @@ def image_metrics(features_a: torch.Tensor, logits_a: torch.Tensor, features_b: 
     if protocol.precision_recall == protocols.PR_ADM:
         out["precision"], out["recall"] = precision_recall(features_b, features_a, 3, torch.float16)
     else:
-        k = 3 if protocol.precision_recall == protocols.PR_TORCH_FIDELITY else min(3, n - 1)
+        k = 3 if protocol.precision_recall in (protocols.PR_TORCH_FIDELITY, protocols.PR_TORCH_FIDELITY_INCEPTION) \
+            else min(3, n - 1)
         prc = prc_features_to_metric(features_a, features_b, prc_neighborhood=k, prc_batch_size=10000,
                                      save_cpu_ram=False, verbose=False)
         out["precision"], out["recall"] = prc["precision"], prc["recall"]

@@ -101,8 +101,9 @@ VIDEOGPT_I3D = Network(
     Weights("i3d_pretrained_400.pt", "the OmniTokenizer release ships it as OmniTokenizer/fvd/i3d_pretrained_400.pt "
             "(VideoGPT's file)", git_blob="a867b87ac3a9097d200598b1d48a1b890d8ec744"),
     I3D_INPUT, "bilinear (torch, align_corners=False) to 224x224", "400 logits averaged over time")
-VIDEOGPT_I3D_SHORT_SIDE = replace(
-    VIDEOGPT_I3D, resize="shorter side to 224, bilinear (torch, align_corners=False), centre crop 224x224")
+VIDEOGPT_I3D_SHORT_SIDE = replace(  # common_metrics_on_video_quality's preprocessing, which fvd_external.py calls
+    VIDEOGPT_I3D, name="I3D (Kinetics-400), VideoGPT's PyTorch port after a shorter-side resize and centre crop",
+    form="videogpt-shorter-side", resize="shorter side to 224, bilinear (torch, align_corners=False), centre crop")
 STYLEGANV_I3D = Network(
     "I3D (Kinetics-400), StyleGAN-V's TorchScript", "i3d", "torchscript",
     Weights("i3d_torchscript.pt", "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1 (StyleGAN-V's "
@@ -119,29 +120,36 @@ RUNNABLE = {"inception": TORCH_FIDELITY_INCEPTION, "i3d": VIDEOGPT_I3D}
 IS_TORCH_FIDELITY = "10 splits after a shuffle (seed 2020), mean and std"
 IS_ADM = "splits of 5000 samples in order, mean"
 IS_SMALL = "min(10, n // 2) splits after a shuffle (seed 2020), mean and std"
-PR_TORCH_FIDELITY = "k = 3 (the 3rd nearest other item), float32 distances"
-PR_ADM = "k = 3 (the 3rd nearest other item), float16 squared distances, float32 where float16 overflows"
-PR_SMALL = "k = min(3, n - 1), float32 distances"
+PR_TORCH_FIDELITY = ("k = 3 (the 3rd nearest other item), float32 distances, of VGG-16 fc2 features (torch-fidelity's "
+                     "default network for precision / recall)")
+PR_TORCH_FIDELITY_INCEPTION = "k = 3 (the 3rd nearest other item), float32 distances, of the Inception pool features"
+PR_ADM = ("k = 3 (the 3rd nearest other item), float16 squared distances, float32 where float16 overflows, of the "
+          "Inception pool features")
+PR_SMALL = "k = min(3, n - 1), float32 distances, of the Inception pool features"
+# a rule this project computes otherwise, and how it does (its precision / recall are of the Inception features)
+RUNS_AS = {PR_TORCH_FIDELITY: PR_TORCH_FIDELITY_INCEPTION}
 KID_TORCH_FIDELITY = "100 subsets of 1000, polynomial kernel of degree 3"
 KID_SMALL = "100 subsets of min(1000, n), polynomial kernel of degree 3"
 CENTRE_OURS = "centre: first frame (length - span) // 2"
 CENTRE_RELEASE = "centre: first frame length // 2 - frames // 2"
+EVERY_ITEM = "every item of the folder"  # a folder without splits (eval.datasets.split_label)
+RELEASE_VAL = "val (the release's annotations/*_val.txt, not published)"
 STYLEGAN_V_CLIPS = ("the first `real count` videos in name order (videos under frames x stride left out), each from "
                     "a uniform random start; generated clips from their first frame")
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("omnitokenizer-rfid", "FoundationVision/OmniTokenizer: vqgan_eval.py --inference_type image (inputs and "
              "reconstructions saved as PNG), then evaluation/pytorch-fid", ("rfid",), PYTORCH_FID_INCEPTION,
-             "floor", "256", None, None, None, None, "val", None, None, "unbiased"),
+             "floor", "256", None, None, None, None, "val", None, None, "unbiased"),  # ImageNet's val
     Protocol("omnitokenizer-rfvd", "FoundationVision/OmniTokenizer: vqgan_eval.py --inference_type video, "
              "OmniTokenizer/fvd/fvd.py", ("rfvd",), VIDEOGPT_I3D, "floor", "256 (decord, aspect not kept)", 17, 1,
-             CENTRE_RELEASE, None, "val", None, None, "unbiased"),
+             CENTRE_RELEASE, None, RELEASE_VAL, None, None, "unbiased"),
     Protocol("omnitokenizer-fvd", "FoundationVision/OmniTokenizer: evaluation/fvd_external.py (method videogpt)",
              ("fvd",), VIDEOGPT_I3D_SHORT_SIDE, "floor", "128 (UCF-101) / 64 (K600), decord", 17, 1, CENTRE_RELEASE,
              2048, "train", 2048, None, "unbiased"),
     Protocol("stylegan-v-fvd2048-16f", "universome/stylegan-v: src/metrics/metric_main.py fvd2048_16f "
              "(frechet_video_distance.py, metric_utils.py FeatureStats, training/dataset.py)", ("fvd",),
-             STYLEGANV_I3D, "round", "256", 16, 1, STYLEGAN_V_CLIPS, 2048, "every video of the dataset", 2048, None,
+             STYLEGANV_I3D, "round", "256", 16, 1, STYLEGAN_V_CLIPS, 2048, EVERY_ITEM, 2048, None,
              "biased"),
     Protocol("adm", "openai/guided-diffusion: evaluations/evaluator.py", ("fid", "inception_score", "precision",
              "recall"), TF_INCEPTION, "round", "256", None, None, None, 50000,
@@ -214,6 +222,7 @@ def run_record(p: Protocol, random_network: bool, weights_check: str | None, **o
     network = runnable_network(p)
     if random_network:
         network = replace(network, name=f"RANDOM-INIT {network.name}", weights=None)
+    observed.setdefault("precision_recall", RUNS_AS.get(p.precision_recall, p.precision_recall))
     if "resolution" in observed and observed["resolution"] is not None:
         observed["resolution"] = str(observed["resolution"])
     record = asdict(replace(p, network=network, **observed))
@@ -227,7 +236,7 @@ FIELDS = {"network": "network", "quantization": "8-bit conversion", "resolution"
           "inception_score": "IS splits", "kid": "KID subsets", "precision_recall": "precision / recall"}
 
 
-def _text(field: str, value) -> str:
+def field_text(field: str, value) -> str:
     if field == "network":
         return value["name"] if value.get("weights") is None else f"{value['name']} ({value['weights']['file']})"
     if value is None:
@@ -246,5 +255,5 @@ def differences(record: dict, paper: Protocol, metric: str) -> list[str]:
     for field, label in FIELDS.items():
         if skip.get(field) or record.get(field) == theirs[field]:
             continue
-        out.append(f"{label} (ours {_text(field, record.get(field))}; paper {_text(field, theirs[field])})")
+        out.append(f"{label} (ours {field_text(field, record.get(field))}; paper {field_text(field, theirs[field])})")
     return out

@@ -67,13 +67,14 @@ class I3DFeatures:
         if self.torchscript:
             return self.net(eight_bit(x, self.protocol.quantization), rescale=True, resize=True,
                             return_features=True).cpu()
-        if self.protocol.quantization != "none":
-            x = eight_bit(x, self.protocol.quantization).float() / 127.5 - 1
+        eight = self.protocol.quantization != "none"
+        if eight:  # 8-bit frames are resized in [0, 255], then scaled, as VideoGPT's FVD does
+            x = eight_bit(x, self.protocol.quantization).float()
         b, c, t, h, w = x.shape
         if (h, w) != (224, 224):
             x = F.interpolate(x.transpose(1, 2).reshape(b * t, c, h, w), size=(224, 224), mode="bilinear",
                               align_corners=False).reshape(b, t, c, 224, 224).transpose(1, 2)
-        return self.net(x.clamp(-1, 1)).cpu()
+        return self.net(2.0 * x / 255.0 - 1 if eight else x.clamp(-1, 1)).cpu()
 
 
 def fvd(features_a: torch.Tensor, features_b: torch.Tensor, covariance: str = "unbiased") -> dict:
