@@ -30,6 +30,19 @@ class Guide:
 
 
 RUNS = "runs/paper"
+
+
+def adm_guide(table: int, run: str, whose: str, target: str) -> Guide:
+    """A generator's ImageNet figures under the ADM evaluator's protocol."""
+    return Guide(table, "fid", f"{whose} 50,000 samples (`make {target} SCALE=paper`); ImageNet's `train/` folder as "
+                               "the reference, its first 10,000 images",
+                 ["python", "-m", "eval.sample_metrics", "--kind", "image", "--record", f"{RUNS}/{run}/samples",
+                  "--reference", "/data/imagenet", "--split", "train", "--resolution", "256", "--limit", "50000",
+                  "--reference-limit", "10000", "--protocol", "adm", "--inception-weights",
+                  "weights-inception-2015-12-05-6726825d.pth", "--out", f"results/paper/eval/{run}"],
+                 dict(items=50000, real_split="train", real_count=10000, resolution=256))
+
+
 GUIDES = [
     Guide(1, "rfid", "ImageNet with its `val/<class>/*.JPEG` folder (50,000 images), at 256x256",
           ["python", "-m", "eval.tokenizer_eval", "--model", f"{RUNS}/tokenizer/joint/final", "--images",
@@ -44,13 +57,7 @@ GUIDES = [
            "results/paper/eval/tokenizer/joint.json"],
           dict(items=None, real_split="test", real_count=None, resolution=256, frames=17,
                clip=protocols.CENTRE_OURS)),
-    Guide(3, "fid", "the LM's 50,000 samples (`make lm-imagenet SCALE=paper`); ImageNet's `train/` folder as the "
-                    "reference, its first 10,000 images",
-          ["python", "-m", "eval.sample_metrics", "--kind", "image", "--record", f"{RUNS}/lm_imagenet/samples",
-           "--reference", "/data/imagenet", "--split", "train", "--resolution", "256", "--limit", "50000",
-           "--reference-limit", "10000", "--protocol", "adm", "--inception-weights",
-           "weights-inception-2015-12-05-6726825d.pth", "--out", "results/paper/eval/lm_imagenet"],
-          dict(items=50000, real_split="train", real_count=10000, resolution=256)),
+    adm_guide(3, "lm_imagenet", "the LM's", "lm-imagenet"),
     Guide(4, "fvd", "the LM's 2,048 UCF-101 samples (`make lm-ucf SCALE=paper`); UCF-101's train list as the "
                     "reference, 17 frames at 128x128 (the K600 column: lm_k600's samples against K600's clips at "
                     "64x64, the same way)",
@@ -60,13 +67,7 @@ GUIDES = [
            "results/paper/eval/lm_ucf"],
           dict(items=2048, real_split="train", real_count=2048, resolution=128, frames=17,
                clip=protocols.CENTRE_OURS, seed=None)),
-    Guide(5, "fid", "DiT's 50,000 samples (`make dit-imagenet SCALE=paper`); ImageNet's `train/` folder as the "
-                    "reference, its first 10,000 images",
-          ["python", "-m", "eval.sample_metrics", "--kind", "image", "--record", f"{RUNS}/dit_imagenet/samples",
-           "--reference", "/data/imagenet", "--split", "train", "--resolution", "256", "--limit", "50000",
-           "--reference-limit", "10000", "--protocol", "adm", "--inception-weights",
-           "weights-inception-2015-12-05-6726825d.pth", "--out", "results/paper/eval/dit_imagenet"],
-          dict(items=50000, real_split="train", real_count=10000, resolution=256)),
+    adm_guide(5, "dit_imagenet", "DiT's", "dit-imagenet"),
     Guide(6, "fvd", "Latte's 2,048 samples (`make latte-ucf SCALE=paper`); UCF-101 as StyleGAN-V prepares it: one "
                     "folder of 256x256 PNG frames per video (`<root>/<video>/<frame>.png`), train and test videos "
                     "alike",

@@ -82,13 +82,13 @@ TF_INCEPTION = Network(
             "(the ADM evaluator downloads it)"),
     INCEPTION_INPUT, "TensorFlow 1 bilinear to 299x299 inside the graph",
     "pool_3 (2048); IS: softmax of pool_3 times the logits weights (1008, no bias)")
-TORCH_FIDELITY_INCEPTION = Network(
-    "Inception-v3 (2015-12-05 FID graph), torch-fidelity's PyTorch port", "inception", "torch-fidelity",
-    Weights("weights-inception-2015-12-05-6726825d.pth",
-            "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-            "weights-inception-2015-12-05-6726825d.pth (torch-fidelity downloads it)", sha256_prefix="6726825d"),
-    INCEPTION_INPUT, "bilinear as TensorFlow 1 computes it (torch-fidelity), to 299x299",
-    "pool (2048); IS: logits without bias (1008)")
+TORCH_FIDELITY_INCEPTION = replace(
+    TF_INCEPTION, name="Inception-v3 (2015-12-05 FID graph), torch-fidelity's PyTorch port", form="torch-fidelity",
+    weights=Weights("weights-inception-2015-12-05-6726825d.pth",
+                    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                    "weights-inception-2015-12-05-6726825d.pth (torch-fidelity downloads it)", sha256_prefix="6726825d"),
+    resize="bilinear as TensorFlow 1 computes it (torch-fidelity), to 299x299",
+    features="pool (2048); IS: logits without bias (1008)")
 PYTORCH_FID_INCEPTION = Network(
     "Inception-v3 (2015-12-05 FID graph), pytorch-fid's PyTorch port", "inception", "pytorch-fid",
     Weights("pt_inception-2015-12-05-6726825d.pth",
@@ -138,32 +138,43 @@ STYLEGAN_V_CLIPS = ("the first `real count` videos in name order (videos under f
                     "a uniform random start; generated clips from their first frame")
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
-    Protocol("omnitokenizer-rfid", "FoundationVision/OmniTokenizer: vqgan_eval.py --inference_type image (inputs and "
-             "reconstructions saved as PNG), then evaluation/pytorch-fid", ("rfid",), PYTORCH_FID_INCEPTION,
-             "floor", "256", None, None, None, None, "val", None, None, "unbiased"),  # ImageNet's val
-    Protocol("omnitokenizer-rfvd", "FoundationVision/OmniTokenizer: vqgan_eval.py --inference_type video, "
-             "OmniTokenizer/fvd/fvd.py", ("rfvd",), VIDEOGPT_I3D, "floor", "256 (decord, aspect not kept)", 17, 1,
-             CENTRE_RELEASE, None, RELEASE_VAL, None, None, "unbiased"),
-    Protocol("omnitokenizer-fvd", "FoundationVision/OmniTokenizer: evaluation/fvd_external.py (method videogpt)",
-             ("fvd",), VIDEOGPT_I3D_SHORT_SIDE, "floor", "128 (UCF-101) / 64 (K600), decord", 17, 1, CENTRE_RELEASE,
-             2048, "train", 2048, None, "unbiased"),
-    Protocol("stylegan-v-fvd2048-16f", "universome/stylegan-v: src/metrics/metric_main.py fvd2048_16f "
-             "(frechet_video_distance.py, metric_utils.py FeatureStats, training/dataset.py)", ("fvd",),
-             STYLEGANV_I3D, "round", "256", 16, 1, STYLEGAN_V_CLIPS, 2048, EVERY_ITEM, 2048, None,
-             "biased"),
-    Protocol("adm", "openai/guided-diffusion: evaluations/evaluator.py", ("fid", "inception_score", "precision",
-             "recall"), TF_INCEPTION, "round", "256", None, None, None, 50000,
-             "train (VIRTUAL_imagenet256_labeled.npz: statistics of the whole split, 10,000 images for precision / "
-             "recall)", 10000, None, "unbiased", IS_ADM, None, PR_ADM),
-    Protocol("torch-fidelity", "toshas/torch-fidelity: calculate_metrics with its default arguments",
-             ("fid", "inception_score", "kid", "precision", "recall"), TORCH_FIDELITY_INCEPTION, "round", None, None,
-             None, None, None, None, None, 2020, "unbiased", IS_TORCH_FIDELITY, KID_TORCH_FIDELITY, PR_TORCH_FIDELITY),
-    Protocol("project-image", "this project's small-scale evaluation (eval.image_fidelity): torch-fidelity's "
-             "functions, adapted to a few hundred images", ("fid", "rfid", "inception_score", "kid", "precision",
-             "recall"), TORCH_FIDELITY_INCEPTION, "round", None, None, None, None, None, None, None, 2020, "unbiased",
-             IS_SMALL, KID_SMALL, PR_SMALL),
-    Protocol("project-video", "this project's small-scale evaluation (eval.video_fidelity)", ("fvd", "rfvd"),
-             VIDEOGPT_I3D, "none", None, None, 1, CENTRE_OURS, None, None, None, None, "unbiased"),
+    Protocol("omnitokenizer-rfid", cites="FoundationVision/OmniTokenizer: vqgan_eval.py --inference_type image (inputs "
+             "and reconstructions saved as PNG), then evaluation/pytorch-fid", metrics=("rfid",),
+             network=PYTORCH_FID_INCEPTION, quantization="floor", resolution="256", frames=None, stride=None,
+             clip=None, items=None, real_split="val", real_count=None, seed=None, covariance="unbiased"),
+    Protocol("omnitokenizer-rfvd", cites="FoundationVision/OmniTokenizer: vqgan_eval.py --inference_type video, "
+             "OmniTokenizer/fvd/fvd.py", metrics=("rfvd",), network=VIDEOGPT_I3D, quantization="floor",
+             resolution="256 (decord, aspect not kept)", frames=17, stride=1, clip=CENTRE_RELEASE, items=None,
+             real_split=RELEASE_VAL, real_count=None, seed=None, covariance="unbiased"),
+    Protocol("omnitokenizer-fvd", cites="FoundationVision/OmniTokenizer: evaluation/fvd_external.py (method videogpt)",
+             metrics=("fvd",), network=VIDEOGPT_I3D_SHORT_SIDE, quantization="floor",
+             resolution="128 (UCF-101) / 64 (K600), decord", frames=17, stride=1, clip=CENTRE_RELEASE, items=2048,
+             real_split="train", real_count=2048, seed=None, covariance="unbiased"),
+    Protocol("stylegan-v-fvd2048-16f", cites="universome/stylegan-v: src/metrics/metric_main.py fvd2048_16f "
+             "(frechet_video_distance.py, metric_utils.py FeatureStats, training/dataset.py)", metrics=("fvd",),
+             network=STYLEGANV_I3D, quantization="round", resolution="256", frames=16, stride=1, clip=STYLEGAN_V_CLIPS,
+             items=2048, real_split=EVERY_ITEM, real_count=2048, seed=None, covariance="biased"),
+    Protocol("adm", cites="openai/guided-diffusion: evaluations/evaluator.py",
+             metrics=("fid", "inception_score", "precision", "recall"), network=TF_INCEPTION, quantization="round",
+             resolution="256", frames=None, stride=None, clip=None, items=50000,
+             real_split="train (VIRTUAL_imagenet256_labeled.npz: statistics of the whole split, 10,000 images for "
+             "precision / recall)", real_count=10000, seed=None, covariance="unbiased", inception_score=IS_ADM,
+             precision_recall=PR_ADM),
+    Protocol("torch-fidelity", cites="toshas/torch-fidelity: calculate_metrics with its default arguments",
+             metrics=("fid", "inception_score", "kid", "precision", "recall"), network=TORCH_FIDELITY_INCEPTION,
+             quantization="round", resolution=None, frames=None, stride=None, clip=None, items=None, real_split=None,
+             real_count=None, seed=2020, covariance="unbiased", inception_score=IS_TORCH_FIDELITY,
+             kid=KID_TORCH_FIDELITY, precision_recall=PR_TORCH_FIDELITY),
+    Protocol("project-image", cites="this project's small-scale evaluation (eval.image_fidelity): torch-fidelity's "
+             "functions, adapted to a few hundred images",
+             metrics=("fid", "rfid", "inception_score", "kid", "precision", "recall"), network=TORCH_FIDELITY_INCEPTION,
+             quantization="round", resolution=None, frames=None, stride=None, clip=None, items=None, real_split=None,
+             real_count=None, seed=2020, covariance="unbiased", inception_score=IS_SMALL, kid=KID_SMALL,
+             precision_recall=PR_SMALL),
+    Protocol("project-video", cites="this project's small-scale evaluation (eval.video_fidelity)",
+             metrics=("fvd", "rfvd"), network=VIDEOGPT_I3D, quantization="none", resolution=None, frames=None,
+             stride=1, clip=CENTRE_OURS, items=None, real_split=None, real_count=None, seed=None,
+             covariance="unbiased"),
 ]}
 DEFAULT = {"image": "project-image", "video": "project-video"}
 
