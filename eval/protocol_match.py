@@ -46,9 +46,9 @@ def cell(table: int, row: str, metric: str, figure: dict, guidance: float | None
         return NOT_RECORDED
     paper = PAPER_PROTOCOLS[table]
     name = paper.get(metric) or next(iter(paper.values()))
-    fields = []
-    for m in [metric] + [m for m in paper if m != metric and m in protocols.PROTOCOLS[name].metrics]:
-        fields += [d for d in protocols.differences(recorded["record"], protocols.PROTOCOLS[name], m) if d not in fields]
+    fields, theirs = [], protocols.PROTOCOLS[name]
+    for m in [metric] + [m for m in paper if m != metric and m in theirs.metrics]:
+        fields += [d for d in protocols.differences(recorded["record"], theirs, m) if d not in fields]
     if fields:
         return f"other protocol ({recorded['name']}; the paper's: {name}): " + "; ".join(fields)
     figure = paper_figure(table, row, guidance)

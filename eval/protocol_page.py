@@ -83,7 +83,8 @@ GUIDES = [
 def _weights(w: protocols.Weights | None) -> str:
     if w is None:
         return "none (a fixed-seed random network)"
-    known = [f"{k.replace('_', ' ')} `{getattr(w, k)}`" for k in ("sha256", "sha256_prefix", "git_blob") if getattr(w, k)]
+    known = [f"{k.replace('_', ' ')} `{getattr(w, k)}`" for k in ("sha256", "sha256_prefix", "git_blob")
+             if getattr(w, k)]
     return f"`{w.file}` ({w.get}); " + ("checked: " + ", ".join(known) if known else "no known hash")
 
 

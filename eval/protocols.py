@@ -86,7 +86,8 @@ TORCH_FIDELITY_INCEPTION = replace(
     TF_INCEPTION, name="Inception-v3 (2015-12-05 FID graph), torch-fidelity's PyTorch port", form="torch-fidelity",
     weights=Weights("weights-inception-2015-12-05-6726825d.pth",
                     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                    "weights-inception-2015-12-05-6726825d.pth (torch-fidelity downloads it)", sha256_prefix="6726825d"),
+                    "weights-inception-2015-12-05-6726825d.pth (torch-fidelity downloads it)",
+                    sha256_prefix="6726825d"),
     resize="bilinear as TensorFlow 1 computes it (torch-fidelity), to 299x299",
     features="pool (2048); IS: logits without bias (1008)")
 PYTORCH_FID_INCEPTION = Network(

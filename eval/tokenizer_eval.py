@@ -97,8 +97,8 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | 
                         resolution=args.resolution)
         if frame_net is not None:
             record = protocols.run_record(protocol, frame_net.weights.random, frame_net.checked, **observed)
-            entry["rfid"] = {**distance, "network": frame_net.weights.source, "weights_sha256": frame_net.weights.sha256,
-                             "protocol": record}
+            entry["rfid"] = {**distance, "network": frame_net.weights.source,
+                             "weights_sha256": frame_net.weights.sha256, "protocol": record}
         else:
             record = protocols.run_record(protocol, video_net.random, video_net.checked, frames=args.frames,
                                           clip=protocols.CENTRE_OURS, **observed)

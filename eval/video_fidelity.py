@@ -28,6 +28,7 @@ from .i3d import InceptionI3d
 from .image_fidelity import eight_bit, variance_preserving_init
 
 ENV_VAR = "OMNITOK_I3D_WEIGHTS"
+FEATURE_DIMS = {"videogpt": 400}  # feature width of each form known before it runs (not the TorchScript file's)
 
 
 class I3DFeatures:
@@ -36,7 +37,7 @@ class I3DFeatures:
         self.protocol, self.device = protocol, device
         network = protocols.runnable_network(protocol)
         self.torchscript = network.form == "torchscript"
-        self.dim = None if self.torchscript else 400  # the TorchScript file's feature width is known once it runs
+        self.dim = FEATURE_DIMS.get(network.form)
         if self.torchscript:
             path = weights or os.environ.get(ENV_VAR)
             if not path or not Path(path).is_file():

@@ -18,8 +18,8 @@ def test_every_paper_table_names_registered_protocols_of_its_metrics():
             assert metric in PROTOCOLS[name].metrics, (table, metric, name)
     assert protocols.names("image") == ["omnitokenizer-rfid", "adm", "torch-fidelity", "project-image"]
     assert protocols.protocol("adm", "image") is PROTOCOLS["adm"]
-    with pytest.raises(ValueError, match="no video protocol 'adm'; the registry .eval/protocols.py. has "
-                                         "omnitokenizer-rfvd, omnitokenizer-fvd, stylegan-v-fvd2048-16f, project-video"):
+    with pytest.raises(ValueError, match="no video protocol 'adm'; the registry .eval/protocols.py. has omnitokenizer-"
+                                         "rfvd, omnitokenizer-fvd, stylegan-v-fvd2048-16f, project-video"):
         protocols.protocol("adm", "video")
     with pytest.raises(ValueError, match="quantization must be one of"):
         replace(PROTOCOLS["adm"], quantization="ceil")
@@ -28,7 +28,8 @@ def test_every_paper_table_names_registered_protocols_of_its_metrics():
 def test_protocols_run_on_the_networks_this_project_runs():
     run = {n: protocols.runnable_network(p) for n, p in PROTOCOLS.items()}
     assert run["adm"] is run["omnitokenizer-rfid"] is protocols.TORCH_FIDELITY_INCEPTION  # no TensorFlow / pytorch-fid
-    assert run["stylegan-v-fvd2048-16f"] is protocols.STYLEGANV_I3D and run["omnitokenizer-rfvd"] is protocols.VIDEOGPT_I3D
+    assert run["stylegan-v-fvd2048-16f"] is protocols.STYLEGANV_I3D
+    assert run["omnitokenizer-rfvd"] is protocols.VIDEOGPT_I3D
     assert run["omnitokenizer-fvd"] is protocols.VIDEOGPT_I3D  # its shorter-side resize is another form
 
 
@@ -41,8 +42,9 @@ def test_weights_are_checked_against_every_hash_the_registry_knows(tmp_path):
     right = protocols.Weights("w.pt", "from somewhere", sha256=sha, sha256_prefix=sha[:8], git_blob=blob)
     assert protocols.check_weights(f, right) == "w.pt: sha256, sha256_prefix, git_blob checked"
     assert protocols.check_weights(f, protocols.Weights("w.pt", "x")) == "w.pt: no known hash to check"
-    for wrong, says in [(dict(sha256="0" * 64), "sha256 .*, not 0000"), (dict(sha256_prefix="6726825d"),
-                        "sha256 .* does not start with 6726825d"), (dict(git_blob="a" * 40), f"git object id {blob}, not aaaa")]:
+    for wrong, says in [(dict(sha256="0" * 64), "sha256 .*, not 0000"),
+                        (dict(sha256_prefix="6726825d"), "sha256 .* does not start with 6726825d"),
+                        (dict(git_blob="a" * 40), f"git object id {blob}, not aaaa")]:
         with pytest.raises(ValueError, match=f"weights.pt: not w.pt \\({says}.*get it from there"):
             protocols.check_weights(f, protocols.Weights("w.pt", "there", **wrong))
 
@@ -56,7 +58,8 @@ def test_a_run_record_differs_from_a_protocol_only_where_the_run_did():
     assert protocols.differences(as_adm["record"], adm, "fid")[0].startswith(network)
     small = protocols.run_record(PROTOCOLS["project-image"], True, None, items=None, real_split="embedded val",
                                  real_count=None, resolution=64)
-    assert small["record"]["network"]["weights"] is None and small["record"]["network"]["name"].startswith("RANDOM-INIT")
+    network = small["record"]["network"]
+    assert network["weights"] is None and network["name"].startswith("RANDOM-INIT")
     fid = protocols.differences(small["record"], adm, "fid")
     assert [d.split(" (")[0] for d in fid] == ["network", "resolution", "items counted", "real split", "real items"]
     assert "items counted (ours every item; paper 50000)" in fid and "resolution (ours 64; paper 256)" in fid
@@ -120,3 +123,20 @@ def test_the_protocol_page_is_generated_from_the_registry_and_up_to_date():
         flag = next(a for a in guide.command if a.endswith("-protocol") or a == "--protocol")
         name = guide.command[guide.command.index(flag) + 1]
         assert name == PAPER_PROTOCOLS[guide.table][guide.metric]
+
+
+def test_tokenizer_rows_carry_the_protocol_cell(tmp_path):
+    results = tmp_path / "small"
+    record = protocols.run_record(PROTOCOLS["project-image"], True, None, real_split="embedded val", resolution=64)
+    rfid = {"value": 3.0, "n": [4000, 4000], "dim": 2048, "full_rank_covariance": True, "network": "RANDOM-INIT x",
+            "protocol": record}
+    row = experiments.row(1, "Ours-VQVAE", "image")
+    row.result("small", tmp_path).parent.mkdir(parents=True)
+    row.result("small", tmp_path).write_text(json.dumps({"metrics": {"image": {"rfid": rfid, "items": 4000,
+                                                                                "psnr": 20.0, "ssim": 0.5}}}))
+    cells = tables._our_row(results, {row.run}, row, None)
+    assert len(cells) == len(tables.OUR_COLUMNS) and cells[2] == "3.00"
+    assert cells[-1].startswith("other protocol (project-image; the paper's: omnitokenizer-rfid): network (ours "
+                                "RANDOM-INIT Inception-v3")
+    assert "8-bit conversion (ours round; paper floor)" in cells[-1]
+    assert "1.11" not in cells[-1]  # the paper's figure is not set beside a figure of another protocol

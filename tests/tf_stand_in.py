@@ -80,7 +80,8 @@ def module() -> types.ModuleType:
     tf.reduce_all = _lift(np.all)
     tf.cond = lambda pred, yes, no: Node(lambda f: (yes() if pred.fn(f) else no()).fn(f))
     tf.variable_scope = lambda name: contextlib.nullcontext()
-    tf.math = types.SimpleNamespace(is_finite=_lift(np.isfinite), reduce_any=_lift(lambda x, axis: np.any(x, axis=axis)))
+    tf.math = types.SimpleNamespace(is_finite=_lift(np.isfinite),
+                                    reduce_any=_lift(lambda x, axis: np.any(x, axis=axis)))
     tf.nn = types.SimpleNamespace(softmax=_lift(_softmax))
     return tf
 
