@@ -74,16 +74,16 @@ def _stand_ins() -> None:
         sys.modules["fairscale.nn"] = fairscale_nn
 
 
-def release_module(repo: Path):
-    """The release's `OmniTokenizer.omnitokenizer` module, imported without its package's __init__ (which imports
-    its data loaders and language model too)."""
+def release_module(repo: Path, name: str = "omnitokenizer"):
+    """The release's `OmniTokenizer.<name>` module (`omnitokenizer`, `fvd.fvd`), imported without its package's
+    __init__ (which imports its data loaders and language model too)."""
     _stand_ins()
     package = types.ModuleType("OmniTokenizer")
     package.__path__ = [str(repo / "OmniTokenizer")]
     sys.modules.setdefault("OmniTokenizer", package)
     with warnings.catch_warnings():  # its deprecated timm and torch.cuda.amp imports, a SyntaxWarning: its own
         warnings.simplefilter("ignore")
-        return importlib.import_module("OmniTokenizer.omnitokenizer")
+        return importlib.import_module(f"OmniTokenizer.{name}")
 
 
 def release_settings(cfg: OmniTokenizerConfig, resolution: int) -> dict:

@@ -19,14 +19,16 @@ from shared.doc_blocks import Measured, write_block
 
 from shared.paths import run_of_model_dir, seeded
 
-from . import ablations, tokenizer_report
+from . import ablations, protocol_match, tokenizer_report
 from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
 from .paper_tables import PAPER_TABLES
 from .seeds import NOISE_RULE, Seeds, feature_metric, seed_files
 
+PROTOCOL_COLUMN = "Protocol (eval/protocols.py): the paper's figure where ours was computed under the same one"
 OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)",
                "Block-edge ratio on the patch grid (input; bicubic 8x)", "Data", "Scale",
-               "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
+               "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)",
+               PROTOCOL_COLUMN]
 
 
 def _training_seconds(results: Path, run: str, stage: str) -> float | None:
@@ -56,11 +58,11 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection
     if not files:
         variant = run.removeprefix("tokenizer_")
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
-        return [label, metric, f"not run{why}", "", "", "", "", results.name, ""]
+        return [label, metric, f"not run{why}", "", "", "", "", results.name, "", ""]
     recs = [json.loads(f.read_text()) for _, f in files]
     ms = [r["metrics"][kind] for r in recs if kind in r["metrics"]]  # as eval.seeds.row_metrics, files read once
     if not ms:
-        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", "", recs[0].get("scale") or "", ""]
+        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", "", recs[0].get("scale") or "", "", ""]
     m = ms[0]
     network = m[metric]["network"]
     label_net = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
@@ -77,7 +79,7 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection
     data = f"{data} {kind}s, val, n={m['items']}, {rec.get('resolution')}px" + (f", {rec.get('frames')} frames" if kind == "video" else "")
     return [label, f"{metric} ({label_net}; n={m[metric]['n'][0]}, d={m[metric]['dim']})",
             why or values.text(".2f"), _with_baseline(ms, "psnr", ".2f"), _with_baseline(ms, "ssim", ".3f"), _block_edge(ms), data,
-            rec.get("scale") or results.name, minutes]
+            rec.get("scale") or results.name, minutes, protocol_match.cell(row.table, label, metric, m[metric])]
 
 
 def _with_baseline(ms: list[dict], key: str, fmt: str) -> str:
@@ -101,7 +103,7 @@ GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Pre
                       "Judge features: FD / precision / recall",
                       "Nearer a training item than fresh real items: latent / judge features (fresh items: 5 %)",
                       "Data", "Scale",
-                      "Minutes (extraction + training + sampling + evaluation; threads)"]
+                      "Minutes (extraction + training + sampling + evaluation; threads)", PROTOCOL_COLUMN]
 # the reference points beside a generator's rows (eval.judge_references), in this order
 REFERENCE_LABELS = {"flat_colour": "flat mean colour", "class_average": "class average", "still": "still clip",
                     "real": "real items (copying ceiling)", "reconstruction": "real items through the tokenizer"}
@@ -137,7 +139,7 @@ def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
     f = row.result(results.name, results.parent)
     if not f.is_file():
         return [[row.label, "", row.metric.upper(), f"not run (make {row.target} SCALE={results.name})", "", "", "", "",
-                 "", "", results.name, ""]]
+                 "", "", results.name, "", ""]]
     rec = json.loads(f.read_text())
     classifier = rec.get("classifier") or {}
     acc = (f"; classifier {classifier['classifier_accuracy']:.0%}, chance {classifier['chance']:.0%}"
@@ -165,13 +167,14 @@ def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
                     " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",
                     *_judge_cells(entry.get("class_consistency"), entry.get("class_consistency_per_class"),
                                   entry.get("judge_features"), acc),
-                    novelty_cell(entry.get("novelty")), data_text, scale, minutes])
+                    novelty_cell(entry.get("novelty")), data_text, scale, minutes,
+                    protocol_match.cell(row.table, row.name, row.metric, entry, entry["guidance_scale"])])
     for name, label in REFERENCE_LABELS.items():
         point = (rec.get("references") or {}).get(name)
         if point:
             out.append([f"{row.label}: reference, {label}", "", "", "", "", "",
                         *_judge_cells(point["share"], point.get("per_class"), point.get("feature_distance"), ""),
-                        "", f"{point['n']} items", scale, ""])
+                        "", f"{point['n']} items", scale, "", ""])
     return out
 
 
@@ -203,7 +206,8 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
              "Paper rows are as published (ImageNet / UCF-101 / K600 ... at 256 px, real Inception-v3 and I3D). "
              "Ours are labelled with the data, scale and feature network they came from; numbers from random-init "
              "feature networks (no weights offline) rank models trained and evaluated alike, and are not comparable "
-             "to the paper's.", ""]
+             "to the paper's. The protocol column sets the paper's figure beside ours only where both were computed "
+             "under the same evaluation protocol (docs/protocols.md); elsewhere it names each field that differs.", ""]
     for number, t in tables.items():
         lines += [f"## Table {number}: {t['title']}", "", markdown_table(t["columns"], t["rows"]), ""]
         if t["ours"]:
