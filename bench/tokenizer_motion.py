@@ -44,6 +44,17 @@ def repeat_last(x: torch.Tensor, given: int = GIVEN_FRAMES) -> torch.Tensor:
     return torch.cat([x[:, :, :given], x[:, :, given - 1 : given].expand(-1, -1, x.shape[2] - given, -1, -1)], 2)
 
 
+def stage_validation(folder: str) -> dict | None:
+    """The held-out photo and clip PSNR and block-edge ratio the tokenizer's training stage recorded (its
+    summary.json beside the folder), or None."""
+    summary = Path(folder).parent / "summary.json"
+    if not summary.is_file():
+        return None
+    v = read_json_object(summary, "stage summary").get("validation") or {}
+    return {kind: {"psnr": v[kind]["psnr"], "block_edge": v[kind]["block_edge"]} for kind in ("image", "video")
+            if kind in v}
+
+
 def measure(scale: str, tokenizers: dict[str, str], per_class: int, cache: str | None) -> dict:
     data = RealData("video", "embedded", 64, 17)
     net, record = load_or_train(data, PRESETS[scale]["video"], cache or f"results/{scale}/classifiers")
@@ -66,28 +77,37 @@ def measure(scale: str, tokenizers: dict[str, str], per_class: int, cache: str |
                       "frechet": r["feature_distance"]["frechet"], "future_psnr": future_psnr(recon, clips),
                       "psnr": float(psnr(recon, clips).mean()),
                       "held_out_future_psnr": future_psnr(reconstruct_items(val, folder), val),
+                      "stage_validation": stage_validation(folder),
                       "seconds": time.perf_counter() - start}
     return {"rows": rows, "tokenizers": list(tokenizers), "per_class": per_class, "given_frames": GIVEN_FRAMES,
             "judge_accuracy": record["held_out_accuracy"], "judge_sha256": record["weights_sha256"],
             "machine": machine_name(), "threads": torch.get_num_threads()}
 
 
+def validation_cell(v: dict | None) -> str:
+    if not v:
+        return "-"
+    return ", ".join(f"{v[k]['psnr']:.2f} / {v[k]['block_edge']:.2f}" for k in ("image", "video") if k in v)
+
+
 def table_lines(result: dict) -> list[str]:
     rows, floor = result["rows"], result["rows"]["repeat_last_given"]["future_psnr"]
     held = result["rows"]["repeat_last_given"]["held_out_future_psnr"]
     lines = ["| clips | judge's share (weakest class) | judge-feature FD | PSNR over the predicted frames (dB): "
-             "training photos and videos, fresh draws | the same, held-out photos and video parts |",
-             "|---|---|---|---|---|"]
+             "training photos and videos, fresh draws | the same, held-out photos and video parts | "
+             "training's held-out PSNR / block-edge ratio: photos, clips |",
+             "|---|---|---|---|---|---|"]
     for name in ("real", "class_average", "still"):
         r = rows[name]
         lines.append(f"| {name.replace('_', ' ')} | {r['share']:.0%} ({r['weakest']['name']} {r['weakest']['share']:.0%})"
-                     f" | {r['frechet']:.1f} | | |")
-    lines.append(f"| last given frame repeated | | | {floor:.2f} | {held:.2f} |")
+                     f" | {r['frechet']:.1f} | | | |")
+    lines.append(f"| last given frame repeated | | | {floor:.2f} | {held:.2f} | |")
     for name in result["tokenizers"]:
         r = rows[name]
         lines.append(f"| {name} | {r['share']:.0%} ({r['weakest']['name']} {r['weakest']['share']:.0%}) | "
                      f"{r['frechet']:.1f} | {r['future_psnr']:.2f} ({r['future_psnr'] - floor:+.2f}) | "
-                     f"{r['held_out_future_psnr']:.2f} ({r['held_out_future_psnr'] - held:+.2f}) |")
+                     f"{r['held_out_future_psnr']:.2f} ({r['held_out_future_psnr'] - held:+.2f}) | "
+                     f"{validation_cell(r.get('stage_validation'))} |")
     lines += ["", f"{result['per_class']} clips of each class, the judge's held-out accuracy "
                   f"{result['judge_accuracy']:.0%}; PSNR over frames {result['given_frames']} on, the "
                   "difference to repeating the last given frame in brackets."]

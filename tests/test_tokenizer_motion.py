@@ -33,7 +33,10 @@ def test_table_puts_each_tokenizer_beside_repeating_the_last_frame():
     result = {"rows": {"real": ref, "class_average": ref, "still": ref,
                        "repeat_last_given": {"future_psnr": 21.0, "held_out_future_psnr": 20.0},
                        "a": {"share": 0.7, "weakest": weakest, "frechet": 40.0, "future_psnr": 22.5,
-                             "held_out_future_psnr": 19.5}},
+                             "held_out_future_psnr": 19.5,
+                             "stage_validation": {"image": {"psnr": 21.0, "block_edge": 1.4},
+                                                  "video": {"psnr": 21.5, "block_edge": 1.6}}}},
               "tokenizers": ["a"], "per_class": 4, "judge_accuracy": 0.97, "given_frames": 5}
     row = next(line for line in table_lines(result) if line.startswith("| a |"))
     assert "70% (pan_up 50%)" in row and "22.50 (+1.50)" in row and "19.50 (-0.50)" in row
+    assert "21.00 / 1.40, 21.50 / 1.60" in row
