@@ -15,7 +15,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from shared.atomic import atomic_write, atomic_write_json, read_json_object
-from shared.doc_blocks import Measured, write_block
+from shared.doc_blocks import Measured, read_measured, write_block
 
 from shared.paths import run_of_model_dir, seeded
 
@@ -177,8 +177,8 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
           seeds: Collection[int] | None = None, generators_only: bool = False, force: bool = False) -> dict:
     """TABLES.md, tables.json, tables.csv (and the findings block of docs/evaluation.md) from the results of `seeds`
     (None: every seed evaluated). generators_only: the generator tables from the results, the tokenizer tables and
-    the ablation comparison kept as <out_dir>/tables.json has them (after a generator run, without the tokenizer
-    runs on this machine)."""
+    the ablation comparison (and the findings' record of the runs behind them) kept as <out_dir>/tables.json and the
+    page have them (after a generator run, without the tokenizer runs on this machine; `make docs`)."""
     results = Path(results_root) / scale
     runs = runs_in_config(scale)
     kept = None
@@ -213,7 +213,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
               "needed). " + NOISE_RULE, "", markdown_table(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
     findings_page = Path(out_dir) / "docs" / "evaluation.md"
     if findings_page.is_file():  # first: where it refuses (paper's findings against another scale) nothing is written
-        write_findings(findings_page, scale, directions, results, force)
+        write_findings(findings_page, scale, directions, results, force, keep_record=generators_only)
     atomic_write(out_dir / "TABLES.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     atomic_write_json(out_dir / "tables.json", {"scale": scale, "tables": tables, "ablations": directions})
 
@@ -237,16 +237,20 @@ README_BEGIN = "<!-- ablation findings: written by `python -m eval.tables` from 
 README_END = "<!-- end of ablation findings -->"
 
 
-def write_findings(readme: Path, scale: str, directions: list[dict], results: Path, force: bool = False) -> None:
+def write_findings(readme: Path, scale: str, directions: list[dict], results: Path, force: bool = False,
+                   keep_record: bool = False) -> None:
     """Replace a page's block of ablation findings (between its two markers, where present) with the verdicts of
-    these results, in words, recording the machines and precisions of the tokenizer runs in `results`; a page
-    without the markers is left alone, and a block measured at scale paper is replaced by another scale's only with
-    `force`."""
-    runs = tokenizer_report.measured([read_json_object(f, "tokenizer result")
-                                      for f in sorted(results.glob("tokenizer*.json"))])
+    these results, in words, recording the machines and precisions of the tokenizer runs in `results` (keep_record:
+    the verdicts are tables.json's, and the block keeps its record of the runs behind them); a page without the
+    markers is left alone, and a block measured at scale paper is replaced by another scale's only with `force`."""
+    measured = read_measured(readme, README_BEGIN, README_END) if keep_record else None
+    if measured is None:
+        runs = tokenizer_report.measured([read_json_object(f, "tokenizer result")
+                                          for f in sorted(results.glob("tokenizer*.json"))])
+        measured = Measured(scale, runs.machine, runs.precision)
     write_block(readme, README_BEGIN, README_END, [
         f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
-        *ablations.findings(directions)], Measured(scale, runs.machine, runs.precision), force)
+        *ablations.findings(directions)], measured, force)
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:

@@ -486,9 +486,16 @@ def test_generators_only_rebuild_keeps_the_tokenizer_tables_of_tables_json(tmp_p
     saved["tables"]["1"]["ours"] = [["kept row"] + [""] * (len(saved["tables"]["1"]["ours_columns"]) - 1)]
     (tmp_path / "tables.json").write_text(json.dumps(saved))
     write_result(tmp_path / "results" / "small", "dit_imagenet", [guidance_entry(2.0, share=0.9)])
+    (tmp_path / "results" / "small" / "tokenizer.json").write_text(json.dumps({"stages": {"joint": {
+        "threads": 2, "precision": "bf16"}}, "machine": "this machine"}))  # a run not behind tables.json
+    record = "<!-- measured: scale small; machine The runs' CPU (1 threads); precision fp32 -->"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "evaluation.md").write_text(f"{tables.README_BEGIN}\n{record}\nold\n{tables.README_END}\n")
     tables.main(["--results", str(tmp_path / "results"), "--out", str(tmp_path), "--generators-only"])
     text = (tmp_path / "TABLES.md").read_text()
     assert "| kept row |" in text and "| Ours (DiT) | 2.0 |" in text
+    findings = (tmp_path / "docs" / "evaluation.md").read_text()  # tables.json's verdicts, with their runs' record
+    assert record in findings and "old" not in findings and "this machine" not in findings
     with pytest.raises(SystemExit, match="not 'paper'"):
         tables.main(["--scale", "paper", "--results", str(tmp_path / "results"), "--out", str(tmp_path),
                      "--generators-only"])
