@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import (cost_plan, diffusion_speed, lm_speed, readme_speed, reference_dit, reference_latte,
-                   reference_llamagen, reference_tokenizer)
+                   reference_llamagen, reference_tokenizer, target_costs)
 from eval import generator_pages, motion_stages, tables, tokenizer_report
 from eval.experiments import GENERATION_ROWS
 from shared.doc_blocks import begin_markers
@@ -71,6 +71,10 @@ BLOCKS = [
     Block("README.md", tokenizer_report.BEGIN, tokenizer_report.main,
           ("--results", f"{RESULTS}/tokenizer.json", "--readme", "{page}"), inputs=(f"{RESULTS}/tokenizer.json",),
           made_by="make tokenizer SCALE={scale}"),
+    Block("README.md", target_costs.BEGIN, target_costs.main,
+          ("--from-result", "{root}/docs/results/target_costs_{scale}.json", "--doc", "{page}"),
+          inputs=("docs/results/target_costs_{scale}.json",),
+          made_by="python -m bench.target_costs --scale {scale} --root . --out docs/results/target_costs_{scale}.json"),
     Block("README.md", generator_pages.SUMMARY_BEGIN, generator_pages.main,
           ("--scale", "{scale}", "--results", "{results}", "--page", "{page}", "--summary"),
           any_of=_generator_results(), made_by="the generator targets (make lm-imagenet ...)"),

@@ -59,3 +59,33 @@ def test_make_docs_rewrites_the_blocks_from_the_result_files_and_a_second_run_ch
         assert first[root / "docs" / name] == (REPO / "docs" / name).read_text()
     assert docs.main(["--root", str(root), "--keep-missing"]) == kept
     assert {p: p.read_text() for p in first} == first
+
+
+def test_the_targets_table_takes_each_figure_from_a_file_or_says_it_was_not_measured(tmp_path, monkeypatch):
+    import json
+
+    from bench import target_costs
+
+    root = tmp_path / "checkout"
+    (root / "runs" / "small" / "tokenizer").mkdir(parents=True)
+    (root / "runs" / "small" / "tokenizer" / "model.bin").write_bytes(b"x" * 3 * 2**20)
+    (root / "results" / "small").mkdir(parents=True)
+    (root / "results" / "small" / "tokenizer.json").write_text(json.dumps({
+        "wall_seconds": 600.0, "machine": "a test CPU",
+        "stages": {"image": {"threads": 2, "precision": "fp32"}, "joint": {"threads": 1, "precision": "fp32"}}}))
+    write_result(root / "results" / "small", "dit_imagenet", [guidance_entry(1.0)])
+    monkeypatch.setattr(target_costs, "docs_seconds", lambda scale, results: {"seconds": 12.0, "blocks_left": 0})
+    report = target_costs.main(["--root", str(root), "--out", str(tmp_path / "costs.json")])
+    page = tmp_path / "README.md"
+    page.write_text(f"{target_costs.BEGIN}\n{target_costs.END}\n")
+    target_costs.main(["--from-result", str(tmp_path / "costs.json"), "--doc", str(page)])
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in page.read_text().splitlines() if line.startswith("| `")}
+    assert rows["| `make tokenizer`"][2:4] == ["10.0 min; a test CPU, threads 2, 1 (`results/small/tokenizer.json`)",
+                                              "3 MB"]
+    assert rows["| `make dit-imagenet`"][2].startswith("10.0 min (extraction 0.5 + training 8.3 + sampling 1.0 + "
+                                                       "evaluation 0.2); a test CPU, threads 2")
+    assert rows["| `make dit-imagenet`"][3].endswith(" KB (`runs/<scale>/dit_imagenet`, "
+                                                     "`results/<scale>/eval/dit_imagenet` not on disk)")
+    assert rows["| `make latte-ucf`"][2:4] == ["not measured", "not measured"]
+    assert rows["| `make docs`"][2:4] == ["12 s", "none kept"] and report["targets"]["test"]["disk_bytes"] == {}
+    assert "<!-- measured: scale small; machine a test CPU (2, 1 threads); precision fp32 -->" in page.read_text()
