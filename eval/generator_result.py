@@ -67,12 +67,8 @@ class JudgeDistance(Record):
 
 @dataclass(frozen=True)
 class Mean(Record):
+    """A figure averaged over subsets, frames or clips (its spread, where recorded, is left unread)."""
     mean: float
-
-
-@dataclass(frozen=True)
-class Spread(Mean):
-    std: float
 
 
 @dataclass(frozen=True)
@@ -109,10 +105,10 @@ class GuidanceResult(Record):
     judge_features: JudgeDistance | None
     novelty: SampleNovelty | None
     fid: Frechet | None = None
-    inception_score: Spread | None = None
+    inception_score: Mean | None = None
     precision: float | None = None
     recall: float | None = None
-    kid: Spread | None = None
+    kid: Mean | None = None
     fvd: Frechet | None = None
 
     def weakest_share(self) -> float | None:

@@ -6,7 +6,8 @@ A config is a dataclass whose fields may be dataclasses themselves (`model`, `tr
 read from YAML, from a `--set section.field=value` override, or from a saved `config.json` goes through
 `build`, which checks it against the field's annotation: `"false"` is not a bool, `"64"` is not an int, a
 list becomes a tuple where the field is a tuple, and an unknown field is an error naming the file and the
-fields that exist. Overrides are parsed as YAML values (`train.betas=[0.9,0.95]`, `model.causal=false`).
+fields that exist. Overrides are parsed as YAML values (`train.betas=[0.9,0.95]`, `model.causal=false`). `build`
+reads any JSON record onto dataclasses the same way (a result file's schema), a missing field named as clearly.
 """
 from __future__ import annotations
 
