@@ -176,10 +176,14 @@ def main(argv=None) -> dict:
     ap = parser(__doc__, "--release-repo", REPO_NAME, {**SIZES, **COMPILED}, batch=1)
     ap.set_defaults(rounds=5)
     args = ap.parse_args(argv)
-    repo = checkout(args.release_repo, REPO_NAME, "OmniTokenizer/omnitokenizer.py", needs=("timm",))
-    rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in precisions()]
-    scales = dict.fromkeys(SIZES[COMPILED.get(size, size)][0] for size in args.sizes)
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(scales))
+
+    def measure():
+        repo = checkout(args.release_repo, REPO_NAME, "OmniTokenizer/omnitokenizer.py", needs=("timm",))
+        rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in precisions()]
+        scales = dict.fromkeys(SIZES[COMPILED.get(size, size)][0] for size in args.sizes)
+        return rows, repo, ", ".join(scales), {}
+
+    return write_report(args, (DOC_BEGIN, DOC_END), doc_lines, measure)
 
 
 if __name__ == "__main__":

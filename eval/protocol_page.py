@@ -120,10 +120,12 @@ def _record(p: protocols.Protocol) -> list[str]:
             *[f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows], ""]
 
 
+BEGIN = ("<!-- written by `python -m eval.protocol_page --out docs/protocols.md` from eval/protocols.py and "
+         "eval/paper_tables.py; do not edit -->")  # the whole page is generated
+
+
 def render() -> str:
-    lines = ["# Evaluation protocols", "",
-             "<!-- written by `python -m eval.protocol_page --out docs/protocols.md` from eval/protocols.py and "
-             "eval/paper_tables.py; do not edit -->", "",
+    lines = ["# Evaluation protocols", "", BEGIN, "",
              "A FID, FVD, Inception Score or precision / recall depends on choices nobody writes down beside the "
              "figure: the feature network and the form of its weights, how frames become 8-bit and are resized, which "
              "frames of a clip, how many items against which real split, the seed of a random selection, and the "

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from shared.data import DataError, ImageFolder, VideoFolder
 from shared.data.collate import collate
-from shared.sample_folders import checked_folder, folder_name, read_samples_record
+from shared.sample_folders import checked_folder, read_samples_record
 
 from . import protocols
 from .datasets import image_split, split_label, video_split
@@ -121,12 +121,17 @@ def main(argv=None) -> dict | None:
     if args.record is None:
         return evaluate(args, args.samples, args.out)
     try:
-        entries = list(read_samples_record(args.record)["folders"].values())
-        folders = [checked_folder(args.record, entry) for entry in entries]
+        entries = read_samples_record(args.record)["folders"]
+        folders = {key: checked_folder(args.record, entry) for key, entry in entries.items()}
     except (FileNotFoundError, ValueError) as exc:
         ap.error(f"--record: {exc}")
-    for entry, folder in zip(entries, folders):
-        evaluate(args, str(folder), str(Path(args.out) / f"samples_{folder.name}.json"), entry["sha256"])
+    for key, folder in folders.items():
+        evaluate(args, str(folder), str(result_file(args.out, key)), entries[key]["sha256"])
+
+
+def result_file(out: str | Path, key: str) -> Path:
+    """The result file of the samples folder of one guidance scale (its key, shared.guidance) in the folder `out`."""
+    return Path(out) / f"samples_{key}.json"
 
 
 def evaluate(args: argparse.Namespace, samples_folder: str, out: str, samples_sha256: str | None = None) -> dict:

@@ -271,7 +271,7 @@ def test_sample_metrics_of_a_record_reads_the_folder_given_checks_it_and_names_w
     sample_metrics.main(common + ["--record", str(tmp_path / "copy"), "--out", str(tmp_path / "eval")])
     result = json.loads((tmp_path / "eval" / "samples_cfg1.json").read_text())
     assert result["samples"] == str(tmp_path / "copy" / "cfg1") and result["n_samples"] == 5
-    assert result["samples_sha256"] == record["folders"]["1"]["sha256"]
+    assert result["samples_sha256"] == record["folders"]["cfg1"]["sha256"]
     assert all(str(p).startswith(str(tmp_path / "copy")) for p in scored[0])
     (tmp_path / "copy" / "cfg1" / "0000" / "00004.png").unlink()
     with pytest.raises(SystemExit):
