@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import inspect
 import sys
 import types
 import warnings
@@ -59,13 +60,22 @@ RELEASE_BLOCK = {"g": "t", "w": "w"}  # our spatial letters in the release's: it
 # ----------------------------------------------------------------------------- the release's model
 
 
+class _LightningModule(nn.Module):
+    """Lightning's base class where it is not installed: save_hyperparameters() records the caller's __init__
+    arguments in `hparams`, as Lightning does (the release's VQGAN(args) stores {'args': args})."""
+
+    def save_hyperparameters(self) -> None:
+        frame = inspect.currentframe().f_back
+        self.hparams = {name: frame.f_locals[name] for name in inspect.getargvalues(frame).args[1:]}
+
+
 def _stand_ins() -> None:
     """Modules the release imports for training only, where they are not installed: the names it takes from them."""
     def missing(name: str) -> bool:
         return name not in sys.modules and importlib.util.find_spec(name) is None
 
     if missing("pytorch_lightning"):
-        sys.modules["pytorch_lightning"] = types.SimpleNamespace(LightningModule=nn.Module)
+        sys.modules["pytorch_lightning"] = types.SimpleNamespace(LightningModule=_LightningModule)
     if missing("beartype"):
         sys.modules["beartype"] = types.SimpleNamespace(beartype=lambda fn: fn)
     if missing("fairscale"):
