@@ -63,12 +63,14 @@ def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> tuple[dict[
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise ReleaseCheckpointError(f"{path}: not a PyTorch checkpoint, or truncated or corrupt") from None
         raise ReleaseCheckpointError(
-            f"{path}: holds Python objects besides tensors and hyper-parameters ({reason}); if you trust the file, "
-            f"--trust-pickle (trust_pickle=True) reads it with pickle") from None
+            f"{path}: holds Python objects besides tensors and hyper-parameters ({found.group(1)}); if you trust the "
+            f"file, --trust-pickle (trust_pickle=True) reads it with pickle") from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ReleaseCheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({exc})") from None
+        raise ReleaseCheckpointError(f"{path}: not a PyTorch checkpoint, or truncated or corrupt ({exc})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         state, hparams = obj["state_dict"], obj.get("hyper_parameters")
     elif isinstance(obj, dict) and obj and all(torch.is_tensor(v) for v in obj.values()):
@@ -223,18 +225,26 @@ def convert_state(state: dict[str, torch.Tensor], config: OmniTokenizerConfig, p
     path, r = Path(path), _Reader(state, Path(path))
     expected = model.state_dict()
     out: dict[str, torch.Tensor] = {}
+    sources: dict[str, str] = {}  # our key: the release's
     heads, head_dim = config.heads, config.dim // config.heads
     order = rope_channel_order(head_dim)
 
     def rope_rows(w: torch.Tensor) -> torch.Tensor:  # rows (heads * head_dim, ...) reordered within each head
         return w.reshape(heads, head_dim, *w.shape[1:])[:, order].reshape(w.shape)
 
+    def put(ours: str, release: str, tensor: torch.Tensor) -> None:
+        out[ours], sources[ours] = tensor, release
+
     def weight_bias(ours: str, release: str, bias: bool = True, scale: float = 1.0) -> None:
-        out[f"{ours}.weight"] = r[f"{release}.weight"] * scale
-        out[f"{ours}.bias"] = r[f"{release}.bias"] * scale if bias else torch.zeros_like(expected[f"{ours}.bias"])
+        put(f"{ours}.weight", f"{release}.weight", r[f"{release}.weight"] * scale)
+        if bias:
+            put(f"{ours}.bias", f"{release}.bias", r[f"{release}.bias"] * scale)
+        else:  # a bias the release's layer lacks
+            out[f"{ours}.bias"] = torch.zeros_like(expected[f"{ours}.bias"])
 
     def layer_norm(ours: str, release: str) -> None:  # the release's own LayerNorm: gamma, and beta as a buffer
-        out[f"{ours}.weight"], out[f"{ours}.bias"] = r[f"{release}.gamma"], r[f"{release}.beta"]
+        put(f"{ours}.weight", f"{release}.gamma", r[f"{release}.gamma"])
+        put(f"{ours}.bias", f"{release}.beta", r[f"{release}.beta"])
 
     for ours, release in (("embed_first", "encoder.to_patch_emb_first_frame"), ("embed_rest", "encoder.to_patch_emb")):
         weight_bias(f"{ours}.norm_in", f"{release}.1")
@@ -251,9 +261,9 @@ def convert_state(state: dict[str, torch.Tensor], config: OmniTokenizerConfig, p
             weight_bias(f"{ours}.ff.proj_in", f"{src}.3.1", bias=False)
             weight_bias(f"{ours}.ff.proj_out", f"{src}.3.4", bias=False)
             if kind == "w":
-                out[f"{ours}.attn.qkv.weight"] = r[f"{src}.1.qkv.weight"]
+                put(f"{ours}.attn.qkv.weight", f"{src}.1.qkv.weight", r[f"{src}.1.qkv.weight"])
                 weight_bias(f"{ours}.attn.proj", f"{src}.1.proj")
-                out[f"{ours}.rel_bias"] = r[f"{src}.1.relative_position_bias_table"]
+                put(f"{ours}.rel_bias", f"{src}.1.relative_position_bias_table", r[f"{src}.1.relative_position_bias_table"])
                 index = r[f"{src}.1.relative_position_index"]
                 if not torch.equal(index, model.get_submodule(ours).rel_index):
                     raise ReleaseCheckpointError(f"{path}: {src}.1.relative_position_index is not the window's")
@@ -262,11 +272,11 @@ def convert_state(state: dict[str, torch.Tensor], config: OmniTokenizerConfig, p
             q, kv = r[f"{src}.1.to_q.weight"], r[f"{src}.1.to_kv.weight"]
             k, v = kv.chunk(2)
             reorder = rope_rows if rope else (lambda w: w)
-            out[f"{ours}.attn.qkv.weight"] = torch.cat([reorder(q), reorder(k), v])
+            put(f"{ours}.attn.qkv.weight", f"{src}.1.to_q.weight + to_kv.weight", torch.cat([reorder(q), reorder(k), v]))
             weight_bias(f"{ours}.attn.proj", f"{src}.1.to_out", bias=False)
             for name in ("q_scale", "k_scale"):
                 scale = r[f"{src}.1.{name}"]
-                out[f"{ours}.attn.{name}"] = scale[order] if rope else scale
+                put(f"{ours}.attn.{name}", f"{src}.1.{name}", scale[order] if rope else scale)
             weight_bias(f"{ours}.peg.conv", f"{src}.0.dsconv")
             r.drop(f"{src}.1.context_norm")  # a norm for cross-attention context, which these blocks never get
             mlp = f"{src}.1.spatial_rel_pos_bias.net"
@@ -279,7 +289,7 @@ def convert_state(state: dict[str, torch.Tensor], config: OmniTokenizerConfig, p
     weight_bias("head.proj", "pre_vq_conv.1")
     weight_bias("post_head", "post_vq_conv.1")
     if config.quantizer == "vq":
-        out["head.codebook"] = r["codebook.embeddings"]
+        put("head.codebook", "codebook.embeddings", r["codebook.embeddings"])
         out["head.initialized"] = torch.tensor(True)
         for name in EMA_STATISTICS:
             r.drop(name)
@@ -295,7 +305,7 @@ def convert_state(state: dict[str, torch.Tensor], config: OmniTokenizerConfig, p
     if unknown:
         raise ReleaseCheckpointError(f"{path}: {len(unknown)} tensors this converter does not know: {unknown[:8]}")
     missing = sorted(k for k in expected if k not in out)
-    wrong = [f"{k}: {tuple(v.shape)} in the file, {tuple(expected[k].shape)} here" for k, v in out.items()
+    wrong = [f"{sources.get(k, k)} {tuple(v.shape)} for {k} {tuple(expected[k].shape)}" for k, v in out.items()
              if k in expected and v.shape != expected[k].shape]
     if missing or wrong:
         raise ReleaseCheckpointError(f"{path}: does not fill the model: missing {missing[:8]}, shapes {wrong[:8]}")
