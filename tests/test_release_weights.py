@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 from tokenizer.convert_release import ReleaseCheckpointError, main, rope_channel_order
 from tokenizer.model import apply_rope, rope_2d
@@ -219,7 +220,10 @@ def test_files_that_are_not_release_checkpoints_are_refused(tmp_path):
 def test_convert_release_writes_a_folder_that_loads_to_the_same_model(tmp_path, capsys):
     path = write(tmp_path, release_state(), release_args())
     out = main([str(path), str(tmp_path / "converted")])
-    assert "sha256" in capsys.readouterr().out
+    digest = file_sha256(path)
+    assert digest in capsys.readouterr().out
+    card = (out / "README.md").read_text()
+    assert f"`release.ckpt` (sha256 `{digest}`)" in card and "release-compatible: loads the published weights" in card
     direct, loaded = OmniTokenizer.from_release(path), OmniTokenizer.from_pretrained(out).eval()
     assert loaded.config == direct.config
     with torch.no_grad():

@@ -21,13 +21,14 @@ doubled (the release decodes to [-0.5, 0.5], we to [-1, 1]; doubling is exact in
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import pickle
 import re
 from pathlib import Path
 
 import torch
+
+from shared.provenance import file_sha256
 
 from .config import OmniTokenizerConfig
 from .model import OmniTokenizer
@@ -321,14 +322,6 @@ def load_release(path: str | Path, sdpa: bool = True, trust_pickle: bool = False
     return model.eval()
 
 
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -341,9 +334,10 @@ def main(argv=None) -> Path:
                     help="read a file that holds Python objects besides tensors, with pickle (only a trusted file)")
     args = ap.parse_args(argv)
     model = load_release(args.checkpoint, args.sdpa, args.trust_pickle)
-    out = model.save_pretrained(args.out)
+    digest = file_sha256(args.checkpoint)
+    out = model.save_pretrained(args.out, card={"source": {"file": Path(args.checkpoint).name, "sha256": digest}})
     c = model.config
-    print(f"{args.checkpoint} (sha256 {sha256(args.checkpoint)}): {c.quantizer.upper()} release tokenizer, encoder "
+    print(f"{args.checkpoint} (sha256 {digest}): {c.quantizer.upper()} release tokenizer, encoder "
           f"{c.encoder_spatial} decoder {c.decoder_spatial} (g global, w window), patch {c.patch_size}, frames per "
           f"tube {c.temporal_patch_size}, {c.release_spatial_position} positions, "
           f"{'SDPA' if c.release_sdpa else 'explicit'} attention path -> {out}")

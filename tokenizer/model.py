@@ -33,6 +33,7 @@ from shared.memory import release_free_heap
 from shared.pretrained import PretrainedMixin
 
 from .config import OmniTokenizerConfig, model_config
+from .model_card import write_card
 from .quantizers import DiagonalGaussian, GaussianHead, VectorQuantizer
 
 
@@ -522,6 +523,13 @@ class OmniTokenizer(nn.Module, PretrainedMixin):
         from .convert_release import load_release
 
         return load_release(path, sdpa=sdpa, trust_pickle=trust_pickle)
+
+    def save_pretrained(self, path, *args, card: dict | None = None, **kwargs):
+        """The folder (config and weights) with README.md, its model card (tokenizer.model_card) from the config and
+        `card`: what is known of the weights' training, validation or source (write_card's arguments)."""
+        out = super().save_pretrained(path, *args, **kwargs)
+        write_card(path, self, **(card or {}))
+        return out
 
     def compile_for_inference(self) -> "OmniTokenizer":
         """torch.compile the encoder and decoder stacks for inference, with the weights frozen into the compiled code
