@@ -16,8 +16,10 @@ differ where the release is wrong or differs (docs/release_differences.md: its p
 PEG's axes, the biases its SDPA path drops), so weights are not mapped and the outputs not compared: each side has
 its own initial weights, and each side's FLOPs are counted on its own. The release's VQGAN class needs
 pytorch_lightning, beartype and fairscale at import: where one is not installed, a stand-in takes its place for
-the names these classes import and never call at inference (the Lightning base class, the type-checking
-decorator, the activation-checkpoint wrapper). Each case times encode to codes and decode back, the two sides in
+the names these classes import and never call at inference (the Lightning base class, whose save_hyperparameters
+records the arguments as Lightning does, the type-checking decorator, the activation-checkpoint wrapper). A
+release-compatible model of ours does map the release's weights (docs/release_weights.md; the comparison is
+tests/test_release_weights.py); this bench times our default model. Each case times encode to codes and decode back, the two sides in
 turns, in fp32 and in bf16 autocast where this CPU multiplies faster in it. Without --release-repo our side runs
 alone. With --doc the table goes into that page between its markers. The timing and report parts are shared with
 the other reference benches (reference_pair.py).

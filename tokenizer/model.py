@@ -176,9 +176,9 @@ class GEGLU(nn.Module):
 class SpatialBlock(nn.Module):
     """Pre-norm transformer block over the tokens of one frame (N, h, w, D): window or global attention.
 
-    release: the release's block. A global one has the release's attention (Attention), RoPE or (position "relative") an MLP position
-    bias that takes part only with position_bias (its explicit path), and its own PEG, which the stack applies across
-    frames before the block; a window one has no RoPE."""
+    release: the release's block. A global one has the release's attention (Attention), RoPE or (position
+    "relative") an MLP position bias that takes part only with position_bias (its explicit path), and its own PEG,
+    which the stack applies across frames before the block; a window one has no RoPE."""
 
     def __init__(self, dim: int, heads: int, ff_mult: float, window: int | None, release: bool = False,
                  position: str = "rope", position_bias: bool = False):
