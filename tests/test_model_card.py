@@ -1,6 +1,7 @@
 """The model card (README.md) in every saved tokenizer folder."""
 import torch
 
+from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 from tokenizer.train import run
 
@@ -18,6 +19,13 @@ def test_a_saved_folder_explains_itself_and_still_loads(tmp_path):
     assert "Not recorded" in card and "latent scale: not measured" in card and "causal across frames" in card
     loaded = OmniTokenizer.from_pretrained(tmp_path / "saved")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    # the card carries the time it was written; the folder's hash (vae_sha256, tokenizer_sha256) leaves it out
+    before = file_sha256(tmp_path / "saved")
+    (tmp_path / "saved" / "README.md").write_text("another card")
+    assert file_sha256(tmp_path / "saved") == before
+    loaded.head.proj.bias.data += 1
+    loaded.save_pretrained(tmp_path / "saved")
+    assert file_sha256(tmp_path / "saved") != before
 
 
 def test_a_trained_stage_card_gives_its_data_steps_and_held_out_figures_beside_the_baselines(tmp_path):

@@ -1,6 +1,7 @@
 """The model card (README.md) in every saved tokenizer folder: what the model is, what it was trained on and for how
 long, how well it reconstructs held-out data beside the bicubic baselines, its latent scale, and where it came from,
-so that a folder explains itself wherever it is copied (a model hub shows README.md as the model's page).
+so that a folder explains itself wherever it is copied (a model hub shows README.md as the model's page). Folder
+hashes (shared.provenance.file_sha256) leave it out: the same weights saved again hash the same.
 
 OmniTokenizer.save_pretrained writes it from the config alone; the trainer adds the stage, its data and its
 validation, the release converter the file it converted.
@@ -10,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.atomic import atomic_write
-from shared.provenance import stamp
-
-CARD_NAME = "README.md"
+from shared.provenance import MODEL_CARD, stamp
 BASELINE_NAMES = {"4x": "bicubic 4x down and up", "8x": "bicubic 8x down and up",
                   "same_numbers": "bicubic, as many numbers as the latents", "same_bits": "bicubic, as many bits as the codes"}
 
@@ -128,4 +127,4 @@ def card_text(model, training: dict | None = None, validation: dict | None = Non
 def write_card(folder: str | Path, model, training: dict | None = None, validation: dict | None = None,
                source: dict | None = None) -> Path:
     text = card_text(model, training, validation, source)
-    return atomic_write(Path(folder) / CARD_NAME, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(Path(folder) / MODEL_CARD, lambda tmp: Path(tmp).write_text(text))
