@@ -1,7 +1,8 @@
 """Tiled encoding and decoding (OmniTokenizer.enable_tiling): what the seams cost, and the memory a tile bounds.
 
-    python -m bench.tokenizer_tiling --part small --out bench/out/tokenizer_tiling.json --doc docs/tokenizer.md
-    python -m bench.tokenizer_tiling --part paper --out bench/out/tokenizer_tiling.json --doc docs/tokenizer.md
+    python -m bench.tokenizer_tiling --part small --doc docs/tokenizer.md
+    python -m bench.tokenizer_tiling --part paper --doc docs/tokenizer.md
+    python -m bench.tokenizer_tiling --from-result docs/results/tokenizer_tiling.json --doc docs/tokenizer.md
 
 `small`: the trained `small` tokenizers (the VQ of the joint stage and the VAE of the KL stage) reconstruct held-out
 embedded photos and clips at a size larger than a tile, in one pass and in tiles (by default 128² frames in 64²
@@ -10,8 +11,8 @@ reconstructions minus that of the tiled ones (the target: within 0.3 dB), beside
 reconstructions against the untiled ones. `paper`: peak memory and time of encode + decode at the `paper` shapes (random weights,
 fp32) for 512² and 1024² images and a 129-frame 256² clip, in one pass and with enable_tiling() at its defaults
 (256² tiles 192 apart; within a tile, 16 latent frames at a time), each case in its own process so that its peak
-resident memory (CUDA: its peak allocation) is its own. Each part replaces its own entry of the JSON and, with --doc,
-its own block of the page.
+resident memory (CUDA: its peak allocation) is its own. Each part replaces its own entry of the report
+(docs/results/tokenizer_tiling.json) and, with --doc, the page's block of every part the report holds.
 """
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from bench.flops import machine_name, timed
+from bench.report import add_report_arguments, report_of
 from shared.data import EmbeddedClips, EmbeddedPhotos
 from shared.data.collate import collate
-from shared.doc_blocks import Measured, write_block
+from shared.atomic import read_json_object
+from shared.doc_blocks import Measured, write_blocks
 from shared.metrics.reconstruction import psnr
 from tokenizer import OmniTokenizer
 
@@ -162,12 +165,13 @@ def paper_table(part: dict) -> list[str]:
 # ----------------------------------------------------------------------------- main
 
 
+PARTS = {"small": (SMALL_BEGIN, SMALL_END, small_table), "paper": (PAPER_BEGIN, PAPER_END, paper_table)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["small", "paper"])
-    ap.add_argument("--out", default="bench/out/tokenizer_tiling.json")
-    ap.add_argument("--doc", default=None, help="a page with the part's markers (docs/tokenizer.md)")
-    ap.add_argument("--force", action="store_true", help="replace a block measured at paper scale (shared.doc_blocks)")
+    ap.add_argument("--part", choices=list(PARTS), help="the part to measure (not with --from-result)")
+    add_report_arguments(ap, "docs/results/tokenizer_tiling.json")
     ap.add_argument("--vq", default="runs/small/tokenizer/joint/final", help="small: the VQ tokenizer")
     ap.add_argument("--vae", default="runs/small/tokenizer/kl/final", help="small: the KL tokenizer")
     ap.add_argument("--resolution", type=int, default=128, help="small: frame side")
@@ -186,22 +190,23 @@ def main(argv=None) -> dict:
         result = run_case(args.case, args.tiled, args.device)
         print(json.dumps(result))
         return result
-    if args.part is None:
-        ap.error("--part small or --part paper")
-    part = small_part(args) if args.part == "small" else paper_part(args)
-    out = Path(args.out)
-    report = json.loads(out.read_text()) if out.is_file() else {}
-    report[args.part] = part
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    if args.doc:
-        begin, end, lines = ((SMALL_BEGIN, SMALL_END, small_table(part)) if args.part == "small"
-                             else (PAPER_BEGIN, PAPER_END, paper_table(part)))
-        measured = Measured(args.part, f"{part['machine']} ({part['threads']} threads, {part.get('device', 'cpu')})",
-                            "fp32")
-        if not write_block(args.doc, begin, end, lines, measured, args.force):
-            raise SystemExit(f"{args.doc}: has no block {begin!r}")
-    print(f"wrote {out}")
+    if (args.part is None) == (args.from_result is None):
+        ap.error("--part small or --part paper (measure), or --from-result (render a report written before)")
+
+    def measure() -> dict:  # the part measured replaces its own entry of the report
+        out = Path(args.out)
+        report = read_json_object(out, "tiling report") if out.is_file() else {}
+        return {**report, args.part: small_part(args) if args.part == "small" else paper_part(args)}
+
+    report = report_of(args, measure)
+    if args.doc:  # each part the report holds: its block
+        blocks = [(begin, end, table(report[name]),
+                   Measured(name, f"{report[name]['machine']} ({report[name]['threads']} threads, "
+                                  f"{report[name].get('device', 'cpu')})", "fp32"))
+                  for name, (begin, end, table) in PARTS.items() if name in report]
+        if not write_blocks(args.doc, blocks, args.force):
+            raise SystemExit(f"{args.doc}: lacks the block of a part of the report ({', '.join(b[0] for b in blocks)})")
+    print(f"tiling report: {args.from_result or args.out}")
     return report
 
 

@@ -36,6 +36,7 @@ from shared.atomic import read_json_object
 from shared.data.errors import DataError
 from shared.data.transforms import to_uint8, to_unit_range
 from shared.extraction import ShardDataset
+from shared.guidance import guidance_key
 from shared.provenance import check_sha256
 from shared.sample_folders import checked_folder, read_samples_record
 
@@ -209,13 +210,13 @@ def measure(folders: list[tuple[float, str, str | None]], run: Path, scale: str,
     fresh_dist, _ = rep.distance(rep.encode(fresh), bank_latent)
     fresh_judge, _ = nearest_euclidean(torch.from_numpy(judge_features(net, fresh)), bank_judge)
     out = []
-    for guidance, folder, sha in folders:
+    for guidance_scale, folder, sha in folders:
         files = list_samples(folder, kind)
         pixels = torch.stack([load_sample(p, resolution, frames) for p, _ in files])
         latent = torch.cat([rep.encode(pixels[i : i + 64]) for i in range(0, len(pixels), 64)])
         latent_dist, _ = rep.distance(latent, bank_latent)
         judge_dist, _ = nearest_euclidean(torch.from_numpy(judge_features(net, pixels)), bank_judge)
-        row = {"guidance": guidance, "samples": str(folder), "samples_sha256": sha, "n": len(files),
+        row = {"guidance_scale": guidance_scale, "samples": str(folder), "samples_sha256": sha, "n": len(files),
                "latent": nearer_than_fresh(latent_dist, fresh_dist), "judge": nearer_than_fresh(judge_dist, fresh_judge)}
         if rep.vq:
             agreement = 1 - latent_dist
@@ -254,7 +255,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"error: {exc}") from None
     write_result(args.out, metrics, scale=args.scale, eval_seconds=time.perf_counter() - start,
                  threads=torch.get_num_threads(), device=device())
-    print(json.dumps({f"{r['guidance']:g}": {"latent": round(r["latent"]["nearer_than_fresh"], 4),
+    print(json.dumps({guidance_key(r["guidance_scale"]): {"latent": round(r["latent"]["nearer_than_fresh"], 4),
                                              "judge": round(r["judge"]["nearer_than_fresh"], 4),
                                              **({"near_copies": round(r["codes"]["near_copies"], 4)} if "codes" in r
                                                 else {})} for r in metrics["novelty"]}, indent=1))

@@ -195,7 +195,7 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
         pipe(labels=[22])
     record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
                           "--classes", "2", "--set", "diffusion.sampling_steps=3"])
-    assert set(record["folders"]) == {"1", "2"}
+    assert set(record["folders"]) == {"cfg1", "cfg2"}
     # the first two of the classes with training data (photos held out for validation have none)
     trained = sorted(set(LatentSet(work / "image_latents").labels.tolist()))
     assert pipe.info["trained_classes"] == trained
@@ -241,7 +241,7 @@ def test_unconditional_variant_trains_and_samples_into_class_zero(work, tmp_path
         pipe(num_samples=0)
     record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
                           "--guidance", "1", "--per-class", "3", "--set", "diffusion.sampling_steps=2"])
-    assert record["folders"]["1"]["n"] == 3
+    assert record["folders"]["cfg1"]["n"] == 3
     assert sorted(p.name for p in (tmp_path / "s" / "cfg1").iterdir()) == ["0000"]
     assert len(list((tmp_path / "s" / "cfg1" / "0000").glob("*.png"))) == 3
 

@@ -47,7 +47,7 @@ def fake_generator(tmp_path, tok_dir, codes, pixels, labels):
     (run / "summary.json").write_text(json.dumps({"data": str(codes), "tokenizer": str(tok_dir),
                                                   "tokenizer_sha256": file_sha256(tok_dir)}))
     (run / "samples" / "samples.json").write_text(json.dumps(
-        {"folders": {"1": {"folder": str(folder), "guidance_scale": 1.0, "n": len(pixels)}}}))
+        {"folders": {"cfg1": {"folder": str(folder), "guidance_scale": 1.0, "n": len(pixels)}}}))
     return run
 
 
@@ -181,4 +181,4 @@ def test_a_folder_of_ones_own_goes_through_extraction_training_sampling_and_nove
     assert metrics["fresh_per_class"] * 4 >= 16  # the held-out split, all of it
     for row in metrics["novelty"]:
         assert row["n"] == 4 * 2 and 0 <= row["latent"]["nearer_than_fresh"] <= 1 and "codes" in row
-    assert json.loads((tmp_path / "n.json").read_text())["metrics"]["novelty"][0]["guidance"] == 1.0
+    assert json.loads((tmp_path / "n.json").read_text())["metrics"]["novelty"][0]["guidance_scale"] == 1.0

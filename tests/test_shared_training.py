@@ -97,6 +97,22 @@ def test_config_values_are_type_checked_and_overridable():
         apply_overrides({}, ["model.dim"])
 
 
+@dataclass(frozen=True)
+class _Share:
+    """A record as a result file holds it: a key that is no Python name, and keys a newer writer added."""
+    ignores_unknown_fields = True
+    index: int = field(metadata={"key": "class"})
+    share: float
+
+
+def test_a_record_reads_a_key_under_another_name_and_names_its_missing_fields():
+    assert build(_Share, {"class": 3, "share": 1, "added_later": "x"}) == _Share(3, 1.0)
+    with pytest.raises(ConfigError, match=r"r.json: missing _Share field\(s\) \['class'\]"):
+        build(_Share, {"share": 0.5}, "r.json")
+    with pytest.raises(ConfigError, match=r"r.json: class: expected an integer, got 'a'"):
+        build(_Share, {"class": "a", "share": 0.5}, "r.json")
+
+
 def test_collate_stacks_tensors_and_lists_the_rest():
     items = [{"pixels": torch.zeros(3, 1, 4, 4), "codes": torch.arange(n), "path": f"p{n}", "unreadable": [f"e{n}"]}
              for n in (2, 3)]

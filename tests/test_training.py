@@ -180,6 +180,20 @@ def test_tube_inflation_keeps_the_function_on_repeated_frames():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_a_codebook_of_another_size_starts_from_data_not_from_random_codes():
+    src = OmniTokenizer.from_scale("tiny", codebook_size=64)
+    src.train()(torch.rand(2, 3, 1, 16, 16) * 2 - 1)  # the first training batch initialises the codebook
+    assert bool(src.head.initialized)
+    same, wider = OmniTokenizer.from_scale("tiny", codebook_size=64), OmniTokenizer.from_scale("tiny", codebook_size=128)
+    transfer_weights(src, same)
+    assert bool(same.head.initialized) and torch.equal(same.head.codebook, src.head.codebook)
+    notes = transfer_weights(src, wider)
+    assert not bool(wider.head.initialized) and any("128 codes initialised from data" in n for n in notes)
+    x = torch.rand(4, 3, 1, 16, 16) * 2 - 1
+    wider.train()(x)  # so its first batch picks the codes
+    assert bool(wider.head.initialized)
+
+
 def test_vq_to_kl_transfer_starts_at_the_vq_projection():
     vq = OmniTokenizer.from_scale("tiny", quantizer="vq").eval()
     kl = OmniTokenizer.from_scale("tiny", quantizer="kl").eval()
@@ -340,3 +354,21 @@ def test_a_corrupt_file_in_training_data_is_skipped_and_reported(tmp_path, image
                  loss={"perceptual_weight": 0.0})
     summary = report["stages"]["image"]
     assert summary["unreadable_skipped"] == 1 and "zz_broken.JPEG: cannot decode image" in summary["unreadable_first"][0]
+
+
+def test_motion_loss_sees_frames_that_stand_still_and_only_clips_pay_it():
+    from tokenizer.losses import TokenizerLoss, motion_loss
+    from tokenizer.train_config import LossConfig
+
+    x = torch.zeros(1, 3, 4, 2, 2)
+    x[:, :, 1:] = 0.5  # one step of 0.5 between frames 0 and 1
+    assert motion_loss(x + 0.2, x).item() == pytest.approx(0.0, abs=1e-7)  # a brightness shift moves nothing
+    still = x[:, :, :1].expand_as(x)
+    assert motion_loss(still, x).item() == pytest.approx(0.5 / 3)  # 3 frame steps, one missed by 0.5
+    loss_fn = TokenizerLoss(LossConfig(perceptual_weight=0.0, gan_weight=0.0, motion_weight=2.0))
+    enc = type("Enc", (), {"indices": None, "loss": torch.tensor(0.0)})()
+    loss, terms = loss_fn(x, still, enc, 0)
+    assert terms["motion"].item() == pytest.approx(0.5 / 3)
+    assert loss.item() == pytest.approx(terms["recon"].item() + 2 * 0.5 / 3)
+    _, image_terms = loss_fn(x[:, :, :1], still[:, :, :1], enc, 0)
+    assert "motion" not in image_terms

@@ -41,6 +41,16 @@ class OmniTokenizerConfig:
     # dividing by it. Measured on a generator's training latents by diffusion_generation.extract_latents and kept in
     # the VAE of its pipeline; 1.0: not measured
     scaling_factor: float = 1.0
+    # release-compatible: loads the published weights; not causal across frames. On: the public release's computation
+    # (docs/release_weights.md): LayerNorm-Linear-LayerNorm patch embedding over pixels halved to its [-0.5, 0.5], a
+    # PEG before every global spatial block (across frames) and every temporal block (on its scrambled axes), cosine
+    # attention in global and temporal blocks, window attention without RoPE, a norm after each stage, codes picked by
+    # Euclidean distance to unnormalised code vectors. `python -m tokenizer.convert_release` sets it.
+    release_compatible: bool = False
+    release_spatial_position: str = "rope"  # release only: "rope", or "relative" (its relative-position MLP bias)
+    # release only: its SDPA path, which drops the relative-position MLP bias and ALiBi (how it runs on torch >= 2.1);
+    # False: its explicit path, where both reach the attention (how its ImageNet-only checkpoint was trained)
+    release_sdpa: bool = True
 
     def __post_init__(self):
         if self.quantizer not in ("vq", "kl"):
@@ -53,6 +63,13 @@ class OmniTokenizerConfig:
             raise ValueError(f"scaling_factor must be > 0, got {self.scaling_factor}")
         if self.deblock_channels < 0:
             raise ValueError(f"deblock_channels must be >= 0, got {self.deblock_channels}")
+        if self.release_spatial_position not in ("rope", "relative"):
+            raise ValueError(f"release_spatial_position must be 'rope' or 'relative', got {self.release_spatial_position!r}")
+        if not self.release_compatible and (self.release_spatial_position != "rope" or not self.release_sdpa):
+            raise ValueError("release_spatial_position and release_sdpa describe the release's computation: they need "
+                             "release_compatible: true")
+        if self.release_compatible and self.deblock_channels:
+            raise ValueError("the release has no deblocking head: release_compatible needs deblock_channels: 0")
         if self.dim % self.heads or (self.dim // self.heads) % 4:
             raise ValueError(f"dim {self.dim} must split into {self.heads} heads of a width divisible by 4 "
                              f"(2-D RoPE rotates pairs along both axes)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -40,6 +41,7 @@ from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from einops import rearrange
+from huggingface_hub import create_repo
 
 from shared.atomic import follow_umask
 from shared.config import build
@@ -47,6 +49,7 @@ from shared.memory import release_free_heap
 from shared.provenance import earlier_version
 
 from .config import OmniTokenizerConfig, model_config
+from .model_card import write_card
 from .quantizers import DiagonalGaussian, GaussianHead, VectorQuantizer
 from .tiling import blend_tiles
 
@@ -83,36 +86,78 @@ def alibi_bias(heads: int, length: int, causal: bool, device) -> torch.Tensor:
     return bias
 
 
+def causal_mask(length: int, device) -> torch.Tensor:
+    """(1, T, T) additive mask, -inf on the future: the release's temporal attention on its SDPA path (no ALiBi)."""
+    future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+    return torch.zeros(1, length, length, device=device).masked_fill(future, float("-inf"))
+
+
+class RelativePositionMLP(nn.Module):
+    """The release's position bias for global attention (release_spatial_position: relative): an MLP from the signed
+    log distance between two tokens (rows, columns) to one additive bias per head, (heads, h*w, h*w)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, dim), nn.LeakyReLU(0.1), nn.Linear(dim, dim), nn.LeakyReLU(0.1),
+                                 nn.Linear(dim, heads))
+
+    def forward(self, h: int, w: int, device) -> torch.Tensor:
+        grid = torch.stack(torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
+                                          indexing="ij")).flatten(1).T  # (h*w, 2): row, column
+        rel = grid[:, None] - grid[None]
+        rel = torch.sign(rel) * torch.log(rel.abs() + 1)
+        return self.net(rel.float()).permute(2, 0, 1)
+
+
 # ----------------------------------------------------------------------------- building blocks
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + bias) v. The bias (relative position, ALiBi, causal and padding masks)
-    always takes part. SDPA on CUDA or without a bias; on the CPU with a bias the explicit form is used,
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+           scale: float | None = None) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v, scale 1/sqrt(d) unless given. The bias (relative position, ALiBi, causal and
+    padding masks) always takes part. SDPA on CUDA or without a bias; on the CPU with a bias the explicit form is used,
     measured 2-3x (fp32) and 3-5x (bf16) faster than SDPA with the same mask for these short sequences."""
     if bias is None or q.is_cuda:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype))
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5).add_(bias.to(q.dtype))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype), scale=scale)
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale or q.shape[-1] ** -0.5).add_(bias.to(q.dtype))
     return torch.matmul(scores.softmax(-1), v)
 
 
 class Attention(nn.Module):
-    """Multi-head attention over the second-to-last axis."""
+    """Multi-head attention over the second-to-last axis.
 
-    def __init__(self, dim: int, heads: int):
+    release (the release's global and temporal attention): keys and values from `context` (the block's input before
+    its norm; queries from the normalised input), q and k scaled to unit length after RoPE, times a learned scale per
+    channel, at a fixed temperature of 8."""
+
+    COSINE_TEMPERATURE = 8.0
+
+    def __init__(self, dim: int, heads: int, release: bool = False):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim)
+        self.release = release
+        if release:
+            self.q_scale, self.k_scale = nn.Parameter(torch.ones(dim // heads)), nn.Parameter(torch.ones(dim // heads))
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        d = x.shape[-1]
         if x.shape[-2] == 1:  # one key: its softmax weight is exactly 1, the output is its value
-            return self.proj(F.linear(x, self.qkv.weight[2 * x.shape[-1] :]))
-        q, k, v = rearrange(self.qkv(x), "... l (three h d) -> three ... h l d", three=3, h=self.heads)
+            return self.proj(F.linear(x if context is None else context, self.qkv.weight[2 * d :]))
+        if context is None:
+            q, k, v = rearrange(self.qkv(x), "... l (three h d) -> three ... h l d", three=3, h=self.heads)
+        else:
+            q = rearrange(F.linear(x, self.qkv.weight[:d]), "... l (h d) -> ... h l d", h=self.heads)
+            k, v = rearrange(F.linear(context, self.qkv.weight[d:]), "... l (two h d) -> two ... h l d", two=2, h=self.heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        return self.proj(rearrange(attend(q, k, v, bias), "... h l d -> ... l (h d)"))
+        scale = None
+        if self.release:
+            q, k = F.normalize(q, dim=-1) * self.q_scale, F.normalize(k, dim=-1) * self.k_scale
+            scale = self.COSINE_TEMPERATURE
+        return self.proj(rearrange(attend(q, k, v, bias, scale), "... h l d -> ... l (h d)"))
 
 
 class GEGLU(nn.Module):
@@ -146,13 +191,22 @@ class GEGLU(nn.Module):
 
 
 class SpatialBlock(nn.Module):
-    """Pre-norm transformer block over the tokens of one frame (N, h, w, D): window or global attention."""
+    """Pre-norm transformer block over the tokens of one frame (N, h, w, D): window or global attention.
 
-    def __init__(self, dim: int, heads: int, ff_mult: float, window: int | None):
+    release: the release's block. A global one has the release's attention (Attention), RoPE or (position
+    "relative") an MLP position bias that takes part only with position_bias (its explicit path), and its own PEG,
+    which the stack applies across frames before the block; a window one has no RoPE."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: float, window: int | None, release: bool = False,
+                 position: str = "rope", position_bias: bool = False):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn, self.ff = Attention(dim, heads), GEGLU(dim, ff_mult)
+        self.attn, self.ff = Attention(dim, heads, release=release and not window), GEGLU(dim, ff_mult)
         self.window = window
+        self.uses_rope = not release or (not window and position == "rope")
+        self.peg = CausalPEG(dim) if release and not window else None
+        self.position = RelativePositionMLP(dim, heads) if release and not window and position == "relative" else None
+        self.position_bias = position_bias and self.position is not None
         if window:  # Swin-style relative position bias, one table per block
             self.rel_bias = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
             nn.init.trunc_normal_(self.rel_bias, std=0.02)
@@ -162,62 +216,79 @@ class SpatialBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         y = self.norm1(x)
-        y = self._window_attention(y, rope) if self.window else self._global_attention(y, rope)
+        rope = rope if self.uses_rope else None
+        y = self._window_attention(y, rope) if self.window else self._global_attention(y, rope, x)
         x = x + y
         return x + self.ff(self.norm2(x))
 
-    def _global_attention(self, y, rope):
+    def _global_attention(self, y, rope, x):
         n, h, w, d = y.shape
-        cos, sin = (r.reshape(h * w, -1) for r in rope)
-        return self.attn(y.reshape(n, h * w, d), rope=(cos, sin)).view(n, h, w, d)
+        rope = None if rope is None else tuple(r.reshape(h * w, -1) for r in rope)
+        bias = self.position(h, w, y.device) if self.position_bias else None
+        context = x.reshape(n, h * w, d) if self.attn.release else None
+        return self.attn(y.reshape(n, h * w, d), bias=bias, rope=rope, context=context).view(n, h, w, d)
 
     def _window_attention(self, y, rope):
         n, h, w, d = y.shape
         ws = self.window
         ph, pw = -h % ws, -w % ws
         y = F.pad(y, (0, 0, 0, pw, 0, ph))
-        cos, sin = (F.pad(r, (0, 0, 0, pw, 0, ph)) for r in rope)
         part = "b (nh s1) (nw s2) c -> b (nh nw) (s1 s2) c"
         windows = rearrange(y, part, s1=ws, s2=ws)  # (N, nW, ws*ws, D)
-        cos, sin = (rearrange(r[None], part, s1=ws, s2=ws)[0][:, None] for r in (cos, sin))  # (nW, 1, L, d/2)
+        if rope is not None:
+            rope = tuple(rearrange(F.pad(r, (0, 0, 0, pw, 0, ph))[None], part, s1=ws, s2=ws)[0][:, None]
+                         for r in rope)  # (nW, 1, L, d/2)
         bias = self.rel_bias[self.rel_index].permute(2, 0, 1)  # (heads, L, L)
         if ph or pw:  # keys that are padding get -inf in every window
             valid = torch.zeros(h + ph, w + pw, dtype=torch.bool, device=y.device)
             valid[:h, :w] = True
             valid = rearrange(valid[None, :, :, None], part, s1=ws, s2=ws)[0, :, :, 0]  # (nW, L)
             bias = bias[None] + torch.zeros_like(valid, dtype=bias.dtype).masked_fill(~valid, float("-inf"))[:, None, None, :]
-        out = self.attn(windows, bias=bias, rope=(cos, sin))
+        out = self.attn(windows, bias=bias, rope=rope)
         out = rearrange(out, "b (nh nw) (s1 s2) c -> b (nh s1) (nw s2) c", nh=(h + ph) // ws, s1=ws, s2=ws)
         return out[:, :h, :w]
 
 
 class TemporalBlock(nn.Module):
-    """Pre-norm transformer block over the latent frames of one spatial position (N, T', D)."""
+    """Pre-norm transformer block over the latent frames of one spatial position (N, T', D).
 
-    def __init__(self, dim: int, heads: int, ff_mult: float):
+    release: the release's block, the release's attention (Attention) and its own PEG on the release's scrambled
+    axes, which the stack applies to the whole clip before the block."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: float, release: bool = False):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn, self.ff = Attention(dim, heads), GEGLU(dim, ff_mult)
+        self.attn, self.ff = Attention(dim, heads, release=release), GEGLU(dim, ff_mult)
+        self.peg = CausalPEG(dim, scrambled=True) if release else None
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), bias=bias)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias=bias, context=x if self.attn.release else None)
         return x + self.ff(self.norm2(x))
 
 
 class CausalPEG(nn.Module):
-    """Position-encoding generator: residual depth-wise 3x3x3 conv, zero-padded on the past side only."""
+    """Position-encoding generator: residual depth-wise 3x3x3 conv, zero-padded on the past side only.
 
-    def __init__(self, dim: int):
+    scrambled: the release's PEG before a temporal block, which reads its (B h w, T', D) tokens as (B, T', h, w, D):
+    the conv runs over axes that mix spatial positions and frames, past and future (not causal across frames; at
+    once, whatever frames_per_chunk)."""
+
+    def __init__(self, dim: int, scrambled: bool = False):
         super().__init__()
         self.conv = nn.Conv3d(dim, dim, 3, groups=dim)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
+        self.scrambled = scrambled
 
     def forward(self, x: torch.Tensor, frames_per_chunk: int | None = None, in_place: bool = False) -> torch.Tensor:
         """x (B, T', h, w, D) plus the conv of its past, `frames_per_chunk` latent frames at a time (None: at once).
         in_place (no autograd): x is overwritten with the result, the chunks taken last to first so that each
         still reads its unchanged past; no second clip-sized tensor."""
-        t = x.shape[1]
+        b, t, h, w, d = x.shape
+        if self.scrambled:
+            y = self._conv(x.permute(0, 2, 3, 1, 4).reshape(b, t, h, w, d), 2)
+            y = y.reshape(b, h, w, t, d).permute(0, 3, 1, 2, 4)
+            return x.add_(y) if in_place else x + y
         if frames_per_chunk is None or t <= frames_per_chunk:
             return x.add_(self._conv(x, 2)) if in_place else x + self._conv(x, 2)
         out = x if in_place else torch.empty_like(x)
@@ -239,14 +310,20 @@ class PatchEmbed(nn.Module):
     each patch's mean brightness and contrast, and one right after the (bias-free at start) Linear is
     scale-invariant too: a constant patch at -0.9 and one at -0.5 embed the same, so the decoder has to
     guess brightness, and fails on photos unlike its training set. The transformer blocks are pre-norm,
-    so nothing else needs the normalisation.
+    so nothing else needs the normalisation. release: the release's LN -> Linear -> LN, over pixels halved to
+    its range [-0.5, 0.5].
     """
 
-    def __init__(self, in_dim: int, dim: int):
+    def __init__(self, in_dim: int, dim: int, release: bool = False):
         super().__init__()
         self.proj = nn.Linear(in_dim, dim)
+        self.release = release
+        if release:
+            self.norm_in, self.norm_out = nn.LayerNorm(in_dim), nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.release:
+            return self.norm_out(self.proj(self.norm_in(x * 0.5)))
         return self.proj(x)
 
 
@@ -302,17 +379,23 @@ def chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: i
 class SpaceTimeStack(nn.Module):
     """Spatial blocks (per latent frame) and temporal blocks (per position, after a causal PEG).
 
-    `order` is "st" for the encoder (space then time) and "ts" for the decoder (time then space).
+    `order` is "st" for the encoder (space then time) and "ts" for the decoder (time then space). Release-compatible
+    (cfg.release_compatible): a PEG before every global spatial block and every temporal block instead of one before
+    the temporal blocks, and a norm after the first stage as well as after the last.
     """
 
     def __init__(self, cfg: OmniTokenizerConfig, spatial: str, temporal: int, order: str):
         super().__init__()
         self.cfg, self.order = cfg, order
+        release = cfg.release_compatible
         self.spatial = nn.ModuleList(
-            SpatialBlock(cfg.dim, cfg.heads, cfg.ff_mult, cfg.window_size if kind == "w" else None) for kind in spatial
+            SpatialBlock(cfg.dim, cfg.heads, cfg.ff_mult, cfg.window_size if kind == "w" else None, release,
+                         cfg.release_spatial_position, position_bias=not cfg.release_sdpa)
+            for kind in spatial
         )
-        self.peg = CausalPEG(cfg.dim)
-        self.temporal = nn.ModuleList(TemporalBlock(cfg.dim, cfg.heads, cfg.ff_mult) for _ in range(temporal))
+        self.peg = None if release else CausalPEG(cfg.dim)
+        self.temporal = nn.ModuleList(TemporalBlock(cfg.dim, cfg.heads, cfg.ff_mult, release) for _ in range(temporal))
+        self.stage_norm = nn.LayerNorm(cfg.dim) if release else None
         self.norm = nn.LayerNorm(cfg.dim)
 
     def __getstate__(self):
@@ -322,45 +405,65 @@ class SpaceTimeStack(nn.Module):
         state.pop("forward", None)
         return state
 
+    def _runs(self, blocks: nn.ModuleList, peg: CausalPEG | None) -> list[tuple[CausalPEG | None, list[nn.Module]]]:
+        """(PEG or None, blocks) in order: all the blocks after the stack's PEG, or (release) each after its own."""
+        return [(block.peg, [block]) for block in blocks] if self.cfg.release_compatible else [(peg, list(blocks))]
+
     def _space(self, x: torch.Tensor, max_tokens: int | None, in_place: bool) -> torch.Tensor:
         b, t, h, w, d = x.shape
         rope = rope_2d(h, w, d // self.cfg.heads, self.cfg.rope_theta, x.device)
-
-        def run(frames):
-            for block in self.spatial:
-                frames = block(frames, rope)
-            return frames
-
         rows = frames_per_chunk(max_tokens, h * w)
-        return chunked(run, x.reshape(b * t, h, w, d), rows, in_place=in_place).view(b, t, h, w, d)
+        for peg, blocks in self._runs(self.spatial, None):
+            if peg is not None:  # the release's, across frames
+                x = peg(x, frames_per_chunk(max_tokens, b * h * w), in_place=in_place)
+                in_place = not torch.is_grad_enabled()
+
+            def run(frames, blocks=blocks):
+                for block in blocks:
+                    frames = block(frames, rope)
+                return frames
+
+            x = chunked(run, x.reshape(b * t, h, w, d), rows, in_place=in_place).view(b, t, h, w, d)
+            in_place = not torch.is_grad_enabled()
+        return x
 
     def _time(self, x: torch.Tensor, max_tokens: int | None, in_place: bool) -> torch.Tensor:
         b, t, h, w, d = x.shape
-        x = self.peg(x, frames_per_chunk(max_tokens, b * h * w), in_place=in_place)
-        bias = alibi_bias(self.cfg.heads, t, self.cfg.causal, x.device)
-
-        def run(positions):  # (b, t, n, d): n spatial positions, each a sequence over time
-            n = positions.shape[2]
-            seqs = rearrange(positions, "b t n d -> (b n) t d")
-            for block in self.temporal:
-                seqs = block(seqs, bias)
-            return rearrange(seqs, "(b n) t d -> b t n d", b=b, n=n)
-
+        if self.cfg.release_compatible and self.cfg.release_sdpa:  # its SDPA path: no ALiBi
+            bias = causal_mask(t, x.device) if self.cfg.causal else None
+        else:
+            bias = alibi_bias(self.cfg.heads, t, self.cfg.causal, x.device)
         # slices of spatial positions taken from (b, t, h*w, d) directly: no whole-clip transposed copy; after the
         # PEG, x is this stack's own tensor, so without autograd the slices' results overwrite it
         rows = frames_per_chunk(max_tokens, b * t)
-        own = not torch.is_grad_enabled()
-        return chunked(run, x.view(b, t, h * w, d), rows, dim=2, in_place=own).view(b, t, h, w, d)
+        for peg, blocks in self._runs(self.temporal, self.peg):
+            x = peg(x, frames_per_chunk(max_tokens, b * h * w), in_place=in_place)
+
+            def run(positions, blocks=blocks):  # (b, t, n, d): n spatial positions, each a sequence over time
+                n = positions.shape[2]
+                seqs = rearrange(positions, "b t n d -> (b n) t d")
+                for block in blocks:
+                    seqs = block(seqs, bias)
+                return rearrange(seqs, "(b n) t d -> b t n d", b=b, n=n)
+
+            in_place = not torch.is_grad_enabled()
+            x = chunked(run, x.view(b, t, h * w, d), rows, dim=2, in_place=in_place).view(b, t, h, w, d)
+        return x
+
+    def _norm(self, norm: nn.LayerNorm, x: torch.Tensor, max_tokens: int | None, in_place: bool) -> torch.Tensor:
+        b, t, h, w, d = x.shape
+        return chunked(norm, x.reshape(b * t, h, w, d), frames_per_chunk(max_tokens, h * w), in_place=in_place).view(b, t, h, w, d)
 
     def forward(self, x: torch.Tensor, max_tokens: int | None = None, in_place: bool = False) -> torch.Tensor:
         """x (B, T', h, w, D). Without autograd every stage after the first writes into the first one's output, and
         with in_place (the caller hands x over) the first one too: a long clip then costs one clip of tokens."""
         own = in_place and not torch.is_grad_enabled()
-        for stage in self.order:
+        for i, stage in enumerate(self.order):
             x = self._space(x, max_tokens, own) if stage == "s" else self._time(x, max_tokens, own)
             own = not torch.is_grad_enabled()
-        b, t, h, w, d = x.shape
-        return chunked(self.norm, x.reshape(b * t, h, w, d), frames_per_chunk(max_tokens, h * w), in_place=own).view(b, t, h, w, d)
+            if i == 0 and self.stage_norm is not None:
+                x = self._norm(self.stage_norm, x, max_tokens, own)
+        return self._norm(self.norm, x, max_tokens, own)
 
 
 # ----------------------------------------------------------------------------- the tokenizer
@@ -419,12 +522,13 @@ class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
         cfg = build(OmniTokenizerConfig, config, "OmniTokenizer config")
         self.register_to_config(**dataclasses.asdict(cfg))
         p, t, d = cfg.patch_size, cfg.temporal_patch_size, cfg.dim
-        self.embed_first = PatchEmbed(3 * p * p, d)
-        self.embed_rest = PatchEmbed(3 * t * p * p, d)
+        self.embed_first = PatchEmbed(3 * p * p, d, cfg.release_compatible)
+        self.embed_rest = PatchEmbed(3 * t * p * p, d, cfg.release_compatible)
         self.encoder = SpaceTimeStack(cfg, cfg.encoder_spatial, cfg.encoder_temporal, order="st")
         if cfg.quantizer == "vq":
             self.head = VectorQuantizer(d, cfg.latent_dim, cfg.codebook_size, cfg.codebook_weight,
-                                        cfg.commitment_weight, cfg.dead_code_steps)
+                                        cfg.commitment_weight, cfg.dead_code_steps,
+                                        unit_codes=not cfg.release_compatible)
         else:
             self.head = GaussianHead(d, cfg.latent_dim, cfg.kl_weight, cfg.logvar_min, cfg.logvar_max)
         self.post_head = nn.Linear(cfg.latent_dim, d)
@@ -475,11 +579,35 @@ class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
         values.pop("_name_or_path", None)
         return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
-    def save_pretrained(self, save_directory: str | Path, **kwargs) -> Path:
-        """diffusers' save_pretrained; returns the folder, its files given the umask's mode (diffusers leaves 0600)."""
+    HUB_ARGUMENTS = ("repo_id", "token", "private", "commit_message", "create_pr")  # save_pretrained's, for an upload
+
+    def save_pretrained(self, save_directory: str | Path, *, card: dict | None = None, push_to_hub: bool = False,
+                        **kwargs) -> Path:
+        """diffusers' save_pretrained, then README.md, the model card (tokenizer.model_card) from the config and `card`:
+        what is known of the weights' training, validation or source (write_card's arguments); returns the folder, its
+        files given the umask's mode (diffusers leaves 0600). push_to_hub (with diffusers' repo_id, token, private,
+        commit_message, create_pr): the folder as saved, this card its README.md (diffusers would upload its own)."""
+        hub = {name: kwargs.pop(name) for name in self.HUB_ARGUMENTS if name in kwargs}
         super().save_pretrained(save_directory, **kwargs)
+        write_card(save_directory, self, **(card or {}))
         follow_umask(save_directory)
+        if push_to_hub:
+            self._upload(save_directory, **{"repo_id": Path(save_directory).name, **hub})
         return Path(save_directory)
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token: str | None = None, create_pr: bool = False, safe_serialization: bool = True,
+                    variant: str | None = None, subfolder: str | None = None, card: dict | None = None):
+        """diffusers' push_to_hub, the upload's README.md our model card (save_pretrained's `card`), not diffusers'."""
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, card=card, safe_serialization=safe_serialization, variant=variant)
+            return self._upload(folder, repo_id, token=token, private=private, commit_message=commit_message,
+                                create_pr=create_pr, subfolder=subfolder)
+
+    def _upload(self, folder: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,
+                **upload):
+        repo_id = create_repo(repo_id, exist_ok=True, private=private, token=token).repo_id
+        return self._upload_folder(folder, repo_id, token=token, **upload)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -507,6 +635,14 @@ class OmniTokenizer(ModelMixin, ConfigMixin, AutoencoderMixin):
     def from_scale(cls, config: str | OmniTokenizerConfig = "small", **overrides) -> "OmniTokenizer":
         """A fresh model from a scale name ("tiny", "small", "paper"), a YAML path or a config object."""
         return cls(**dataclasses.asdict(model_config(config, **overrides)))
+
+    @classmethod
+    def from_release(cls, path: str, sdpa: bool = True, trust_pickle: bool = False) -> "OmniTokenizer":
+        """The public release's checkpoint (a Lightning .ckpt, VQ or KL) as a release-compatible model; sdpa=False
+        for one trained on the release's explicit attention path (its ImageNet-only VQVAE). docs/release_weights.md."""
+        from .convert_release import load_release
+
+        return load_release(path, sdpa=sdpa, trust_pickle=trust_pickle)
 
     def compile_for_inference(self) -> "OmniTokenizer":
         """torch.compile the encoder and decoder stacks for inference, with the weights frozen into the compiled code

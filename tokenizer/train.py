@@ -220,7 +220,11 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
                "init_notes": run.state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
                "config": config_record, "loss": dataclasses.asdict(loss_cfg)}
     if accelerator.is_main_process:
-        raw.save_pretrained(stage_dir / "final")
+        data = {kind: getattr(cfg.data, kind) for kind, letter in (("images", "i"), ("videos", "v")) if letter in stage.pattern}
+        training = {"stage": stage.name, "steps": stage.steps, "init_from": stage.init_from, "data": data,
+                    "resolutions": stage.resolutions, "processes": accelerator.num_processes,
+                    "precision": summary["precision"], "wall_seconds": trained.seconds}
+        raw.save_pretrained(stage_dir / "final", card={"training": training, "validation": trained.validation})
         summary["validation"] = trained.validation
         atomic_write_json(stage_dir / "summary.json", summary)
     accelerator.wait_for_everyone()
