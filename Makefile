@@ -15,7 +15,8 @@ TOKENIZER ?= $(RUNS)/$(if $(INIT),finetuned_tokenizer,tokenizer)
 DATA_IMAGES ?=
 DATA_VIDEOS ?=
 DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
-# Fine-tuning: INIT=a save_pretrained folder the first stage trained starts from; STAGE=the one stage to train
+# Fine-tuning: INIT=a save_pretrained folder (or a public release .ckpt) the first stage trained starts from;
+# STAGE=the one stage to train
 INIT ?=
 STAGE ?=
 export OMP_NUM_THREADS ?= 2
@@ -25,7 +26,7 @@ export OMP_NUM_THREADS ?= 2
 help:
 	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets;"
-	@echo "                 TOKENIZER=dir: the run folder, default $(TOKENIZER); INIT=folder: start from those weights,"
+	@echo "                 TOKENIZER=dir: the run folder, default $(TOKENIZER); INIT=folder|.ckpt: start from those weights,"
 	@echo "                 fine-tuning them on DATA_IMAGES / DATA_VIDEOS (default folder runs/<scale>/finetuned_tokenizer);"
 	@echo "                 STAGE=image|joint|kl: train that stage only)"
 	@echo "                 writes $(TOKENIZER)/, results/<scale>/<the run folder's name>.json"

@@ -150,10 +150,36 @@ def test_fine_tuning_starts_from_the_given_weights_their_codebook_and_records_th
     shutil.copytree(tmp_path / "tuned" / "image" / "final", source)
     with pytest.raises(ValueError, match=r"finished with a different configuration of stage 'image' \(init_sha256: "):
         run("tiny", tmp_path / "tuned", init=source, **kw)
-    (tmp_path / "release.ckpt").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"release.ckpt: a PyTorch Lightning checkpoint .* --init takes a "
-                                         r"save_pretrained folder"):
-        run("tiny", tmp_path / "other", init=tmp_path / "release.ckpt", **kw)
+    with pytest.raises(FileNotFoundError, match=r"missing: --init takes a save_pretrained folder .* or a public "
+                                                r"release checkpoint \(.ckpt\)"):
+        run("tiny", tmp_path / "other", init=tmp_path / "missing", **kw)
+
+
+def test_fine_tuning_from_a_release_checkpoint_converts_it_and_records_the_file(tmp_path):
+    """--init with the public release's .ckpt (the release tests' synthetic file): the run converts it as
+    tokenizer.convert_release does, trains the release-compatible model from every one of its tensors, and records
+    the file's sha256; a .ckpt that is not one is refused by name before any training."""
+    from shared.provenance import file_sha256
+    from tokenizer.config import model_config
+    from tokenizer.convert_release import ReleaseCheckpointError
+
+    from .test_release_weights import release_args, release_state, write
+
+    kw = dict(stages=[dict(STAGE, steps=2, pattern="i")], loss={"perceptual_weight": 0.0, "gan_weight": 0.0})
+    ckpt = write(tmp_path, release_state(), release_args())
+    report = run("tiny", tmp_path / "tuned", init=ckpt, **kw)
+    release = OmniTokenizer.from_release(ckpt)
+    assert report["init"] == {"weights": str(ckpt.resolve()), "sha256": file_sha256(ckpt)}
+    assert report["stages"]["image"]["config"]["init_sha256"] == file_sha256(ckpt)
+    assert report["stages"]["image"]["init_notes"] == [f"copied {len(release.state_dict())} tensors"]
+    tuned = OmniTokenizer.from_pretrained(tmp_path / "tuned" / "image" / "final")
+    assert tuned.config.release_compatible and model_config(tuned.config) == model_config(release.config)
+    assert not torch.equal(tuned.out_first.weight, release.out_first.weight)  # trained from there
+    assert f"started from `{ckpt.resolve()}`" in (tmp_path / "tuned" / "image" / "final" / "README.md").read_text()
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(ReleaseCheckpointError, match=r"empty.ckpt: not a PyTorch checkpoint"):
+        run("tiny", tmp_path / "other", init=tmp_path / "empty.ckpt", **kw)
+    assert not (tmp_path / "other" / "image").exists()
 
 
 def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path):

@@ -6,7 +6,8 @@
     python -m tokenizer.train --scale small --init runs/small/tokenizer/kl/final --stage kl \
         --images my/photos --videos my/clips --out runs/small/my_vae             # fine-tune existing weights
 
---init starts the first stage the call trains from existing weights (a save_pretrained folder): the run takes their
+--init starts the first stage the call trains from existing weights (a save_pretrained folder, or a public release
+checkpoint .ckpt, converted as tokenizer.convert_release converts it): the run takes their
 architecture (the stages' own head, tube length and overrides on top), every tensor that fits (the codebook too, as
 trained), a fresh optimizer, and records their sha256 in the stage's configuration and the results.
 
@@ -83,27 +84,35 @@ def stage_model_config(model_cfg: OmniTokenizerConfig, stage: StageConfig) -> Om
     return model_config(model_cfg, **overrides)
 
 
+def is_release_checkpoint(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".ckpt"
+
+
+def source_model(path: Path) -> OmniTokenizer:
+    """Weights a stage starts from: a save_pretrained folder, or a public release checkpoint (.ckpt), converted as
+    `python -m tokenizer.convert_release` converts it (release-compatible; docs/release_weights.md)."""
+    return OmniTokenizer.from_release(str(path)) if is_release_checkpoint(path) else OmniTokenizer.from_pretrained(path)
+
+
 def init_weights(path: str | Path) -> tuple[OmniTokenizer, str]:
-    """The model a run starts from (--init) and the sha256 of its folder."""
+    """The model a run starts from (--init) and the sha256 of its folder or release checkpoint."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".ckpt":
-        raise ValueError(f"{path}: a PyTorch Lightning checkpoint (the public release's format); --init takes a "
-                         f"save_pretrained folder (config.json + diffusion_pytorch_model.safetensors)")
-    if not path.is_dir():
+    if not (path.is_dir() or is_release_checkpoint(path)):
         raise FileNotFoundError(f"{path}: --init takes a save_pretrained folder (config.json + "
-                                f"diffusion_pytorch_model.safetensors), such as a finished stage's final/")
-    return OmniTokenizer.from_pretrained(path), file_sha256(path)
+                                f"diffusion_pytorch_model.safetensors), such as a finished stage's final/, or a public "
+                                f"release checkpoint (.ckpt)")
+    return source_model(path), file_sha256(path)
 
 
 def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
     model = OmniTokenizer.from_scale(stage_model_config(model_cfg, stage))
     notes = []
     if stage.init_from:
-        src_dir = stages_done.get(stage.init_from) or Path(stage.init_from)
-        if not (src_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{src_dir}: stage '{stage.name}' starts from '{stage.init_from}', which is "
-                                    f"neither a finished stage of this run nor a save_pretrained folder")
-        notes = transfer_weights(OmniTokenizer.from_pretrained(src_dir), model)
+        src = stages_done.get(stage.init_from) or Path(stage.init_from)
+        if not ((src / "config.json").is_file() or is_release_checkpoint(src)):
+            raise FileNotFoundError(f"{src}: stage '{stage.name}' starts from '{stage.init_from}', which is neither a "
+                                    f"finished stage of this run, a save_pretrained folder nor a release checkpoint")
+        notes = transfer_weights(source_model(src), model)
     return model, notes
 
 
@@ -371,8 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=None, help="model init and data order (default: train.seed of the "
                     "config); seed k > 0 names the run <run>_seed<k> and starts a variant from the default run of that seed")
     ap.add_argument("--restart", action="store_true", help="discard the stages' checkpoints and train again")
-    ap.add_argument("--init", default=None, help="a save_pretrained folder the first stage trained starts from (its "
-                    "architecture and weights, the codebook kept, a fresh optimizer; its sha256 recorded)")
+    ap.add_argument("--init", default=None, help="a save_pretrained folder or a public release .ckpt the first stage "
+                    "trained starts from (its architecture and weights, the codebook kept, a fresh optimizer; its sha256 recorded)")
     ap.add_argument("--results", default=None, help="results JSON (default results/<scale>/tokenizer[_<variant>].json)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config value, e.g. --set train.data.num_workers=4 (repeatable; type-checked)")
