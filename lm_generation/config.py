@@ -70,7 +70,7 @@ class LMTrainConfig(TrainerConfig):
     grad_clip: float = 1.0
     class_dropout: float = 0.1  # share of sequences whose class token becomes the null class (for guidance)
     conditional: bool = True  # false: every sequence gets the null class (unconditional, as K600)
-    cond_latent_frames: int = 2  # frame prediction: latent frames given (2 = the first 5 video frames)
+    cond_latent_frames: int = 2  # frame prediction: latent frames given (with tubes of 4 frames, 2 = the first 5)
     # recompute each layer's activations in the backward pass instead of keeping them (transformers' gradient
     # checkpointing): about a third more compute for memory that no longer grows with depth x sequence
     gradient_checkpointing: bool = False
