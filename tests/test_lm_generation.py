@@ -268,6 +268,7 @@ def test_loss_falls_on_a_tiny_dataset(image_codes, tmp_path):
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     assert summary["steps"] == 40 and (tmp_path / "run" / "validation" / "step_00000040" / "grid.png").is_file()
     assert (summary["precision"], summary["precision_reason"]) == ("fp32", "CPU default")  # as every trainer records it
+    assert (summary["compile"], summary["compile_reason"], summary["compile_seconds"]) == (False, "forced", 0.0)
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 
 
@@ -300,6 +301,28 @@ def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path)
     train(cfg, image_codes, tmp_path / "killed", "image", stop_at=7)
     with pytest.raises(ValueError, match="different configuration"):
         train(other, image_codes, tmp_path / "killed", "image")
+
+
+@pytest.mark.slow  # compiles the LM's step (tens of seconds on a CPU with a cold compile cache)
+def test_a_compiled_run_killed_and_resumed_equals_the_compiled_run_uninterrupted(image_codes, tmp_path):
+    cfg = lm_config("tiny", ["train.steps=12", "train.checkpoint_every=100", "train.compile=true"])
+    straight = train(cfg, image_codes, tmp_path / "straight", "image")
+    assert straight["compile"] is True and straight["compile_reason"] == "forced" and straight["compile_seconds"] > 0
+    assert train(cfg, image_codes, tmp_path / "resumed", "image", stop_at=5) == {"stopped_at": 5}
+    resumed = train(cfg, image_codes, tmp_path / "resumed", "image")
+    a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = {name: [(r["step"], r["loss"]) for r in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())]
+            for name in ("straight", "resumed")}
+    assert rows["resumed"] == rows["straight"]
+    assert resumed["compile"] is True
+    # the compiled step computes the eager step's function: the same first losses to float rounding
+    eager = train(lm_config("tiny", ["train.steps=5", "train.checkpoint_every=100"]), image_codes, tmp_path / "eager",
+                  "image")
+    assert eager["compile"] is False
+    first = [json.loads(line)["loss"] for line in (tmp_path / "eager" / "metrics.jsonl").read_text().splitlines()]
+    assert first[0] == pytest.approx(rows["straight"][0][1], rel=1e-4)
 
 
 def test_a_finished_run_is_reused_only_with_its_own_final_folder(image_codes, tmp_path):
