@@ -84,7 +84,7 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
         cls = torch.full_like(cls, -1)  # the null class
     out = sample_codes(model, cls, given, guidance_scale=s.guidance_scales[-1] if cfg.train.conditional else 1.0,
                        cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                       seed=s.seed)
+                       seed=s.seed, compile=s.compile)
     pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size)
     return grid(pixels, path, per_row=cols)
 

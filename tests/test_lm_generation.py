@@ -10,7 +10,7 @@ from lm_generation import extract_codes, sample as sample_cli
 from lm_generation.config import lm_config
 from lm_generation.model import CodeLayout, build_lm, count_parameters, sequences, targets
 from lm_generation.pipeline import ARPipeline
-from lm_generation.sampling import draw, filter_logits, sample_codes
+from lm_generation.sampling import decode_choices, draw, filter_logits, sample_codes
 from lm_generation.train import train
 from shared.extraction import EMBEDDED_SEED, ExtractionError, ShardDataset
 from tokenizer import OmniTokenizer
@@ -172,6 +172,29 @@ def test_cached_sampling_gives_the_tokens_of_uncached_sampling():
         cached = sample_codes(model, labels, seed=5, **kw)
         assert torch.equal(cached, sample_codes(model, labels, seed=5, use_cache=False, **kw))
     assert not torch.equal(sample_codes(model, labels, seed=5), sample_codes(model, labels, seed=6))
+
+
+def test_compiled_decoding_gives_the_eager_samplers_codes():
+    """Decode steps compiled over a static cache: the eager sampler's codes for greedy decoding and for seeded draws
+    with guidance on the doubled batch; frame prediction's given codes fill the cache in one call (one compiled
+    graph for all of it: every batch here has 8 rows and every sequence 10 tokens)."""
+    model, labels = random_lm(IMAGE), torch.tensor([0, 1, 2, 3])
+    for kw in ({"top_k": 1}, {"top_k": 8, "temperature": 0.7}, {"top_p": 0.9}):
+        eager = sample_codes(model, labels, guidance_scale=2.0, seed=5, **kw)
+        assert torch.equal(sample_codes(model, labels, guidance_scale=2.0, seed=5, compile=True, **kw), eager)
+    sample_codes(model, labels, guidance_scale=2.0, seed=5, compile="auto")  # measured once for 8 rows, recorded
+    (rows, choice), = decode_choices(model).items()
+    assert rows == "8 rows, float32" and choice["reason"].startswith("a decode step measured at ")
+    frames = CodeLayout(codebook_size=32, num_classes=4, grid=(3, 1, 3), size=(9, 4, 12), cond_frames=1)
+    given = torch.randint(0, 32, (8, 3))
+    lm = random_lm(frames)
+    compiled = sample_codes(lm, None, given, seed=2, compile=True)
+    assert torch.equal(compiled, sample_codes(lm, None, given, seed=2))
+    assert torch.equal(compiled.reshape(8, -1)[:, :3], given)
+    with pytest.raises(ValueError, match="compile must be true, false or 'auto', got 'yes'"):
+        sample_codes(model, labels, compile="yes")
+    with pytest.raises(ValueError, match="needs use_cache=True"):
+        sample_codes(model, labels, compile=True, use_cache=False)
 
 
 def test_guidance_scale_one_equals_plain_conditional_sampling():
