@@ -16,7 +16,7 @@ DATA_VIDEOS ?=
 DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-fast tokenizer bench dry-run tables tables-build clean help
+.PHONY: setup test test-fast tokenizer bench dry-run gpu-check tables tables-build clean help
 
 help:
 	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
@@ -34,6 +34,9 @@ help:
 	@echo "                 throughput; writes bench/out/dry_run.json, data_throughput.json and the cost plan: at"
 	@echo "                 SCALE=paper [tracked] docs/cost_plan.md's blocks (on a GPU machine it measures there), at"
 	@echo "                 another scale bench/out/cost_plan_<scale>.md"
+	@echo "make gpu-check   on a CUDA machine, at most 8 minutes: each paper dry-run target's step and MFU in bf16, the"
+	@echo "                 training steps of DiT-B/2, Latte-B/2 and the LM at GPT-B eager and compiled, the LM's compiled"
+	@echo "                 decode, the tokenizer on a 256² image and a 17-frame clip: writes bench/out/gpu_check.json"
 	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
 	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
 	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=;"
@@ -77,6 +80,9 @@ bench: $(STAMP)
 	$(PY) -m bench.reference_llamagen $(if $(LLAMAGEN_REPO),--llamagen-repo $(LLAMAGEN_REPO)) \
 		--out bench/out/reference_llamagen.json --doc docs/speed.md
 	$(PY) -m bench.linear_codes --out bench/out/linear_codes.json
+
+gpu-check: $(STAMP)
+	bench/gpu_check.sh
 
 dry-run: $(STAMP)
 	$(PY) -m bench.dry_run --scale $(SCALE) --out bench/out/dry_run.json

@@ -45,10 +45,12 @@ def check_compile(value) -> None:
 
 
 def compiled(fn: Callable) -> Callable:
-    """torch.compile(fn), each call under inductor's fallback_random (read when a call compiles)."""
+    """torch.compile(fn) for static shapes, each call under inductor's fallback_random (read when a call compiles).
+    Static: a batch of another shape compiles a graph of its own, never one with symbolic shapes (dynamic shapes
+    failed to compile Latte's step after DiT's in one process: "cannot determine truth value of Relational")."""
     from torch._inductor import config as inductor
 
-    inner = torch.compile(fn)
+    inner = torch.compile(fn, dynamic=False)
 
     def call(*args, **kwargs):
         with inductor.patch(fallback_random=True):
