@@ -11,6 +11,9 @@ resolutions) compiles again inside training time. Neither the warm-up nor the me
 modules' states (weights, buffers such as codebook usage) and torch's random state are put back after them, and no
 optimizer steps, so a compiled run trains the steps it would have trained.
 
+A trainer whose loss cannot be compiled whole gives its loss with the parts that can compiled (Step.compiled: the
+tokenizer's encoder and decoder stacks, not its quantizer, which rewrites its codebook in the forward).
+
 Random draws inside the compiled code are torch's own (inductor's `fallback_random`), so a compiled step draws the
 class drops a step of eager code draws and the two compute the same function to float rounding.
 
