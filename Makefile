@@ -9,31 +9,43 @@ SCALE ?= small
 # Where runs and results live (their layout: shared/paths.py); every run folder below is named from RUNS
 RUNS := runs/$(SCALE)
 RESULTS := results/$(SCALE)
-# The tokenizer run: `make tokenizer` trains it there; the generators read its VQ (joint/final) and VAE (kl/final)
-TOKENIZER ?= $(RUNS)/tokenizer
+# The tokenizer run: `make tokenizer` trains it there; the generators read its VQ (joint/final) and VAE (kl/final).
+# A fine-tuning run (INIT=, below) goes into a folder of its own, never the generators' default
+TOKENIZER ?= $(RUNS)/$(if $(INIT),finetuned_tokenizer,tokenizer)
 DATA_IMAGES ?=
 DATA_VIDEOS ?=
 DATA_FLAGS = $(if $(DATA_IMAGES),--images $(DATA_IMAGES)) $(if $(DATA_VIDEOS),--videos $(DATA_VIDEOS))
+# Fine-tuning: INIT=a save_pretrained folder (or a public release .ckpt) the first stage trained starts from;
+# STAGE=the one stage to train
+INIT ?=
+STAGE ?=
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-fast tokenizer bench dry-run gpu-check tables tables-build clean help
+.PHONY: setup test test-fast tokenizer bench dry-run gpu-check tables tables-build docs clean help
 
 help:
 	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
 	@echo "make tokenizer   train OmniTokenizer (SCALE=tiny|small|paper; DATA_IMAGES=dir DATA_VIDEOS=dir for real datasets;"
-	@echo "                 TOKENIZER=dir: the run folder, default $(TOKENIZER))"
-	@echo "                 writes $(TOKENIZER)/, results/<scale>/tokenizer.json"
+	@echo "                 TOKENIZER=dir: the run folder, default $(TOKENIZER); INIT=folder|.ckpt: start from those weights,"
+	@echo "                 fine-tuning them on DATA_IMAGES / DATA_VIDEOS (default folder runs/<scale>/finetuned_tokenizer);"
+	@echo "                 STAGE=image|joint|kl: train that stage only)"
+	@echo "                 writes $(TOKENIZER)/, results/<scale>/<the run folder's name>.json"
 	@echo "make test        run the test suite (make test-fast: without the slow end-to-end tests, under a minute)"
 	@echo "make tables      the paper's Tables 1-10 with ours (SCALE=small default; SEEDS=3 there); runs what is missing"
 	@echo "                 writes $(RUNS)/, $(RESULTS)/; [tracked] TABLES.md, tables.json, tables.csv and"
 	@echo "                 docs/evaluation.md's ablation-findings block"
-	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines: writes bench/out/*.json;"
-	@echo "                 [tracked] the generated blocks of docs/speed.md (tokenizer speed; beside the release, DiT,"
+	@echo "make bench       run the speed/memory benchmarks and the no-network code baselines: writes"
+	@echo "                 bench/out/linear_codes.json; [tracked] $(SPEED)/*.json (the reports the pages are drawn"
+	@echo "                 from) and the generated blocks of docs/speed.md (tokenizer speed; beside the release, DiT,"
 	@echo "                 Latte, LlamaGen), docs/lm_generation.md (LM speed), docs/diffusion_generation.md (diffusion speed)"
 	@echo "make dry-run     every paper target at its real shapes: steps, checkpoint, exact resume, sampling; loader"
-	@echo "                 throughput; writes bench/out/dry_run.json, data_throughput.json and the cost plan: at"
-	@echo "                 SCALE=paper [tracked] docs/cost_plan.md's blocks (on a GPU machine it measures there), at"
-	@echo "                 another scale bench/out/cost_plan_<scale>.md"
+	@echo "                 throughput; writes dry_run.json, data_throughput.json and the cost plan: at SCALE=paper"
+	@echo "                 [tracked] docs/results/dry_run_paper/ and docs/cost_plan.md's blocks (on a GPU machine it"
+	@echo "                 measures there), at another scale bench/out/ and bench/out/cost_plan_<scale>.md"
+	@echo "make docs        rewrite every generated block of README.md and docs/*.md, and TABLES.md, from the result"
+	@echo "                 files on disk ($(RESULTS)/, docs/results/), measuring nothing (bench/docs.py lists them);"
+	@echo "                 stops naming any block whose result file is missing (KEEP_MISSING=1: leave those as they are)"
+	@echo "                 [tracked] README.md, docs/*.md, TABLES.md, tables.json, tables.csv"
 	@echo "make gpu-check   on a CUDA machine, at most 8 minutes: each paper dry-run target's step and MFU in bf16, the"
 	@echo "                 training steps of DiT-B/2, Latte-B/2 and the LM at GPT-B eager and compiled, the LM's compiled"
 	@echo "                 decode, the tokenizer on a 256² image and a 17-frame clip: writes bench/out/gpu_check.json"
@@ -62,33 +74,42 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 tokenizer: $(STAMP)
-	$(PY) -m tokenizer.train --scale $(SCALE) --out $(TOKENIZER) --results $(RESULTS)/tokenizer.json $(DATA_FLAGS)
+	$(PY) -m tokenizer.train --scale $(SCALE) --out $(TOKENIZER) --results $(RESULTS)/$(notdir $(TOKENIZER)).json $(DATA_FLAGS) \
+		$(if $(INIT),--init $(INIT)) $(if $(STAGE),--stage $(STAGE))
 
+# the benches' reports behind the docs pages' speed tables, kept beside the pages (make docs draws the tables from them)
+SPEED := docs/results/speed
 bench: $(STAMP)
 	$(if $(RELEASE_REPO)$(DIT_REPO)$(LATTE_REPO),$(VENV)/bin/pip install --quiet -e '.[dev,references]')
-	$(PY) -m bench.tokenizer_speed --out bench/out/tokenizer_speed.json
-	$(PY) -m bench.readme_speed --bench bench/out/tokenizer_speed.json --readme docs/speed.md
-	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out bench/out/lm_speed.json \
+	$(PY) -m bench.tokenizer_speed --out $(SPEED)/tokenizer_speed.json
+	$(PY) -m bench.readme_speed --bench $(SPEED)/tokenizer_speed.json --readme docs/speed.md
+	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out $(SPEED)/lm_speed.json \
 		--doc docs/lm_generation.md
-	$(PY) -m bench.diffusion_speed --out bench/out/diffusion_speed.json --doc docs/diffusion_generation.md
+	$(PY) -m bench.diffusion_speed --out $(SPEED)/diffusion_speed.json --doc docs/diffusion_generation.md
 	$(PY) -m bench.reference_tokenizer $(if $(RELEASE_REPO),--release-repo $(RELEASE_REPO)) \
-		--out bench/out/reference_tokenizer.json --doc docs/speed.md
-	$(PY) -m bench.reference_dit $(if $(DIT_REPO),--dit-repo $(DIT_REPO)) --out bench/out/reference_dit.json \
+		--out $(SPEED)/reference_tokenizer.json --doc docs/speed.md
+	$(PY) -m bench.reference_dit $(if $(DIT_REPO),--dit-repo $(DIT_REPO)) --out $(SPEED)/reference_dit.json \
 		--doc docs/speed.md
-	$(PY) -m bench.reference_latte $(if $(LATTE_REPO),--latte-repo $(LATTE_REPO)) --out bench/out/reference_latte.json \
+	$(PY) -m bench.reference_latte $(if $(LATTE_REPO),--latte-repo $(LATTE_REPO)) --out $(SPEED)/reference_latte.json \
 		--doc docs/speed.md
 	$(PY) -m bench.reference_llamagen $(if $(LLAMAGEN_REPO),--llamagen-repo $(LLAMAGEN_REPO)) \
-		--out bench/out/reference_llamagen.json --doc docs/speed.md
+		--out $(SPEED)/reference_llamagen.json --doc docs/speed.md
 	$(PY) -m bench.linear_codes --out bench/out/linear_codes.json
 
 gpu-check: $(STAMP)
 	bench/gpu_check.sh
 
+# the paper's dry run is kept beside docs/cost_plan.md, whose tables are drawn from it; another scale's in bench/out
+DRY_RUN := $(if $(filter paper,$(SCALE)),docs/results/dry_run_paper,bench/out)
 dry-run: $(STAMP)
-	$(PY) -m bench.dry_run --scale $(SCALE) --out bench/out/dry_run.json
-	$(PY) -m bench.data_throughput --out bench/out/data_throughput.json
-	$(PY) -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json \
+	$(PY) -m bench.dry_run --scale $(SCALE) --out $(DRY_RUN)/dry_run.json
+	$(PY) -m bench.data_throughput --out $(DRY_RUN)/data_throughput.json
+	$(PY) -m bench.cost_plan --dry-run $(DRY_RUN)/dry_run.json --data $(DRY_RUN)/data_throughput.json \
 		$(if $(filter paper,$(SCALE)),--doc docs/cost_plan.md,--out bench/out/cost_plan_$(SCALE).md)
+
+# every generated block of the pages, from the result files on disk; nothing is measured (the list: bench/docs.py)
+docs: $(STAMP)
+	$(PY) -m bench.docs --scale $(SCALE) --results $(dir $(RESULTS)) $(if $(KEEP_MISSING),--keep-missing)
 
 # ---- tables: every result is a file; a missing one triggers the run or evaluation that makes it. The list of
 # experiments (which result files the tables read, which run starts from which) is eval/experiments.py.

@@ -25,6 +25,7 @@ from eval import class_consistency
 from shared.atomic import atomic_write_json
 from shared.data.embedded import MOTIONS
 from shared.extraction import read_manifest
+from shared.guidance import guidance_key, keyed
 from shared.provenance import machine_name, stamp
 
 GENERATORS = ("lm", "dit", "latte")
@@ -60,11 +61,11 @@ def budget(generator: str, data: str, scale: str, steps: int, runs: Path, guidan
     sampler = import_module("lm_generation.sample" if generator == "lm" else "diffusion_generation.sample")
     record = sampler.main(["--pipeline", str(run / "final"), "--out", str(run / "samples"), "--scale", scale,
                            "--guidance", str(guidance)])
-    judged = run / f"class_consistency_cfg{guidance:g}.json"
+    judged = run / f"class_consistency_{guidance_key(guidance)}.json"
     class_consistency.main(["--kind", kind, "--scale", scale, "--record", str(run / "samples"),
                             "--references", "0", "--out", str(judged)])
     metrics = json.loads(judged.read_text())["metrics"]
-    row = next(r for r in metrics["class_consistency"] if r["guidance"] == guidance)
+    row = keyed(metrics["class_consistency"], str(judged))[guidance_key(guidance)]
     return {"steps": steps, "train_seconds": summary["train_seconds"], "precision": summary.get("precision"),
             "threads": summary.get("threads"), "share": row["share"], "n": row["n"],
             "lowest_class_share": min(c["share"] for c in row["per_class"]),

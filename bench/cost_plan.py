@@ -1,8 +1,9 @@
 """What each paper target costs, before booking a cluster: generated into docs/cost_plan.md from the dry run's
-measurements (bench/out/dry_run.json: FLOPs, memory, the machine) and the loaders' (bench/out/data_throughput.json).
+measurements (dry_run.json: FLOPs, memory, the machine) and the loaders' (data_throughput.json), which `make dry-run
+SCALE=paper` keeps in docs/results/dry_run_paper/ (`make docs` draws the page from them again).
 
-    python -m bench.cost_plan --dry-run bench/out/dry_run.json --data bench/out/data_throughput.json \
-        --doc docs/cost_plan.md                       # a dry run at scale paper: the page's blocks
+    python -m bench.cost_plan --dry-run docs/results/dry_run_paper/dry_run.json \
+        --data docs/results/dry_run_paper/data_throughput.json --doc docs/cost_plan.md   # at scale paper: the page
     python -m bench.cost_plan --dry-run bench/out/dry_run.json --out bench/out/cost_plan_tiny.md   # any scale
 
 --doc rewrites the blocks of a page (shared.doc_blocks: a block measured at scale paper is replaced by another
@@ -23,9 +24,9 @@ from pathlib import Path
 from shared.atomic import atomic_write
 from shared.doc_blocks import Block, Measured, block_text, joined, write_blocks
 
-BEGIN = "<!-- cost plan: written by `python -m bench.cost_plan` from bench/out/*.json; do not edit -->"
+BEGIN = "<!-- cost plan: written by `python -m bench.cost_plan` from the dry run's JSON; do not edit -->"
 END = "<!-- end of cost plan -->"
-LOADER_BEGIN = "<!-- loader throughput: written by `python -m bench.cost_plan` from bench/out/data_throughput.json; do not edit -->"
+LOADER_BEGIN = "<!-- loader throughput: written by `python -m bench.cost_plan` from the loaders' JSON; do not edit -->"
 LOADER_END = "<!-- end of loader throughput -->"
 
 GPU = {"name": "H100 SXM 80 GB", "bf16_dense_flops": 989.4e12, "memory_bytes": 80e9}

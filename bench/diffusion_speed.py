@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from types import SimpleNamespace
 
 import torch
 
 from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops
+from bench.report import add_report_arguments, report_of
 from diffusion_generation.config import DiffusionConfig, experiment_config
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output
 from diffusion_generation.models import build_model
@@ -157,17 +157,24 @@ def doc_lines(report: dict) -> list[str]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="bench/out/diffusion_speed.json")
+    add_report_arguments(ap, "bench/out/diffusion_speed.json")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast, CUDA only")
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' DiTTransformer2DModel")
-    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
-    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper (its XL/2 cases) "
-                    "with one of other cases")
     args = ap.parse_args(argv)
     if args.dtype == "bf16" and not args.device.startswith("cuda"):
         raise SystemExit("--dtype bf16 is for CUDA (the trainers use bf16 autocast on CUDA only)")
+    report = report_of(args, lambda: measure(args))
+    if args.doc:
+        measured = Measured(joined(c["scale"] for c in report["cases"].values()),
+                            f"{report['cpu']} ({report['device']}, {report['threads']} threads)", report["dtype"])
+        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report), measured, args.force)
+        print(f"{args.doc}: diffusion speed table {'written' if done else 'not written (no markers)'}")
+    return report
+
+
+def measure(args: argparse.Namespace) -> dict:
     rate = matmul_gflops(args.device, DTYPES[args.dtype])
     report = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
               "cpu": machine_name(), "threads": torch.get_num_threads(),
@@ -175,16 +182,7 @@ def main(argv=None) -> dict:
     for name in args.cases:
         report["cases"][name] = run_case(name, args.device, args.dtype, rate, not args.no_diffusers)
         print(name, json.dumps(report["cases"][name], indent=1), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    if args.doc:
-        measured = Measured(joined(c["scale"] for c in report["cases"].values()),
-                            f"{report['cpu']} ({report['device']}, {report['threads']} threads)", args.dtype)
-        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report), measured, args.force)
-        print(f"{args.doc}: diffusion speed table {'written' if done else 'not written (no markers)'}")
     return report
-
 
 if __name__ == "__main__":
     main()

@@ -67,7 +67,7 @@ def tokenizer_target(scale: str, stage_name: str, device: str, ctx, batch: int |
 
     cfg = tokenizer_config(scale)
     stage = {s.name: s for s in cfg.train.stages}[stage_name]
-    model = OmniTokenizer(stage_model_config(cfg.model, stage)).to(device)
+    model = OmniTokenizer.from_scale(stage_model_config(cfg.model, stage)).to(device)
     loss_cfg = dataclasses.replace(cfg.train.stage_loss(stage), allow_random_perceptual=True, disc_start=0,
                                    perceptual_weights=None)
     loss_fn = TokenizerLoss(loss_cfg).to(device)

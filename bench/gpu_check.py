@@ -266,12 +266,12 @@ def tokenizer_part(check: Check, eager_only: bool) -> None:
     for name, frames in (("image", 1), ("clip", frames_of_clip)):
         def run(frames=frames) -> dict:
             torch.manual_seed(0)
-            model = OmniTokenizer.from_config("paper" if paper else "tiny").to(check.device).eval()
+            model = OmniTokenizer.from_scale("paper" if paper else "tiny").to(check.device).eval()
             x = torch.empty(1, 3, frames, side, side, device=check.device).uniform_(-1, 1)
 
             def call(m) -> torch.Tensor:
                 with torch.inference_mode(), autocast(check.precision, check.device):
-                    return m.decode(m.encode(x).latents)
+                    return m.decode(m.encode(x).latents).sample
 
             flops = count_flops(lambda: call(model))
             sides = {"eager": lambda: call(model)}

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 
 import torch
 
 from bench.flops import DTYPES, machine_name, matmul_gflops
+from bench.report import add_report_arguments, report_of
 from shared.doc_blocks import Measured, write_block
 from shared.timing import sync, timed
 from lm_generation.config import lm_config
@@ -167,7 +167,7 @@ def doc_lines(report: dict) -> list[str]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="bench/out/lm_speed.json")
+    add_report_arguments(ap, "bench/out/lm_speed.json")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--batch", type=int, default=8)
@@ -175,14 +175,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--tokens-227m", type=int, default=1024)
     ap.add_argument("--uncached-tokens", type=int, default=64, help="tokens of the recompute-the-prefix comparison")
     ap.add_argument("--train-batch-227m", type=int, default=8)
-    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
-    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
     args = ap.parse_args(argv)
+    result = report_of(args, lambda: measure(args))
+    if args.from_result is None:
+        print(json.dumps(result, indent=2))
+    if args.doc:
+        m = result["machine"]
+        measured = Measured("small, paper", f"{m['processor']} ({m['gpu'] or m['device']}, {m['threads']} threads)",
+                            result["dtype"])  # the small model and the paper's 227M
+        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(result), measured, args.force)
+        print(f"{args.doc}: LM speed table {'written' if done else 'not written (no markers)'}")
+    return result
+
+
+def measure(args: argparse.Namespace) -> dict:
     dev = args.device
     matmul_dtype = DTYPES[args.dtype]
     rate = matmul_gflops(dev, matmul_dtype)
     small, paper = lm_config("small"), lm_config("paper")
-    result = {
+    return {
         "machine": {"platform": platform.platform(), "processor": machine_name(), "device": dev,
                     "gpu": torch.cuda.get_device_name() if dev.startswith("cuda") else None,
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
@@ -201,18 +212,6 @@ def main(argv=None) -> dict:
         },
         "matmul_gflop_per_s_after": matmul_gflops(dev, matmul_dtype),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
-    if args.doc:
-        m = result["machine"]
-        measured = Measured("small, paper", f"{m['processor']} ({m['gpu'] or m['device']}, {m['threads']} threads)",
-                            args.dtype)  # the small model and the paper's 227M
-        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(result), measured, args.force)
-        print(f"{args.doc}: LM speed table {'written' if done else 'not written (no markers)'}")
-    return result
-
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
-"""Write the tokenizer speed table of docs/speed.md from bench/out/tokenizer_speed.json (`make bench` runs it), so that
-the figures there are the last run's on the machine that ran it, never typed in.
+"""Write the tokenizer speed table of docs/speed.md from bench.tokenizer_speed's report (`make bench` runs it on
+docs/results/speed/tokenizer_speed.json, `make docs` again), so that the figures there are the last run's on the
+machine that ran it, never typed in.
 
-    python -m bench.readme_speed [--bench bench/out/tokenizer_speed.json] [--readme docs/speed.md]
+    python -m bench.readme_speed --bench docs/results/speed/tokenizer_speed.json [--readme docs/speed.md]
 
 The table goes between the page's two markers (BEGIN / END below); a README without them is left alone.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from shared.doc_blocks import Measured, joined, write_block
 
-BEGIN = "<!-- tokenizer speed: written by `python -m bench.readme_speed` from bench/out/tokenizer_speed.json; do not edit -->"
+BEGIN = "<!-- tokenizer speed: written by `python -m bench.readme_speed` from docs/results/speed/tokenizer_speed.json; do not edit -->"
 END = "<!-- end of tokenizer speed -->"
 NAMES = {"image_256": "image 256²", "clip_17x256": "clip 17 x 256²", "clip_129x256_chunked": "clip 129 x 256², max_tokens=8192",
          "clip_129x256_chunked_mmap1mb": "the same, glibc mmap threshold 1 MB",

@@ -150,13 +150,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--sampling-steps", type=int, default=25, help="model calls per guided sampling run")
     ap.add_argument("--sampling-rounds", type=int, default=3)
     args = ap.parse_args(argv)
-    repo = checkout(args.dit_repo, REPO_NAME, "models.py", needs=("timm",))
-    kinds = precisions()
-    rows = [compare(size, p, repo, args.batch, args.rounds, args.compiled) for size in args.sizes for p in kinds]
-    runs = [r for size in args.sampling_sizes for p in kinds
-            for r in sampling(size, p, repo, args.batch, args.sampling_steps, args.sampling_rounds)]
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(args.sizes),
-                        sampling=runs)
+
+    def measure():
+        repo = checkout(args.dit_repo, REPO_NAME, "models.py", needs=("timm",))
+        kinds = precisions()
+        rows = [compare(size, p, repo, args.batch, args.rounds, args.compiled) for size in args.sizes for p in kinds]
+        runs = [r for size in args.sampling_sizes for p in kinds
+                for r in sampling(size, p, repo, args.batch, args.sampling_steps, args.sampling_rounds)]
+        return rows, repo, ", ".join(args.sizes), {"sampling": runs}
+
+    return write_report(args, (DOC_BEGIN, DOC_END), doc_lines, measure)
 
 
 if __name__ == "__main__":

@@ -111,12 +111,15 @@ def main(argv=None) -> dict:
     ap = parser(__doc__, "--latte-repo", REPO_NAME, SIZES, batch=4, compiled=True)
     ap.add_argument("--frames", type=int, default=4, help="latent frames per clip")
     args = ap.parse_args(argv)
-    repo = checkout(args.latte_repo, REPO_NAME, "models/latte.py", needs=("timm",))
-    kinds = precisions()
-    rows = [compare(size, p, repo, args.batch, args.frames, args.rounds, args.compiled)
-            for size in args.sizes for p in kinds]
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(args.sizes),
-                        differences=DIFFERENCES)
+
+    def measure():
+        repo = checkout(args.latte_repo, REPO_NAME, "models/latte.py", needs=("timm",))
+        kinds = precisions()
+        rows = [compare(size, p, repo, args.batch, args.frames, args.rounds, args.compiled)
+                for size in args.sizes for p in kinds]
+        return rows, repo, ", ".join(args.sizes), {"differences": DIFFERENCES}
+
+    return write_report(args, (DOC_BEGIN, DOC_END), doc_lines, measure)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,11 @@ from bench.flops import machine_name
 from bench.lm_speed import sampling_flops
 from bench.reference_pair import (Side, added_peak_gb, alternate, best_speedup, checkout, matmul_rate, randomise,
                                   with_compiled)
+from bench.report import add_report_arguments, report_of
 from lm_generation.config import GPTShape
 from lm_generation.model import CodeLayout, build_lm, lm_loss
 from lm_generation.sampling import sample_codes
 from lm_generation.train import make_optimizer
-from shared.atomic import atomic_write_json
 from shared.doc_blocks import Measured, joined, write_block
 from shared.provenance import stamp
 from shared.timing import timed
@@ -263,15 +263,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compiled", action="store_true", help="also each side compiled: ours through sample.compile / "
                     "train.compile's torch.compile, LlamaGen's model under torch.compile")
-    ap.add_argument("--out", default="bench/out/reference_llamagen.json")
-    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
-    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
+    add_report_arguments(ap, "bench/out/reference_llamagen.json")
     args = ap.parse_args(argv)
+    report = report_of(args, lambda: measure(args))
+    if args.doc:
+        measured = Measured(", ".join(report["shapes"]), f"{report['machine']} (cpu, {report['threads']} threads)",
+                            joined(c["precision"] for c in report["sampling"] + report["training"]))
+        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report), measured, args.force)
+        print(f"{args.doc}: LM beside LlamaGen {'written' if done else 'not written (no markers)'}")
+    for line in doc_lines(report):
+        print(line)
+    return report
+
+
+def measure(args: argparse.Namespace) -> dict:
     repo = checkout(args.llamagen_repo, "FoundationVision/LlamaGen", "autoregressive/models/gpt.py")
     rates = {p: matmul_rate(p) for p in args.precisions}
     bandwidth = read_bandwidth()
     report = {"machine": machine_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "reference": str(repo) if repo else "not given: our side alone",
+              "shapes": args.shapes, "reference": str(repo) if repo else "not given: our side alone",
               "matmul_gflops": rates, "read_gb_per_s": bandwidth,
               "timing": f"median of {args.rounds} runs a side, the sides alternating, after a warm-up run",
               "sampling": [sampling(s, p, repo, args.batch, args.rounds, bandwidth, args.compiled)
@@ -282,17 +292,7 @@ def main(argv=None) -> dict:
     report["sampling_bf16_vs_fp32"] = {s: by[(s, "fp32 weights")]["ours"]["seconds"] / by[(s, "bf16 weights")]["ours"]
                                        ["seconds"] for s in args.shapes
                                        if (s, "fp32 weights") in by and (s, "bf16 weights") in by}
-    report.update(stamp())
-    atomic_write_json(args.out, report)
-    if args.doc:
-        measured = Measured(", ".join(args.shapes), f"{report['machine']} (cpu, {report['threads']} threads)",
-                            joined(c["precision"] for c in report["sampling"] + report["training"]))
-        done = write_block(args.doc, DOC_BEGIN, DOC_END, doc_lines(report), measured, args.force)
-        print(f"{args.doc}: LM beside LlamaGen {'written' if done else 'not written (no markers)'}")
-    for line in doc_lines(report):
-        print(line)
-    return report
-
+    return {**report, **stamp()}
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops
-from shared.atomic import atomic_write_json
+from bench.report import add_report_arguments, report_of
 from shared.doc_blocks import Measured, joined, write_block
 from shared.memory import release_free_heap, rss_bytes
 from shared.timing import timed
@@ -200,9 +200,7 @@ def parser(doc: str, repo_flag: str, repo_name: str, sizes: dict, batch: int,
     if compiled:
         ap.add_argument("--compiled", action="store_true",
                         help="also each side under torch.compile (its model and loss): four sides taking turns")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--doc", default=None, help="a Markdown page with the markers: the table goes there")
-    ap.add_argument("--force", action="store_true", help="replace a table measured at scale paper with another scale's")
+    add_report_arguments(ap, None)
     return ap
 
 
@@ -279,18 +277,22 @@ def compiled_table(cases: list[dict], repo_name: str) -> list[str]:
     return lines
 
 
-def write_report(rows: list[dict], repo: Path | None, args, markers: tuple[str, str], doc_lines, scale: str,
-                 **extra) -> dict:
-    """The JSON report at args.out (`extra` after the cases), its table in args.doc between `markers` (measured at
-    `scale`: the scales or sizes of the cases), a summary."""
-    report = {"machine": machine_name(), "threads": torch.get_num_threads(),
-              "reference": str(repo) if repo else "not given: our side alone", "cases": rows, **extra, **stamp()}
-    atomic_write_json(args.out, report)
+def write_report(args, markers: tuple[str, str], doc_lines, measure: Callable[[], tuple[list[dict], Path | None, str,
+                                                                                    dict]]) -> dict:
+    """The JSON report (bench.report: measured and written to args.out, or args.from_result's), its table in args.doc
+    between `markers`, a summary. measure() -> the cases, the reference's checkout (None: our side alone), the scale
+    (the scales or sizes of the cases) and what goes in the report after the cases."""
+    def measured_now() -> dict:
+        rows, repo, scale, extra = measure()
+        return {"machine": machine_name(), "threads": torch.get_num_threads(), "scale": scale,
+                "reference": str(repo) if repo else "not given: our side alone", "cases": rows, **extra, **stamp()}
+
+    report = report_of(args, measured_now)
     if args.doc:
-        measured = Measured(scale, f"{report['machine']} (cpu, {report['threads']} threads)",
-                            joined(r["precision"] for r in rows))
+        measured = Measured(report["scale"], f"{report['machine']} (cpu, {report['threads']} threads)",
+                            joined(r["precision"] for r in report["cases"]))
         write_block(args.doc, *markers, doc_lines(report), measured, args.force)
-    for r in rows:
+    for r in report["cases"]:
         print(f"{r['size']} {r['precision']}: ours {r['median_seconds']['ours'] * 1000:.0f} ms"
               + (f", reference {r['median_seconds']['reference'] * 1000:.0f} ms, {r['speedup']:.2f}x"
                  if "speedup" in r else ""))

@@ -16,8 +16,10 @@ differ where the release is wrong or differs (docs/release_differences.md: its p
 PEG's axes, the biases its SDPA path drops), so weights are not mapped and the outputs not compared: each side has
 its own initial weights, and each side's FLOPs are counted on its own. The release's VQGAN class needs
 pytorch_lightning, beartype and fairscale at import: where one is not installed, a stand-in takes its place for
-the names these classes import and never call at inference (the Lightning base class, the type-checking
-decorator, the activation-checkpoint wrapper). Each case times encode to codes and decode back, the two sides in
+the names these classes import and never call at inference (the Lightning base class, whose save_hyperparameters
+records the arguments as Lightning does, the type-checking decorator, the activation-checkpoint wrapper). A
+release-compatible model of ours does map the release's weights (docs/release_weights.md; the comparison is
+tests/test_release_weights.py); this bench times our default model. Each case times encode to codes and decode back, the two sides in
 turns, in fp32 and in bf16 autocast where this CPU multiplies faster in it. Without --release-repo our side runs
 alone. With --doc the table goes into that page between its markers. The timing and report parts are shared with
 the other reference benches (reference_pair.py).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import inspect
 import sys
 import types
 import warnings
@@ -59,13 +62,22 @@ RELEASE_BLOCK = {"g": "t", "w": "w"}  # our spatial letters in the release's: it
 # ----------------------------------------------------------------------------- the release's model
 
 
+class _LightningModule(nn.Module):
+    """Lightning's base class where it is not installed: save_hyperparameters() records the caller's __init__
+    arguments in `hparams`, as Lightning does (the release's VQGAN(args) stores {'args': args})."""
+
+    def save_hyperparameters(self) -> None:
+        frame = inspect.currentframe().f_back
+        self.hparams = {name: frame.f_locals[name] for name in inspect.getargvalues(frame).args[1:]}
+
+
 def _stand_ins() -> None:
     """Modules the release imports for training only, where they are not installed: the names it takes from them."""
     def missing(name: str) -> bool:
         return name not in sys.modules and importlib.util.find_spec(name) is None
 
     if missing("pytorch_lightning"):
-        sys.modules["pytorch_lightning"] = types.SimpleNamespace(LightningModule=nn.Module)
+        sys.modules["pytorch_lightning"] = types.SimpleNamespace(LightningModule=_LightningModule)
     if missing("beartype"):
         sys.modules["beartype"] = types.SimpleNamespace(beartype=lambda fn: fn)
     if missing("fairscale"):
@@ -74,16 +86,16 @@ def _stand_ins() -> None:
         sys.modules["fairscale.nn"] = fairscale_nn
 
 
-def release_module(repo: Path):
-    """The release's `OmniTokenizer.omnitokenizer` module, imported without its package's __init__ (which imports
-    its data loaders and language model too)."""
+def release_module(repo: Path, name: str = "omnitokenizer"):
+    """The release's `OmniTokenizer.<name>` module (`omnitokenizer`, `fvd.fvd`), imported without its package's
+    __init__ (which imports its data loaders and language model too)."""
     _stand_ins()
     package = types.ModuleType("OmniTokenizer")
     package.__path__ = [str(repo / "OmniTokenizer")]
     sys.modules.setdefault("OmniTokenizer", package)
     with warnings.catch_warnings():  # its deprecated timm and torch.cuda.amp imports, a SyntaxWarning: its own
         warnings.simplefilter("ignore")
-        return importlib.import_module("OmniTokenizer.omnitokenizer")
+        return importlib.import_module(f"OmniTokenizer.{name}")
 
 
 def release_settings(cfg: OmniTokenizerConfig, resolution: int) -> dict:
@@ -133,13 +145,13 @@ class ReleaseTokenizer(nn.Module):
 def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: int) -> dict:
     scale, overrides, frames, resolution = SIZES[COMPILED.get(size, size)]
     torch.manual_seed(0)
-    ours = OmniTokenizer.from_config(scale, **overrides).eval()
+    ours = OmniTokenizer.from_scale(scale, **overrides).eval()
     x = torch.empty(batch, 3, frames, resolution, resolution).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
     image = frames == 1
 
     def call(model):
         with torch.inference_mode(), autocast(precision, "cpu"):
-            return model.decode(model.encode(x).latents)
+            return model.decode(model.encode(x).latents).sample
 
     case = {"size": size, "precision": precision, "batch": batch}
     sides = {"ours": types.SimpleNamespace(step=lambda: call(ours))}
@@ -176,10 +188,14 @@ def main(argv=None) -> dict:
     ap = parser(__doc__, "--release-repo", REPO_NAME, {**SIZES, **COMPILED}, batch=1)
     ap.set_defaults(rounds=5)
     args = ap.parse_args(argv)
-    repo = checkout(args.release_repo, REPO_NAME, "OmniTokenizer/omnitokenizer.py", needs=("timm",))
-    rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in precisions()]
-    scales = dict.fromkeys(SIZES[COMPILED.get(size, size)][0] for size in args.sizes)
-    return write_report(rows, repo, args, (DOC_BEGIN, DOC_END), doc_lines, scale=", ".join(scales))
+
+    def measure():
+        repo = checkout(args.release_repo, REPO_NAME, "OmniTokenizer/omnitokenizer.py", needs=("timm",))
+        rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in precisions()]
+        scales = dict.fromkeys(SIZES[COMPILED.get(size, size)][0] for size in args.sizes)
+        return rows, repo, ", ".join(scales), {}
+
+    return write_report(args, (DOC_BEGIN, DOC_END), doc_lines, measure)
 
 
 if __name__ == "__main__":

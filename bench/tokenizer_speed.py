@@ -61,14 +61,14 @@ def case_command(name: str, device: str, precision: str) -> list[str]:
 
 def run_case(name: str, device: str, precision: str) -> dict:
     layout, b, frames, size, max_tokens, rounds = CASES[name]
-    model = OmniTokenizer.from_config("paper", **LAYOUTS[layout]).to(device).eval()
+    model = OmniTokenizer.from_scale("paper", **LAYOUTS[layout]).to(device).eval()
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # torch + the weights
     x = torch.empty(b, 3, frames, size, size, device=device).uniform_(-1, 1)
 
     def call(m, cast=precision):
         with torch.inference_mode(), autocast(cast, device):
             enc = m.encode(x, max_tokens=max_tokens)
-            return m.decode(enc.latents, max_tokens=max_tokens)
+            return m.decode(enc.latents, max_tokens=max_tokens).sample
 
     eager = lambda: call(model)  # noqa: E731
     step, compile_seconds, paired = eager, None, {}

@@ -11,8 +11,8 @@ training time. Shards, manifest, resume and refusal are shared.extraction's: a f
 tokenizer (by sha256), resolution, frame count or source is refused, never mixed.
 
 After the shards, the latent scale is measured (1 / std of the training latents, latents.py) and written into
-the manifest (`latent_scale`, with `latent_mean` and `latent_std`); the trainer records it in the pipeline folder's
-pipeline.json.
+the manifest (`latent_scale`, with `latent_mean` and `latent_std`); the trainer gives it to the pipeline's VAE as
+its `config.scaling_factor`, as diffusers keeps it.
 
 Items: a folder gives each image's (each video's) centre crop (clip). The embedded photos and clips are a few
 source files, so their items are random crops (clips) drawn from a fixed seed per item: `data.items` of them.
@@ -52,7 +52,7 @@ def make_encoder(tokenizer: OmniTokenizer, flip: bool, images: bool, device, mir
     def encode(batch: dict) -> dict:
         x, labels = with_flips(batch["pixels"], batch["label"].long(), flip, mirror)
         with autocast(precision, device):
-            posterior = tokenizer.encode(x.to(device)).posterior
+            posterior = tokenizer.encode(x.to(device)).latent_dist
         mean, logvar = posterior.mean, posterior.logvar  # (B', C, T', h, w)
         if images:
             mean, logvar = mean[:, :, 0], logvar[:, :, 0]

@@ -1,8 +1,5 @@
-"""The model registry: a `ModelConfig` (one YAML section) -> DiT or Latte, and loading a saved one."""
+"""The model registry: a `ModelConfig` (one YAML section) -> DiT or Latte."""
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from .config import ModelConfig
 from .dit import DiT
@@ -17,14 +14,3 @@ def build_model(cfg: ModelConfig) -> DiT | Latte:
                             num_classes=cfg.num_classes, class_dropout_prob=cfg.class_dropout_prob,
                             learn_sigma=cfg.learn_sigma)
 
-
-def load_model(folder: str | Path) -> DiT | Latte:
-    """A model written by save_pretrained (config.json names its class)."""
-    config_file = Path(folder) / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file}: not found; expected a folder written by save_pretrained")
-    name = json.loads(config_file.read_text()).get("_class_name")
-    classes = {cls.__name__: cls for cls in MODELS.values()}
-    if name not in classes:
-        raise ValueError(f"{config_file}: holds a {name!r}, not one of {sorted(classes)}")
-    return classes[name].from_pretrained(str(folder))

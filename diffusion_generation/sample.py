@@ -13,7 +13,6 @@ their sha256) is refused, never mixed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import torch
@@ -36,9 +35,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--experiment {args.experiment}: {args.pipeline} holds a {experiment} model; its sampling "
                          f"settings are the config's {experiment} section (leave --experiment out)")
     cfg = experiment_config(args.scale, experiment, args.overrides)
-    pipe.diffusion = dataclasses.replace(pipe.diffusion, sampler=cfg.diffusion.sampler,
-                                         sampling_steps=cfg.diffusion.sampling_steps)
-    num_classes = pipe.model.config.num_classes
+    num_classes = pipe.transformer.config.num_classes
     # a class-conditional model samples the classes it was trained on (first N with --classes); unconditional: 0
     classes = (pipe.info.get("trained_classes") or list(range(num_classes))) if num_classes else [0]
     check_sampling_flags(args)
@@ -59,7 +56,8 @@ def main(argv=None) -> dict:
 
     def draw(positions: list[int], batch_seed: int, scale: float) -> torch.Tensor:
         labels = [jobs[p][0] for p in positions] if conditional else None
-        return pipe(labels=labels, num_samples=len(positions), guidance_scale=scale, seed=batch_seed)
+        return pipe(labels=labels, num_samples=len(positions), guidance_scale=scale, seed=batch_seed,
+                    sampler=cfg.diffusion.sampler, steps=cfg.diffusion.sampling_steps)
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=len(pipe.latent_shape) == 4,
                                   context={"pipeline": args.pipeline, "threads": torch.get_num_threads(),

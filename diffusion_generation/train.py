@@ -63,8 +63,10 @@ def validation_pipeline(cfg: ExperimentConfig, data: LatentSet, latents: str | P
     default."""
     settings = data.manifest["settings"]
     classes = sorted(set(data.labels.tolist())) if cfg.model.num_classes > 0 else []
-    return LatentDiffusionPipeline(OmniTokenizer.from_pretrained(tokenizer).to(device), model, cfg.diffusion,
-                                   data.latent_shape, data.scale, settings.get("class_names"),
+    vae = OmniTokenizer.from_pretrained(tokenizer).to(device)
+    vae.register_to_config(scaling_factor=data.scale)  # the latents' measured scale, kept by the VAE as diffusers does
+    return LatentDiffusionPipeline(vae, model, cfg.diffusion, list(data.latent_shape),
+                                   settings.get("class_names"),
                                    {"latents": str(latents), "trained_classes": classes, **settings})
 
 

@@ -1,16 +1,16 @@
 """Class consistency of generated samples: the share a classifier of the real data assigns to the class asked for.
 
     python -m eval.class_consistency --kind image --scale small \
-        --samples runs/small/lm_imagenet/samples/cfg1.0 --guidance 1.0 \
-        --samples runs/small/lm_imagenet/samples/cfg4.0 --guidance 4.0 --out results/small/lm_imagenet_classes.json
+        --samples runs/small/lm_imagenet/samples/cfg1 --guidance 1 \
+        --samples runs/small/lm_imagenet/samples/cfg4 --guidance 4 --out results/small/lm_imagenet_classes.json
     python -m eval.class_consistency --kind image --scale small --record runs/small/dit_imagenet/samples \
         --tokenizer runs/small/tokenizer/kl/final --out results/small/eval/dit_imagenet/class_consistency.json
     python -m eval.class_consistency --kind video --videos /data/ucf101 --video-layout ucf101 --scale paper \
         --samples samples/latte_cfg1 --samples samples/latte_cfg7 --guidance 1 --guidance 7 --out ...
 
 Each `--samples` folder holds `<class:04d>/<index:05d>.png` (images) or `.mp4` / `.gif` (videos), class = the
-integer label asked for; `--guidance` (given once per `--samples`, in the same order) labels each folder with
-its guidance scale. One result file holds every folder's share, so the rise with guidance reads from one
+integer label asked for; `--guidance` (given once per `--samples`, in the same order) labels each folder's row
+with its guidance scale (`guidance_scale`). One result file holds every folder's share, so the rise with guidance reads from one
 table; a generator whose conditioning works gets a higher share at a higher guidance scale. With `--record` each
 folder is read inside the record (wherever it was sampled), every file checked against the sha256 samples.json
 records, and each row names the samples it scored (`samples_sha256`).
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from shared.data.collate import collate
 from shared.data.errors import DataError
 from shared.data.transforms import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_image_rgb, resize_and_crop, to_unit_range
+from shared.guidance import guidance_key
 from shared.sample_folders import checked_folder, read_samples_record
 
 from .classifier import PRESETS, ConvClassifier, RealData, device, judge, load_or_train
@@ -143,7 +144,7 @@ def score_folder(net: ConvClassifier, folder: str | Path, kind: str, resolution:
 
 def rises_with_guidance(rows: list[dict]) -> bool | None:
     """Whether the share never falls as guidance grows (None without two labelled scales)."""
-    labelled = sorted((r for r in rows if r["guidance"] is not None), key=lambda r: r["guidance"])
+    labelled = sorted((r for r in rows if r["guidance_scale"] is not None), key=lambda r: r["guidance_scale"])
     if len(labelled) < 2:
         return None
     return all(a["share"] <= b["share"] for a, b in zip(labelled, labelled[1:]))
@@ -227,7 +228,7 @@ def main(argv=None) -> None:
         references, space = (reference_points(net, data, known, names, per_class, args.tokenizer)
                              if per_class else (None, None))
         hashes = [entry["sha256"] for entry in entries] if args.record is not None else [None] * len(args.samples)
-        rows = [{"guidance": g, "samples_sha256": sha, **score_folder(net, folder, args.kind, resolution, frames, known,
+        rows = [{"guidance_scale": g, "samples_sha256": sha, **score_folder(net, folder, args.kind, resolution, frames, known,
                                                                       names, data.describe(), args.batch_size, space)}
                 for folder, g, sha in zip(args.samples, guidance, hashes)]
     except DataError as exc:
@@ -245,7 +246,8 @@ def main(argv=None) -> None:
                  classifier_train_seconds=record["train_seconds"], classifier_trained_now=record["trained_now"],
                  eval_seconds=time.perf_counter() - start, threads=torch.get_num_threads(), device=dev,
                  precision="bf16" if dev == "cuda" else "fp32", precision_reason="CUDA" if dev == "cuda" else "CPU default")
-    summary = {str(r["guidance"] if r["guidance"] is not None else r["samples"]): round(r["share"], 4) for r in rows}
+    summary = {guidance_key(r["guidance_scale"]) if r["guidance_scale"] is not None else r["samples"]: round(r["share"], 4)
+               for r in rows}
     print(json.dumps({"share": summary, "classifier_accuracy": round(record["held_out_accuracy"], 4),
                       "chance": round(record["chance"], 4),
                       "references": references and {k: round(v["share"], 4) for k, v in references.items()}},

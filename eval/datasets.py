@@ -5,6 +5,8 @@ from torch.utils.data import Dataset
 
 from shared.data import open_dataset
 
+from .protocols import EVERY_ITEM
+
 
 def held_out_split(source: str, split: str | None) -> str | None:
     """The split to read: the embedded data's held-out "val" (evaluation never reads its training items; "test", a
@@ -16,6 +18,14 @@ def held_out_split(source: str, split: str | None) -> str | None:
         raise ValueError(f"split {split!r}: the embedded data is evaluated on its held-out split 'val' only; give "
                          f"--split val or leave it out")
     return "val"
+
+
+def split_label(source: str, split: str | None) -> str:
+    """The split as a protocol record names it (eval/protocols.py): a folder's split name, "embedded val" for the
+    embedded data."""
+    if source == "embedded":
+        return f"embedded {held_out_split(source, split)}"
+    return split or EVERY_ITEM
 
 
 def image_split(source: str, split: str | None, resolution: int) -> Dataset:

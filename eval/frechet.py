@@ -4,13 +4,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def gaussian_statistics(features: np.ndarray) -> dict:
-    """Mean and covariance of (n, d) features, and whether n is large enough for a full-rank covariance."""
+def gaussian_statistics(features: np.ndarray, covariance: str = "unbiased") -> dict:
+    """Mean and covariance of (n, d) features, and whether n is large enough for a full-rank covariance.
+    covariance: "unbiased" divides by n - 1 (np.cov; pytorch-fid, the ADM evaluator, torch-fidelity), "biased" by n
+    (StyleGAN-V's FeatureStats)."""
     features = np.asarray(features, dtype=np.float64)
     n, d = features.shape
     if n < 2:
         raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")
-    sigma = np.atleast_2d(np.cov(features, rowvar=False))  # one feature: np.cov gives a 0-d array
+    if covariance not in ("unbiased", "biased"):
+        raise ValueError(f"covariance must be 'unbiased' or 'biased', got {covariance!r}")
+    # one feature: np.cov gives a 0-d array
+    sigma = np.atleast_2d(np.cov(features, rowvar=False, ddof=1 if covariance == "unbiased" else 0))
     return {"mu": features.mean(0), "sigma": sigma, "n": n, "dim": d,
             "full_rank": n > d}
 
@@ -30,7 +35,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
-def frechet_from_features(a: np.ndarray, b: np.ndarray) -> dict:
-    sa, sb = gaussian_statistics(a), gaussian_statistics(b)
+def frechet_from_features(a: np.ndarray, b: np.ndarray, covariance: str = "unbiased") -> dict:
+    sa, sb = gaussian_statistics(a, covariance), gaussian_statistics(b, covariance)
     return {"value": frechet_distance(sa["mu"], sa["sigma"], sb["mu"], sb["sigma"]),
             "n": [sa["n"], sb["n"]], "dim": sa["dim"], "full_rank_covariance": sa["full_rank"] and sb["full_rank"]}

@@ -13,9 +13,10 @@ nearest training item beside fresh real items'; with the class consistency) and 
 (eval.frame_prediction, frame prediction only). Every figure must be of this run's samples: each metrics file names
 the samples it scored by sha256 (eval.sample_metrics --record, eval.class_consistency --record, eval.novelty) and the
 frame prediction its model's, compared with `<run>/samples/samples.json`; --scale must be the scale the samples were
-drawn at. Layout of the result:
+drawn at. Each guidance scale's figures are joined by its key cfg<s> (shared.guidance). Layout of the result (its
+schema, checked before it is written and wherever it is read: eval.generator_result):
 
-    {"metrics": {"cfg<s>": {"guidance_scale", "n_samples" (scored), "n_sampled", "sampling_seconds",
+    {"schema_version", "metrics": {"cfg<s>": {"guidance_scale", "n_samples" (scored), "n_sampled", "sampling_seconds",
                             <eval.sample_metrics' metrics>,
                             "class_consistency", "class_mean_probability", "class_consistency_per_class",
                             "judge_features", "novelty": {"latent", "judge", "codes" (VQ)}}, ...},
@@ -32,8 +33,12 @@ import json
 from pathlib import Path
 
 from shared.atomic import atomic_write_json, read_json_object
+from shared.guidance import keyed
 from shared.provenance import machine_name, stamp
-from shared.sample_folders import SAMPLES_FILE, folder_name, read_samples_record
+from shared.sample_folders import SAMPLES_FILE, read_samples_record
+
+from .generator_result import SCHEMA_VERSION, result_from
+from .sample_metrics import result_file
 
 CLASSIFIER_KEYS = ("classifier_accuracy", "chance", "rises_with_guidance")
 NOVELTY_KEYS = ("training_rows", "fresh_items", "fresh_per_class", "latent_space", "judge_space")
@@ -45,46 +50,44 @@ def read_json(path: Path, what: str) -> dict:
     return read_json_object(path, what)
 
 
-def check_scored(scored: str | None, folder: dict, source: Path, samples: Path, step: str) -> None:
-    """Refuse a metrics file that did not score this samples folder (its sha256 is not the one samples.json records)."""
+def check_scored(scored: str | None, key: str, folder: dict, source: Path, samples: Path, step: str) -> None:
+    """Refuse a metrics file that did not score the samples folder `key` (its sha256 is not the one samples.json
+    records)."""
     expected = folder.get("sha256")
     if expected is None:
-        raise ValueError(f"{samples / SAMPLES_FILE}: records no sha256 of {folder_name(folder['guidance_scale'])}/ "
-                         f"(sampled by an earlier version); sample again, then evaluate")
+        raise ValueError(f"{samples / SAMPLES_FILE}: records no sha256 of {key}/ (sampled by an earlier version); "
+                         f"sample again, then evaluate")
     if scored != expected:
-        raise ValueError(f"{source}: scores samples {str(scored)[:12]}..., not {samples}'s "
-                         f"{folder_name(folder['guidance_scale'])}/ ({expected[:12]}...): these figures are of other "
-                         f"samples; run {step} --record {samples} and write them to this --metrics folder")
+        raise ValueError(f"{source}: scores samples {str(scored)[:12]}..., not {samples}'s {key}/ ({expected[:12]}...): "
+                         f"these figures are of other samples; run {step} --record {samples} and write them to this "
+                         f"--metrics folder")
 
 
 def folder_metrics(folders: dict, metrics_dir: Path, consistency: dict | None, novelty: dict | None,
                    samples: Path) -> tuple[dict, float]:
-    """Each samples folder's record joined with eval/'s figures about it (each checked to be of these samples); and
-    the seconds evaluation took."""
-    rows = {row["guidance"]: row for row in (consistency or {}).get("metrics", {}).get("class_consistency", [])}
-    new = {row["guidance"]: row for row in (novelty or {}).get("metrics", {}).get("novelty", [])}
+    """Each samples folder's record (samples.json's, by guidance key) joined by that key with eval/'s figures about
+    it (each checked to be of these samples); and the seconds evaluation took."""
+    consistency_file, novelty_file = metrics_dir / "class_consistency.json", metrics_dir / "novelty.json"
+    rows = keyed(consistency["metrics"]["class_consistency"], str(consistency_file)) if consistency else {}
+    new = keyed(novelty["metrics"]["novelty"], str(novelty_file)) if novelty else {}
     seconds = (consistency or {}).get("eval_seconds", 0.0) + (novelty or {}).get("eval_seconds", 0.0)
     out = {}
-    for folder in folders.values():
-        name = folder_name(folder["guidance_scale"])
-        fidelity_file = metrics_dir / f"samples_{name}.json"
+    for key, folder in folders.items():
+        fidelity_file = result_file(metrics_dir, key)
         fidelity = read_json(fidelity_file, "sample metrics")
-        check_scored(fidelity.get("samples_sha256"), folder, fidelity_file, samples, "eval.sample_metrics")
+        check_scored(fidelity.get("samples_sha256"), key, folder, fidelity_file, samples, "eval.sample_metrics")
         seconds += fidelity.get("eval_seconds", 0.0)
-        row = rows.get(folder["guidance_scale"], {})
+        row = rows.get(key, {})
         if consistency is not None:
-            check_scored(row.get("samples_sha256"), folder, metrics_dir / "class_consistency.json", samples,
-                         "eval.class_consistency")
+            check_scored(row.get("samples_sha256"), key, folder, consistency_file, samples, "eval.class_consistency")
         if novelty is not None:
-            check_scored(new.get(folder["guidance_scale"], {}).get("samples_sha256"), folder,
-                         metrics_dir / "novelty.json", samples, "eval.novelty")
-        out[name] = {"guidance_scale": folder["guidance_scale"], "n_samples": fidelity.get("n_samples"),
-                     "n_sampled": folder["n"],
-                     "sampling_seconds": folder["seconds"], "grid": folder["grid"], **fidelity["metrics"],
-                     "class_consistency": row.get("share"), "class_mean_probability": row.get("mean_probability"),
-                     "class_consistency_per_class": row.get("per_class"), "judge_features": row.get("feature_distance"),
-                     "novelty": {k: v for k, v in new.get(folder["guidance_scale"], {}).items()
-                                 if k in ("latent", "judge", "codes")} or None}
+            check_scored(new.get(key, {}).get("samples_sha256"), key, folder, novelty_file, samples, "eval.novelty")
+        out[key] = {"guidance_scale": folder["guidance_scale"], "n_samples": fidelity.get("n_samples"),
+                    "n_sampled": folder["n"],
+                    "sampling_seconds": folder["seconds"], "grid": folder["grid"], **fidelity["metrics"],
+                    "class_consistency": row.get("share"), "class_mean_probability": row.get("mean_probability"),
+                    "class_consistency_per_class": row.get("per_class"), "judge_features": row.get("feature_distance"),
+                    "novelty": {k: v for k, v in new.get(key, {}).items() if k in ("latent", "judge", "codes")} or None}
     return out, seconds
 
 
@@ -118,7 +121,7 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
         eval_seconds += prediction.get("eval_seconds", 0.0)
     judged = (consistency or {}).get("metrics", {})
     settings = manifest["settings"]
-    return {"metrics": metrics, "classifier": {k: judged[k] for k in CLASSIFIER_KEYS} if judged else None,
+    return {"schema_version": SCHEMA_VERSION, "metrics": metrics, "classifier": {k: judged[k] for k in CLASSIFIER_KEYS} if judged else None,
             "references": judged.get("references"), "references_per_class": judged.get("references_per_class"),
             "feature_space": judged.get("feature_space"), "frame_prediction": prediction,
             "novelty": novelty and {k: novelty["metrics"][k] for k in NOVELTY_KEYS},
@@ -140,12 +143,15 @@ def build_report(run: Path, metrics_dir: Path, scale: str) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="the training run folder (summary.json, samples/samples.json)")
-    ap.add_argument("--metrics", required=True, help="folder of eval results (samples_cfg*.json, class_consistency.json)")
+    ap.add_argument("--metrics", required=True, help="folder of eval results (samples_cfg<s>.json, class_consistency.json)")
     ap.add_argument("--scale", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
         report = build_report(Path(args.run), Path(args.metrics), args.scale)
+        # written only where it meets its schema: a step's file of an earlier version could leave a field out
+        result_from(report, args.out, fix="the steps' files in --run and --metrics are not all of this version: run "
+                                          "the make target's steps again")
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     atomic_write_json(args.out, report)

@@ -1,5 +1,7 @@
 """Inception-I3D (Kinetics-400) for FVD, with the module names of the widely used PyTorch port, so that
-VideoGPT's `i3d_pretrained_400.pt` state dict loads into it. TensorFlow "SAME" padding throughout.
+VideoGPT's `i3d_pretrained_400.pt` state dict loads into it. TensorFlow "SAME" padding throughout; batch norm
+with eps 1e-5 as VideoGPT's copy of the port computes with these weights (the port itself has 1e-3, which moves
+the features by up to ~1 %).
 
 Input (B, 3, T, 224, 224) in [-1, 1]; output the 400 class logits averaged over time (VideoGPT's FVD
 features), or the 1024-d pooled features before the logits layer.
@@ -40,7 +42,7 @@ class Unit3D(nn.Module):
         super().__init__()
         self.kernel, self.stride, self.relu = tuple(kernel), tuple(stride), relu
         self.conv3d = nn.Conv3d(cin, cout, self.kernel, self.stride, padding=0, bias=bias)
-        self.bn = nn.BatchNorm3d(cout, eps=0.001, momentum=0.01) if batch_norm else None
+        self.bn = nn.BatchNorm3d(cout, eps=1e-5) if batch_norm else None
 
     def forward(self, x):
         x = self.conv3d(_pad_same(x, self.kernel, self.stride))

@@ -5,12 +5,14 @@ frame index.
     python -m eval.motion_stages --scale small --vq runs/small/tokenizer/joint/final \
         --vae runs/small/tokenizer/kl/final --generators results/small/latte_ucf.json results/small/lm_ucf.json \
         --out results/small/motion_stages.json --page docs/tokenizer.md
+    python -m eval.motion_stages --from-result results/small/motion_stages.json --page docs/tokenizer.md
 
 The embedded clips' classes are camera motions over photos and real videos (eval/classifier.py: the judge sees
 the camera's motion between consecutive frames besides the middle frame). A class the real clips keep and the
 tokenizer's reconstructions lose is lost in the tokenizer (its codes or latents); one the reconstructions keep and the
 generator's samples lose is lost in the generator. The same real clips (eval.judge_references' first draw) pass
-through both tokenizers.
+through both tokenizers. The page's table is rendered from the result file; `--from-result` renders it from one
+written before, measuring nothing.
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ from pathlib import Path
 import torch
 
 from shared.atomic import read_json_object
-from shared.doc_blocks import Measured, write_block
+from shared.doc_blocks import from_results, write_block
 from shared.provenance import machine_name
 from shared.metrics.reconstruction import psnr
 
 from .classifier import PRESETS, RealData, device, load_or_train, predict
+from .generator_result import GeneratorResult, ResultError, read_result
 from .judge_references import class_items, reconstruct_items
 from .results import write_result
 
@@ -44,14 +47,13 @@ def psnr_by_frame(x_hat: torch.Tensor, x: torch.Tensor) -> list[float]:
     return psnr(x_hat, x).reshape(x.shape[0], x.shape[2]).mean(0).tolist()
 
 
-def best_guidance_shares(result: dict) -> tuple[str, float, dict[int, float]]:
+def best_guidance_shares(result: GeneratorResult) -> tuple[str, float, dict[int, float]]:
     """A generator result's best guidance scale (by class consistency) and its per-class shares."""
-    judged = [m for m in result["metrics"].values() if m.get("class_consistency") is not None]
-    if not judged:
-        raise ValueError("the result holds no class consistency (an unconditional generator?)")
-    best = max(judged, key=lambda m: m["class_consistency"])
-    return (f"{result['experiment']} (guidance {best['guidance_scale']:g})", best["class_consistency"],
-            {c["class"]: c["share"] for c in best["class_consistency_per_class"]})
+    best = max(result.judged(), key=lambda m: m.class_consistency, default=None)
+    if best is None:
+        raise ValueError(f"{result.experiment}: the result holds no class consistency (an unconditional generator?)")
+    return (f"{result.experiment} (guidance {best.guidance_scale:g})", best.class_consistency,
+            {c.index: c.share for c in best.class_consistency_per_class})
 
 
 def measure(scale: str, vq: str | None, vae: str | None, per_class: int, cache: str | None = None) -> dict:
@@ -95,6 +97,17 @@ def table_lines(metrics: dict, generators: list[tuple[str, float, dict]]) -> lis
     return lines
 
 
+def write_page(record: dict, page: str, force: bool = False) -> bool:
+    """The page's table from a result file's record (as written by main), between the markers; False where the page
+    has none."""
+    metrics = record["metrics"]
+    generators = [(g["name"], g["share"], {int(c): share for c, share in g["per_class"].items()})
+                  for g in metrics["generators"]]
+    measured = from_results(record["scale"], [record.get("machine")], [record.get("threads")],
+                            [record.get("precision")])
+    return write_block(page, BEGIN, END, table_lines(metrics, generators), measured, force)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="small", choices=sorted(PRESETS))
@@ -103,23 +116,32 @@ def main(argv=None) -> dict:
     ap.add_argument("--generators", nargs="*", default=[], help="video generators' result files (missing: skipped)")
     ap.add_argument("--per-class", type=int, default=16, help="real clips of each class")
     ap.add_argument("--cache", default=None, help="the judge's folder (default results/<scale>/classifiers)")
-    ap.add_argument("--out", required=True, help="result JSON")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="result JSON")
+    where.add_argument("--from-result", help="a result JSON written before: its table to --page, nothing measured")
     ap.add_argument("--page", default=None, help="a Markdown page holding the markers: the table is written there")
     ap.add_argument("--force", action="store_true", help="replace a block measured at scale paper with another scale's")
     args = ap.parse_args(argv)
-    start = time.perf_counter()
-    metrics = measure(args.scale, args.vq, args.vae, args.per_class, args.cache)
-    generators = [best_guidance_shares(read_json_object(f, "generator result"))
-                  for f in args.generators if Path(f).is_file()]
-    metrics["generators"] = [{"name": n, "share": s, "per_class": p} for n, s, p in generators]
-    write_result(args.out, metrics, scale=args.scale, eval_seconds=time.perf_counter() - start,
-                 threads=torch.get_num_threads())
-    measured = Measured(args.scale, f"{machine_name()} ({torch.get_num_threads()} threads)",
-                        "bf16" if device() == "cuda" else "fp32")
-    if args.page and not write_block(args.page, BEGIN, END, table_lines(metrics, generators), measured, args.force):
+    if args.from_result:
+        if not args.page:
+            ap.error("--from-result renders the table of --page: give --page")
+        record = read_json_object(args.from_result, "motion stages result")
+    else:
+        start = time.perf_counter()
+        try:
+            generators = [best_guidance_shares(read_result(f)) for f in args.generators if Path(f).is_file()]
+        except (ResultError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+        metrics = measure(args.scale, args.vq, args.vae, args.per_class, args.cache)
+        metrics["generators"] = [{"name": n, "share": s, "per_class": p} for n, s, p in generators]
+        write_result(args.out, metrics, scale=args.scale, eval_seconds=time.perf_counter() - start,
+                     threads=torch.get_num_threads(), machine=machine_name(),
+                     precision="bf16" if device() == "cuda" else "fp32")
+        record = read_json_object(args.out, "motion stages result")  # the page shows what the file holds
+    if args.page and not write_page(record, args.page, args.force):
         print(f"{args.page}: no motion-stages markers, left alone")
-    print(json.dumps({name: round(s["share"], 4) for name, s in metrics["stages"].items()}))
-    return metrics
+    print(json.dumps({name: round(s["share"], 4) for name, s in record["metrics"]["stages"].items()}))
+    return record["metrics"]
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from shared.atomic import read_json_object
 from shared.data.errors import DataError
 from shared.data.transforms import to_uint8, to_unit_range
 from shared.extraction import ShardDataset
+from shared.guidance import guidance_key
 from shared.provenance import check_sha256
 from shared.sample_folders import checked_folder, read_samples_record
 
@@ -113,17 +114,17 @@ class Representation:
         """(B, 3, T, H, W) in [-1, 1] -> long code indices (B, T', h, w) or float posterior means (B, C, T', h, w)."""
         with autocast(self.dev.type):
             enc = self.tok.encode(pixels.to(self.dev))
-        return enc.indices.long().cpu() if self.vq else enc.posterior.mean.float().cpu()
+        return enc.indices.long().cpu() if self.vq else enc.latent_dist.mean.float().cpu()
 
     @torch.no_grad()
     def decode(self, rows: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
         """encode's rows, or an extraction's (image means without the frame axis) -> 8-bit pixels (B, 3, T, H, W)."""
         with autocast(self.dev.type):
             if self.vq:
-                x = self.tok.decode_indices(rows.long().to(self.dev), size=size)
+                x = self.tok.decode_indices(rows.long().to(self.dev), size=size).sample
             else:
                 z = rows.float().to(self.dev)
-                x = self.tok.decode(z if z.dim() == 5 else z[:, :, None], size=size)
+                x = self.tok.decode(z if z.dim() == 5 else z[:, :, None], size=size).sample
         return to_8bit(x.float().cpu())
 
     def distance(self, queries: torch.Tensor, bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,13 +210,13 @@ def measure(folders: list[tuple[float, str, str | None]], run: Path, scale: str,
     fresh_dist, _ = rep.distance(rep.encode(fresh), bank_latent)
     fresh_judge, _ = nearest_euclidean(torch.from_numpy(judge_features(net, fresh)), bank_judge)
     out = []
-    for guidance, folder, sha in folders:
+    for guidance_scale, folder, sha in folders:
         files = list_samples(folder, kind)
         pixels = torch.stack([load_sample(p, resolution, frames) for p, _ in files])
         latent = torch.cat([rep.encode(pixels[i : i + 64]) for i in range(0, len(pixels), 64)])
         latent_dist, _ = rep.distance(latent, bank_latent)
         judge_dist, _ = nearest_euclidean(torch.from_numpy(judge_features(net, pixels)), bank_judge)
-        row = {"guidance": guidance, "samples": str(folder), "samples_sha256": sha, "n": len(files),
+        row = {"guidance_scale": guidance_scale, "samples": str(folder), "samples_sha256": sha, "n": len(files),
                "latent": nearer_than_fresh(latent_dist, fresh_dist), "judge": nearer_than_fresh(judge_dist, fresh_judge)}
         if rep.vq:
             agreement = 1 - latent_dist
@@ -254,7 +255,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"error: {exc}") from None
     write_result(args.out, metrics, scale=args.scale, eval_seconds=time.perf_counter() - start,
                  threads=torch.get_num_threads(), device=device())
-    print(json.dumps({f"{r['guidance']:g}": {"latent": round(r["latent"]["nearer_than_fresh"], 4),
+    print(json.dumps({guidance_key(r["guidance_scale"]): {"latent": round(r["latent"]["nearer_than_fresh"], 4),
                                              "judge": round(r["judge"]["nearer_than_fresh"], 4),
                                              **({"near_copies": round(r["codes"]["near_copies"], 4)} if "codes" in r
                                                 else {})} for r in metrics["novelty"]}, indent=1))

@@ -60,3 +60,15 @@ PAPER_TABLES = {
          "columns": ["Training", "ImageNet VQVAE", "ImageNet VAE", "K600 VQVAE", "K600 VAE"],
          "rows": [["Joint (VQ-KL)", "1.11", "0.69", "25.97", "13.02"], ["Joint (KL-VQ)", "2.05", "0.89", "33.79", "12.43"]]},
 }
+
+# The evaluation protocol of each table's figures (eval/protocols.py; docs/protocols.md), by metric: the OmniTokenizer
+# release's evaluation scripts for its reconstruction and LM figures, the ADM evaluator for ImageNet generation (which
+# the release's evaluation/README.md and DiT use), StyleGAN-V's fvd2048_16f for the Latte figures
+PAPER_PROTOCOLS = {
+    1: {"rfid": "omnitokenizer-rfid"}, 2: {"rfvd": "omnitokenizer-rfvd"},
+    3: {"fid": "adm", "inception_score": "adm"}, 4: {"fvd": "omnitokenizer-fvd"},
+    5: {"fid": "adm", "inception_score": "adm", "precision": "adm", "recall": "adm"},
+    6: {"fvd": "stylegan-v-fvd2048-16f"},
+    7: {"rfid": "omnitokenizer-rfid", "rfvd": "omnitokenizer-rfvd"}, 8: {"rfid": "omnitokenizer-rfid"},
+    9: {"rfvd": "omnitokenizer-rfvd"}, 10: {"rfid": "omnitokenizer-rfid", "rfvd": "omnitokenizer-rfvd"},
+}

@@ -15,18 +15,22 @@ from collections.abc import Collection
 from pathlib import Path
 
 from shared.atomic import atomic_write, atomic_write_json, read_json_object
-from shared.doc_blocks import Measured, write_block
+from shared.doc_blocks import Measured, read_measured, write_block
 
 from shared.paths import run_of_model_dir, seeded
 
-from . import ablations, tokenizer_report
+from . import ablations, protocol_match, tokenizer_report
 from .experiments import GENERATION_ROWS, ROWS, GenerationRow, TokenizerRow, runs_in_config
+from .generator_result import (ClassShare, Frechet, GeneratorResult, JudgeDistance, ResultError, SampleNovelty,
+                               read_result)
 from .paper_tables import PAPER_TABLES
 from .seeds import NOISE_RULE, Seeds, feature_metric, seed_files
 
+PROTOCOL_COLUMN = "Protocol (eval/protocols.py): the paper's figure where ours was computed under the same one"
 OUR_COLUMNS = ["Row", "Metric (network)", "Value", "PSNR (bicubic keeping as many numbers)", "SSIM (bicubic)",
                "Block-edge ratio on the patch grid (input; bicubic 8x)", "Data", "Scale",
-               "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)"]
+               "Minutes (training of this model and of the stages it starts from, + its evaluation; threads per job)",
+               PROTOCOL_COLUMN]
 
 
 def _training_seconds(results: Path, run: str, stage: str) -> float | None:
@@ -56,11 +60,11 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection
     if not files:
         variant = run.removeprefix("tokenizer_")
         why = "" if run in runs else f" (the {results.name} config has no variant '{variant}')"
-        return [label, metric, f"not run{why}", "", "", "", "", results.name, ""]
+        return [label, metric, f"not run{why}", "", "", "", "", results.name, "", ""]
     recs = [json.loads(f.read_text()) for _, f in files]
     ms = [r["metrics"][kind] for r in recs if kind in r["metrics"]]  # as eval.seeds.row_metrics, files read once
     if not ms:
-        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", "", recs[0].get("scale") or "", ""]
+        return [label, metric, f"not run ({kind} split not evaluated)", "", "", "", "", recs[0].get("scale") or "", "", ""]
     m = ms[0]
     network = m[metric]["network"]
     label_net = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
@@ -77,7 +81,7 @@ def _our_row(results: Path, runs: set[str], row: TokenizerRow, seeds: Collection
     data = f"{data} {kind}s, val, n={m['items']}, {rec.get('resolution')}px" + (f", {rec.get('frames')} frames" if kind == "video" else "")
     return [label, f"{metric} ({label_net}; n={m[metric]['n'][0]}, d={m[metric]['dim']})",
             why or values.text(".2f"), _with_baseline(ms, "psnr", ".2f"), _with_baseline(ms, "ssim", ".3f"), _block_edge(ms), data,
-            rec.get("scale") or results.name, minutes]
+            rec.get("scale") or results.name, minutes, protocol_match.cell(row.table, label, metric, m[metric])]
 
 
 def _with_baseline(ms: list[dict], key: str, fmt: str) -> str:
@@ -101,77 +105,75 @@ GENERATION_COLUMNS = ["Row", "Guidance", "Metric (network)", "Value", "IS", "Pre
                       "Judge features: FD / precision / recall",
                       "Nearer a training item than fresh real items: latent / judge features (fresh items: 5 %)",
                       "Data", "Scale",
-                      "Minutes (extraction + training + sampling + evaluation; threads)"]
+                      "Minutes (extraction + training + sampling + evaluation; threads)", PROTOCOL_COLUMN]
 # the reference points beside a generator's rows (eval.judge_references), in this order
 REFERENCE_LABELS = {"flat_colour": "flat mean colour", "class_average": "class average", "still": "still clip",
                     "real": "real items (copying ceiling)", "reconstruction": "real items through the tokenizer"}
 
 
-def _number(v) -> float | None:
-    """A metric as a number: a float, or the 'value' / 'mean' of a metric dict."""
-    if isinstance(v, dict):
-        v = v.get("value", v.get("mean"))
-    return None if v is None else float(v)
-
-
-def _judge_cells(share: float | None, per_class: list[dict] | None, features: dict | None, acc: str) -> list[str]:
+def _judge_cells(share: float | None, per_class: list[ClassShare] | None, features: JudgeDistance | None,
+                 acc: str) -> list[str]:
     """The class-consistency and judge-feature cells of a generator's or a reference point's row."""
-    weakest = f" (weakest {min(c['share'] for c in per_class):.0%})" if per_class else ""
-    fd = (f"{features['frechet']:.2f} / {features['precision']:.2f} / {features['recall']:.2f}" if features else "")
+    weakest = f" (weakest {min(c.share for c in per_class):.0%})" if per_class else ""
+    fd = f"{features.frechet:.2f} / {features.precision:.2f} / {features.recall:.2f}" if features else ""
     return ["" if share is None else f"{share:.0%}{weakest}{acc}", fd]
 
 
-def novelty_cell(novelty: dict | None) -> str:
+def novelty_cell(novelty: SampleNovelty | None) -> str:
     """The share of samples nearer a training item than fresh real items are (eval.novelty), in both spaces, and for
     VQ codes the near copies."""
-    if not novelty:
+    if novelty is None:
         return ""
-    codes = novelty.get("codes")
-    return (f"{novelty['latent']['nearer_than_fresh']:.0%} / {novelty['judge']['nearer_than_fresh']:.0%}"
-            + (f"; {codes['near_copies']:.0%} with 90 % of codes from one training row" if codes else ""))
+    return (f"{novelty.latent.nearer_than_fresh:.0%} / {novelty.judge.nearer_than_fresh:.0%}"
+            + (f"; {novelty.codes.near_copies:.0%} with 90 % of codes from one training row" if novelty.codes else ""))
+
+
+def generation_result(results: Path, row: GenerationRow) -> GeneratorResult | None:
+    """The result file of a generator's row (eval.generator_result), None where it is missing; an error where it
+    holds another kind of generator's figures."""
+    f = row.result(results.name, results.parent)
+    if not f.is_file():
+        return None
+    result = read_result(f)
+    if result.metric != row.metric:
+        raise ResultError(f"{f}: the result of a {result.task} generator ({result.metric.upper()}), not of {row.label}'s "
+                          f"{row.data} ({row.metric.upper()})")
+    return result
 
 
 def generation_rows(results: Path, row: GenerationRow) -> list[list[str]]:
     """One line per guidance scale of a generator's result file, then one per reference point the judge scored
     beside it; "not run" when the file is missing."""
-    f = row.result(results.name, results.parent)
-    if not f.is_file():
+    rec = generation_result(results, row)
+    if rec is None:
         return [[row.label, "", row.metric.upper(), f"not run (make {row.target} SCALE={results.name})", "", "", "", "",
-                 "", "", results.name, ""]]
-    rec = json.loads(f.read_text())
-    classifier = rec.get("classifier") or {}
-    acc = (f"; classifier {classifier['classifier_accuracy']:.0%}, chance {classifier['chance']:.0%}"
-           if "classifier_accuracy" in classifier else "")
-    seconds = rec.get("wall_seconds") or {}
-    total = sum(v for v in seconds.values() if v) if isinstance(seconds, dict) else seconds
-    minutes = f"{total / 60:.1f}" + (f" ({rec['threads']} thr.)" if rec.get("threads") else "") if total else ""
-    data = rec.get("data") or {}
-    data_text = ", ".join(f"{k} {data[k]}" for k in ("source", "split", "items", "resolution", "frames") if k in data)
-    scale = rec.get("scale") or results.name
+                 "", "", results.name, "", ""]]
+    acc = (f"; classifier {rec.classifier.classifier_accuracy:.0%}, chance {rec.classifier.chance:.0%}"
+           if rec.classifier else "")
+    total = rec.wall_seconds.total
+    minutes = f"{total / 60:.1f}" + (f" ({rec.threads} thr.)" if rec.threads else "") if total else ""
+    data_text = ", ".join(f"{k} {getattr(rec.data, k)}" for k in ("source", "split", "items", "resolution", "frames"))
     out = []
-    for entry in sorted(rec["metrics"].values(), key=lambda e: e.get("guidance_scale") or 0):
-        metric = entry.get(row.metric) or {}
-        network = entry.get("network") or metric.get("network") or ""
-        network = "RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in network else network
-        value = _number(metric)
-        isc = _number(entry.get("inception_score"))
-        pr = [_number(entry.get(k)) for k in ("precision", "recall")]
-        out.append([row.label, f"{entry['guidance_scale']}",
-                    f"{row.metric.upper()} ({network}; n={'/'.join(str(n) for n in metric.get('n', ['?']))}, "
-                    f"d={metric.get('dim', '?')}"
-                    + ("; rank-deficient covariance: a rough figure" if metric.get("full_rank_covariance") is False else "")
-                    + ")",
-                    "" if value is None else f"{value:.2f}", "" if isc is None else f"{isc:.2f}",
-                    " / ".join(f"{v:.2f}" for v in pr) if None not in pr else "",
-                    *_judge_cells(entry.get("class_consistency"), entry.get("class_consistency_per_class"),
-                                  entry.get("judge_features"), acc),
-                    novelty_cell(entry.get("novelty")), data_text, scale, minutes])
+    for entry in rec.by_guidance():
+        metric: Frechet = getattr(entry, row.metric)
+        network = ("RANDOM-INIT network, not comparable to the paper" if "RANDOM-INIT" in entry.network
+                   else entry.network)
+        out.append([row.label, f"{entry.guidance_scale}",
+                    f"{row.metric.upper()} ({network}; n={'/'.join(str(n) for n in metric.n)}, d={metric.dim}"
+                    + ("; rank-deficient covariance: a rough figure" if not metric.full_rank_covariance else "") + ")",
+                    f"{metric.value:.2f}", "" if entry.inception_score is None else f"{entry.inception_score.mean:.2f}",
+                    "" if entry.precision is None else f"{entry.precision:.2f} / {entry.recall:.2f}",
+                    *_judge_cells(entry.class_consistency, entry.class_consistency_per_class, entry.judge_features,
+                                  acc),
+                    novelty_cell(entry.novelty), data_text, rec.scale, minutes,
+                    protocol_match.cell(row.table, row.name, row.metric, {"protocol": entry.protocol},
+                                        entry.guidance_scale)])
     for name, label in REFERENCE_LABELS.items():
-        point = (rec.get("references") or {}).get(name)
+        point = (rec.references or {}).get(name)
         if point:
             out.append([f"{row.label}: reference, {label}", "", "", "", "", "",
-                        *_judge_cells(point["share"], point.get("per_class"), point.get("feature_distance"), ""),
-                        "", f"{point['n']} items", scale, ""])
+                        *_judge_cells(point.share, point.per_class, point.feature_distance, ""),
+                        "", f"{point.n} items", rec.scale, "", ""])
     return out
 
 
@@ -179,8 +181,8 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
           seeds: Collection[int] | None = None, generators_only: bool = False, force: bool = False) -> dict:
     """TABLES.md, tables.json, tables.csv (and the findings block of docs/evaluation.md) from the results of `seeds`
     (None: every seed evaluated). generators_only: the generator tables from the results, the tokenizer tables and
-    the ablation comparison kept as <out_dir>/tables.json has them (after a generator run, without the tokenizer
-    runs on this machine)."""
+    the ablation comparison (and the findings' record of the runs behind them) kept as <out_dir>/tables.json and the
+    page have them (after a generator run, without the tokenizer runs on this machine; `make docs`)."""
     results = Path(results_root) / scale
     runs = runs_in_config(scale)
     kept = None
@@ -203,7 +205,8 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
              "Paper rows are as published (ImageNet / UCF-101 / K600 ... at 256 px, real Inception-v3 and I3D). "
              "Ours are labelled with the data, scale and feature network they came from; numbers from random-init "
              "feature networks (no weights offline) rank models trained and evaluated alike, and are not comparable "
-             "to the paper's.", ""]
+             "to the paper's. The protocol column sets the paper's figure beside ours only where both were computed "
+             "under the same evaluation protocol (docs/protocols.md); elsewhere it names each field that differs.", ""]
     for number, t in tables.items():
         lines += [f"## Table {number}: {t['title']}", "", markdown_table(t["columns"], t["rows"]), ""]
         if t["ours"]:
@@ -215,7 +218,7 @@ def build(scale: str, results_root: str | Path = "results", out_dir: str | Path 
               "needed). " + NOISE_RULE, "", markdown_table(ablations.COLUMNS, [d["cells"] for d in directions]), ""]
     findings_page = Path(out_dir) / "docs" / "evaluation.md"
     if findings_page.is_file():  # first: where it refuses (paper's findings against another scale) nothing is written
-        write_findings(findings_page, scale, directions, results, force)
+        write_findings(findings_page, scale, directions, results, force, keep_record=generators_only)
     atomic_write(out_dir / "TABLES.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     atomic_write_json(out_dir / "tables.json", {"scale": scale, "tables": tables, "ablations": directions})
 
@@ -239,16 +242,20 @@ README_BEGIN = "<!-- ablation findings: written by `python -m eval.tables` from 
 README_END = "<!-- end of ablation findings -->"
 
 
-def write_findings(readme: Path, scale: str, directions: list[dict], results: Path, force: bool = False) -> None:
+def write_findings(readme: Path, scale: str, directions: list[dict], results: Path, force: bool = False,
+                   keep_record: bool = False) -> None:
     """Replace a page's block of ablation findings (between its two markers, where present) with the verdicts of
-    these results, in words, recording the machines and precisions of the tokenizer runs in `results`; a page
-    without the markers is left alone, and a block measured at scale paper is replaced by another scale's only with
-    `force`."""
-    runs = tokenizer_report.measured([read_json_object(f, "tokenizer result")
-                                      for f in sorted(results.glob("tokenizer*.json"))])
+    these results, in words, recording the machines and precisions of the tokenizer runs in `results` (keep_record:
+    the verdicts are tables.json's, and the block keeps its record of the runs behind them); a page without the
+    markers is left alone, and a block measured at scale paper is replaced by another scale's only with `force`."""
+    measured = read_measured(readme, README_BEGIN, README_END) if keep_record else None
+    if measured is None:
+        runs = tokenizer_report.measured([read_json_object(f, "tokenizer result")
+                                          for f in sorted(results.glob("tokenizer*.json"))])
+        measured = Measured(scale, runs.machine, runs.precision)
     write_block(readme, README_BEGIN, README_END, [
         f"At scale `{scale}`, on held-out PSNR, by the rule under TABLES.md's comparison ({NOISE_RULE})", "",
-        *ablations.findings(directions)], Measured(scale, runs.machine, runs.precision), force)
+        *ablations.findings(directions)], measured, force)
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -280,7 +287,10 @@ def main(argv=None) -> None:
     ap.add_argument("--force", action="store_true",
                     help="replace docs/evaluation.md's findings measured at scale paper with another scale's")
     args = ap.parse_args(argv)
-    build(args.scale, args.results, args.out, args.seeds, args.generators_only, args.force)
+    try:
+        build(args.scale, args.results, args.out, args.seeds, args.generators_only, args.force)
+    except (ResultError, FileNotFoundError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"wrote {Path(args.out) / 'TABLES.md'}, tables.json, tables.csv")
 
 

@@ -2,10 +2,12 @@
 
     python -m eval.tokenizer_eval --model runs/small/tokenizer/joint/final --out results/small/eval_joint.json
         [--images DIR|embedded] [--videos DIR|embedded] [--resolution 64] [--frames 17]
-        [--inception-weights F] [--i3d-weights F] [--i3d-kind videogpt|styleganv] [--lpips-weights F]
-        [--allow-random-features]
+        [--inception-weights F] [--i3d-weights F] [--lpips-weights F] [--allow-random-features]
+        [--image-protocol project-image] [--video-protocol project-video]
 
-rFID compares Inception features of reconstructions with those of the inputs; rFVD does the same with I3D.
+rFID compares Inception features of reconstructions with those of the inputs; rFVD does the same with I3D, each
+under an evaluation protocol of eval/protocols.py (the OmniTokenizer release's: omnitokenizer-rfid /
+omnitokenizer-rfvd), whose record of the run the result file keeps beside the figure (docs/protocols.md).
 Without the networks' weights nothing is computed unless --allow-random-features, and then every such
 number is labelled RANDOM-INIT in the result file.
 """
@@ -18,13 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
 from shared.provenance import file_sha256
 from tokenizer import OmniTokenizer
 from tokenizer.evaluate import evaluate
 from shared.metrics.lpips import PerceptualLoss
 
-from .datasets import image_split, video_split
+from . import protocols
+from .datasets import image_split, split_label, video_split
 from .feature_cache import FeatureCache
 from .frechet import frechet_from_features
 from .image_fidelity import InceptionFeatures
@@ -53,8 +57,11 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | 
     for kind, dataset in datasets.items():
         if kind in results:
             continue
-        frame_net = InceptionFeatures(args.inception_weights, args.allow_random_features, device) if kind == "image" else None
-        video_net = I3DFeatures(args.i3d_kind, args.i3d_weights, args.allow_random_features, device) if kind == "video" else None
+        protocol = protocols.protocol(args.image_protocol if kind == "image" else args.video_protocol, kind)
+        frame_net = (InceptionFeatures(args.inception_weights, args.allow_random_features, device, protocol)
+                     if kind == "image" else None)
+        video_net = (I3DFeatures(args.i3d_weights, args.allow_random_features, device, protocol)
+                     if kind == "video" else None)
         features = frame_net or video_net
         cache = FeatureCache(args.feature_cache or None, kind, features.net)
         lpips_values, real, fake = [], [], []
@@ -83,11 +90,21 @@ def evaluate_tokenizer(model: OmniTokenizer, datasets: dict, args, done: dict | 
             distance = {"value": None, "n": [n, n], "dim": features.dim, "full_rank_covariance": False,
                         "not_computed": f"{n} items <= {features.dim} feature dimensions"}
         else:  # rFID and rFVD are the same Fréchet distance, over Inception or I3D features
-            distance = frechet_from_features(torch.cat(fake).double().numpy(), torch.cat(real).double().numpy())
+            distance = frechet_from_features(torch.cat(fake).double().numpy(), torch.cat(real).double().numpy(),
+                                             protocol.covariance)
+        counted = None if args.limit is None else n  # as a protocol record has it: None, every item of the split
+        source, split = (args.images, args.image_split) if kind == "image" else (args.videos, args.video_split)
+        observed = dict(items=counted, real_split=split_label(source, split), real_count=counted,
+                        resolution=args.resolution)
         if frame_net is not None:
-            entry["rfid"] = {**distance, "network": frame_net.weights.source, "weights_sha256": frame_net.weights.sha256}
+            record = protocols.run_record(protocol, frame_net.weights.random, frame_net.checked, **observed)
+            entry["rfid"] = {**distance, "network": frame_net.weights.source,
+                             "weights_sha256": frame_net.weights.sha256, "protocol": record}
         else:
-            entry["rfvd"] = {**distance, "network": video_net.source, "kind": args.i3d_kind, "weights_sha256": video_net.sha256}
+            record = protocols.run_record(protocol, video_net.random, video_net.checked, frames=args.frames,
+                                          clip=protocols.CENTRE_OURS, **observed)
+            entry["rfvd"] = {**distance, "network": video_net.source, "weights_sha256": video_net.sha256,
+                             "protocol": record}
         results[kind] = entry
         if on_part is not None:
             on_part(results)
@@ -112,7 +129,10 @@ def main(argv=None) -> None:
     ap.add_argument("--max-tokens", type=int, default=65536)
     ap.add_argument("--inception-weights", default=None)
     ap.add_argument("--i3d-weights", default=None)
-    ap.add_argument("--i3d-kind", default="videogpt", choices=["videogpt", "styleganv"])
+    ap.add_argument("--image-protocol", default=protocols.DEFAULT["image"], help="rFID's evaluation protocol "
+                    f"(eval/protocols.py): one of {', '.join(protocols.names('image'))}")
+    ap.add_argument("--video-protocol", default=protocols.DEFAULT["video"], help="rFVD's evaluation protocol: one of "
+                    f"{', '.join(protocols.names('video'))}")
     ap.add_argument("--lpips-weights", default=None, help="torchvision vgg16 state dict")
     ap.add_argument("--feature-cache", default="results/feature_cache",
                     help="folder keeping the inputs' Inception/I3D features between evaluations ('' for none)")
@@ -120,13 +140,19 @@ def main(argv=None) -> None:
                     help="offline: fixed-seed random feature networks; every such number is labelled")
     args = ap.parse_args(argv)
     # everything that can be wrong with the arguments is found before any work
-    model = OmniTokenizer.from_pretrained(args.model, "cuda" if torch.cuda.is_available() else "cpu").eval()
+    for kind, name in (("image", args.image_protocol), ("video", args.video_protocol)):
+        try:
+            protocols.protocol(name, kind)
+        except ValueError as exc:
+            ap.error(f"--{kind}-protocol: {exc}")
+    model = OmniTokenizer.from_pretrained(args.model).to("cuda" if torch.cuda.is_available() else "cpu").eval()
     if args.videos:
         model.latent_frames(args.frames)
     datasets = _datasets(args)
-    context = dict(checkpoint=args.model, checkpoint_sha256=file_sha256(f"{args.model}/model.safetensors"),
+    context = dict(checkpoint=args.model, checkpoint_sha256=file_sha256(Path(args.model) / SAFETENSORS_WEIGHTS_NAME),
                    scale=args.scale, resolution=args.resolution, frames=args.frames, limit=args.limit,
-                   data={"images": args.images, "videos": args.videos})
+                   data={"images": args.images, "videos": args.videos},
+                   protocols={"image": args.image_protocol, "video": args.video_protocol})
     # each finished split kind is kept in <out>.partial.json at once; a rerun with the same context resumes from it
     partial = Path(f"{args.out}.partial.json")
     done, seconds = {}, 0.0

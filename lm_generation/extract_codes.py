@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     split = args.split or (data.image_split if kind == "image" else data.video_split)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision, why = choose_precision(args.precision, device)
-    tok = OmniTokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
+    tok = OmniTokenizer.from_pretrained(args.tokenizer).to(device).eval()
     if tok.config.quantizer != "vq":
         raise SystemExit(f"{args.tokenizer}: a {tok.config.quantizer.upper()} tokenizer; code extraction needs a VQ one "
                          f"(quantizer vq, the OmniTokenizer-VQVAE)")

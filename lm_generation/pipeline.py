@@ -74,7 +74,7 @@ class ARPipeline:
                                              "train it again (python -m lm_generation.train)"))
         check_sha256(folder / TOKENIZER_DIR, recorded, folder / "config.json",
                      f"Put back the {TOKENIZER_DIR}/ the LM was saved with", hashes["tokenizer_sha256"])
-        pipe = cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR, map_location=device), precision)
+        pipe = cls(lm, OmniTokenizer.from_pretrained(folder / TOKENIZER_DIR).to(device), precision)
         pipe.provenance = hashes
         return pipe
 
@@ -95,7 +95,7 @@ class ARPipeline:
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, T', h, w) -> pixels (B, 3, T, H, W) in [-1, 1]."""
-        return self.tokenizer.decode_indices(codes, size=self.layout.size).clamp(-1, 1)
+        return self.tokenizer.decode_indices(codes, size=self.layout.size).sample.clamp(-1, 1)
 
     @torch.no_grad()
     def __call__(self, labels: torch.Tensor | None = None, given: torch.Tensor | None = None, **sampling) -> torch.Tensor:

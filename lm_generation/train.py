@@ -85,7 +85,7 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
     out = sample_codes(model, cls, given, guidance_scale=s.guidance_scales[-1] if cfg.train.conditional else 1.0,
                        cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                        seed=s.seed, compile=s.compile)
-    pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size)
+    pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size).sample
     return grid(pixels, path, per_row=cols)
 
 
@@ -157,7 +157,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                             resolutions=[1], seed=t.seed, rank=accelerator.process_index,
                             world_size=accelerator.num_processes)
     check_sha256(settings["tokenizer"], settings["tokenizer_sha256"], Path(codes_dir) / MANIFEST)
-    tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"], map_location=device).eval()
+    tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"]).to(device).eval()
 
     def inputs(step: int, _):  # one batch of code sequences a step, a pure function of the step (exact resume)
         model.train()

@@ -6,7 +6,8 @@ A config is a dataclass whose fields may be dataclasses themselves (`model`, `tr
 read from YAML, from a `--set section.field=value` override, or from a saved `config.json` goes through
 `build`, which checks it against the field's annotation: `"false"` is not a bool, `"64"` is not an int, a
 list becomes a tuple where the field is a tuple, and an unknown field is an error naming the file and the
-fields that exist. Overrides are parsed as YAML values (`train.betas=[0.9,0.95]`, `model.causal=false`).
+fields that exist. Overrides are parsed as YAML values (`train.betas=[0.9,0.95]`, `model.causal=false`). `build`
+reads any JSON record onto dataclasses the same way (a result file's schema), a missing field named as clearly.
 """
 from __future__ import annotations
 
@@ -131,19 +132,27 @@ def check_seed(seed: int, name: str = "seed") -> None:
 
 
 def build(config_class: type, values: dict, source: str = "config"):
-    """A dataclass from a dict, every field type-checked; unknown fields are an error naming `source`."""
+    """A dataclass from a dict, every field type-checked; a missing required field, or an unknown one, is an error
+    naming `source`. A field read from another key says so in its metadata (`field(metadata={"key": "class"})`: a
+    key that is no Python name); a class whose `ignores_unknown_fields` is true (a record a newer writer may add to)
+    leaves unknown keys unread."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping for {config_class.__name__}, got {values!r}")
     hints = typing.get_type_hints(config_class)
-    fields = {f.name: f for f in dataclasses.fields(config_class) if f.init}
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(config_class) if f.init}
     unknown = sorted(set(values) - set(fields))
-    if unknown:
+    if unknown and not getattr(config_class, "ignores_unknown_fields", False):
         raise ConfigError(f"{source}: unknown {config_class.__name__} field(s) {unknown}; known fields are "
                           f"{sorted(fields)}")
-    checked = {name: _check(v, hints[name], f"{source}: {name}") for name, v in values.items()}
+    missing = [key for key, f in fields.items() if key not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing {config_class.__name__} field(s) {missing}")
+    checked = {f.name: _check(values[key], hints[f.name], f"{source}: {key}") for key, f in fields.items()
+               if key in values}
     try:
         return config_class(**checked)
-    except (TypeError, ValueError) as exc:  # a required field is missing, or the class refuses a value
+    except (TypeError, ValueError) as exc:  # the class refuses a value
         raise ConfigError(f"{source}: {exc}") from None
 
 

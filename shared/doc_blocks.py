@@ -18,6 +18,12 @@ from shared.atomic import atomic_write
 PAPER = "paper"
 UNRECORDED = "unrecorded"
 RECORD = re.compile(r"<!-- measured: scale (?P<scale>[^;]*); machine (?P<machine>[^;]*); precision (?P<precision>.*?) -->")
+BEGIN_MARKER = re.compile(r"^<!-- [^\n]*; do not edit -->$", re.MULTILINE)  # a block's first line names its writer
+
+
+def begin_markers(path: str | Path) -> list[str]:
+    """The first markers of every generated block of a page, in page order."""
+    return BEGIN_MARKER.findall(Path(path).read_text())
 
 
 def joined(values: Iterable) -> str:

@@ -20,6 +20,7 @@ class FeatureWeights:
     source: str  # where they came from, for result files
     sha256: str | None  # of the weights file, when there is one
     random: bool = False
+    path: str | None = None  # the weights file, when there is one
 
 
 def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, allow_random: bool,
@@ -36,7 +37,7 @@ def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, 
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ValueError(f"{path}: cannot be read as a {name} state dict ({exc.__class__.__name__}: {exc})") from None
-        return FeatureWeights(state.get("state_dict", state), f"{name} from {path}", file_sha256(path))
+        return FeatureWeights(state.get("state_dict", state), f"{name} from {path}", file_sha256(path), path=str(path))
     reason = "no download address"
     if url:
         previous = socket.getdefaulttimeout()
@@ -44,7 +45,9 @@ def resolve_weights(name: str, path: str | None, env_var: str, url: str | None, 
         try:
             state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
             cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-            return FeatureWeights(state, f"{name} from {url}", file_sha256(cached) if cached.is_file() else None)
+            found = cached.is_file()
+            return FeatureWeights(state, f"{name} from {url}", file_sha256(cached) if found else None,
+                                  path=str(cached) if found else None)
         except Exception as exc:  # offline: URLError, socket errors
             reason = f"download failed ({exc.__class__.__name__}: {str(exc)[:120]})"
         finally:

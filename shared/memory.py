@@ -29,8 +29,8 @@ def _malloc_trim():
 def release_free_heap() -> bool:
     """Return the heap's free pages to the OS; False where the C library cannot, or inside code being compiled
     (nothing done)."""
-    # Not `@torch.compiler.disable`: that decorator imports torch._dynamo (and sympy) with this module, 150 MB of
-    # resident memory in every process that imports the tokenizer. A graph that torch.compile traces skips the call
+    # Not `@torch.compiler.disable`, which would break every compiled stack's graph at the call: a graph that
+    # torch.compile traces skips it
     trim = None if torch.compiler.is_compiling() else _malloc_trim()
     if trim is None:
         return False

@@ -42,11 +42,16 @@ def earlier_version(path: str | Path, sign: str, remedy: str) -> str:
     return f"{path}: written by an earlier version of the project ({sign}), which this version does not read; {remedy}"
 
 
+# a saved model's card: a description of the weights (with the time and commit it was written at), not part of what
+# a folder's hash vouches for, so that the same weights saved again hash the same
+MODEL_CARD = "README.md"
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted), such as a
-    save_pretrained folder."""
+    save_pretrained folder; a folder's model cards (MODEL_CARD) are left out."""
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MODEL_CARD) if path.is_dir() else [path]
     if not files or not files[0].exists():
         raise FileNotFoundError(f"{path}: nothing to hash (no such file, or an empty folder)")
     h = hashlib.sha256()

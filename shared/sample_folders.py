@@ -1,10 +1,13 @@
 """The sample folders every generator writes and eval/ reads, one per guidance scale, with a record of how.
 
     <out>/samples.json                        the settings (the sha256 of every part of the pipeline: model and
-                                              VAE or tokenizer; sampler, seed, counts ...) and, per folder, its
-                                              guidance scale, item count, grid, seconds and each file's sha256
+                                              VAE or tokenizer; sampler, seed, counts ...) and, per folder (by its
+                                              key cfg<s>), its guidance scale, item count, grid, seconds and each
+                                              file's sha256
     <out>/cfg<s>/<class:04d>/<index:05d>.png  (or .mp4) the samples at guidance scale s (1: none), shared.media's layout
     <out>/cfg<s>.png (or .gif)                a grid to look at: a row per class (up to 24), up to 8 samples each
+
+cfg<s> is the scale's key (shared.guidance), the one name of a guidance scale on disk and in results.
 
 Batch b of every folder is drawn from seed `seed * 100_003 + b` alone, so a killed run resumes where it stopped
 (batches whose files are all there are skipped) and gives the same files as an uninterrupted one. The settings are
@@ -28,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_json, output_folder, read_json_object, remove_temporary_files
+from .guidance import guidance_key, keyed
 from .media import grid, read_sample, sample_path, write_sample
 from .provenance import file_sha256
 from .training.precision import add_precision_argument
@@ -36,17 +40,15 @@ SAMPLES_FILE = "samples.json"
 GRID_ROWS, GRID_COLUMNS = 24, 8
 
 
-def folder_name(guidance_scale: float) -> str:
-    return f"cfg{guidance_scale:g}"
-
-
 def batch_seed(seed: int, batch: int) -> int:
     return seed * 100_003 + batch
 
 
 def read_samples_record(out: str | Path) -> dict:
-    """The samples.json of a samples folder, with a clear error where there is none."""
-    return read_json_object(Path(out) / SAMPLES_FILE, "samples record")
+    """The samples.json of a samples folder, with a clear error where there is none; its "folders" by the key of
+    each one's guidance scale (shared.guidance)."""
+    record = read_json_object(Path(out) / SAMPLES_FILE, "samples record")
+    return {**record, "folders": keyed(record.get("folders", {}).values(), str(Path(out) / SAMPLES_FILE))}
 
 
 def add_sampling_flags(ap: argparse.ArgumentParser) -> None:
@@ -93,19 +95,20 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
         if changed:
             raise ValueError(f"{out / SAMPLES_FILE}: these folders were sampled with other settings "
                              f"{_short(changed)}; choose another --out or delete it")
-        record["folders"] = earlier.get("folders", {})
+        record["folders"] = earlier["folders"]
     atomic_write_json(out / SAMPLES_FILE, record)  # on disk before any sample: a killed run's files are accounted for
     labels = list(dict.fromkeys(c for c, _ in jobs))
     columns = min(GRID_COLUMNS, max(i for _, i in jobs) + 1)
     in_grid = lambda c, i: c in labels[:GRID_ROWS] and i < columns  # noqa: E731
     for scale in scales:
         t0 = time.perf_counter()
-        folder = out / folder_name(scale)
+        key = guidance_key(scale)
+        folder = out / key
         for c in labels:  # what a killed run's unfinished writes left
             remove_temporary_files(folder / f"{c:04d}")
         shown: dict[tuple[int, int], torch.Tensor] = {}
         # a file an earlier run recorded, changed since: drawn again, as a missing one is
-        earlier_files = record["folders"].get(f"{scale:g}", {}).get("files", {})
+        earlier_files = record["folders"].get(key, {}).get("files", {})
         files: dict[str, str] = {}
         for b, start in enumerate(tqdm(range(0, len(jobs), batch_size), desc=f"guidance {scale:g}", unit="batch")):
             positions = list(range(start, min(start + batch_size, len(jobs))))
@@ -127,9 +130,9 @@ def write_sample_folders(out: str | Path, settings: dict, jobs: list[tuple[int, 
         blank = torch.full_like(next(iter(shown.values())), -1)
         cells = [shown.get((c, i), blank) for c in labels[:GRID_ROWS] for i in range(columns)]
         # the suffix given (grid replaces it by .png or .gif) keeps "cfg1.5" whole
-        picture = grid(torch.stack(cells), out / f"{folder_name(scale)}.png", per_row=columns)
-        before = record["folders"].get(f"{scale:g}", {}).get("seconds", 0.0)  # runs that wrote some of the files
-        record["folders"][f"{scale:g}"] = {"folder": str(folder), "grid": str(picture), "guidance_scale": scale,
+        picture = grid(torch.stack(cells), out / f"{key}.png", per_row=columns)
+        before = record["folders"].get(key, {}).get("seconds", 0.0)  # runs that wrote some of the files
+        record["folders"][key] = {"folder": str(folder), "grid": str(picture), "guidance_scale": scale,
                                            "n": len(jobs), "seconds": before + time.perf_counter() - t0,
                                            "sha256": files_sha256(files), "files": files}
         atomic_write_json(out / SAMPLES_FILE, record)
@@ -146,7 +149,7 @@ def checked_folder(out: str | Path, entry: dict) -> Path:
     `out`, where it is now: every file samples.json lists is there with the sha256 recorded, and no other sample.
     A ValueError naming the first file that is not."""
     out = Path(out)
-    folder, where = out / folder_name(entry["guidance_scale"]), out / SAMPLES_FILE
+    folder, where = out / guidance_key(entry["guidance_scale"]), out / SAMPLES_FILE
     files = entry.get("files")
     if not isinstance(files, dict) or entry.get("sha256") != files_sha256(files):
         raise ValueError(f"{where}: records no sha256 of the files of {folder.name}/ (written by an earlier version "

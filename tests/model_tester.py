@@ -9,7 +9,7 @@ hooks and inherits the tests.
         # optional: zero_initialised = ("adaLN", "final")  (names of parameters that start at zero: randomised
         #           before the gradient check, or everything upstream of them gets no gradient and passes unseen)
 
-The model must have `save_pretrained(folder)` and a classmethod `from_pretrained(folder)` (ours, diffusers' or
+The model must have `save_pretrained(folder)` and a classmethod `from_pretrained(folder)` (diffusers' or
 transformers'), and be deterministic in eval mode.
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """bench/: the FLOP counter counts SDPA on the CPU, GEMM replay finds a call's products, the README's speed
 table is written from a bench result, and the no-network codes of linear_codes.py are what they say."""
+import json
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,6 @@ import torch
 from bench.flops import _RecordGemms, count_flops, flop_counter_mode, gemm_seconds
 from bench.linear_codes import PCA, KMeans, code_clips, from_patches, to_patches
 from bench.readme_speed import BEGIN, END, write
-from shared.doc_blocks import Measured, write_block
 
 
 def test_cpu_sdpa_is_counted():
@@ -141,15 +141,16 @@ def test_lm_speed_table_shows_what_the_bench_measured(tmp_path):
     shape = lm_config("tiny").model
     sampling = lm_speed.bench_sampling(shape, 8, 4, 2, "cpu", "fp32", matmul_rate=100.0)
     training = lm_speed.bench_training(shape, CodeLayout(16, 3, (1, 2, 2), (1, 8, 8)), 2, 1, "cpu", "fp32")
-    report = {"machine": {"processor": "Some CPU", "device": "cpu", "threads": 2, "torch": "2.x"}, "dtype": "fp32",
-              "matmul_gflop_per_s": 100.0, "matmul_gflop_per_s_after": 90.0, "flops_rule": "the rule",
+    report = {"machine": {"processor": "Some CPU", "device": "cpu", "gpu": None, "threads": 2, "torch": "2.x"},
+              "dtype": "fp32", "matmul_gflop_per_s": 100.0, "matmul_gflop_per_s_after": 90.0, "flops_rule": "the rule",
               "sampling": {"small": sampling, "227M": sampling},
               "training": {"small_images_64px": training, "227M_imagenet_256": training}}
+    (tmp_path / "lm.json").write_text(json.dumps(report))
     page = tmp_path / "lm.md"
     page.write_text(f"x\n{lm_speed.DOC_BEGIN}\nold\n{lm_speed.DOC_END}\n")
-    assert write_block(page, lm_speed.DOC_BEGIN, lm_speed.DOC_END, lm_speed.doc_lines(report),
-                       Measured("small, paper", "Some CPU", "fp32"))
+    lm_speed.main(["--from-result", str(tmp_path / "lm.json"), "--doc", str(page)])  # the table from the report alone
     text = page.read_text()
+    assert "<!-- measured: scale small, paper; machine Some CPU (cpu, 2 threads); precision fp32 -->" in text
     assert "old" not in text and text.count("| small (") == 1 and text.count("| 227M (") == 1
     c = sampling["cached"]
     assert f"| {c['tokens_per_s']:.1f} tokens/s (2 x 8) | {c['gflop_per_s']:.1f} GFLOP/s: " in text
@@ -177,6 +178,9 @@ def test_diffusion_speed_table_pairs_ours_with_diffusers(tmp_path, monkeypatch):
     assert "| latte tiny (1 x 8x2x8x8;" in text and "(no diffusers model) |" in text
     assert f"{report['matmul_gflops']:.0f} GFLOP/s at the start" in text
     assert f"<!-- measured: scale tiny; machine {report['cpu']} (cpu, " in text  # what the table was measured from
+    page.write_text(f"{diffusion_speed.DOC_BEGIN}\nold\n{diffusion_speed.DOC_END}\n")
+    diffusion_speed.main(["--from-result", str(tmp_path / "d.json"), "--doc", str(page)])  # nothing measured
+    assert page.read_text() == text
 
 
 def test_reference_map_places_each_of_our_weights_once():
@@ -195,7 +199,6 @@ def test_reference_map_places_each_of_our_weights_once():
                                                ("reference_tokenizer", [], ("tiny", {}, 5, 32))])
 def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monkeypatch, name, extra, size):
     import importlib
-    import json
 
     from bench import reference_pair
 
@@ -227,6 +230,9 @@ def test_reference_bench_without_a_checkout_times_our_side_alone(tmp_path, monke
         assert [(r["sampler"], list(r["median_seconds"])) for r in report["sampling"]] == [("ddpm", ["ours"]),
                                                                                             ("ddim", ["ours"])]
         assert f"| S/2 | fp32 | DDIM | {report['sampling'][1]['median_seconds']['ours']:.2f} | - | - |" in text
+    page.write_text(f"x\n{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\nrest\n")
+    assert bench.main(["--from-result", str(tmp_path / "r.json"), "--doc", str(page)]) == report  # nothing measured
+    assert page.read_text() == text
 
 
 def test_taking_turns_counts_a_compiled_steps_flops_on_its_eager_twin_and_replays_nothing():
@@ -271,6 +277,11 @@ def test_llamagen_bench_runs_our_side_alone_and_writes_its_table(tmp_path):
     assert f"{fp32['ours']['tokens_per_s']:.1f} tokens/s" in text and "| training step, small (batch 1 x 257) |" in text
     train = report["training"][0]["ours"]
     assert train["peak_added_gb"] > 0 and f"adds {train['peak_added_gb']:.2f} GB at its peak" in text
+    page.write_text(f"{bench.DOC_BEGIN}\nold\n{bench.DOC_END}\n")
+    bench.main(["--from-result", str(tmp_path / "r.json"), "--doc", str(page)])  # nothing measured
+    assert page.read_text() == text
+    with pytest.raises(SystemExit, match="--from-result renders the table of --doc: give --doc"):
+        bench.main(["--from-result", str(tmp_path / "r.json")])
 
 
 def test_tokenizer_speed_runs_each_case_in_a_child_that_imports_the_project():
@@ -293,3 +304,37 @@ def test_a_reference_checkout_whose_imports_are_not_installed_is_a_clear_error(t
     with pytest.raises(SystemExit, match=r"DiT's code imports no_such_module, which is not installed: "
                                          r"pip install -e '\.\[references\]'"):
         checkout(str(tmp_path), "facebookresearch/DiT", "models.py", needs=("no_such_module",))
+
+
+def test_tiling_bench_measures_the_seams_and_writes_its_blocks(tmp_path):
+    """The `small` part on tiny random models at a tiny size: every head and data kind measured, JSON and the page's
+    block written, and written again from the JSON alone; the `paper` table from a result of that part's form."""
+    from bench.tokenizer_tiling import PAPER_BEGIN, PAPER_END, SMALL_BEGIN, SMALL_END, main, paper_table
+    from tokenizer import OmniTokenizer
+
+    for quantizer in ("vq", "kl"):
+        torch.manual_seed(0)
+        OmniTokenizer.from_scale("tiny", quantizer=quantizer).save_pretrained(tmp_path / quantizer)
+    page = tmp_path / "page.md"
+    page.write_text(f"{SMALL_BEGIN}\n{SMALL_END}\n\n{PAPER_BEGIN}\n{PAPER_END}\n")
+    report = main(["--part", "small", "--vq", str(tmp_path / "vq"), "--vae", str(tmp_path / "kl"), "--resolution", "32",
+                   "--tile", "16", "--stride", "8", "--frames", "5", "--items", "2", "--clips", "1",
+                   "--out", str(tmp_path / "tiling.json"), "--doc", str(page)])
+    rows = report["small"]["rows"]
+    assert [(r["head"], r["data"], r["items"]) for r in rows] == [("vq", "photos", 2), ("vq", "clips", 1),
+                                                                   ("kl", "photos", 2), ("kl", "clips", 1)]
+    for r in rows:  # random models: tiles see less of the frame, so the reconstructions differ, each a real PSNR
+        assert r["seam_cost_db"] == pytest.approx(r["psnr_untiled"] - r["psnr_tiled"])
+        assert 0 < r["psnr_tiled"] < 60 and 0 < r["psnr_tiled_vs_untiled"] < 100
+    text = page.read_text()
+    assert "| VQ | 2 photos |" in text and "| KL | 1 clips of 5 frames |" in text and "tiles of 16²" in text
+    again = tmp_path / "again.md"  # make docs: from the report alone; the paper block, which it lacks, left as it is
+    again.write_text(f"{SMALL_BEGIN}\n{SMALL_END}\n\n{PAPER_BEGIN}\n{PAPER_END}\n")
+    main(["--from-result", str(tmp_path / "tiling.json"), "--doc", str(again)])
+    assert again.read_text() == text
+    part = {"device": "cpu", "machine": "Some CPU", "threads": 1, "precision": "fp32", "cases": [
+        {"case": "image_1024", "tiled": False, "seconds": 9.0, "peak_rss_gb": 2.5, "rss_before_call_gb": 0.8, "tile": None},
+        {"case": "image_1024", "tiled": True, "seconds": 12.0, "peak_rss_gb": 1.0, "rss_before_call_gb": 0.8,
+         "tile": [256, 192, 16384]}]}
+    assert paper_table(part)[2] == ("| image 1024² | 2.50 GB RSS (+1.70 GB over the model and input), 9.0 s | "
+                                    "1.00 GB RSS (+0.20 GB over the model and input), 12.0 s |")

@@ -169,7 +169,7 @@ def test_command_line_writes_the_share_at_each_guidance_scale(two_photos, traine
                    "--out", str(out)])
     result = json.loads(out.read_text())
     rows = result["metrics"]["class_consistency"]
-    assert [r["guidance"] for r in rows] == [1.0, 4.0] and [r["n"] for r in rows] == [4, 4]
+    assert [r["guidance_scale"] for r in rows] == [1.0, 4.0] and [r["n"] for r in rows] == [4, 4]
     assert rows[0]["share"] < rows[1]["share"] and result["metrics"]["rises_with_guidance"] is True
     assert result["metrics"]["chance"] == 0.5
     assert result["metrics"]["classifier_accuracy"] == record["held_out_accuracy"]
@@ -210,7 +210,7 @@ def test_a_record_is_read_where_it_is_checked_and_each_row_names_its_samples(two
     main(common + ["--record", str(tmp_path / "copy")])
     rows = json.loads((tmp_path / "c.json").read_text())["metrics"]["class_consistency"]
     assert [r["samples"] for r in rows] == [str(tmp_path / "copy" / "cfg1"), str(tmp_path / "copy" / "cfg3")]
-    assert [r["samples_sha256"] for r in rows] == [record["folders"][k]["sha256"] for k in ("1", "3")]
+    assert [r["samples_sha256"] for r in rows] == [record["folders"][k]["sha256"] for k in ("cfg1", "cfg3")]
     (tmp_path / "copy" / "cfg3" / "0001" / "00000.png").unlink()
     with pytest.raises(SystemExit):
         main(common + ["--record", str(tmp_path / "copy")])

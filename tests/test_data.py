@@ -236,3 +236,12 @@ def test_a_mirrored_camera_motion_clip_carries_the_mirrored_label():
         if name in signs:
             signs[name].add(shift(item["pixels"]) > 0)
     assert signs == {"pan_left": {True}, "pan_right": {False}}, signs
+
+
+def test_embedded_data_sets_end_where_their_length_says():
+    from shared.data import EmbeddedClips, EmbeddedPhotos
+
+    for data in (EmbeddedPhotos("val", 16), EmbeddedClips("val", 16, 5)):
+        assert sum(1 for _ in data) == len(data)  # iteration stops: items no longer wrap around without end
+        with pytest.raises(IndexError, match=f"index {len(data)} out of range"):
+            data[len(data)]

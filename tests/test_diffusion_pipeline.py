@@ -24,7 +24,7 @@ from tokenizer import OmniTokenizer
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("diffusion")
     torch.manual_seed(0)
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(root / "vae")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(root / "vae")
     extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(root / "vae"),
                           "--out", str(root / "image_latents")])
     extract_latents.main(["--scale", "tiny", "--experiment", "latte", "--tokenizer", str(root / "vae"),
@@ -44,7 +44,7 @@ def test_extraction_stores_posteriors_of_original_and_flip(work):
     photos = EmbeddedPhotos("train", 32)
     x = photos[SampleKey(1, 1, 32, 32)]["pixels"][None]  # item 1 of the extraction (seed 0 * 1_000_003 + 1)
     with torch.no_grad():
-        post, post_flip = vae.encode(x).posterior, vae.encode(x.flip(-1)).posterior
+        post, post_flip = vae.encode(x).latent_dist, vae.encode(x.flip(-1)).latent_dist
     batch = 8  # data.batch_size at tiny
     assert torch.allclose(data.mean[1].float(), post.mean[0, :, 0], atol=2e-3)
     assert torch.allclose(data.mean[batch + 1].float(), post_flip.mean[0, :, 0], atol=2e-3)
@@ -85,11 +85,11 @@ def test_a_scale_never_measured_is_named_and_a_rerun_measures_it(work, tmp_path)
 
 def test_extraction_refuses_another_tokenizer_and_a_vq_one(work, tmp_path):
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "other")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "other")
     with pytest.raises(ExtractionError, match="tokenizer_sha256"):
         extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "other"),
                               "--out", str(work / "image_latents")])
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
     with pytest.raises(SystemExit, match="a VQ tokenizer; latent extraction needs a KL one"):
         extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vq"),
                               "--out", str(tmp_path / "x")])
@@ -181,8 +181,11 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
     summary = train(cfg, work / "image_latents", tmp_path / "run")
     assert (tmp_path / "run" / "validation" / "step_00000004" / "grid.png").is_file()
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
-    assert pipe.latent_scale == pytest.approx(LatentSet(work / "image_latents").scale)
-    assert "latent_scale" not in pipe.model.config  # the latents' property, kept by the pipeline
+    # the latents' measured scale, kept by the pipeline's VAE as diffusers keeps it; the tokenizer's own is unmeasured
+    assert pipe.vae.config.scaling_factor == pytest.approx(LatentSet(work / "image_latents").scale) != 1.0
+    assert OmniTokenizer.from_pretrained(work / "vae").config.scaling_factor == 1.0
+    assert json.loads((Path(summary["final"]) / "model_index.json").read_text())["transformer"] == \
+        ["diffusion_generation.dit", "DiT"]
     a = pipe(labels=[0, 5], guidance_scale=2.0, sampler="ddim", steps=3, seed=0)
     assert a.shape == (2, 3, 1, 32, 32) and a.abs().max() <= 1
     pipe.save_pretrained(tmp_path / "copy")
@@ -193,7 +196,7 @@ def test_pipeline_round_trip_and_sample_folders(work, tmp_path):
         pipe(labels=[22])
     record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
                           "--classes", "2", "--set", "diffusion.sampling_steps=3"])
-    assert set(record["folders"]) == {"1", "2"}
+    assert set(record["folders"]) == {"cfg1", "cfg2"}
     # the first two of the classes with training data (photos held out for validation have none)
     trained = sorted(set(LatentSet(work / "image_latents").labels.tolist()))
     assert pipe.info["trained_classes"] == trained
@@ -232,14 +235,14 @@ def test_unconditional_variant_trains_and_samples_into_class_zero(work, tmp_path
     cfg = experiment_config("tiny", "dit", ["model.num_classes=0", "train.steps=3", "train.validate_every=3"])
     summary = train(cfg, work / "image_latents", tmp_path / "run")
     pipe = LatentDiffusionPipeline.from_pretrained(summary["final"])
-    assert pipe.model.condition.label_embed is None and pipe.info["trained_classes"] == []
+    assert pipe.transformer.condition.label_embed is None and pipe.info["trained_classes"] == []
     with pytest.raises(ValueError, match="unconditional"):
         pipe(labels=[1])
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):  # 0 is 0, not "unset"
         pipe(num_samples=0)
     record = sample.main(["--pipeline", summary["final"], "--out", str(tmp_path / "s"), "--scale", "tiny",
                           "--guidance", "1", "--per-class", "3", "--set", "diffusion.sampling_steps=2"])
-    assert record["folders"]["1"]["n"] == 3
+    assert record["folders"]["cfg1"]["n"] == 3
     assert sorted(p.name for p in (tmp_path / "s" / "cfg1").iterdir()) == ["0000"]
     assert len(list((tmp_path / "s" / "cfg1" / "0000").glob("*.png"))) == 3
 
@@ -254,7 +257,7 @@ def test_sampling_and_training_settings_that_cannot_work_are_refused(work, tmp_p
                           ({"labels": [0.5]}, "labels must be integers")]:
         with pytest.raises(ValueError, match=match):
             pipe(**{"labels": [0], "sampler": "ddim", "steps": 2, **kwargs})
-    pipe.model.register_to_config(class_dropout_prob=0.0)  # trained without a null class: guidance is refused
+    pipe.transformer.register_to_config(class_dropout_prob=0.0)  # trained without a null class: guidance is refused
     with pytest.raises(ValueError, match="no null class to guide against"):
         pipe(labels=[0], sampler="ddim", steps=2, guidance_scale=2.0)
     for override, match in [("diffusion.sampling_steps=0", "sampling_steps must be >= 1"),
@@ -285,13 +288,13 @@ def test_a_finished_run_is_reused_only_for_the_same_latents_and_the_vae_must_be_
     assert train_cli.main([*args[:5], str(latents) + "/", *args[6:]])["steps"] == 1
     # re-extracted with another VAE into the same folder: not reused
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "vae2")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "vae2")
     extract_latents.main(["--scale", "tiny", "--experiment", "dit", "--tokenizer", str(tmp_path / "vae2"),
                           "--out", str(latents), "--restart"])
     with pytest.raises(ValueError, match=r"finished with another configuration or other data .*latents.tokenizer_sha256"):
         train_cli.main(args)
     # a VAE (or VQ model) that did not make the latents is refused as the pipeline's decoder
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
     for other in (work / "vae", tmp_path / "vq"):
         with pytest.raises(ValueError, match="not the weights the data was made with"):
             train_cli.main([*args, "--restart", "--tokenizer", str(other)])
@@ -310,19 +313,12 @@ def test_resume_accepts_changes_that_do_not_touch_the_weights(work, tmp_path):
 
 
 def test_a_pipeline_of_an_earlier_version_is_refused_with_how_to_make_it_again(tmp_path):
-    from dataclasses import asdict
-
-    from diffusion_generation.config import DiffusionConfig
-    from diffusion_generation.pipeline import PIPELINE_FILE
-
-    record = {"diffusion": asdict(DiffusionConfig()), "latent_shape": [8, 4, 4], "classes": None, "info": None}
-    for old, sign in [(record, "no latent_scale"),  # kept in the denoiser's config then
-                      ({**record, "latent_scale": 0.5, "diffusion": {**record["diffusion"], "guidance_scale": 4.0}},
-                       "a guidance_scale among its diffusion settings")]:
-        (tmp_path / PIPELINE_FILE).write_text(json.dumps(old))
-        with pytest.raises(ValueError, match=rf"{PIPELINE_FILE}: written by an earlier version of the project "
-                                             rf"\({sign}.*train it again"):
-            LatentDiffusionPipeline.from_pretrained(tmp_path)
+    for part in ("model", "vae"):
+        (tmp_path / part).mkdir()
+    (tmp_path / "pipeline.json").write_text(json.dumps({"diffusion": {}, "latent_scale": 0.5}))
+    with pytest.raises(ValueError, match=r"pipeline.json: written by an earlier version of the project \(a "
+                                         r"pipeline.json beside model/ and vae/\).* train it again"):
+        LatentDiffusionPipeline.from_pretrained(tmp_path)
 
 
 def test_sample_folders_are_never_mixed_across_models_or_settings(work, tmp_path):
@@ -380,17 +376,18 @@ def test_a_corrupt_pipeline_record_is_named(work, tmp_path):
 
     cfg = experiment_config("tiny", "dit", ["train.steps=1", "train.validate_every=100"])
     final = Path(train(cfg, work / "image_latents", tmp_path / "run")["final"])
-    record = json.loads((final / "pipeline.json").read_text())
+    record = json.loads((final / "model_index.json").read_text())
     # a noise schedule that is no diffusion had sampled all-black (NaN) images with rc 0; a DiT given clip latents
     # had failed deep in a convolution
-    for text, match in (('{"diffusion": {', "pipeline.json: this pipeline record is not valid JSON"),
+    for text, match in (('{"diffusion": {', "model_index.json: this pipeline record is not valid JSON"),
                         (json.dumps({**record, "latent_shape": [4, 8, 8]}), r"latent_shape must be .* 8 channels"),
                         (json.dumps({**record, "latent_shape": "8x8"}), "latent_shape must be"),
                         (json.dumps({**record, "latent_shape": [8, 1, 8, 8]}),
-                         r"pipeline.json: latent_shape must be \[C, h, w\] for its DiT .* got \[8, 1, 8, 8\]"),
+                         r"model_index.json: .*latent_shape must be \[C, h, w\] for its DiT .* got \[8, 1, 8, 8\]"),
                         (json.dumps({**record, "diffusion": {**record["diffusion"], "beta_end": 5}}),
-                         r"pipeline.json: beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1")):
-        (final / "pipeline.json").write_text(text)
+                         r"model_index.json: .*beta_start and beta_end must satisfy 0 < beta_start < beta_end < 1"),
+                        (json.dumps({k: v for k, v in record.items() if k != "vae_sha256"}), "no vae_sha256")):
+        (final / "model_index.json").write_text(text)
         with pytest.raises(ValueError, match=match):
             LatentDiffusionPipeline.from_pretrained(final)
     shutil.rmtree(tmp_path / "run")

@@ -1,16 +1,26 @@
 """Metrics: reconstruction metrics, the Fréchet distance, feature-network weight handling."""
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 
+from eval import protocols
 from eval.frechet import frechet_distance, frechet_from_features, gaussian_statistics
 from eval.i3d import InceptionI3d
 from eval.image_fidelity import InceptionFeatures, image_metrics
 from eval.video_fidelity import I3DFeatures, fvd
 from shared.data import DataError, EmbeddedPhotos
 from shared.metrics.reconstruction import psnr, ssim
+
+
+def unchecked(name: str) -> protocols.Protocol:
+    """Protocol `name` with no known hash of its network's weights: test weights pass the check."""
+    p = protocols.PROTOCOLS[name]
+    return replace(p, network=replace(p.network, weights=replace(p.network.weights, sha256_prefix=None, git_blob=None)))
 
 
 def real_frames(n=12, size=64):
@@ -72,8 +82,9 @@ def test_inception_metrics_offline_error_and_labelled_random_fallback():
     x = real_frames()
     feats, logits = net(x)
     assert feats.shape == (12, 2048) and logits.shape == (12, 1008)
-    same = image_metrics(feats, logits, feats)
-    noisy = image_metrics(net((x + 0.4 * torch.randn_like(x)).clamp(-1, 1))[0], logits, feats)
+    small = protocols.PROTOCOLS["project-image"]
+    same = image_metrics(feats, logits, feats, small)
+    noisy = image_metrics(net((x + 0.4 * torch.randn_like(x)).clamp(-1, 1))[0], logits, feats, small)
     assert abs(same["fid"]["value"]) < 1e-3 < noisy["fid"]["value"]
     assert same["precision"] == 1.0 and same["recall"] == 1.0
     assert set(noisy) == {"fid", "inception_score", "kid", "precision", "recall"}
@@ -83,8 +94,12 @@ def test_inception_loads_a_local_state_dict_with_the_right_shapes(tmp_path):
     net = InceptionFeatures(allow_random=True)
     state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.net.state_dict().items()}
     torch.save(state, tmp_path / "inception.pth")
-    loaded = InceptionFeatures(weights=str(tmp_path / "inception.pth"))
+    with pytest.raises(ValueError, match=r"inception.pth: not weights-inception-2015-12-05-6726825d.pth \(sha256 "
+                                         r"\w+\.\.\. does not start with 6726825d"):
+        InceptionFeatures(weights=str(tmp_path / "inception.pth"))  # not the file the registry knows
+    loaded = InceptionFeatures(weights=str(tmp_path / "inception.pth"), protocol=unchecked("project-image"))
     assert not loaded.weights.random and loaded.weights.sha256 and str(tmp_path) in loaded.weights.source
+    assert loaded.checked == "weights-inception-2015-12-05-6726825d.pth: no known hash to check"
     assert torch.equal(loaded.net.fc.weight, state["fc.weight"])
     with pytest.raises(FileNotFoundError, match="missing.pth: inception-v3-fid weights not found"):
         InceptionFeatures(weights=str(tmp_path / "missing.pth"))
@@ -95,25 +110,31 @@ def test_i3d_videogpt_weights_load_and_give_400_logits(tmp_path):
     state = InceptionI3d(400).state_dict()
     assert "Mixed_5c.b3b.conv3d.weight" in state and "logits.conv3d.bias" in state  # the port's names
     torch.save(state, tmp_path / "i3d_pretrained_400.pt")
-    net = I3DFeatures("videogpt", weights=str(tmp_path / "i3d_pretrained_400.pt"))
+    with pytest.raises(ValueError, match="i3d_pretrained_400.pt: not i3d_pretrained_400.pt \\(git object id \\w+, "
+                                         "not a867b87ac3a9097d200598b1d48a1b890d8ec744"):
+        I3DFeatures(weights=str(tmp_path / "i3d_pretrained_400.pt"))
+    net = I3DFeatures(weights=str(tmp_path / "i3d_pretrained_400.pt"), protocol=unchecked("project-video"))
     feats = net(torch.rand(2, 3, 17, 32, 32) * 2 - 1)
     assert feats.shape == (2, 400) and torch.isfinite(feats).all()
     with pytest.raises(RuntimeError, match="no weights"):
-        I3DFeatures("videogpt")
+        I3DFeatures()
 
 
 def test_i3d_styleganv_torchscript_is_called_as_stylegan_v_does(tmp_path):
     class Detector(torch.nn.Module):
         def forward(self, x: torch.Tensor, rescale: bool, resize: bool, return_features: bool) -> torch.Tensor:
-            assert rescale and resize and return_features
+            assert rescale and resize and return_features and x.dtype == torch.uint8
+            x = x.float()
             return torch.cat([x.mean((1, 2, 3, 4))[:, None], x.amax((1, 2, 3, 4))[:, None]], 1)
 
     torch.jit.script(Detector()).save(str(tmp_path / "i3d_torchscript.pt"))
-    net = I3DFeatures("styleganv", weights=str(tmp_path / "i3d_torchscript.pt"))
+    net = I3DFeatures(weights=str(tmp_path / "i3d_torchscript.pt"), protocol=unchecked("stylegan-v-fvd2048-16f"))
     feats = net(torch.ones(2, 3, 5, 16, 16))
-    assert torch.allclose(feats, torch.full((2, 2), 255.0))  # frames reach it in [0, 255]
-    with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt is needed"):
-        I3DFeatures("styleganv")
+    assert torch.allclose(feats, torch.full((2, 2), 255.0))  # frames reach it as uint8 in [0, 255]
+    with pytest.raises(FileNotFoundError, match="i3d_torchscript.pt is needed for protocol stylegan-v-fvd2048-16f"):
+        I3DFeatures(protocol=protocols.PROTOCOLS["stylegan-v-fvd2048-16f"])
+    with pytest.raises(ValueError, match="not i3d_torchscript.pt .git object id"):
+        I3DFeatures(weights=str(tmp_path / "i3d_torchscript.pt"), protocol=protocols.PROTOCOLS["stylegan-v-fvd2048-16f"])
 
 
 def test_fvd_of_identical_and_shifted_sets():
@@ -168,6 +189,10 @@ def test_generation_metrics_of_a_sample_folder_against_a_reference(tmp_path, ima
     assert a["n_samples"] == a["n_reference"] == 10 and "RANDOM-INIT" in a["metrics"]["network"]
     assert abs(a["metrics"]["fid"]["value"]) < 1e-3 and a["metrics"]["precision"] == a["metrics"]["recall"] == 1.0
     assert b["metrics"]["fid"]["value"] > 1.0 and b["metrics"]["kid"]["mean"] > a["metrics"]["kid"]["mean"]
+    record = a["metrics"]["protocol"]["record"]  # the run under the project's protocol, as it ran
+    assert a["metrics"]["protocol"]["name"] == "project-image" and record["network"]["weights"] is None
+    assert record["network"]["name"].startswith("RANDOM-INIT Inception-v3") and record["real_split"] == "val"
+    assert record["items"] is None and record["resolution"] == "64" and record["seed"] == 2020
     assert len(list((tmp_path / "cache").glob("image-*.safetensors"))) == 1  # the reference, kept for next time
     with pytest.raises(DataError, match="no images found"):
         sample_metrics.main(common + ["--samples", str(tmp_path / "cache"), "--out", str(tmp_path / "x.json")])
@@ -188,6 +213,11 @@ def test_fvd_of_a_sample_folder_against_ucf101(tmp_path, ucf_dir):
                          "--out", str(tmp_path / "fvd.json")])
     rec = json.loads((tmp_path / "fvd.json").read_text())
     assert rec["n_samples"] == rec["n_reference"] == 2 and rec["metrics"]["fvd"]["dim"] == 400
+    protocol = rec["metrics"]["protocol"]
+    assert protocol["name"] == "project-video" and protocol["weights_check"] is None
+    assert {k: protocol["record"][k] for k in ("frames", "clip", "real_split", "covariance", "quantization")} == {
+        "frames": 8, "clip": "centre: first frame (length - span) // 2", "real_split": "test", "covariance": "unbiased",
+        "quantization": "none"}
     assert abs(rec["metrics"]["fvd"]["value"]) < 1e-3  # the same clips, decoded the same way
 
 
@@ -233,14 +263,15 @@ def test_sample_metrics_of_a_record_reads_the_folder_given_checks_it_and_names_w
                                   draw, video=False)
     shutil.copytree(tmp_path / "s", tmp_path / "copy")
     scored = []
-    monkeypatch.setattr(sample_metrics, "InceptionFeatures", lambda *a, **k: None)
+    monkeypatch.setattr(sample_metrics, "InceptionFeatures",
+                        lambda *a, **k: SimpleNamespace(weights=SimpleNamespace(random=True), checked=None))
     monkeypatch.setattr(sample_metrics, "image_generation_metrics",
                         lambda samples, *a, **k: scored.append([p for p, _ in samples.samples]) or {"fid": 1.0})
     common = ["--kind", "image", "--reference", "embedded", "--resolution", "16", "--feature-cache", ""]
     sample_metrics.main(common + ["--record", str(tmp_path / "copy"), "--out", str(tmp_path / "eval")])
     result = json.loads((tmp_path / "eval" / "samples_cfg1.json").read_text())
     assert result["samples"] == str(tmp_path / "copy" / "cfg1") and result["n_samples"] == 5
-    assert result["samples_sha256"] == record["folders"]["1"]["sha256"]
+    assert result["samples_sha256"] == record["folders"]["cfg1"]["sha256"]
     assert all(str(p).startswith(str(tmp_path / "copy")) for p in scored[0])
     (tmp_path / "copy" / "cfg1" / "0000" / "00004.png").unlink()
     with pytest.raises(SystemExit):

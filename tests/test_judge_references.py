@@ -68,7 +68,7 @@ def test_reference_points_score_every_point_with_the_judge(tmp_path, quantizer):
     data = RealData("image", "embedded", resolution=16)
     cfg = dataclasses.replace(PRESETS["tiny"]["image"], steps=10, held_out=16)
     net, record = load_or_train(data, cfg, tmp_path / "cache", progress=False)
-    folder = OmniTokenizer.from_config("tiny", quantizer=quantizer).save_pretrained(tmp_path / "tok")
+    folder = OmniTokenizer.from_scale("tiny", quantizer=quantizer).save_pretrained(tmp_path / "tok")
     points, space = reference_points(net, data, record["known_classes"], record["classes"], 2, str(folder))
     assert set(points) == {"flat_colour", "class_average", "real", "reconstruction"}
     n = 2 * len(record["known_classes"])

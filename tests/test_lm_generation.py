@@ -24,7 +24,7 @@ TINY = ["data.embedded_images=6", "data.embedded_clips=6", "data.resolution=16"]
 def tok_dir(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tok") / "vq"
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(folder)
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(folder)
     return folder
 
 
@@ -105,12 +105,12 @@ def test_extraction_resumes_and_refuses_another_tokenizer(image_codes, tok_dir, 
     assert (image_codes / "shard_00000.safetensors").stat().st_mtime_ns == before
     other = tmp_path / "other_tok"
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(other)
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(other)
     with pytest.raises(ExtractionError, match="tokenizer.*--restart"):
         extract_codes.main(["--tokenizer", str(other), *args])
     with pytest.raises(ExtractionError, match="resolution: 16 -> 24"):
         extract_codes.main(["--tokenizer", str(tok_dir), *args, "--set", "data.resolution=24"])
-    OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "kl")
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "kl")
     with pytest.raises(SystemExit, match="a KL tokenizer; code extraction needs a VQ one"):
         extract_codes.main(["--tokenizer", str(tmp_path / "kl"), *args[:2], "--out", str(tmp_path / "x"), *args[4:]])
 
@@ -461,7 +461,7 @@ def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(ima
 
 def test_a_pipeline_whose_tokenizer_was_replaced_is_refused(tmp_path):
     torch.manual_seed(0)
-    tokenizer = OmniTokenizer.from_config("tiny", quantizer="vq")
+    tokenizer = OmniTokenizer.from_scale("tiny", quantizer="vq")
     layout = CodeLayout(codebook_size=tokenizer.config.codebook_size, num_classes=2, grid=(1, 2, 2), size=(1, 8, 8))
     ARPipeline(build_lm(lm_config("tiny").model, layout), tokenizer).save_pretrained(tmp_path / "p")
     ARPipeline.from_pretrained(tmp_path / "p")
@@ -473,7 +473,7 @@ def test_a_pipeline_whose_tokenizer_was_replaced_is_refused(tmp_path):
         ARPipeline.from_pretrained(tmp_path / "p")
     config.write_text(json.dumps(recorded))
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "p" / "tokenizer")  # same size
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "p" / "tokenizer")  # same size
     with pytest.raises(ValueError, match="not the weights the data was made with"):
         ARPipeline.from_pretrained(tmp_path / "p")
     weights = tmp_path / "p" / "model.safetensors"
@@ -491,7 +491,7 @@ def test_lm_training_refuses_a_tokenizer_replaced_after_extraction_and_a_latents
     shutil.copytree(image_codes, codes)
     manifest = json.loads((codes / MANIFEST).read_text())
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "replaced")
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "replaced")
     manifest["settings"]["tokenizer"] = str(tmp_path / "replaced")  # as if its files were replaced in place
     (codes / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="not the weights the data was made with"):
@@ -582,7 +582,7 @@ def test_given_codes_are_the_pipelines_tokenizers_and_recorded_by_their_content(
     final = str(tmp_path / "run" / "final")
     tiny = ["--scale", "tiny", "--set", "data.embedded_clips=4", "--set", "data.resolution=16"]
     torch.manual_seed(1)
-    OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "other")
+    OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "other")
     extract_codes.main(["--tokenizer", str(tmp_path / "other"), "--videos", "embedded",
                         "--out", str(tmp_path / "other_codes"), *tiny])
     with pytest.raises(SystemExit, match=r"other_codes: codes extracted by tokenizer .*, not by this pipeline's "

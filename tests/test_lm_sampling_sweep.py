@@ -22,7 +22,7 @@ def test_each_setting_gets_its_folder_judge_and_novelty_and_the_page_its_table(t
     from tokenizer import OmniTokenizer
 
     monkeypatch.chdir(tmp_path)  # the judge is cached under results/tiny/classifiers
-    tok = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
+    tok = OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
     extract_codes.main(["--tokenizer", str(tok), "--images", "embedded", "--out", str(tmp_path / "codes"),
                         "--scale", "tiny", "--precision", "fp32"])
     train(lm_config("tiny", ["train.steps=5"]), tmp_path / "codes", tmp_path / "run", "image")

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch._dynamo.utils import counters
 
 from tokenizer import OmniTokenizer
@@ -15,7 +16,7 @@ from .model_tester import ModelTesterMixin
 
 def make(quantizer="vq", **overrides):
     torch.manual_seed(0)
-    model = OmniTokenizer.from_config("tiny", quantizer=quantizer, **overrides).eval()
+    model = OmniTokenizer.from_scale("tiny", quantizer=quantizer, **overrides).eval()
     with torch.no_grad():  # the PEG starts at zero; give it weight so that it is really tested
         for stack in (model.encoder, model.decoder):
             stack.peg.conv.weight.normal_(0, 0.2)
@@ -43,7 +44,7 @@ def test_encoder_and_decoder_causality(quantizer, causal):
         # decoder: change latent frames >= 3; output frames 0..f must not move
         zd = z.clone()
         zd[:, :, 3:] = torch.randn_like(zd[:, :, 3:])
-        y, y2 = model.decode(z), model.decode(zd)
+        y, y2 = model.decode(z).sample, model.decode(zd).sample
         out_past_same = torch.allclose(y[:, :, : f + 1], y2[:, :, : f + 1], atol=1e-5)
     assert past_same == causal and out_past_same == causal  # plain attention must leak the future
 
@@ -69,7 +70,7 @@ def test_any_size_keeps_input_shape(shape):
     assert y.shape == x.shape
     p = model.config.patch_size
     assert enc.latents.shape[-2:] == (-(-shape[-2] // p), -(-shape[-1] // p))
-    assert model.decode(enc.latents, size=enc.size).shape[-2:] == shape[-2:]
+    assert model.decode(enc.latents, size=enc.size).sample.shape[-2:] == shape[-2:]
 
 
 def test_bad_frame_count_and_bad_input_are_clear_errors():
@@ -108,7 +109,7 @@ def test_inputs_that_would_give_silent_wrong_codes_are_refused_or_converted():
     enc = model.encode(x)
     with pytest.raises(ValueError, match=r"size can only crop"):
         model.decode(enc.latents, size=(5, 40, 16))
-    assert model.decode(enc.latents, size=(5, 12, 10)).shape == (1, 3, 5, 12, 10)
+    assert model.decode(enc.latents, size=(5, 12, 10)).sample.shape == (1, 3, 5, 12, 10)
 
 
 def test_window_padding_never_leaks_into_real_tokens():
@@ -137,7 +138,7 @@ def test_chunked_encode_decode_equals_one_pass(quantizer, max_tokens):
     with torch.no_grad():
         full, part = model.encode(x), model.encode(x, max_tokens=max_tokens)
         torch.testing.assert_close(part.latents, full.latents, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(model.decode(full.latents, max_tokens=max_tokens), model.decode(full.latents),
+        torch.testing.assert_close(model.decode(full.latents, max_tokens=max_tokens).sample, model.decode(full.latents).sample,
                                    atol=1e-5, rtol=1e-5)
 
 
@@ -147,7 +148,7 @@ def test_a_bf16_model_encodes_and_decodes_in_bf16(quantizer):
     model = make(quantizer).to(torch.bfloat16)
     x = video(b=1, t=5, h=16, w=16)
     with torch.no_grad():
-        out = model.decode(model.encode(x).latents)
+        out = model.decode(model.encode(x).latents).sample
     assert out.dtype == torch.bfloat16 and out.shape == x.shape and torch.isfinite(out).all()
 
 
@@ -161,24 +162,24 @@ def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights(monk
     keys = list(model.state_dict())
 
     def eager_with_weights_of(m):
-        eager = OmniTokenizer(model.config).eval()
+        eager = OmniTokenizer.from_config(model.config).eval()
         eager.load_state_dict(m.state_dict())
         return eager
 
     graphs = counters["stats"]["unique_graphs"]
     with torch.inference_mode():
-        ref = model.decode(model.encode(x).latents)
+        ref = model.decode(model.encode(x).latents).sample
         model.compile_for_inference()
-        out = model.decode(model.encode(x).latents)
+        out = model.decode(model.encode(x).latents).sample
     assert counters["stats"]["unique_graphs"] >= graphs + 2  # the encoder and decoder stacks ran compiled
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     eager_copy = eager_with_weights_of(model)
     with torch.inference_mode():
-        eager_copy.decode(eager_copy.encode(x, max_tokens=16).latents, max_tokens=16)  # 2 latent frames of 16 tokens
+        eager_copy.decode(eager_copy.encode(x, max_tokens=16).latents, max_tokens=16).sample  # 2 latent frames of 16 tokens
         assert trims
         trims.clear()
         breaks = sum(counters["graph_break"].values())
-        chunked = model.decode(model.encode(x, max_tokens=16).latents, max_tokens=16)
+        chunked = model.decode(model.encode(x, max_tokens=16).latents, max_tokens=16).sample
     torch.testing.assert_close(chunked, ref, atol=1e-4, rtol=1e-4)
     assert not trims and sum(counters["graph_break"].values()) == breaks  # traced past the C call, no graph break
     assert list(model.state_dict()) == keys  # saving and loading see the model as it was
@@ -188,10 +189,10 @@ def test_compiled_for_inference_gives_the_eager_result_and_the_same_weights(monk
         for stack in (twin.encoder, twin.decoder):
             stack.norm.weight.mul_(0.5)
     with torch.inference_mode():
-        twin_out = twin.decode(twin.encode(x).latents)
+        twin_out = twin.decode(twin.encode(x).latents).sample
     eager_twin = eager_with_weights_of(twin)
     with torch.inference_mode():
-        torch.testing.assert_close(twin_out, eager_twin.decode(eager_twin.encode(x).latents))
+        torch.testing.assert_close(twin_out, eager_twin.decode(eager_twin.encode(x).latents).sample)
 
 
 def test_geglu_padded_inner_width_gives_the_unpadded_result():
@@ -241,7 +242,7 @@ def test_vq_codes_and_decode_indices():
         enc = model.encode(x)
         assert enc.indices.dtype == torch.long and enc.indices.shape == enc.latents[:, 0].shape
         torch.testing.assert_close(enc.latents.norm(dim=1), torch.ones_like(enc.latents[:, 0]))
-        torch.testing.assert_close(model.decode_indices(enc.indices), model.decode(enc.latents))
+        torch.testing.assert_close(model.decode_indices(enc.indices).sample, model.decode(enc.latents).sample)
         assert 0 < enc.stats["codebook_usage"] <= 1 and enc.stats["perplexity"] >= 1
 
 
@@ -251,11 +252,11 @@ def test_kl_encode_is_deterministic_and_decode_takes_its_output():
     with torch.no_grad():
         a, b = model.encode(x), model.encode(x)
         torch.testing.assert_close(a.latents, b.latents)
-        torch.testing.assert_close(a.latents, a.posterior.mode())
-        s1, s2 = a.posterior.sample(), a.posterior.sample()
+        torch.testing.assert_close(a.latents, a.latent_dist.mode())
+        s1, s2 = a.latent_dist.sample(), a.latent_dist.sample()
         assert not torch.equal(s1, s2) and s1.shape == a.latents.shape
-        assert model.decode(a.latents).shape == x.shape
-        assert torch.all(a.posterior.logvar >= model.config.logvar_min)
+        assert model.decode(a.latents).sample.shape == x.shape
+        assert torch.all(a.latent_dist.logvar >= model.config.logvar_min)
 
 
 def test_from_pretrained_errors_name_the_file(tmp_path):
@@ -265,11 +266,37 @@ def test_from_pretrained_errors_name_the_file(tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["dim"] = 32
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="model.safetensors: does not match"):
+    with pytest.raises(ValueError, match="its weights cannot be loaded into the model its config.json describes"):
         OmniTokenizer.from_pretrained(tmp_path)
     cfg["wings"] = 2
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"unknown OmniTokenizerConfig field\(s\) \['wings'\]"):
+        OmniTokenizer.from_pretrained(tmp_path)
+    del cfg["wings"]
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "dim": 64, "causal": "yes"}))
+    with pytest.raises(ValueError, match="causal: expected true or false"):
+        OmniTokenizer.from_pretrained(tmp_path)
+    # a tensor missing from the weights: diffusers would leave it unset (on the meta device) with a warning
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "dim": 64}))
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    del state["post_head.bias"]
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"diffusion_pytorch_model.safetensors: does not match config.json "
+                                         r"\(\{'missing_keys': \['post_head.bias'\]\}\)"):
+        OmniTokenizer.from_pretrained(tmp_path)
+
+
+def test_a_folder_of_the_earlier_format_is_refused_with_what_to_do(tmp_path):
+    model = make()
+    values = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    (tmp_path / "config.json").write_text(json.dumps({"class": "OmniTokenizer", **values}))
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"config.json: written by an earlier version of the project .* train it "
+                                         r"again \(python -m tokenizer.train\)"):
+        OmniTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "DiT", "in_channels": 8}))
+    with pytest.raises(ValueError, match="holds a 'DiT', not an OmniTokenizer"):
         OmniTokenizer.from_pretrained(tmp_path)
 
 
@@ -284,7 +311,7 @@ def test_ablation_switches_are_real_code_paths():
 
 
 def test_paper_preset_parameter_counts():
-    model = OmniTokenizer.from_config("paper")
+    model = OmniTokenizer.from_scale("paper")
     # SPEC: encoder ~26.8 M, decoder ~26.9 M; within 10 %
     assert abs(model.num_parameters("encoder") / 26.8e6 - 1) < 0.1
     assert abs(model.num_parameters("decoder") / 26.9e6 - 1) < 0.1

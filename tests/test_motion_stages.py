@@ -21,8 +21,8 @@ def test_psnr_by_frame_and_per_class_share_by_hand():
 def test_every_stage_is_judged_class_by_class_and_tabled(tmp_path):
     from tokenizer import OmniTokenizer
 
-    vq = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
-    vae = OmniTokenizer.from_config("tiny", quantizer="kl").save_pretrained(tmp_path / "vae")
+    vq = OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "vq")
+    vae = OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(tmp_path / "vae")
     metrics = motion_stages.measure("tiny", str(vq), str(vae), per_class=2, cache=str(tmp_path / "judge"))
     assert list(metrics["stages"]) == ["real clips", "VAE reconstruction", "VQVAE reconstruction"]
     classes = list(metrics["classes"])
@@ -34,3 +34,40 @@ def test_every_stage_is_judged_class_by_class_and_tabled(tmp_path):
     assert lines[0] == "| class | real clips | VAE reconstruction | VQVAE reconstruction | latte_ucf (guidance 4) |"
     assert lines[2].startswith(f"| {metrics['classes'][classes[0]]} |") and lines[2].endswith("| 100% |")
     assert lines[3].endswith("| - |") and any(line.startswith("| VQVAE reconstruction | ") for line in lines)
+
+
+def test_the_page_is_rendered_from_the_result_file_alone(tmp_path):
+    """The table could only be written by measuring again; --from-result renders it from the file, measuring nothing,
+    the same table on every run."""
+    import json
+
+    import pytest
+
+    from eval.generator_result import read_result
+
+    from .generator_results import guidance_entry, per_class, write_result
+
+    generator = write_result(tmp_path / "small", "lm_ucf", [
+        guidance_entry(1.0, task="video", share=0.25, shares=per_class(0.5, 0.0)),
+        guidance_entry(2.0, task="video", share=0.5, shares=per_class(1.0, 0.0))], task="video")
+    name, share, shares = motion_stages.best_guidance_shares(read_result(generator))
+    assert (name, share, shares) == ("lm_ucf (guidance 2)", 0.5, {0: 1.0, 1: 0.0})
+    stage = lambda *s: {"share": sum(s) / len(s), "per_class": dict(enumerate(s))}  # noqa: E731
+    metrics = {"stages": {"real clips": {**stage(1.0, 1.0), "tokenizer": None},
+                          "VQVAE reconstruction": {**stage(0.5, 1.0), "tokenizer": "vq", "psnr_by_frame": [25.0, 24.0]}},
+               "classes": {0: "pan_left", 1: "bikes"}, "per_class": 2, "judge_accuracy": 0.9,
+               "generators": [{"name": name, "share": share, "per_class": shares}]}
+    result = tmp_path / "motion_stages.json"
+    result.write_text(json.dumps({"metrics": metrics, "scale": "small", "threads": 1, "machine": "a test CPU",
+                                  "precision": "fp32"}))
+    page = tmp_path / "page.md"
+    page.write_text(f"top\n{motion_stages.BEGIN}\n{motion_stages.END}\n")
+    motion_stages.main(["--from-result", str(result), "--page", str(page)])
+    text = page.read_text()
+    assert "| pan_left | 100% | 50% | 100% |" in text and "| bikes | 100% | 100% | 0% |" in text
+    assert "| VQVAE reconstruction | 25.0 | 24.0 |" in text
+    assert "<!-- measured: scale small; machine a test CPU (1 threads); precision fp32 -->" in text
+    motion_stages.main(["--from-result", str(result), "--page", str(page)])
+    assert page.read_text() == text
+    with pytest.raises(SystemExit):  # nothing to render it to
+        motion_stages.main(["--from-result", str(result)])

@@ -47,7 +47,7 @@ def fake_generator(tmp_path, tok_dir, codes, pixels, labels):
     (run / "summary.json").write_text(json.dumps({"data": str(codes), "tokenizer": str(tok_dir),
                                                   "tokenizer_sha256": file_sha256(tok_dir)}))
     (run / "samples" / "samples.json").write_text(json.dumps(
-        {"folders": {"1": {"folder": str(folder), "guidance_scale": 1.0, "n": len(pixels)}}}))
+        {"folders": {"cfg1": {"folder": str(folder), "guidance_scale": 1.0, "n": len(pixels)}}}))
     return run
 
 
@@ -95,7 +95,7 @@ def test_training_items_as_samples_are_copies_and_fresh_items_are_not(tmp_path, 
 
     rep = PooledTokenizer(quantizer)
     monkeypatch.setattr(novelty, "Representation", lambda tokenizer: rep)
-    tok_dir = OmniTokenizer.from_config("tiny", quantizer=quantizer).save_pretrained(tmp_path / "tok")
+    tok_dir = OmniTokenizer.from_scale("tiny", quantizer=quantizer).save_pretrained(tmp_path / "tok")
     codes = extracted(tmp_path, rep)
     rows, _ = novelty.stored_rows(codes)
     labels = ShardDataset(codes).arrays["labels"].load()
@@ -126,7 +126,7 @@ def test_training_items_as_samples_are_copies_and_fresh_items_are_not(tmp_path, 
 def test_a_replaced_tokenizer_is_refused(tmp_path):
     from tokenizer import OmniTokenizer
 
-    tok_dir = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
+    tok_dir = OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
     run = tmp_path / "run"
     run.mkdir()
     (run / "summary.json").write_text(json.dumps({"data": str(tmp_path / "codes"), "tokenizer": str(tok_dir),
@@ -167,7 +167,7 @@ def test_a_folder_of_ones_own_goes_through_extraction_training_sampling_and_nove
     from lm_generation.train import train
     from tokenizer import OmniTokenizer
 
-    tok = OmniTokenizer.from_config("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
+    tok = OmniTokenizer.from_scale("tiny", quantizer="vq").save_pretrained(tmp_path / "tok")
     codes = tmp_path / "codes"
     extract_codes.main(["--tokenizer", str(tok), "--images", str(photo_folder), "--out", str(codes), "--scale", "tiny",
                         "--precision", "fp32"])
@@ -181,4 +181,4 @@ def test_a_folder_of_ones_own_goes_through_extraction_training_sampling_and_nove
     assert metrics["fresh_per_class"] * 4 >= 16  # the held-out split, all of it
     for row in metrics["novelty"]:
         assert row["n"] == 4 * 2 and 0 <= row["latent"]["nearer_than_fresh"] <= 1 and "codes" in row
-    assert json.loads((tmp_path / "n.json").read_text())["metrics"]["novelty"][0]["guidance"] == 1.0
+    assert json.loads((tmp_path / "n.json").read_text())["metrics"]["novelty"][0]["guidance_scale"] == 1.0

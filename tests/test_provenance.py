@@ -25,20 +25,20 @@ SAMPLING = ["--scale", "tiny", "--classes", "1", "--per-class", "1", "--set", "d
 
 def tokenizer(quantizer, seed):
     torch.manual_seed(seed)
-    return OmniTokenizer.from_config("tiny", quantizer=quantizer)
+    return OmniTokenizer.from_scale("tiny", quantizer=quantizer)
 
 
 def dit_pipeline(vae=None):
     cfg = experiment_config("tiny", "dit")
     torch.manual_seed(0)
     model = build_model(cfg.model)
-    return LatentDiffusionPipeline(vae or tokenizer("kl", 0), model, cfg.diffusion, (8, 4, 4), 1.0)
+    return LatentDiffusionPipeline(vae or tokenizer("kl", 0), model, cfg.diffusion, [8, 4, 4])
 
 
 def latte_pipeline():
     cfg = experiment_config("tiny", "latte")
     torch.manual_seed(0)
-    return LatentDiffusionPipeline(tokenizer("kl", 0), build_model(cfg.model), cfg.diffusion, (8, 2, 4, 4), 1.0)
+    return LatentDiffusionPipeline(tokenizer("kl", 0), build_model(cfg.model), cfg.diffusion, [8, 2, 4, 4])
 
 
 def lm_pipeline():
@@ -63,28 +63,30 @@ def test_every_file_a_pipeline_save_writes_follows_the_umask(tmp_path, mask):
     files = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
              for p in tmp_path.rglob("*") if p.is_file()}
     for kind in ("dit", "latte"):
-        assert {f"{kind}/model/diffusion_pytorch_model.safetensors", f"{kind}/model/config.json",
-                f"{kind}/vae/model.safetensors", f"{kind}/vae/config.json", f"{kind}/pipeline.json"} <= set(files)
+        assert {f"{kind}/transformer/diffusion_pytorch_model.safetensors", f"{kind}/transformer/config.json",
+                f"{kind}/vae/diffusion_pytorch_model.safetensors", f"{kind}/vae/config.json",
+                f"{kind}/model_index.json"} <= set(files)
     for kind in ("lm", "lm_copied"):
         assert {f"{kind}/model.safetensors", f"{kind}/config.json", f"{kind}/generation_config.json",
-                f"{kind}/tokenizer/model.safetensors", f"{kind}/tokenizer/config.json"} <= set(files)
+                f"{kind}/tokenizer/diffusion_pytorch_model.safetensors", f"{kind}/tokenizer/config.json"} <= set(files)
     assert {name: mode for name, mode in files.items() if mode != 0o666 & ~mask} == {}
 
 
 def test_a_vae_other_than_the_one_saved_is_refused(tmp_path):
     """Another KL tokenizer, or a VQ one, copied into vae/ had sampled with rc 0."""
     dit_pipeline().save_pretrained(tmp_path / "p")
-    assert len(json.loads((tmp_path / "p" / "pipeline.json").read_text())["vae_sha256"]) == 64
+    assert len(json.loads((tmp_path / "p" / "model_index.json").read_text())["vae_sha256"]) == 64
     pipe = LatentDiffusionPipeline.from_pretrained(tmp_path / "p", "cpu")
     assert set(pipe.provenance) == {"model_sha256", "vae_sha256"}
     for quantizer in ("kl", "vq"):
         tokenizer(quantizer, 1).save_pretrained(tmp_path / "p" / "vae")
-        with pytest.raises(ValueError, match=r"p/vae: sha256 .* recorded in .*pipeline.json: .* Put back the vae/"):
+        with pytest.raises(ValueError, match=r"p/vae: sha256 .* recorded in .*model_index.json: .* Put back the vae/"):
             LatentDiffusionPipeline.from_pretrained(tmp_path / "p", "cpu")
     # a VQ tokenizer is no VAE, whatever the record says
-    record = json.loads((tmp_path / "p" / "pipeline.json").read_text())
-    (tmp_path / "p" / "pipeline.json").write_text(json.dumps({**record, "vae_sha256": file_sha256(tmp_path / "p" / "vae")}))
-    with pytest.raises(ValueError, match=r"p/vae: a VQ tokenizer; the pipeline's VAE must be the KL tokenizer"):
+    record = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    (tmp_path / "p" / "model_index.json").write_text(json.dumps({**record, "vae_sha256": file_sha256(tmp_path / "p" / "vae")}))
+    with pytest.raises(ValueError, match=r"p/model_index.json: the pipeline's VAE: a VQ tokenizer; the pipeline's VAE "
+                                         r"must be the KL tokenizer"):
         LatentDiffusionPipeline.from_pretrained(tmp_path / "p", "cpu")
     with pytest.raises(ValueError, match="a VQ tokenizer"):
         dit_pipeline(tokenizer("vq", 0))
@@ -268,7 +270,7 @@ def test_chain_other_model_weights_are_refused_by_the_sampler_and_the_finished_r
     from lm_generation import train as lm_train
 
     c = moved(chain, tmp_path)
-    weights = c / kind / "final" / ("model.safetensors" if kind == "lm" else "model/diffusion_pytorch_model.safetensors")
+    weights = c / kind / "final" / ("model.safetensors" if kind == "lm" else "transformer/diffusion_pytorch_model.safetensors")
     replace(weights, other_weights(kind, c / kind / "final", tmp_path / "other"))
     sampler, args = (lm_sample, LM_SAMPLING) if kind == "lm" else (diffusion_sample, DIT_SAMPLING)
     with pytest.raises(ValueError, match=r"samples.json: .*other settings .*model_sha256"):
@@ -285,7 +287,7 @@ def test_chain_other_model_weights_are_refused_by_the_sampler_and_the_finished_r
 def test_chain_another_vae_or_tokenizer_in_a_pipeline_is_refused_by_the_sampler(chain, tmp_path):
     c = moved(chain, tmp_path)
     replace(c / "dit" / "final" / "vae", c / "kl2")
-    with pytest.raises(ValueError, match=r"final/vae: sha256 .* recorded in .*pipeline.json: .* Put back the vae/"):
+    with pytest.raises(ValueError, match=r"final/vae: sha256 .* recorded in .*model_index.json: .* Put back the vae/"):
         diffusion_sample.main(["--pipeline", str(c / "dit" / "final"), "--out", str(c / "dit" / "samples"),
                                *DIT_SAMPLING])
     replace(c / "lm" / "final" / "tokenizer", c / "vq2")

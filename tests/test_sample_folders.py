@@ -27,7 +27,7 @@ def test_one_folder_and_grid_per_scale_resumable_and_never_mixed(tmp_path):
         assert (tmp_path / f"{name}.png").is_file()
     assert [c[1] for c in calls] == [200006, 200007] * 2  # batch b of every folder: seed * 100_003 + b
     saved = json.loads((tmp_path / "samples.json").read_text())
-    assert saved["folders"]["1.5"]["n"] == 6 and saved["threads"] == 1 and saved == json.loads(json.dumps(record))
+    assert saved["folders"]["cfg1.5"]["n"] == 6 and saved["threads"] == 1 and saved == json.loads(json.dumps(record))
     # killed: a missing file is drawn again from its batch's seed alone, the same pixels
     victim = tmp_path / "cfg1.5" / "0007" / "00002.png"
     before = victim.read_bytes()
@@ -49,7 +49,7 @@ def test_evaluation_reads_the_folder_given_and_refuses_missing_changed_or_extra_
     jobs = [(c, i) for c in (3, 7) for i in range(3)]
     settings = {"generator": "test", "seed": 2, "batch_size": 4}
     record = write_sample_folders(tmp_path / "s", settings, jobs, [1.0], fake_draw([]), video=False)
-    entry = record["folders"]["1"]
+    entry = record["folders"]["cfg1"]
     assert sorted(entry["files"]) == [f"{c:04d}/{i:05d}.png" for c, i in jobs] and len(entry["sha256"]) == 64
     shutil.copytree(tmp_path / "s", tmp_path / "copy")
     assert checked_folder(tmp_path / "copy", entry) == tmp_path / "copy" / "cfg1"  # read where it is now
@@ -65,7 +65,7 @@ def test_evaluation_reads_the_folder_given_and_refuses_missing_changed_or_extra_
     calls = []
     again = write_sample_folders(tmp_path / "s", settings, jobs, [1.0], fake_draw(calls), video=False)
     assert [c[0] for c in calls] == [(0, 1, 2, 3)] and victim.read_bytes() == original
-    assert again["folders"]["1"]["sha256"] == entry["sha256"] and checked_folder(tmp_path / "s", entry)
+    assert again["folders"]["cfg1"]["sha256"] == entry["sha256"] and checked_folder(tmp_path / "s", entry)
     (tmp_path / "s" / "cfg1" / "0003" / "00009.png").write_bytes(original)
     with pytest.raises(ValueError, match=r"0003/00009.png: not a sample .* lists \(1 such files\)"):
         checked_folder(tmp_path / "s", entry)
@@ -102,3 +102,27 @@ def test_a_full_disk_names_the_sample_and_a_rerun_resumes(tmp_path, monkeypatch)
     calls = []
     write_sample_folders(tmp_path, {"seed": 0, "batch_size": 2}, jobs, [1.0], fake_draw(calls), video=False)
     assert [c[0] for c in calls] == [(2, 3)] and not list((tmp_path / "cfg1").rglob(".*"))
+
+
+def test_a_folder_is_known_by_its_guidance_key_whatever_key_the_record_stored(tmp_path):
+    """samples.json had keyed its folders "1.5" while the folder was cfg1.5/ and the results cfg1.5: every file names a
+    guidance scale by shared.guidance's key, and joins by it."""
+    from shared.guidance import guidance_key, keyed
+    from shared.sample_folders import read_samples_record
+
+    assert [guidance_key(s) for s in (1.0, 1.5, 4, 7.25)] == ["cfg1", "cfg1.5", "cfg4", "cfg7.25"]
+    jobs = [(0, i) for i in range(2)]
+    settings = {"generator": "test", "seed": 0, "batch_size": 2}
+    write_sample_folders(tmp_path, settings, jobs, [1.5], fake_draw([]), video=False)
+    saved = json.loads((tmp_path / "samples.json").read_text())
+    assert list(saved["folders"]) == ["cfg1.5"]
+    saved["folders"] = {"1.5": saved["folders"]["cfg1.5"]}  # stored under another key: read by its scale's
+    (tmp_path / "samples.json").write_text(json.dumps(saved))
+    assert list(read_samples_record(tmp_path)["folders"]) == ["cfg1.5"]
+    calls = []
+    again = write_sample_folders(tmp_path, settings, jobs, [1.5, 2.0], fake_draw(calls), video=False)
+    assert list(again["folders"]) == ["cfg1.5", "cfg2"] and [c[2] for c in calls] == [2.0]  # 1.5 reused, once
+    with pytest.raises(ValueError, match=r"x.json: row 1 holds no guidance_scale \(written by an earlier version"):
+        keyed([{"guidance_scale": 1.0}, {"guidance": 2.0}], "x.json")
+    with pytest.raises(ValueError, match=r"x.json: two rows of guidance scale 2"):
+        keyed([{"guidance_scale": 2}, {"guidance_scale": 2.0}], "x.json")

@@ -97,6 +97,22 @@ def test_config_values_are_type_checked_and_overridable():
         apply_overrides({}, ["model.dim"])
 
 
+@dataclass(frozen=True)
+class _Share:
+    """A record as a result file holds it: a key that is no Python name, and keys a newer writer added."""
+    ignores_unknown_fields = True
+    index: int = field(metadata={"key": "class"})
+    share: float
+
+
+def test_a_record_reads_a_key_under_another_name_and_names_its_missing_fields():
+    assert build(_Share, {"class": 3, "share": 1, "added_later": "x"}) == _Share(3, 1.0)
+    with pytest.raises(ConfigError, match=r"r.json: missing _Share field\(s\) \['class'\]"):
+        build(_Share, {"share": 0.5}, "r.json")
+    with pytest.raises(ConfigError, match=r"r.json: class: expected an integer, got 'a'"):
+        build(_Share, {"class": "a", "share": 0.5}, "r.json")
+
+
 def test_collate_stacks_tensors_and_lists_the_rest():
     items = [{"pixels": torch.zeros(3, 1, 4, 4), "codes": torch.arange(n), "path": f"p{n}", "unreadable": [f"e{n}"]}
              for n in (2, 3)]
@@ -128,7 +144,7 @@ def test_written_files_get_the_usual_mode_and_a_truncated_file_is_named(tmp_path
     import os
 
     from shared.atomic import atomic_write_json
-    from shared.pretrained import load_safetensors
+    from shared.training.checkpoint import load_safetensors
 
     mask = os.umask(0o022)
     try:
@@ -148,20 +164,20 @@ def test_safetensors_files_get_the_umask_mode_and_load_on_a_distributed_cpu_devi
     process of a distributed launch has the device "cpu:0", which safetensors refuses by name."""
     import os
 
-    from shared.pretrained import load_safetensors
+    from shared.training.checkpoint import load_safetensors
     from tokenizer import OmniTokenizer
 
     mask = os.umask(0o022)
     try:
-        folder = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "tok")
+        folder = OmniTokenizer.from_scale("tiny").save_pretrained(tmp_path / "tok")
         save_checkpoint(tmp_path / "ckpt", 1, {"model": nn.Linear(4, 4).state_dict()}, {}, {"config": {}})
     finally:
         os.umask(mask)
-    written = [folder / "model.safetensors", tmp_path / "ckpt" / "step_00000001" / "model.safetensors"]
+    written = [folder / "diffusion_pytorch_model.safetensors", tmp_path / "ckpt" / "step_00000001" / "model.safetensors"]
     assert [os.stat(p).st_mode & 0o777 for p in written] == [0o644, 0o644]
     tensors = load_safetensors(written[0], map_location=torch.device("cpu", 0))
     assert tensors and all(t.device.type == "cpu" for t in tensors.values())
-    OmniTokenizer.from_pretrained(folder, map_location=torch.device("cpu", 0))
+    OmniTokenizer.from_pretrained(folder).to(torch.device("cpu", 0))
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_safetensors(tmp_path / "missing.safetensors")
 

@@ -4,9 +4,12 @@ import json
 import pytest
 
 from eval import experiments, tables, tokenizer_eval
+from eval.generator_result import ResultError
 from shared.paths import seeded
 from shared.data.embedded import load_video
 from tokenizer.train import run
+
+from .generator_results import guidance_entry, judge, per_class, write_result
 
 
 @pytest.fixture(scope="module")
@@ -315,24 +318,15 @@ def test_only_our_own_runs_have_seeded_copies_and_bad_references_are_refused(tmp
 
 def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_path):
     results = tmp_path / "small"
-    results.mkdir()
-    fid = lambda v: {"value": v, "n": [64, 18], "dim": 2048, "network": "inception-v3-fid (RANDOM-INIT seed 0)",  # noqa: E731
-                     "full_rank_covariance": False}
-    (results / "dit_imagenet.json").write_text(json.dumps({
-        "metrics": {"cfg4": {"guidance_scale": 4.0, "fid": fid(80.5), "inception_score": {"mean": 3.1, "std": 0.1},
-                             "precision": 0.5, "recall": 0.25, "class_consistency": 0.9,
-                             "class_consistency_per_class": [{"share": 1.0}, {"share": 0.8}],
-                             "judge_features": {"frechet": 1.5, "precision": 0.75, "recall": 0.5},
-                             "novelty": {"latent": {"nearer_than_fresh": 0.04}, "judge": {"nearer_than_fresh": 0.125},
-                                         "codes": {"near_copies": 0.5}}},
-                    "cfg1": {"guidance_scale": 1.0, "fid": fid(90.25), "inception_score": {"mean": 2.0, "std": 0.1},
-                             "precision": 0.4, "recall": 0.5, "class_consistency": 0.4}},
-        "references": {"real": {"share": 0.95, "n": 8, "feature_distance": {"frechet": 0.5, "precision": 0.9,
-                                                                          "recall": 0.8}},
-                       "flat_colour": {"share": 0.25, "n": 8, "per_class": [{"share": 0.0}, {"share": 0.5}]}},
-        "classifier": {"classifier_accuracy": 0.95, "chance": 1 / 12},
-        "data": {"source": "embedded", "resolution": 64}, "scale": "small", "threads": 2,
-        "wall_seconds": {"extraction": 30, "training": 500, "sampling": 60, "evaluation": 10}}))
+    write_result(results, "dit_imagenet", [
+        guidance_entry(4.0, fid=80.5, share=0.9, shares=per_class(1.0, 0.8), features=judge(1.5, 0.75, 0.5),
+                       novelty={"latent": {"nearer_than_fresh": 0.04}, "judge": {"nearer_than_fresh": 0.125},
+                                "codes": {"near_copies": 0.5}}, inception_score={"mean": 3.1, "std": 0.1},
+                       precision=0.5, recall=0.25),
+        guidance_entry(1.0, fid=90.25, share=0.4, precision=0.4, recall=0.5)],
+        references={"real": {"share": 0.95, "n": 8, "per_class": per_class(1.0), "feature_distance": judge(0.5, 0.9, 0.8)},
+                    "flat_colour": {"share": 0.25, "n": 8, "per_class": per_class(0.0, 0.5), "feature_distance": None}},
+        classifier={"classifier_accuracy": 0.95, "chance": 1 / 12, "rises_with_guidance": True})
     rows = tables.generation_rows(results, next(r for r in experiments.GENERATION_ROWS if r.name == "dit_imagenet"))
     assert [r[1] for r in rows] == ["1.0", "4.0", "", ""]  # ordered by guidance; then the reference points
     assert rows[0][3] == "90.25" and rows[1][4] == "3.10" and rows[1][5] == "0.50 / 0.25"
@@ -340,13 +334,47 @@ def test_generation_rows_show_each_guidance_scale_with_class_consistency(tmp_pat
     assert rows[1][7] == "1.50 / 0.75 / 0.50" and rows[0][7] == ""
     assert "n=64/18, d=2048; rank-deficient covariance: a rough figure" in rows[0][2]
     assert rows[1][8] == "4% / 12%; 50% with 90 % of codes from one training row" and rows[0][8] == ""
+    assert rows[0][9] == "source embedded, split train, items 16, resolution 64, frames 1"
     assert rows[0][11] == "10.0 (2 thr.)"
     # then the reference points, in their fixed order, whatever the file's order
     assert [r[0] for r in rows[2:]] == ["Ours (DiT): reference, flat mean colour",
                                         "Ours (DiT): reference, real items (copying ceiling)"]
-    assert rows[2][6] == "25% (weakest 0%)" and rows[3][6:8] == ["95%", "0.50 / 0.90 / 0.80"] and rows[3][9] == "8 items"
+    assert rows[2][6] == "25% (weakest 0%)" and rows[3][6:8] == ["95% (weakest 100%)", "0.50 / 0.90 / 0.80"]
+    assert rows[3][9] == "8 items"
     missing = tables.generation_rows(results, experiments.GENERATION_ROWS[0])
     assert missing[0][3] == "not run (make lm-imagenet SCALE=small)"
+
+
+def test_a_result_file_of_another_schema_or_missing_a_field_is_an_error_not_an_empty_cell(tmp_path):
+    """The tables and pages had read result files through .get() walks: a file of another layout gave empty cells."""
+    from eval import generator_pages
+    from eval.generator_result import read_result
+
+    results = tmp_path / "small"
+    row = next(r for r in experiments.GENERATION_ROWS if r.name == "dit_imagenet")
+    path = write_result(results, "dit_imagenet", [guidance_entry(2.0, share=0.9, shares=per_class(0.8, 1.0))])
+    record = json.loads(path.read_text())
+    del record["schema_version"]  # as written before the version was recorded: version 1
+    path.write_text(json.dumps(record))
+    assert read_result(path).judged()[0].weakest_share() == 0.8
+    for change, message in [
+            ({"schema_version": 2}, r"dit_imagenet.json: a generator result of schema version 2; this version of the "
+                                    r"project reads version 1: write it again .*eval.generation_report --run "
+                                    r"runs/small/dit_imagenet .*or delete it and run `make dit-imagenet SCALE=small`"),
+            ({"wall_seconds": {"training": 1.0}}, r"dit_imagenet.json: wall_seconds: missing WallSeconds field\(s\) "
+                                                  r"\['extraction', 'sampling', 'evaluation'\]; write it again"),
+            ({"threads": "two"}, r"dit_imagenet.json: threads: expected an integer, got 'two'"),
+            ({"metrics": {"cfg3": guidance_entry(2.0)}}, r"metrics\['cfg3'\] holds guidance scale 2, whose key is 'cfg2'"),
+            ({"metrics": {"cfg2": {**guidance_entry(2.0), "kid": None}}},
+             r"metrics\['cfg2'\] of a image generator holds no kid")]:
+        path.write_text(json.dumps({**record, **change}))
+        with pytest.raises(ResultError, match=message):
+            tables.generation_rows(results, row)
+        with pytest.raises(SystemExit, match=message):
+            generator_pages.main(["--results", str(tmp_path), "--page", str(tmp_path / "page.md"), "--summary"])
+    write_result(results, "dit_imagenet", [guidance_entry(2.0, task="video")], task="video")
+    with pytest.raises(ResultError, match=r"the result of a video generator \(FVD\), not of Ours \(DiT\)'s images"):
+        tables.generation_rows(results, row)
 
 
 def test_tokenizer_report_writes_its_table_between_the_readme_markers(tmp_path):
@@ -378,31 +406,29 @@ def test_tokenizer_report_writes_its_table_between_the_readme_markers(tmp_path):
 PREDICTION = {"predicted_frames": [5, 6], "clips": 3, "best_of": 4, **{
     k: {"psnr": {"mean": v}} for k, v in (("model", 15.0), ("model_greedy", 18.0), ("model_best_of_n", 19.0),
                                            ("repeat_last_given", 21.0), ("tokenizer_reconstruction", 22.0))},
-    "judge_features": {k: {"frechet": v} for k, v in (("model", 3.0), ("model_greedy", 2.5), ("model_best_of_n", 2.0),
-                                                      ("repeat_last_given", 9.0), ("tokenizer_reconstruction", 0.5))}}
+    "judge_features": {"network": "the clip judge", **{
+        k: judge(v) for k, v in (("model", 3.0), ("model_greedy", 2.5), ("model_best_of_n", 2.0),
+                                 ("repeat_last_given", 9.0), ("tokenizer_reconstruction", 0.5))}}}
 
 
 def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
     from eval import generator_pages
 
     results = tmp_path / "results" / "small"
-    (results / "eval" / "lm_imagenet").mkdir(parents=True)
-    metric = {"value": 3.0, "n": [4, 4], "dim": 2048, "network": "RANDOM-INIT inception"}
-    (results / "lm_imagenet.json").write_text(json.dumps({
-        "metrics": {"cfg1.5": {"guidance_scale": 1.5, "fid": metric, "class_consistency": 0.8}},
-        "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "scale": "small", "threads": 2,
-        "wall_seconds": {"training": 60.0}, "sampling": {"sampling": {"temperature": 0.5, "top_k": 64}},
-        "frame_prediction": {"metrics": PREDICTION}}))
-    (results / "eval" / "lm_imagenet" / "class_consistency.json").write_text(json.dumps({"metrics": {"class_consistency": [
-        {"guidance": 1.5, "n": 4, "per_class": [{"name": "a", "share": 1.0}, {"name": "b", "share": 0.25}]}]}}))
+    write_result(results, "lm_imagenet", [
+        guidance_entry(1.5, fid=3.0, share=0.8, shares=per_class(1.0, 0.25, names=("a", "b")))],
+        classifier={"classifier_accuracy": 0.98, "chance": 0.05, "rises_with_guidance": None},
+        sampling={"classes": [0, 1], "per_class": 2, "seed": 0, "sampling": {"temperature": 0.5, "top_k": 64}},
+        frame_prediction={"metrics": PREDICTION})
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     for name, (g, share) in {"x": (2.0, 0.5), "y": (1.0, 0.75)}.items():
         (sweep / f"{name}.json").write_text(json.dumps({
             "model": "m", "sampling": {"guidance_scale": g, "top_k": 0, "temperature": 1.0, "per_class": 2, "seed": 0},
             "judge": {"classifier_accuracy": 0.9, "chance": 0.5},
-            "class_consistency": {"share": share, "n": 4, "per_class": [{"name": "a", "share": share}]},
-            "novelty": {"latent": {"nearer_than_fresh": share / 10}, "judge": {"nearer_than_fresh": 0.0}}}))
+            "class_consistency": {"share": share, "n": 4, "per_class": per_class(share, names=("a",))},
+            "novelty": {"latent": {"nearer_than_fresh": share / 10}, "judge": {"nearer_than_fresh": 0.0}},
+            "machine": "a test CPU", "threads": 1, "precision": "fp32"}))
     page = tmp_path / "page.md"
     page.write_text(f"{generator_pages.BEGIN}\n{generator_pages.END}\n{generator_pages.SWEEP_BEGIN}\n"
                     f"{generator_pages.SWEEP_END}\n")
@@ -410,43 +436,47 @@ def test_generator_pages_write_the_results_and_a_sampling_comparison(tmp_path):
                                  "lm-ucf"])
     assert generator_pages.main(["--page", str(page), "--sampling-sweep", str(sweep)])
     text = page.read_text()
-    assert "| 1.5 | FID (RANDOM-INIT network" in text and "80%; classifier 98%, chance 5%" in text
+    assert "| 1.5 | FID (RANDOM-INIT network" in text and "80% (weakest 25%); classifier 98%, chance 5%" in text
     assert "not run (make lm-ucf SCALE=small)" in text
     assert ("predicted frames 5-6 of 3 held-out clips, mean PSNR: the model as sampled 15.00 dB, greedy 18.00, best "
             "of 4 samples (picked by the truth: an oracle) 19.00, the last given frame repeated 21.00, the tokenizer's "
             "reconstruction of the true frames (the ceiling) 22.00; judge-feature FD to the true clips (the judge "
             "trained here, not I3D): as sampled 3.00, greedy 2.50, best of 4 2.00, repeated 9.00, reconstruction "
             "0.50") in text
-    assert "sampling temperature 0.5, top_k 64; guidance 1.5: weakest class b 25%, 1 of 2 classes at 50 % or more" in text
+    assert ("sampling temperature 0.5, top_k 64; guidance 1.5: weakest class b 25%, 1 of 2 classes at 50 % or more "
+            "(8 samples)") in text
     assert text.index("| 1.0 | all | 1.0 | 75% | weakest class a 75%, 1 of 1 classes at 50 % or more | 8% / 0% |") < \
         text.index("| 2.0 | all | 1.0 | 50% | weakest class a 50%, 1 of 1 classes at 50 % or more | 5% / 0% |")
     with pytest.raises(SystemExit, match="unknown target"):
         generator_pages.main(["--page", str(page), "--target", "nope"])
+    (sweep / "z.json").write_text(json.dumps({"model": "m"}))
+    with pytest.raises(SystemExit, match=r"z.json: missing SweepResult field\(s\) \['sampling'"):
+        generator_pages.main(["--page", str(page), "--sampling-sweep", str(sweep)])
 
 
 def test_generator_summary_shows_the_best_guidance_beside_the_references(tmp_path):
     from eval import generator_pages
 
     results = tmp_path / "results" / "small"
-    results.mkdir(parents=True)
-    per_class = lambda *shares: [{"share": s} for s in shares]  # noqa: E731
-    (results / "dit_imagenet.json").write_text(json.dumps({
-        "metrics": {"cfg1": {"guidance_scale": 1.0, "class_consistency": 0.5, "class_consistency_per_class":
-                             per_class(0.25, 0.75), "judge_features": {"frechet": 9.0}},
-                    "cfg3": {"guidance_scale": 3.0, "class_consistency": 0.75, "class_consistency_per_class":
-                             per_class(0.5, 1.0), "judge_features": {"frechet": 4.25},
-                             "novelty": {"latent": {"nearer_than_fresh": 0.03}, "judge": {"nearer_than_fresh": 0.06}}}},
-        "references": {"class_average": {"share": 0.6}, "real": {"share": 0.95, "feature_distance": {"frechet": 0.5}}},
-        "classifier": {"classifier_accuracy": 0.98, "chance": 0.05}, "wall_seconds": {"extraction": 30, "training": 540, "sampling": 60, "evaluation": 30}}))
-    (results / "lm_k600.json").write_text(json.dumps({"metrics": {}, "frame_prediction": {"metrics": PREDICTION}}))
+    write_result(results, "dit_imagenet", [
+        guidance_entry(1.0, share=0.5, shares=per_class(0.25, 0.75), features=judge(9.0)),
+        guidance_entry(3.0, share=0.75, shares=per_class(0.5, 1.0), features=judge(4.25),
+                       novelty={"latent": {"nearer_than_fresh": 0.03}, "judge": {"nearer_than_fresh": 0.06}})],
+        references={"class_average": {"share": 0.6, "n": 8, "per_class": per_class(0.6), "feature_distance": None},
+                    "real": {"share": 0.95, "n": 8, "per_class": per_class(0.95), "feature_distance": judge(0.5)}},
+        classifier={"classifier_accuracy": 0.98, "chance": 0.05, "rises_with_guidance": True},
+        wall_seconds={"extraction": 30, "training": 540, "sampling": 60, "evaluation": 30})
+    write_result(results, "lm_k600", [guidance_entry(1.0, task="video")], task="frames",
+                 frame_prediction={"metrics": PREDICTION})
     page = tmp_path / "README.md"
     page.write_text(f"intro\n{generator_pages.SUMMARY_BEGIN}\nold\n{generator_pages.SUMMARY_END}\n")
     assert generator_pages.main(["--results", str(tmp_path / "results"), "--page", str(page), "--summary"])
     text = page.read_text()
     assert "| `make dit-imagenet` | 75% at 3 (weakest 50%) | 60% / 95% / - | 4.2 (0.5) | 3% / 6% |  | 11.0 |" in text
     assert "| `make lm-ucf` | not run | | | | | |" in text and "old" not in text
-    assert "| 15.00 / 18.00 / 19.00 / 21.00 / 22.00 dB (N = 4) |" in text
+    assert "| `make lm-k600` | unconditional | - / - / - | - (-) |  | 15.00 / 18.00 / 19.00 / 21.00 / 22.00 dB (N = 4) |" in text
     assert "The judge's accuracy: on held-out photos 98% (chance 5%, from `make dit-imagenet`)." in text
+    assert "machine a test CPU (2 threads); precision fp32" in text
 
 
 def test_generators_only_rebuild_keeps_the_tokenizer_tables_of_tables_json(tmp_path):
@@ -455,11 +485,17 @@ def test_generators_only_rebuild_keeps_the_tokenizer_tables_of_tables_json(tmp_p
     saved = json.loads((tmp_path / "tables.json").read_text())
     saved["tables"]["1"]["ours"] = [["kept row"] + [""] * (len(saved["tables"]["1"]["ours_columns"]) - 1)]
     (tmp_path / "tables.json").write_text(json.dumps(saved))
-    (tmp_path / "results" / "small" / "dit_imagenet.json").write_text(json.dumps({
-        "metrics": {"cfg2": {"guidance_scale": 2.0, "class_consistency": 0.9}}, "scale": "small"}))
+    write_result(tmp_path / "results" / "small", "dit_imagenet", [guidance_entry(2.0, share=0.9)])
+    (tmp_path / "results" / "small" / "tokenizer.json").write_text(json.dumps({"stages": {"joint": {
+        "threads": 2, "precision": "bf16"}}, "machine": "this machine"}))  # a run not behind tables.json
+    record = "<!-- measured: scale small; machine The runs' CPU (1 threads); precision fp32 -->"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "evaluation.md").write_text(f"{tables.README_BEGIN}\n{record}\nold\n{tables.README_END}\n")
     tables.main(["--results", str(tmp_path / "results"), "--out", str(tmp_path), "--generators-only"])
     text = (tmp_path / "TABLES.md").read_text()
     assert "| kept row |" in text and "| Ours (DiT) | 2.0 |" in text
+    findings = (tmp_path / "docs" / "evaluation.md").read_text()  # tables.json's verdicts, with their runs' record
+    assert record in findings and "old" not in findings and "this machine" not in findings
     with pytest.raises(SystemExit, match="not 'paper'"):
         tables.main(["--scale", "paper", "--results", str(tmp_path / "results"), "--out", str(tmp_path),
                      "--generators-only"])

@@ -30,7 +30,7 @@ def test_full_schedule_writes_models_pictures_metrics_and_results(tmp_path):
     for stage in ("image", "joint", "kl"):
         d = tmp_path / "run" / stage
         shown = d / "validation" / f"step_{report['stages'][stage]['steps']:08d}"
-        assert (d / "final" / "model.safetensors").is_file() and (shown / "images.png").is_file()
+        assert (d / "final" / "diffusion_pytorch_model.safetensors").is_file() and (shown / "images.png").is_file()
         assert (shown / "video_0.gif").is_file()
         lines = (d / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == report["stages"][stage]["steps"]
@@ -63,8 +63,8 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path):
     assert stopped["image"] == {"stage": "image", "stopped_at": 3}
     assert not (tmp_path / "b" / "image" / "final").exists()
     run("tiny", tmp_path / "b", **kw)
-    a = load_file(str(tmp_path / "a" / "image" / "final" / "model.safetensors"))
-    b = load_file(str(tmp_path / "b" / "image" / "final" / "model.safetensors"))
+    a = load_file(str(tmp_path / "a" / "image" / "final" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "image" / "final" / "diffusion_pytorch_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = lambda d: [json.loads(ln)["step"] for ln in (d / "image" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert rows(tmp_path / "b") == rows(tmp_path / "a") == list(range(1, STAGE["steps"] + 1))  # no step twice
@@ -90,7 +90,7 @@ def test_edge_layers_take_edge_lr_scale_times_the_step():
     moved = {}
     for scale in (1.0, 10.0):
         torch.manual_seed(0)
-        model = OmniTokenizer.from_config("tiny", quantizer="kl")
+        model = OmniTokenizer.from_scale("tiny", quantizer="kl")
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         opt = torch.optim.Adam(model.parameter_groups(scale), lr=1.0)
         set_lr(opt, 1e-4)
@@ -98,7 +98,7 @@ def test_edge_layers_take_edge_lr_scale_times_the_step():
         ((x_hat - x) ** 2).mean().backward()
         opt.step()
         moved[scale] = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
-    model = OmniTokenizer.from_config("tiny")
+    model = OmniTokenizer.from_scale("tiny")
     grouped = [id(p) for g in model.parameter_groups(10.0) for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # every parameter, once
     for name in ("embed_first.proj.weight", "embed_rest.proj.weight", "head.proj.weight", "post_head.weight",
@@ -108,7 +108,7 @@ def test_edge_layers_take_edge_lr_scale_times_the_step():
     block = next(n for n in moved[1.0] if n.startswith("encoder.") and n.endswith("qkv.weight"))
     assert moved[10.0][block] == pytest.approx(moved[1.0][block], rel=0.05) == pytest.approx(1e-4, rel=0.05)
     with pytest.raises(ValueError, match="edge_lr_scale must be > 0"):
-        OmniTokenizer.from_config("tiny").parameter_groups(0.0)
+        OmniTokenizer.from_scale("tiny").parameter_groups(0.0)
 
 
 def test_reconstruction_loss_goes_down(tmp_path):
@@ -117,6 +117,69 @@ def test_reconstruction_loss_goes_down(tmp_path):
         loss={"perceptual_weight": 0.0})
     recon = [json.loads(ln)["recon"] for ln in (tmp_path / "image" / "metrics.jsonl").read_text().splitlines()]
     assert sum(recon[-10:]) / 10 < 0.6 * sum(recon[:10]) / 10
+
+
+def test_fine_tuning_starts_from_the_given_weights_their_codebook_and_records_them(tmp_path, monkeypatch):
+    """--init: the first step's loss is the source model's own loss on that batch (a fresh model's, or one whose
+    codebook were initialised again from data, is not), the source's sha256 is recorded, and a stage finished from
+    other weights is not reused."""
+    import shutil
+
+    from shared.provenance import file_sha256
+    from tokenizer.losses import TokenizerLoss
+
+    kw = dict(stages=[dict(STAGE, steps=2, pattern="i")], loss={"perceptual_weight": 0.0, "gan_weight": 0.0})
+    run("tiny", tmp_path / "source", **kw)
+    source = tmp_path / "source" / "image" / "final"
+    batches, forward = [], OmniTokenizer.forward
+    monkeypatch.setattr(OmniTokenizer, "forward", lambda self, x, *a, **k: batches.append(x.clone()) or forward(self, x, *a, **k))
+    report = run("tiny", tmp_path / "tuned", init=source, **kw)
+    run("tiny", tmp_path / "fresh", **kw)
+    monkeypatch.undo()
+    first_loss = lambda run_dir: json.loads((run_dir / "image" / "metrics.jsonl").read_text().splitlines()[0])["loss"]  # noqa: E731
+    stage = train_config("tiny", **kw).stages[0]
+    model = OmniTokenizer.from_pretrained(source).train()
+    x_hat, enc = model(batches[0])
+    loss, _ = TokenizerLoss(train_config("tiny", **kw).stage_loss(stage))(batches[0], x_hat, enc)
+    assert first_loss(tmp_path / "tuned") == pytest.approx(loss.item(), rel=1e-5)
+    assert torch.equal(batches[0], batches[2]) and first_loss(tmp_path / "fresh") != pytest.approx(loss.item(), rel=1e-2)
+    assert report["init"] == {"weights": str(source.resolve()), "sha256": file_sha256(source)}
+    assert report["stages"]["image"]["config"]["init_sha256"] == file_sha256(source)
+    assert report["stages"]["image"]["init_notes"] == [f"copied {len(model.state_dict())} tensors"]
+    shutil.rmtree(source)  # other weights in the same folder
+    shutil.copytree(tmp_path / "tuned" / "image" / "final", source)
+    with pytest.raises(ValueError, match=r"finished with a different configuration of stage 'image' \(init_sha256: "):
+        run("tiny", tmp_path / "tuned", init=source, **kw)
+    with pytest.raises(FileNotFoundError, match=r"missing: --init takes a save_pretrained folder .* or a public "
+                                                r"release checkpoint \(.ckpt\)"):
+        run("tiny", tmp_path / "other", init=tmp_path / "missing", **kw)
+
+
+def test_fine_tuning_from_a_release_checkpoint_converts_it_and_records_the_file(tmp_path):
+    """--init with the public release's .ckpt (the release tests' synthetic file): the run converts it as
+    tokenizer.convert_release does, trains the release-compatible model from every one of its tensors, and records
+    the file's sha256; a .ckpt that is not one is refused by name before any training."""
+    from shared.provenance import file_sha256
+    from tokenizer.config import model_config
+    from tokenizer.convert_release import ReleaseCheckpointError
+
+    from .test_release_weights import release_args, release_state, write
+
+    kw = dict(stages=[dict(STAGE, steps=2, pattern="i")], loss={"perceptual_weight": 0.0, "gan_weight": 0.0})
+    ckpt = write(tmp_path, release_state(), release_args())
+    report = run("tiny", tmp_path / "tuned", init=ckpt, **kw)
+    release = OmniTokenizer.from_release(ckpt)
+    assert report["init"] == {"weights": str(ckpt.resolve()), "sha256": file_sha256(ckpt)}
+    assert report["stages"]["image"]["config"]["init_sha256"] == file_sha256(ckpt)
+    assert report["stages"]["image"]["init_notes"] == [f"copied {len(release.state_dict())} tensors"]
+    tuned = OmniTokenizer.from_pretrained(tmp_path / "tuned" / "image" / "final")
+    assert tuned.config.release_compatible and model_config(tuned.config) == model_config(release.config)
+    assert not torch.equal(tuned.out_first.weight, release.out_first.weight)  # trained from there
+    assert f"started from `{ckpt.resolve()}`" in (tmp_path / "tuned" / "image" / "final" / "README.md").read_text()
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(ReleaseCheckpointError, match=r"empty.ckpt: not a PyTorch checkpoint"):
+        run("tiny", tmp_path / "other", init=tmp_path / "empty.ckpt", **kw)
+    assert not (tmp_path / "other" / "image").exists()
 
 
 def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path):
@@ -129,8 +192,8 @@ def test_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path):
 
 def test_tube_inflation_keeps_the_function_on_repeated_frames():
     torch.manual_seed(0)
-    old = OmniTokenizer.from_config("tiny", temporal_patch_size=2).eval()
-    new = OmniTokenizer.from_config("tiny", temporal_patch_size=4).eval()
+    old = OmniTokenizer.from_scale("tiny", temporal_patch_size=2).eval()
+    new = OmniTokenizer.from_scale("tiny", temporal_patch_size=4).eval()
     notes = transfer_weights(old, new)
     assert any("inflated" in n for n in notes)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1  # 1 + 2 tubes of 2 frames
@@ -138,30 +201,44 @@ def test_tube_inflation_keeps_the_function_on_repeated_frames():
     with torch.no_grad():
         z_old, z_new = old.encode(x), new.encode(x4)
         assert torch.equal(z_old.indices, z_new.indices)
-        y_old, y_new = old.decode(z_old.latents), new.decode(z_new.latents)
+        y_old, y_new = old.decode(z_old.latents).sample, new.decode(z_new.latents).sample
     torch.testing.assert_close(y_new, torch.cat([y_old[:, :, :1], y_old[:, :, 1:].repeat_interleave(2, dim=2)], 2),
                                atol=1e-5, rtol=1e-5)
 
 
+def test_a_codebook_of_another_size_starts_from_data_not_from_random_codes():
+    src = OmniTokenizer.from_scale("tiny", codebook_size=64)
+    src.train()(torch.rand(2, 3, 1, 16, 16) * 2 - 1)  # the first training batch initialises the codebook
+    assert bool(src.head.initialized)
+    same, wider = OmniTokenizer.from_scale("tiny", codebook_size=64), OmniTokenizer.from_scale("tiny", codebook_size=128)
+    transfer_weights(src, same)
+    assert bool(same.head.initialized) and torch.equal(same.head.codebook, src.head.codebook)
+    notes = transfer_weights(src, wider)
+    assert not bool(wider.head.initialized) and any("128 codes initialised from data" in n for n in notes)
+    x = torch.rand(4, 3, 1, 16, 16) * 2 - 1
+    wider.train()(x)  # so its first batch picks the codes
+    assert bool(wider.head.initialized)
+
+
 def test_vq_to_kl_transfer_starts_at_the_vq_projection():
-    vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
-    kl = OmniTokenizer.from_config("tiny", quantizer="kl").eval()
+    vq = OmniTokenizer.from_scale("tiny", quantizer="vq").eval()
+    kl = OmniTokenizer.from_scale("tiny", quantizer="kl").eval()
     transfer_weights(vq, kl)
     c = kl.config.latent_dim
     assert torch.equal(kl.head.proj.weight[:c], vq.head.proj.weight) and torch.equal(kl.head.proj.bias[:c], vq.head.proj.bias)
     assert torch.equal(kl.decoder.temporal[0].attn.qkv.weight, vq.decoder.temporal[0].attn.qkv.weight)
     with torch.no_grad():
-        post = kl.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1).posterior
+        post = kl.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1).latent_dist
     assert post.std.max() < 0.01  # starts nearly deterministic
-    back = OmniTokenizer.from_config("tiny", quantizer="vq")
+    back = OmniTokenizer.from_scale("tiny", quantizer="vq")
     transfer_weights(kl, back)  # KL -> VQ (Table 10's other order): the codebook will start from data
     assert torch.equal(back.head.proj.weight, vq.head.proj.weight) and not bool(back.head.initialized)
 
 
 def test_widening_the_gaussian_latent_keeps_the_function():
     torch.manual_seed(0)
-    kl8 = OmniTokenizer.from_config("tiny", quantizer="kl").eval()
-    kl16 = OmniTokenizer.from_config("tiny", quantizer="kl", latent_dim=2 * kl8.config.latent_dim).eval()
+    kl8 = OmniTokenizer.from_scale("tiny", quantizer="kl").eval()
+    kl16 = OmniTokenizer.from_scale("tiny", quantizer="kl", latent_dim=2 * kl8.config.latent_dim).eval()
     notes = transfer_weights(kl8, kl16)
     assert any("widened" in n for n in notes) and not any("fresh" in n for n in notes)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
@@ -170,10 +247,10 @@ def test_widening_the_gaussian_latent_keeps_the_function():
         c = kl8.config.latent_dim
         torch.testing.assert_close(z16.latents[:, :c], z8.latents)
         assert z16.latents[:, c:].abs().sum() > 0  # the new channels carry something the decoder can learn to read
-        torch.testing.assert_close(kl16.decode(z16.latents), kl8.decode(z8.latents))
-        torch.testing.assert_close(z16.posterior.std[:, :c], z8.posterior.std)  # the old channels' logvar kept
-        assert z16.posterior.std[:, c:].max() < 0.01  # new channels start nearly deterministic
-    vq = OmniTokenizer.from_config("tiny", quantizer="vq").eval()
+        torch.testing.assert_close(kl16.decode(z16.latents).sample, kl8.decode(z8.latents).sample)
+        torch.testing.assert_close(z16.latent_dist.std[:, :c], z8.latent_dist.std)  # the old channels' logvar kept
+        assert z16.latent_dist.std[:, c:].max() < 0.01  # new channels start nearly deterministic
+    vq = OmniTokenizer.from_scale("tiny", quantizer="vq").eval()
     notes = transfer_weights(vq, kl16)  # VQ -> wider KL: the mean's first channels start at the VQ projection
     assert not any("fresh" in n for n in notes)
     w, b = kl16.head.proj.weight, kl16.head.proj.bias
@@ -217,7 +294,7 @@ def test_config_errors_are_clear(tmp_path):
     assert tokenizer_config("tiny", ["train.stage_defaults.grad_clip=0.5"]).train.stages[0].grad_clip == 0.5
     with pytest.raises(ValueError, match="tiny.yaml model: causal: expected true or false, got 'false'"):
         tokenizer_config("tiny", ['model.causal="false"'])
-    saved = OmniTokenizer.from_config("tiny").save_pretrained(tmp_path / "saved")
+    saved = OmniTokenizer.from_scale("tiny").save_pretrained(tmp_path / "saved")
     config = json.loads((saved / "config.json").read_text())
     (saved / "config.json").write_text(json.dumps({**config, "dim": "64"}))
     with pytest.raises(ValueError, match="config.json: dim: expected an integer, got '64'"):
@@ -304,3 +381,21 @@ def test_a_corrupt_file_in_training_data_is_skipped_and_reported(tmp_path, image
                  loss={"perceptual_weight": 0.0})
     summary = report["stages"]["image"]
     assert summary["unreadable_skipped"] == 1 and "zz_broken.JPEG: cannot decode image" in summary["unreadable_first"][0]
+
+
+def test_motion_loss_sees_frames_that_stand_still_and_only_clips_pay_it():
+    from tokenizer.losses import TokenizerLoss, motion_loss
+    from tokenizer.train_config import LossConfig
+
+    x = torch.zeros(1, 3, 4, 2, 2)
+    x[:, :, 1:] = 0.5  # one step of 0.5 between frames 0 and 1
+    assert motion_loss(x + 0.2, x).item() == pytest.approx(0.0, abs=1e-7)  # a brightness shift moves nothing
+    still = x[:, :, :1].expand_as(x)
+    assert motion_loss(still, x).item() == pytest.approx(0.5 / 3)  # 3 frame steps, one missed by 0.5
+    loss_fn = TokenizerLoss(LossConfig(perceptual_weight=0.0, gan_weight=0.0, motion_weight=2.0))
+    enc = type("Enc", (), {"indices": None, "loss": torch.tensor(0.0)})()
+    loss, terms = loss_fn(x, still, enc)
+    assert terms["motion"].item() == pytest.approx(0.5 / 3)
+    assert loss.item() == pytest.approx(terms["recon"].item() + 2 * 0.5 / 3)
+    _, image_terms = loss_fn(x[:, :, :1], still[:, :, :1], enc)
+    assert "motion" not in image_terms

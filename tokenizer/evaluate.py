@@ -20,7 +20,7 @@ from .model import OmniTokenizer
 @torch.no_grad()
 def reconstruct(model: OmniTokenizer, x: torch.Tensor, max_tokens: int | None = None) -> tuple[torch.Tensor, object]:
     enc = model.encode(x, max_tokens=max_tokens)
-    return model.decode(enc.latents, size=enc.size, max_tokens=max_tokens), enc
+    return model.decode(enc.latents, size=enc.size, max_tokens=max_tokens).sample, enc
 
 
 @torch.no_grad()

@@ -28,6 +28,11 @@ def gradient_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(x_hat.diff(dim=axis), x.diff(dim=axis)) for axis in (-1, -2)) / 2
 
 
+def motion_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance between the frame-to-frame steps of x_hat and x (B, C, T, H, W): what moved, and by how much."""
+    return F.l1_loss(x_hat.diff(dim=2), x.diff(dim=2))
+
+
 def video_frames_for_perceptual(x_hat: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None):
     """(B, 3, T, H, W) -> one random frame per video, (B, 3, H, W) each (as published)."""
     b, _, t = x.shape[:3]
@@ -51,7 +56,8 @@ def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) ->
 class TokenizerLoss(nn.Module):
     """Everything the tokenizer's training minimises.
 
-    Generator: recon_weight * L2/L1 + gradient_weight * L1 of pixel steps + the head's VQ or KL term + perceptual_weight * LPIPS (one random frame per
+    Generator: recon_weight * L2/L1 + gradient_weight * L1 of pixel steps + motion_weight * L1 of frame steps
+    (videos) + the head's VQ or KL term + perceptual_weight * LPIPS (one random frame per
     video) + gan_weight * hinge + feature_matching_weight * feature matching, the last two from `disc_start` on.
     Discriminators: hinge on real vs reconstructed, a 2-D PatchGAN for images and a 3-D one for videos.
     Call it inside the accelerator's autocast: `loss_fn(x, x_hat, enc, loss_fn.gan_on(step))` for the generator,
@@ -98,6 +104,9 @@ class TokenizerLoss(nn.Module):
         if cfg.gradient_weight > 0:
             terms["gradient"] = gradient_loss(x_hat.float(), x)
             loss = loss + cfg.gradient_weight * terms["gradient"]
+        if cfg.motion_weight > 0 and x.shape[2] > 1:
+            terms["motion"] = motion_loss(x_hat.float(), x)
+            loss = loss + cfg.motion_weight * terms["motion"]
         if self.perceptual is not None:
             a, b = video_frames_for_perceptual(x_hat, x) if x.shape[2] > 1 else (x_hat[:, :, 0], x[:, :, 0])
             terms["perceptual"] = self.perceptual(a.float(), b)

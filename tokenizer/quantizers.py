@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
 
 
 @dataclass
@@ -31,11 +32,15 @@ class VectorQuantizer(nn.Module):
     Dead-code restarts (dead_code_steps > 0): a code that no token of the last `dead_code_steps` training
     batches chose is moved onto an encoder output of the current batch, so that the whole codebook stays in use.
     The steps since each code was last chosen (`code_age`) are a saved buffer: resume stays exact.
+
+    unit_codes=False (the release's codebook): the code vectors are used as they are, not scaled to unit length, and
+    the nearest is the one at the least Euclidean distance, computed as the release computes it.
     """
 
     def __init__(self, dim: int, latent_dim: int, codebook_size: int, codebook_weight: float,
-                 commitment_weight: float, dead_code_steps: int = 0):
+                 commitment_weight: float, dead_code_steps: int = 0, unit_codes: bool = True):
         super().__init__()
+        self.unit_codes = unit_codes
         self.proj = nn.Linear(dim, latent_dim)
         self.codebook = nn.Parameter(F.normalize(torch.randn(codebook_size, latent_dim), dim=-1))
         self.register_buffer("initialized", torch.tensor(False))
@@ -45,7 +50,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("code_age", torch.zeros(codebook_size, dtype=torch.long))
 
     def codes(self) -> torch.Tensor:
-        return F.normalize(self.codebook, dim=-1)
+        return F.normalize(self.codebook, dim=-1) if self.unit_codes else self.codebook
 
     @torch.no_grad()
     def _init_from_data(self, z: torch.Tensor) -> None:
@@ -84,7 +89,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def nearest(self, z: torch.Tensor, max_scores: int = 2**22) -> torch.Tensor:
-        """Index of the nearest unit code for each unit vector in z (..., C); the score matrix is built in
+        """Index of the nearest code for each unit vector in z (..., C); the score matrix is built in
         slices of at most `max_scores` entries (16 MB in fp32), whatever the number of tokens or codes.
 
         Always in fp32, autocast or not: bf16 scores (8 bits of mantissa) pick another code for some tokens, and
@@ -94,9 +99,14 @@ class VectorQuantizer(nn.Module):
         rows = max(1, max_scores // codes.shape[0])
         idx = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
         with torch.autocast(flat.device.type, enabled=False):
+            norms = None if self.unit_codes else (codes.T ** 2).sum(0, keepdim=True)
             for start in range(0, flat.shape[0], rows):
-                # max(-1).indices: the same first maximum as argmax, in half its time on the CPU (measured)
-                idx[start : start + rows] = (flat[start : start + rows] @ codes.T).max(-1).indices
+                part = flat[start : start + rows]
+                scores = part @ codes.T
+                if norms is None:  # max(-1).indices: the same first maximum as argmax, in half its time (measured)
+                    idx[start : start + rows] = scores.max(-1).indices
+                else:  # |z|^2 - 2 z.c + |c|^2, the least
+                    idx[start : start + rows] = ((part ** 2).sum(1, keepdim=True) - 2 * scores + norms).min(-1).indices
         return idx.view(z.shape[:-1])
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
@@ -135,7 +145,9 @@ class DiagonalGaussian:
         self.std = torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        """mean + std * noise; the noise from `generator` on its own device (diffusers' randn_tensor: a CPU generator
+        gives a CUDA posterior the same draw as a CPU one)."""
+        noise = randn_tensor(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * noise
 
     def mode(self) -> torch.Tensor:

@@ -3,6 +3,13 @@
     python -m tokenizer.train --scale small --out runs/small/tokenizer            # embedded photos + clips
     accelerate launch -m tokenizer.train --scale paper --images /data/imagenet --videos /data/ucf101 \
         --out runs/paper/tokenizer                                                # one or many GPUs
+    python -m tokenizer.train --scale small --init runs/small/tokenizer/kl/final --stage kl \
+        --images my/photos --videos my/clips --out runs/small/my_vae             # fine-tune existing weights
+
+--init starts the first stage the call trains from existing weights (a save_pretrained folder, or a public release
+checkpoint .ckpt, converted as tokenizer.convert_release converts it): the run takes their
+architecture (the stages' own head, tube length and overrides on top), every tensor that fits (the codebook too, as
+trained), a fresh optimizer, and records their sha256 in the stage's configuration and the results.
 
 Every stage writes `<out>/<stage>/`: checkpoints (resumed automatically), `final/` (save_pretrained),
 metrics.jsonl, TensorBoard logs, validation/step_<N>/ (at the stage's last step N: a reconstruction grid
@@ -30,7 +37,7 @@ from shared.training.config import TrainerConfig
 from shared.data import StepSchedule, open_dataset, step_loader
 from shared.data.transforms import as_size
 from shared.paths import run_dir, run_result, seeded, tokenizer_run, tokenizer_run_parts
-from shared.provenance import machine_name
+from shared.provenance import file_sha256, machine_name
 
 from .config import OmniTokenizerConfig, model_config
 from .evaluate import evaluate, reconstruct
@@ -78,24 +85,46 @@ def stage_model_config(model_cfg: OmniTokenizerConfig, stage: StageConfig) -> Om
     return model_config(model_cfg, **overrides)
 
 
+def is_release_checkpoint(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".ckpt"
+
+
+def source_model(path: Path) -> OmniTokenizer:
+    """Weights a stage starts from: a save_pretrained folder, or a public release checkpoint (.ckpt), converted as
+    `python -m tokenizer.convert_release` converts it (release-compatible; docs/release_weights.md)."""
+    return OmniTokenizer.from_release(str(path)) if is_release_checkpoint(path) else OmniTokenizer.from_pretrained(path)
+
+
+def init_weights(path: str | Path) -> tuple[OmniTokenizer, str]:
+    """The model a run starts from (--init) and the sha256 of its folder or release checkpoint."""
+    path = Path(path)
+    if not (path.is_dir() or is_release_checkpoint(path)):
+        raise FileNotFoundError(f"{path}: --init takes a save_pretrained folder (config.json + "
+                                f"diffusion_pytorch_model.safetensors), such as a finished stage's final/, or a public "
+                                f"release checkpoint (.ckpt)")
+    return source_model(path), file_sha256(path)
+
+
 def stage_model(model_cfg: OmniTokenizerConfig, stage: StageConfig, stages_done: dict[str, Path]) -> tuple[OmniTokenizer, list]:
-    model = OmniTokenizer(stage_model_config(model_cfg, stage))
+    model = OmniTokenizer.from_scale(stage_model_config(model_cfg, stage))
     notes = []
     if stage.init_from:
-        src_dir = stages_done.get(stage.init_from) or Path(stage.init_from)
-        if not (src_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{src_dir}: stage '{stage.name}' starts from '{stage.init_from}', which is "
-                                    f"neither a finished stage of this run nor a save_pretrained folder")
-        notes = transfer_weights(OmniTokenizer.from_pretrained(src_dir), model)
+        src = stages_done.get(stage.init_from) or Path(stage.init_from)
+        if not ((src / "config.json").is_file() or is_release_checkpoint(src)):
+            raise FileNotFoundError(f"{src}: stage '{stage.name}' starts from '{stage.init_from}', which is neither a "
+                                    f"finished stage of this run, a save_pretrained folder nor a release checkpoint")
+        notes = transfer_weights(source_model(src), model)
     return model, notes
 
 
-def stage_record(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig) -> dict:
+def stage_record(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig,
+                 init_sha256: str | None = None) -> dict:
     """What a stage's checkpoints and summary record of its configuration, and what a resumed or reused stage
-    must match: the stage's settings, the model it trains, and the data it trains on (folders, layouts, splits,
-    frames; not the number of loader workers)."""
+    must match: the stage's settings, the model it trains, the data it trains on (folders, layouts, splits,
+    frames; not the number of loader workers), and the sha256 of the weights it starts from when given (--init)."""
     data = {k: v for k, v in as_record(cfg.data).items() if k != "num_workers"}
-    return {**as_record(stage), "data": data, "model_config": as_record(stage_model_config(model_cfg, stage))}
+    record = {**as_record(stage), "data": data, "model_config": as_record(stage_model_config(model_cfg, stage))}
+    return record if init_sha256 is None else {**record, "init_sha256": init_sha256}
 
 
 # ----------------------------------------------------------------------------- one stage
@@ -175,10 +204,12 @@ def gan_step(model, loss_fn, opt_g, opt_d, stage: StageConfig, accelerator: Acce
 
 
 def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig, out: Path,
-                accelerator: Accelerator, stages_done: dict[str, Path], stop_at: int | None = None) -> dict:
+                accelerator: Accelerator, stages_done: dict[str, Path], stop_at: int | None = None,
+                init_sha256: str | None = None) -> dict:
     """Train one stage (resuming from its latest checkpoint); returns its summary.
 
-    stop_at: leave after that many steps (a checkpoint is written), as if the run had been killed.
+    stop_at: leave after that many steps (a checkpoint is written), as if the run had been killed. init_sha256: the
+    sha256 of the weights the stage starts from, when the run was given them (--init).
     """
     stage_dir, device = out / stage.name, accelerator.device
 
@@ -190,7 +221,7 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
     loss_fn = TokenizerLoss(loss_cfg)
     opt_g = torch.optim.Adam(model.parameter_groups(stage.edge_lr_scale), lr=stage.lr, betas=stage.betas)
     opt_d = torch.optim.Adam(loss_fn.discriminator_parameters(), lr=stage.lr * loss_cfg.disc_lr_ratio, betas=stage.betas)
-    config_record = stage_record(cfg, model_cfg, stage)
+    config_record = stage_record(cfg, model_cfg, stage, init_sha256)
     run = start_run(accelerator, stage_dir, stage_schedule(cfg, stage), config_record,
                     {"model": model, "disc2d": loss_fn.disc2d, "disc3d": loss_fn.disc3d}, {"opt_g": opt_g, "opt_d": opt_d},
                     stop_at=stop_at, lr_ratios={"opt_d": loss_cfg.disc_lr_ratio},
@@ -220,7 +251,11 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
                "init_notes": run.state["notes"], "rank_weight_checksums": accelerator.gather(checksum).tolist(),
                "config": config_record, "loss": dataclasses.asdict(loss_cfg)}
     if accelerator.is_main_process:
-        raw.save_pretrained(stage_dir / "final")
+        data = {kind: getattr(cfg.data, kind) for kind, letter in (("images", "i"), ("videos", "v")) if letter in stage.pattern}
+        training = {"stage": stage.name, "steps": stage.steps, "init_from": stage.init_from, "data": data,
+                    "resolutions": stage.resolutions, "processes": accelerator.num_processes,
+                    "precision": summary["precision"], "wall_seconds": trained.seconds}
+        raw.save_pretrained(stage_dir / "final", card={"training": training, "validation": trained.validation})
         summary["validation"] = trained.validation
         atomic_write_json(stage_dir / "summary.json", summary)
     accelerator.wait_for_everyone()
@@ -263,10 +298,11 @@ def validate(model: OmniTokenizer, val_sets: dict, cfg: TokenizerTrainConfig, fo
 @locks_run_folder
 def run(scale: str, out: str | Path, stage_names: list[str] | None = None, variant: str | None = None,
         restart: bool = False, results: str | Path | None = None, stop_at: int | None = None,
-        overrides: list[str] | None = None, **train_overrides) -> dict:
+        overrides: list[str] | None = None, init: str | Path | None = None, **train_overrides) -> dict:
     """Run the stages of a scale's config in order; finished stages (summary.json present) are reused.
 
-    overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge)."""
+    overrides: `section.field=value` strings (--set); train_overrides: top-level `train` fields (dicts merge).
+    init: a save_pretrained folder the first stage this call trains starts from (module docstring)."""
     full = tokenizer_config(scale, overrides, **train_overrides)
     cfg = full.train
     stages = cfg.stage_list(variant, Path(out).parent)
@@ -274,13 +310,19 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         unknown = set(stage_names) - {s.name for s in stages}
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(unknown)}; this run has {[s.name for s in stages]}")
+    init_sha256, first = None, None
+    if init is not None:  # the source's architecture for every stage; the first stage trained starts from it
+        source, init_sha256 = init_weights(init)
+        full = dataclasses.replace(full, model=model_config(source.config))
+        first = next(s.name for s in stages if not stage_names or s.name in stage_names)
+        stages = [dataclasses.replace(s, init_from=str(Path(init).resolve())) if s.name == first else s for s in stages]
     out = Path(out)
     # the processes of the run; each stage trains under its own Accelerator, in the precision its checkpoints record
     processes = make_accelerator(find_unused_parameters=True, precision=cfg.precision)
     done: dict[str, Path] = {}
     summaries = {}
     for stage in stages:
-        stage_dir = out / stage.name
+        stage_dir, stage_init = out / stage.name, init_sha256 if stage.name == first else None
         if stage_names and stage.name not in stage_names:
             if (stage_dir / "final" / "config.json").is_file():
                 done[stage.name] = stage_dir / "final"
@@ -290,7 +332,8 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         processes.wait_for_everyone()
         if (stage_dir / "summary.json").is_file():
             summaries[stage.name] = json.loads((stage_dir / "summary.json").read_text())
-            differences = config_difference(summaries[stage.name].get("config"), stage_record(cfg, full.model, stage))
+            differences = config_difference(summaries[stage.name].get("config"),
+                                            stage_record(cfg, full.model, stage, stage_init))
             if differences:
                 raise ValueError(f"{stage_dir}: finished with a different configuration of stage '{stage.name}' "
                                  f"({'; '.join(differences)}); pass --restart to train it again")
@@ -299,11 +342,12 @@ def run(scale: str, out: str | Path, stage_names: list[str] | None = None, varia
         else:
             stage_dir.mkdir(parents=True, exist_ok=True)
             accelerator = make_accelerator(find_unused_parameters=True, precision=cfg.precision, run=stage_dir)
-            summaries[stage.name] = train_stage(cfg, full.model, stage, out, accelerator, done, stop_at)
+            summaries[stage.name] = train_stage(cfg, full.model, stage, out, accelerator, done, stop_at, stage_init)
             if "stopped_at" in summaries[stage.name]:
                 return summaries
         done[stage.name] = stage_dir / "final"
     report = {"scale": scale, "variant": variant, "seed": cfg.seed, "machine": machine_name(),
+              "init": None if init is None else {"weights": str(Path(init).resolve()), "sha256": init_sha256},
               "data": {"images": cfg.data.images, "videos": cfg.data.videos},
               "out": str(out), "stages": summaries,
               "wall_seconds": sum(s.get("wall_seconds", 0.0) for s in summaries.values())}
@@ -358,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=None, help="model init and data order (default: train.seed of the "
                     "config); seed k > 0 names the run <run>_seed<k> and starts a variant from the default run of that seed")
     ap.add_argument("--restart", action="store_true", help="discard the stages' checkpoints and train again")
+    ap.add_argument("--init", default=None, help="a save_pretrained folder or a public release .ckpt the first stage "
+                    "trained starts from (its architecture and weights, the codebook kept, a fresh optimizer; its sha256 recorded)")
     ap.add_argument("--results", default=None, help="results JSON (default results/<scale>/tokenizer[_<variant>].json)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config value, e.g. --set train.data.num_workers=4 (repeatable; type-checked)")
@@ -373,7 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or run_dir(name, run_name)
     results = args.results or run_result(name, run_name)
     overrides = {**({"data": data} if data else {}), **({"seed": args.seed} if args.seed is not None else {})}
-    report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set, **overrides)
+    report = run(args.scale, out, args.stage, args.variant, args.restart, results, overrides=args.set, init=args.init,
+                 **overrides)
     print_summary(report)
     print(f"results: {results}")
 

@@ -30,6 +30,9 @@ class LossConfig:
     # L1 between the reconstruction's and the input's pixel steps (horizontal and vertical image gradients of every
     # frame): penalises steps the input does not have, such as edges along the patch grid
     gradient_weight: float = 0.0
+    # L1 between the reconstruction's and the input's steps from one frame to the next (videos): the motion a judge
+    # of clips reads, which an L2 on each frame's pixels weighs little
+    motion_weight: float = 0.0
     perceptual_weight: float = 4.0  # LPIPS (VGG16); one random frame per video
     perceptual_weights: str | None = None  # local torchvision vgg16 state dict; None: torchvision download
     allow_random_perceptual: bool = False  # offline only: fixed-seed random VGG16, recorded in the metadata

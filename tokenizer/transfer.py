@@ -80,6 +80,9 @@ def transfer_weights(src: OmniTokenizer, dst: OmniTokenizer) -> list[str]:
             copied += 1
         else:
             skipped.append(key)
+    if "head.codebook" in skipped and "head.initialized" in d:  # a codebook of another size starts fresh: from data
+        d["head.initialized"] = torch.tensor(False)
+        notes.append(f"codebook of {d['head.codebook'].shape[0]} codes initialised from data")
     dst.load_state_dict(d)
     notes.append(f"copied {copied} tensors; fresh: {skipped}" if skipped else f"copied {copied} tensors")
     return notes

@@ -125,6 +125,15 @@ def _crop_resize(photo: torch.Tensor, size: tuple[int, int], scale: float, fy: f
     return F.interpolate(crop[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
+def plain_index(key, length: int) -> int:
+    """A plain integer index, refused beyond the data set's length (so that iterating the data set ends: the items
+    themselves would wrap around without end)."""
+    index = int(key)
+    if not 0 <= index < length:
+        raise IndexError(f"index {index} out of range for {length} items")
+    return index
+
+
 class EmbeddedPhotos(Dataset):
     """Real photos as (3, 1, H, W) in [-1, 1]; see the module docstring."""
 
@@ -148,7 +157,7 @@ class EmbeddedPhotos(Dataset):
 
     def __getitem__(self, key: int | SampleKey) -> dict:
         if not isinstance(key, SampleKey):
-            key = SampleKey(int(key), None, *self.size)
+            key = SampleKey(plain_index(key, len(self)), None, *self.size)
         size = (key.height, key.width)
         rng = key.rng()
         if rng is None:
@@ -250,7 +259,7 @@ class EmbeddedClips(Dataset):
 
     def __getitem__(self, key: int | SampleKey) -> dict:
         if not isinstance(key, SampleKey):
-            key = SampleKey(int(key), None, *self.size)
+            key = SampleKey(plain_index(key, len(self)), None, *self.size)
         size = (key.height, key.width)
         rng = key.rng()
         if rng is None:

@@ -18,14 +18,30 @@ from collections.abc import Collection
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from shared.atomic import atomic_write_json, file_mode, read_json_object
-from shared.pretrained import load_safetensors
 from shared.provenance import earlier_version, file_sha256
 
 PREFIX = "step_"
 log = logging.getLogger(__name__)
+
+
+def load_safetensors(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors on `map_location`; a file that cannot be read is an error naming it and the cause.
+
+    The file is read on the CPU and moved after: safetensors takes only its own device names ("cpu:0", which a
+    CPU process of a distributed launch has as its device, is refused as an invalid device)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, or a Rust panic
+        raise ValueError(f"{path}: cannot be read as safetensors ({exc.__class__.__name__}: {exc}); the file is "
+                         f"truncated or corrupt") from None
+    device = torch.device(map_location)
+    return tensors if device.type == "cpu" else {k: v.to(device) for k, v in tensors.items()}
 
 
 RUN_OUTPUTS = ("checkpoints", "final", "samples", "validation", "tb", "metrics.jsonl", "summary.json")
