@@ -21,7 +21,7 @@ INIT ?=
 STAGE ?=
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup test test-fast tokenizer bench dry-run tables tables-build docs clean help
+.PHONY: setup test test-fast tokenizer bench dry-run gpu-check tables tables-build docs clean help
 
 help:
 	@echo "Each target says what it writes; [tracked] marks files under version control that it rewrites."
@@ -46,6 +46,9 @@ help:
 	@echo "                 files on disk ($(RESULTS)/, docs/results/), measuring nothing (bench/docs.py lists them);"
 	@echo "                 stops naming any block whose result file is missing (KEEP_MISSING=1: leave those as they are)"
 	@echo "                 [tracked] README.md, docs/*.md, TABLES.md, tables.json, tables.csv"
+	@echo "make gpu-check   on a CUDA machine, at most 8 minutes: each paper dry-run target's step and MFU in bf16, the"
+	@echo "                 training steps of DiT-B/2, Latte-B/2 and the LM at GPT-B eager and compiled, the LM's compiled"
+	@echo "                 decode, the tokenizer on a 256² image and a 17-frame clip: writes bench/out/gpu_check.json"
 	@echo "make lm-imagenet / lm-ucf / lm-k600   the autoregressive generator on the VQ codes: trained, sampled, evaluated"
 	@echo "make dit-imagenet / latte-ucf         DiT / Latte on the VAE's latents: trained, sampled, evaluated"
 	@echo "                 (a generator target makes results/<scale>/<name>.json if missing; DATA_IMAGES= / DATA_VIDEOS=;"
@@ -92,6 +95,9 @@ bench: $(STAMP)
 	$(PY) -m bench.reference_llamagen $(if $(LLAMAGEN_REPO),--llamagen-repo $(LLAMAGEN_REPO)) \
 		--out $(SPEED)/reference_llamagen.json --doc docs/speed.md
 	$(PY) -m bench.linear_codes --out bench/out/linear_codes.json
+
+gpu-check: $(STAMP)
+	bench/gpu_check.sh
 
 # the paper's dry run is kept beside docs/cost_plan.md, whose tables are drawn from it; another scale's in bench/out
 DRY_RUN := $(if $(filter paper,$(SCALE)),docs/results/dry_run_paper,bench/out)

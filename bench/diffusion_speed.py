@@ -21,12 +21,13 @@ from types import SimpleNamespace
 
 import torch
 
-from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops, sync
+from bench.flops import DTYPES, flop_counter_mode, machine_name, matmul_gflops
 from bench.report import add_report_arguments, report_of
 from diffusion_generation.config import DiffusionConfig, experiment_config
 from diffusion_generation.diffusion import GaussianDiffusion, guided_output
 from diffusion_generation.models import build_model
 from shared.doc_blocks import Measured, joined, write_block
+from shared.timing import sync
 
 DOC_BEGIN = "<!-- diffusion speed: written by `python -m bench.diffusion_speed --doc` from its JSON; do not edit -->"
 DOC_END = "<!-- end of diffusion speed -->"

@@ -33,9 +33,10 @@ from typing import Callable
 
 import torch
 
-from bench.flops import DTYPES, count_flops, machine_name, matmul_gflops, sync
+from bench.flops import DTYPES, count_flops, machine_name, matmul_gflops
 from shared.atomic import atomic_write_json
 from shared.memory import rss_bytes
+from shared.timing import sync
 from shared.training import EMA, load_checkpoint, save_checkpoint
 from shared.training.precision import autocast, choose_precision
 
@@ -82,13 +83,13 @@ def tokenizer_target(scale: str, stage_name: str, device: str, ctx, batch: int |
         torch.manual_seed(i)
         with ctx():
             x_hat, enc = model(x)
-            loss, _ = loss_fn(x, x_hat, enc, i)
+            loss, _ = loss_fn(x, x_hat, enc, loss_fn.gan_on(i))
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
         opt_g.step()
         with ctx():
-            d_loss, _ = loss_fn(x, x_hat.detach(), None, i, discriminator=True)
+            d_loss, _ = loss_fn(x, x_hat.detach(), None, discriminator=True)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()

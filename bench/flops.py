@@ -20,6 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from shared.provenance import machine_name  # noqa: F401  (the benches name the machine through this module)
+from shared.timing import sync, timed
 
 _CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _aten = torch.ops.aten
@@ -94,20 +95,6 @@ def gemm_seconds(fn, device: str, repeats: int = 3) -> float:
             best = min(timed(lambda: func(*args, **kwargs), device) for _ in range(repeats))
         total += count * best
     return total
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: str) -> float:
-    """Seconds one fn() call takes, the device's queued work included."""
-    sync(device)
-    t = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the benches' precision names

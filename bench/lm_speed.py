@@ -27,9 +27,10 @@ import time
 
 import torch
 
-from bench.flops import DTYPES, machine_name, matmul_gflops, sync, timed
+from bench.flops import DTYPES, machine_name, matmul_gflops
 from bench.report import add_report_arguments, report_of
 from shared.doc_blocks import Measured, write_block
+from shared.timing import sync, timed
 from lm_generation.config import lm_config
 from lm_generation.model import CodeLayout, build_lm, lm_loss
 from lm_generation.sampling import sample_codes

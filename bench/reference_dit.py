@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from bench.reference_pair import (Side, agreement, alternate, checkout, doc_table, load_mapped, parser, precisions,
-                                  randomise, reference_state, take_turns, write_report)
+                                  randomise, reference_state, take_turns, with_compiled, write_report)
 from diffusion_generation.config import DiffusionConfig
 from diffusion_generation.diffusion import GaussianDiffusion, make_scheduler, sample
 from diffusion_generation.dit import DiT
@@ -51,7 +51,8 @@ def map_weights(ours: DiT, ref) -> None:
     load_mapped(ref, reference_state(ours), fixed={"pos_embed"})
 
 
-def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: int) -> dict:
+def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: int,
+            compiled: bool = False) -> dict:
     hidden, depth, heads = SIZES[size]
     torch.manual_seed(0)
     ours = DiT(in_channels=8, patch_size=2, hidden_size=hidden, depth=depth, num_heads=heads, num_classes=1000)
@@ -72,7 +73,8 @@ def compare(size: str, precision: str, repo: Path | None, batch: int, rounds: in
             m, x, t, model_kwargs={"y": y}, noise=n)["loss"].mean(),
             torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0),  # as its train.py makes it
             precision, (x, t, y, noise))
-    return take_turns({"size": size, "precision": precision, "batch": batch}, sides, rounds, difference)
+    return take_turns({"size": size, "precision": precision, "batch": batch},
+                      with_compiled(sides) if compiled else sides, rounds, difference)
 
 
 def sampling(size: str, precision: str, repo: Path | None, batch: int, steps: int, rounds: int) -> list[dict]:
@@ -142,7 +144,7 @@ def doc_lines(report: dict) -> list[str]:
 
 
 def main(argv=None) -> dict:
-    ap = parser(__doc__, "--dit-repo", REPO_NAME, SIZES, batch=8)
+    ap = parser(__doc__, "--dit-repo", REPO_NAME, SIZES, batch=8, compiled=True)
     ap.add_argument("--sampling-sizes", nargs="*", default=["S/2"], choices=list(SIZES),
                     help="sizes whose guided sampling is timed too (B/2's take many minutes on a CPU)")
     ap.add_argument("--sampling-steps", type=int, default=25, help="model calls per guided sampling run")
@@ -152,7 +154,7 @@ def main(argv=None) -> dict:
     def measure():
         repo = checkout(args.dit_repo, REPO_NAME, "models.py", needs=("timm",))
         kinds = precisions()
-        rows = [compare(size, p, repo, args.batch, args.rounds) for size in args.sizes for p in kinds]
+        rows = [compare(size, p, repo, args.batch, args.rounds, args.compiled) for size in args.sizes for p in kinds]
         runs = [r for size in args.sampling_sizes for p in kinds
                 for r in sampling(size, p, repo, args.batch, args.sampling_steps, args.sampling_rounds)]
         return rows, repo, ", ".join(args.sizes), {"sampling": runs}

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bench.reference_pair import (Side, agreement, checkout, doc_table, load_mapped, parser, precisions, randomise,
-                                  reference_state, take_turns, write_report)
+                                  reference_state, take_turns, with_compiled, write_report)
 from diffusion_generation.config import DiffusionConfig
 from diffusion_generation.diffusion import GaussianDiffusion
 from diffusion_generation.latte import Latte
@@ -72,7 +72,8 @@ def frames_first(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).contiguous()
 
 
-def compare(size: str, precision: str, repo: Path | None, batch: int, frames: int, rounds: int) -> dict:
+def compare(size: str, precision: str, repo: Path | None, batch: int, frames: int, rounds: int,
+            compiled: bool = False) -> dict:
     hidden, depth, heads = SIZES[size]
     torch.manual_seed(0)
     ours = Latte(in_channels=8, patch_size=2, hidden_size=hidden, depth=depth, num_heads=heads, num_classes=CLASSES)
@@ -95,7 +96,7 @@ def compare(size: str, precision: str, repo: Path | None, batch: int, frames: in
             torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0),  # as its train.py makes it
             precision, (frames_first(x), t, y, frames_first(noise)))
     case = {"size": size, "precision": precision, "batch": batch, "frames": frames}
-    return take_turns(case, sides, rounds, difference)
+    return take_turns(case, with_compiled(sides) if compiled else sides, rounds, difference)
 
 
 def doc_lines(report: dict) -> list[str]:
@@ -107,14 +108,15 @@ def doc_lines(report: dict) -> list[str]:
 
 
 def main(argv=None) -> dict:
-    ap = parser(__doc__, "--latte-repo", REPO_NAME, SIZES, batch=4)
+    ap = parser(__doc__, "--latte-repo", REPO_NAME, SIZES, batch=4, compiled=True)
     ap.add_argument("--frames", type=int, default=4, help="latent frames per clip")
     args = ap.parse_args(argv)
 
     def measure():
         repo = checkout(args.latte_repo, REPO_NAME, "models/latte.py", needs=("timm",))
         kinds = precisions()
-        rows = [compare(size, p, repo, args.batch, args.frames, args.rounds) for size in args.sizes for p in kinds]
+        rows = [compare(size, p, repo, args.batch, args.frames, args.rounds, args.compiled)
+                for size in args.sizes for p in kinds]
         return rows, repo, ", ".join(args.sizes), {"differences": DIFFERENCES}
 
     return write_report(args, (DOC_BEGIN, DOC_END), doc_lines, measure)

@@ -22,6 +22,10 @@ tables are the two parts of our one vocabulary). LlamaGen uses a 2-D rotary embe
 FLOPs), and zeroes the class token's rotation, so only the first prediction can agree: it is compared first (one key,
 so the rotation does not matter there), or the bench stops. The two sides take turns, run after run; the median of
 each side counts. Without --llamagen-repo our side runs alone and the JSON says the reference was not given.
+With --compiled each side runs compiled too (four sides in turns; the first compiled run's seconds, compilation
+included, are recorded apart): ours through sample_codes(compile=True) and train.compile's torch.compile over the
+model and loss, LlamaGen's model under torch.compile (as its sample_c2i.py --compile); best_speedup sets the faster
+of each side's two against the other's.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ import torch
 
 from bench.flops import machine_name
 from bench.lm_speed import sampling_flops
-from bench.reference_pair import Side, added_peak_gb, alternate, checkout, matmul_rate, randomise
+from bench.reference_pair import (Side, added_peak_gb, alternate, best_speedup, checkout, matmul_rate, randomise,
+                                  with_compiled)
 from bench.report import add_report_arguments, report_of
 from lm_generation.config import GPTShape
 from lm_generation.model import CodeLayout, build_lm, lm_loss
@@ -42,6 +47,7 @@ from lm_generation.sampling import sample_codes
 from lm_generation.train import make_optimizer
 from shared.doc_blocks import Measured, joined, write_block
 from shared.provenance import stamp
+from shared.timing import timed
 
 SHAPES = {"small": GPTShape(layers=4, heads=6, width=192, intermediate=512),
           "GPT-B": GPTShape(layers=12, heads=12, width=768, intermediate=2048)}  # LlamaGen's GPT_B, its FFN width
@@ -114,7 +120,8 @@ def step_bytes(model, rows: int, bytes_per_value: int) -> float:
     return (weights + cache) * bytes_per_value
 
 
-def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, bandwidth: float) -> dict:
+def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int, bandwidth: float,
+             compiled: bool = False) -> dict:
     shape = SHAPES[shape_name]
     torch.manual_seed(0)
     ours = build_lm(shape, LAYOUT).eval()
@@ -136,6 +143,14 @@ def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rou
         fns["reference"] = lambda: generate(ref, labels, LAYOUT.num_codes, cfg_scale=GUIDANCE, temperature=1.0,
                                             top_k=0, top_p=1.0, sample_logits=True)
     ours.to(dtype)
+    if compiled:  # ours: the compiled decode step over a static cache; LlamaGen: its model under torch.compile, as
+        # its sample_c2i.py --compile does (its own static KV cache), the generate() loop the same
+        fns["ours compiled"] = lambda: sample_codes(ours, labels, guidance_scale=GUIDANCE, seed=0, compile=True)
+        if repo is not None:
+            ref_compiled = torch.compile(ref)
+            fns["reference compiled"] = lambda: generate(ref_compiled, labels, LAYOUT.num_codes, cfg_scale=GUIDANCE,
+                                                         temperature=1.0, top_k=0, top_p=1.0, sample_logits=True)
+        out["compile_seconds_by_side"] = {k: timed(fn, "cpu") for k, fn in fns.items() if k.endswith("compiled")}
     seconds = alternate(fns, rounds)
     peak = {k: added_peak_gb(fn) for k, fn in fns.items()}
     flops = sampling_flops(ours, 2 * batch, LAYOUT.num_codes)
@@ -147,10 +162,13 @@ def sampling(shape_name: str, precision: str, repo: Path | None, batch: int, rou
                      "share_of_bandwidth_bound": bound / (s / LAYOUT.num_codes), "peak_added_gb": peak[name]}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
+        if compiled:
+            out["best_speedup"] = best_speedup(seconds)
     return out
 
 
-def training(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int) -> dict:
+def training(shape_name: str, precision: str, repo: Path | None, batch: int, rounds: int,
+             compiled: bool = False) -> dict:
     shape = SHAPES[shape_name]
     torch.manual_seed(0)
     ours = build_lm(shape, LAYOUT).train()
@@ -172,6 +190,8 @@ def training(shape_name: str, precision: str, repo: Path | None, batch: int, rou
         flat = codes.reshape(batch, -1)
         sides["reference"] = Side(ref, lambda m, z, y: m(z[:, :-1], y, targets=z)[1], opt, precision, (flat, labels),
                                   clip=1.0)
+    if compiled:
+        sides = with_compiled(sides)
     seconds = alternate({k: side.step for k, side in sides.items()}, rounds)
     peak = {k: added_peak_gb(side.step) for k, side in sides.items()}
     tokens = batch * LAYOUT.seq_len
@@ -181,8 +201,12 @@ def training(shape_name: str, precision: str, repo: Path | None, batch: int, rou
     for name, s in seconds.items():
         out[name] = {"seconds": s, "tokens_per_s": tokens / s,
                      "share_of_matmul_rate": flops / s / 1e9 / matmul_rate(precision), "peak_added_gb": peak[name]}
+    if compiled:
+        out["compile_seconds_by_side"] = {k: side.compile_seconds for k, side in sides.items() if k.endswith("compiled")}
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
+        if compiled:
+            out["best_speedup"] = best_speedup(seconds)
     return out
 
 
@@ -198,15 +222,26 @@ def doc_lines(report: dict) -> list[str]:
         return (f"{s['tokens_per_s']:.1f} tokens/s ({100 * s['share_of_matmul_rate']:.0f} % of the rate"
                 f"{extra.format(**s)}{memory})")
 
+    def compiled_row(case: dict, what: str, extra: str) -> list[str]:
+        """With --compiled: both sides compiled, and the best of each side against the other's best."""
+        if "compile_seconds_by_side" not in case:
+            return []
+        best = f"best vs best {case['best_speedup']:.2f}x" if "best_speedup" in case else "reference not given"
+        compiling = ", ".join(f"{k} {v:.0f} s" for k, v in case["compile_seconds_by_side"].items())
+        return [f"| {what} (compiled in: {compiling}) | {case['precision']} | {side(case, 'ours compiled', extra)} | "
+                f"{side(case, 'reference compiled', extra)} | {best} |"]
+
     lines = ["| case | precision | ours | LlamaGen | ours vs LlamaGen |", "|---|---|---|---|---|"]
     bw = "; a step {step_ms:.1f} ms, its bandwidth bound {bandwidth_bound_step_ms:.1f} ms"
     for c in report["sampling"]:
         lines.append(f"| sampling, {c['shape']} (batch {c['batch']} x {c['new_tokens']} tokens, guidance "
                      f"{c['guidance_scale']:g}) | {c['precision']} | {side(c, 'ours', bw)} | "
                      f"{side(c, 'reference', bw)} | {ratio(c)} |")
+        lines += compiled_row(c, f"sampling, {c['shape']}, compiled", bw)
     for c in report["training"]:
         lines.append(f"| training step, {c['shape']} (batch {c['batch']} x {c['sequence']}) | {c['precision']} | "
                      f"{side(c, 'ours')} | {side(c, 'reference')} | {ratio(c)} |")
+        lines += compiled_row(c, f"training step, {c['shape']}, compiled", "")
     gains, rates = report["sampling_bf16_vs_fp32"], report["matmul_gflops"]
     lines += ["", f"Machine: {report['machine']}, {report['threads']} threads, torch {report['torch']}; matmul rates "
               f"(2048², each share is of its precision's): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items())
@@ -226,6 +261,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8, help="sampling batch (rows with guidance: twice this)")
     ap.add_argument("--train-batch", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compiled", action="store_true", help="also each side compiled: ours through sample.compile / "
+                    "train.compile's torch.compile, LlamaGen's model under torch.compile")
     add_report_arguments(ap, "bench/out/reference_llamagen.json")
     args = ap.parse_args(argv)
     report = report_of(args, lambda: measure(args))
@@ -247,9 +284,9 @@ def measure(args: argparse.Namespace) -> dict:
               "shapes": args.shapes, "reference": str(repo) if repo else "not given: our side alone",
               "matmul_gflops": rates, "read_gb_per_s": bandwidth,
               "timing": f"median of {args.rounds} runs a side, the sides alternating, after a warm-up run",
-              "sampling": [sampling(s, p, repo, args.batch, args.rounds, bandwidth)
+              "sampling": [sampling(s, p, repo, args.batch, args.rounds, bandwidth, args.compiled)
                            for s in args.shapes for p in args.precisions],
-              "training": [training(s, p, repo, args.train_batch, args.rounds)
+              "training": [training(s, p, repo, args.train_batch, args.rounds, args.compiled)
                            for s in args.shapes for p in args.precisions]}
     by = {(c["shape"], c["precision"]): c for c in report["sampling"]}
     report["sampling_bf16_vs_fp32"] = {s: by[(s, "fp32 weights")]["ours"]["seconds"] / by[(s, "bf16 weights")]["ours"]

@@ -22,6 +22,8 @@ from bench.flops import count_flops, gemm_seconds, machine_name, matmul_gflops
 from bench.report import add_report_arguments, report_of
 from shared.doc_blocks import Measured, joined, write_block
 from shared.memory import release_free_heap, rss_bytes
+from shared.timing import timed
+from shared.training.compile import compiled
 from shared.training.precision import autocast
 from shared.provenance import stamp
 
@@ -94,6 +96,26 @@ class Side:
         self.opt.step()
 
 
+def with_compiled(sides: dict[str, Side]) -> dict[str, Side]:
+    """The sides and, for each, its twin under torch.compile ("<name> compiled": the model with the side's own loss
+    code compiled, as train.compile does ours, what a user of the reference could do in one line). A twin shares
+    its side's model and optimizer, counts the eager step's FLOPs and records its first step's seconds
+    (compilation included) as compile_seconds."""
+    out = dict(sides)
+    for name, side in sides.items():
+        twin = Side(side.model, compiled(side.loss), side.opt, side.precision, side.inputs, side.clip)
+        twin.flops_step = side.step
+        twin.compile_seconds = timed(twin.step, "cpu")
+        out[f"{name} compiled"] = twin
+    return out
+
+
+def best_speedup(seconds: dict[str, float]) -> float:
+    """The reference's best (eager or compiled) over ours."""
+    best = lambda who: min(s for k, s in seconds.items() if k.split()[0] == who)  # noqa: E731
+    return best("reference") / best("ours")
+
+
 def alternate(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
     """Each callable's median seconds over `rounds` runs, the callables taking turns, after one warm-up run each."""
     for fn in fns.values():
@@ -124,8 +146,13 @@ def take_turns(case: dict, sides: dict[str, Side], rounds: int, difference: floa
     if replay:
         gemm = gemm_seconds(sides["ours"].step, "cpu")  # our step's matrix products and attention, replayed alone
         out |= {"ours_gemm_seconds": gemm, "ours_gemm_share": gemm / seconds["ours"]}
+    compiling = {k: side.compile_seconds for k, side in sides.items() if hasattr(side, "compile_seconds")}
+    if compiling:
+        out["compile_seconds_by_side"] = compiling
     if "reference" in seconds:
         out["speedup"] = seconds["reference"] / seconds["ours"]
+        if compiling:
+            out["best_speedup"] = best_speedup(seconds)
         if replay:  # were everything but the products free, ours would run this much faster than the reference
             out["speedup_ceiling"] = seconds["reference"] / out["ours_gemm_seconds"]
     return out
@@ -162,12 +189,17 @@ def precisions() -> list[str]:
 # ----------------------------------------------------------------------------- command line and report
 
 
-def parser(doc: str, repo_flag: str, repo_name: str, sizes: dict, batch: int) -> argparse.ArgumentParser:
+def parser(doc: str, repo_flag: str, repo_name: str, sizes: dict, batch: int,
+           compiled: bool = False) -> argparse.ArgumentParser:
+    """The benches' command line; `compiled`: with --compiled (with_compiled's four sides)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(repo_flag, default=None, help=f"a checkout of {repo_name}")
     ap.add_argument("--sizes", nargs="+", default=list(sizes), choices=list(sizes))
     ap.add_argument("--batch", type=int, default=batch)
     ap.add_argument("--rounds", type=int, default=10)
+    if compiled:
+        ap.add_argument("--compiled", action="store_true",
+                        help="also each side under torch.compile (its model and loss): four sides taking turns")
     add_report_arguments(ap, None)
     return ap
 
@@ -211,6 +243,7 @@ def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
                           for k in ("ours", "reference") if k in r["peak_added_gb"])
         lines.append(f"| {r['size']} | {r['precision']} | {_ms(ours)} | {cells[0]} | {cells[1]} | {shares} | "
                      f"{gemm} | {peak} | {'-' if diff is None else f'{diff:.1e}'} |")
+    lines += compiled_table(report["cases"], repo_name)
     rates = {r["precision"]: r["matmul_gflops"] for r in report["cases"] if "matmul_gflops" in r}
     if rates:
         lines += ["", "The shares are of the 2048² matmul rate of the case's precision, measured in the same run ("
@@ -220,6 +253,27 @@ def doc_table(report: dict, caption: str, repo_name: str) -> list[str]:
                   "resident memory one step adds over what is resident before it (weights and optimizer state "
                   "are), each side's peak reset before its step (Linux's clear_refs) after the heap's free pages "
                   "are returned."]
+    return lines
+
+
+def compiled_table(cases: list[dict], repo_name: str) -> list[str]:
+    """Each side eager and under torch.compile (the cases measured with --compiled): median steps and the best of
+    each side against the other's best; none where no case has compiled sides."""
+    names = ("ours", "ours compiled", "reference", "reference compiled")
+    rows = [r for r in cases if "compile_seconds_by_side" in r]
+    if not rows:
+        return []
+    lines = ["", f"Each side eager and under torch.compile (its model and loss; compilation is not in the step, its "
+                 f"seconds are given), median steps in ms; best against best: {repo_name}'s faster of eager and "
+                 f"compiled over ours:", "",
+             "| size | precision | ours | ours compiled | reference | reference compiled | best vs best | "
+             "compiled in (s), ours / reference |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [_ms(r["median_seconds"][k]) if k in r["median_seconds"] else "-" for k in names]
+        best = f"{r['best_speedup']:.2f}x" if "best_speedup" in r else "-"
+        compiling = " / ".join(f"{v:.0f}" for v in r["compile_seconds_by_side"].values())
+        lines.append(f"| {r['size']} | {r['precision']} | {' | '.join(cells)} | {best} | {compiling} |")
     return lines
 
 

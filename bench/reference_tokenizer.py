@@ -40,7 +40,7 @@ from einops.layers.torch import Rearrange
 from torch import nn
 
 from bench.reference_pair import checkout, doc_table, parser, precisions, take_turns, write_report
-from bench.flops import timed
+from shared.timing import timed
 from bench.tokenizer_speed import LAYOUTS
 from shared.training.precision import autocast
 from tokenizer import OmniTokenizer

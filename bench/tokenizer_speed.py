@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops, timed
+from bench.flops import DTYPES, count_flops, gemm_seconds, machine_name, matmul_gflops
+from shared.timing import timed
 from shared.training.precision import autocast, choose_precision
 from tokenizer import OmniTokenizer
 from tokenizer.model import GEGLU

@@ -27,13 +27,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from bench.flops import machine_name, timed
+from bench.flops import machine_name
 from bench.report import add_report_arguments, report_of
 from shared.data import EmbeddedClips, EmbeddedPhotos
 from shared.data.collate import collate
 from shared.atomic import read_json_object
 from shared.doc_blocks import Measured, write_blocks
 from shared.metrics.reconstruction import psnr
+from shared.timing import timed
 from tokenizer import OmniTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -116,11 +116,12 @@ def step_batches(data: LatentSet, tc: DiffusionTrainConfig, accelerator, run: Ru
 
 
 # fields of the record that do not change the trained weights: a run may resume, or a finished one be reused, with
-# other values (sampling settings are the sampler's; validation samples draw from their own generator)
+# other values (sampling settings are the sampler's; validation samples draw from their own generator; compiled code
+# computes the same function to float rounding)
 RESULT_INDEPENDENT = ("experiment.sample", "experiment.diffusion.sampler", "experiment.diffusion.sampling_steps",
                       "experiment.train.num_workers", "experiment.train.log_every",
                       "experiment.train.checkpoint_every", "experiment.train.validate_every",
-                      "experiment.train.keep_checkpoints")
+                      "experiment.train.keep_checkpoints", "experiment.train.compile")
 
 
 @locks_run_folder
@@ -155,11 +156,14 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     diffusion = GaussianDiffusion(cfg.diffusion)
     loader = step_batches(data, tc, accelerator, run)
 
-    def forward(step: int, batch: dict):
+    def inputs(step: int, batch: dict):
         x = batch["latents"].to(device)
         y = batch["label"].to(device) if cfg.model.num_classes > 0 else None
         t, noise = step_noise(tc.seed, step, x, diffusion.num_steps, accelerator.process_index,
                               accelerator.num_processes)
+        return x, t, y, noise
+
+    def loss(x, t, y, noise):  # the part of a step train.compile compiles
         terms = {k: v.mean() for k, v in diffusion.training_losses(model, x, t, y, noise).items()}
         return terms["loss"], terms
 
@@ -167,7 +171,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
     pipe = validation_pipeline(cfg, data, latents, tokenizer, ema.model, device) if accelerator.is_main_process else None
     guidance = cfg.sample.guidance_scales[-1] if cfg.model.num_classes and cfg.model.class_dropout_prob > 0 else 1.0
     model.train()
-    trained = run_loop(accelerator, run, Step(forward, model, opt, tc.grad_clip, tc.grad_clip_from,
+    trained = run_loop(accelerator, run, Step(inputs, loss, model, opt, tc.grad_clip, tc.grad_clip_from,
                                               after=lambda step: ema.update(raw)), loader,
                        lambda step, folder: write_samples(pipe, validation_samples, folder / "grid", tc.seed, guidance),
                        desc=cfg.model.kind)
@@ -177,7 +181,7 @@ def train(cfg: ExperimentConfig, latents: str | Path, out: str | Path, tokenizer
                "steps": run.stop, "train_seconds": trained.seconds, "data": str(Path(latents).resolve()),
                "latent_scale": data.scale, "tokenizer": tokenizer, "tokenizer_sha256": settings["tokenizer_sha256"],
                "parameters": sum(p.numel() for p in raw.parameters()), "threads": torch.get_num_threads(),
-               **precision_record(accelerator), "processes": accelerator.num_processes,
+               **precision_record(accelerator), **trained.compile, "processes": accelerator.num_processes,
                "nonfinite_skipped": trained.nonfinite_skipped, "config": as_record(cfg), "record": record}
     if trained.stopped_at is not None:
         return {**summary, "stopped_at": trained.stopped_at}

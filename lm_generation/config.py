@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from shared.config import ConfigError, apply_overrides, at_least, build, check_finite, check_seed, read_yaml, scale_file
+from shared.training.compile import check_compile
 from shared.training.config import TrainerConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -117,6 +118,9 @@ class LMSampleConfig:
     per_class: int = 8
     batch_size: int = 16
     grid_classes: int = 8  # classes shown in the validation grid
+    # decode steps through torch.compile over a static KV cache: true, false, or "auto": where a measurement of a few
+    # steps shows it faster (sampling.py)
+    compile: Literal["auto", True, False] = False
 
     def __post_init__(self):
         if not self.guidance_scales:
@@ -125,6 +129,7 @@ class LMSampleConfig:
             check_settings(scale, self.cfg_interval, self.temperature, self.top_k, self.top_p)
         at_least(self, per_class=1, batch_size=1, grid_classes=1)
         check_seed(self.seed)
+        check_compile(self.compile)
 
 
 @dataclass

@@ -111,11 +111,19 @@ def targets(input_ids: torch.Tensor, layout: CodeLayout) -> torch.Tensor:
     return labels
 
 
+def lm_inputs(codes: torch.Tensor, labels: torch.Tensor, layout: CodeLayout,
+              drop: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, targets) of codes (B, T', h, w) and class labels (B,); `drop` (B,) bool: those sequences get the
+    null class."""
+    ids = sequences(codes, layout.class_tokens(labels, drop))
+    return ids, targets(ids, layout)
+
+
 def lm_loss(model: LlamaForCausalLM, codes: torch.Tensor, labels: torch.Tensor, layout: CodeLayout,
             drop: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over the predicted codes; `drop` (B,) bool: those sequences get the null class."""
-    ids = sequences(codes, layout.class_tokens(labels, drop))
-    return model(input_ids=ids, labels=targets(ids, layout)).loss
+    ids, labels = lm_inputs(codes, labels, layout, drop)
+    return model(input_ids=ids, labels=labels).loss
 
 
 def count_parameters(shape: GPTShape, layout: CodeLayout) -> int:

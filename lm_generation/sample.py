@@ -27,6 +27,7 @@ from shared.sample_folders import add_sampling_flags, check_sampling_flags, writ
 
 from .config import LMSampleConfig, lm_config
 from .pipeline import ARPipeline
+from .sampling import decode_choices
 
 
 def requests(pipe: ARPipeline, s: LMSampleConfig, classes: int | None, codes_dir: str | None,
@@ -94,14 +95,19 @@ def main(argv=None) -> dict:
                 "given_codes_sha256": None if given is None else tensors_sha256(given, labels),
                 "n": len(jobs), "precision": pipe.precision}
 
+    choices: dict = {}  # compile="auto"'s decisions, per batch size: samples.json records them as they are made
+
     def draw(positions: list[int], batch_seed: int, scale: float) -> torch.Tensor:
-        return pipe(labels[positions], None if given is None else given[positions], guidance_scale=scale,
-                    cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                    seed=batch_seed).cpu()
+        pixels = pipe(labels[positions], None if given is None else given[positions], guidance_scale=scale,
+                      cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                      seed=batch_seed, compile=s.compile).cpu()
+        choices.update(decode_choices(pipe.lm))
+        return pixels
 
     record = write_sample_folders(args.out, settings, jobs, scales, draw, video=pipe.layout.grid[0] > 1,
                                   context={"pipeline": args.pipeline, "given_codes_from": args.codes,
-                                           "threads": torch.get_num_threads(), "device": device})
+                                           "threads": torch.get_num_threads(), "device": device,
+                                           "compile": s.compile, "decode_choices": choices})
     print(json.dumps(record["folders"], indent=1))
     return record
 

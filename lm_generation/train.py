@@ -30,7 +30,7 @@ from shared.training.checkpoint import as_record, write_summary
 from tokenizer import OmniTokenizer
 
 from .config import LMConfig, LMTrainConfig, lm_config
-from .model import CodeLayout, build_lm, lm_loss
+from .model import CodeLayout, build_lm, lm_inputs
 from .pipeline import ARPipeline
 from .sampling import sample_codes
 
@@ -84,7 +84,7 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
         cls = torch.full_like(cls, -1)  # the null class
     out = sample_codes(model, cls, given, guidance_scale=s.guidance_scales[-1] if cfg.train.conditional else 1.0,
                        cfg_interval=s.cfg_interval, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                       seed=s.seed)
+                       seed=s.seed, compile=s.compile)
     pixels = tokenizer.decode_indices(out.to(next(tokenizer.parameters()).device), size=layout.size).sample
     return grid(pixels, path, per_row=cols)
 
@@ -92,9 +92,10 @@ def sample_grid(model, tokenizer: OmniTokenizer, layout: CodeLayout, cfg: LMConf
 # ----------------------------------------------------------------------------- training
 
 
-# fields of the record that do not change the trained weights: a run may resume with other values
+# fields of the record that do not change the trained weights (compiled code and recomputed activations: only to float
+# rounding): a run may resume with other values
 RESULT_INDEPENDENT = ("train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.validate_every",
-                      "train.gradient_checkpointing")
+                      "train.gradient_checkpointing", "train.compile")
 
 
 def run_record(cfg: LMConfig, size: str | None, task: str, settings: dict, rows: int, processes: int) -> dict:
@@ -158,18 +159,21 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
     check_sha256(settings["tokenizer"], settings["tokenizer_sha256"], Path(codes_dir) / MANIFEST)
     tokenizer = OmniTokenizer.from_pretrained(settings["tokenizer"]).to(device).eval()
 
-    def forward(step: int, _):  # one batch of code sequences a step, a pure function of the step (exact resume)
+    def inputs(step: int, _):  # one batch of code sequences a step, a pure function of the step (exact resume)
         model.train()
         idx = torch.tensor([k.index for k in schedule.keys(step)])
         x, y = codes[idx].to(device), labels[idx].to(device)
-        return lm_loss(model, x, y, layout, dropped_classes(t, step, len(idx), accelerator).to(device)), {}
+        return lm_inputs(x, y, layout, dropped_classes(t, step, len(idx), accelerator).to(device))
+
+    def loss(ids, targets):  # the part of a step train.compile compiles
+        return model(input_ids=ids, labels=targets).loss, {}
 
     def validate(step: int, folder: Path) -> None:
         log.info("sample grid: %s", sample_grid(raw, tokenizer, layout, cfg, codes, labels, folder / "grid"))
 
     # Train: tokens_per_s counts the generated tokens of every process since the row before (or the resume)
     tokens = t.batch_size * (layout.num_codes - layout.num_given) * accelerator.num_processes
-    trained = run_loop(accelerator, run, Step(forward, model, opt, t.grad_clip if t.grad_clip > 0 else None),
+    trained = run_loop(accelerator, run, Step(inputs, loss, model, opt, t.grad_clip if t.grad_clip > 0 else None),
                        validate=validate, extras=lambda steps, s: {"tokens_per_s": tokens * steps / max(s, 1e-9)},
                        desc="lm")
     if trained.stopped_at is not None:
@@ -181,6 +185,7 @@ def train(cfg: LMConfig, codes_dir: str | Path, out: str | Path, task: str = "im
                "data": str(Path(codes_dir).resolve()), "rows": len(codes), "final": str((out / "final").resolve()),
                "tokenizer": settings["tokenizer"], "tokenizer_sha256": settings["tokenizer_sha256"],
                "layout": layout.to_dict(), "threads": torch.get_num_threads(), **precision_record(accelerator),
+               **trained.compile,
                "device": str(device), "processes": accelerator.num_processes, "final_loss": _last_loss(out),
                "config": as_record(cfg), "record": record}
     if accelerator.is_main_process:

@@ -105,6 +105,7 @@ def test_loss_falls_on_a_tiny_dataset(work, tmp_path):
     curve = losses(tmp_path / "run")
     assert summary["steps"] == 60 and len(curve) == 6
     assert (summary["precision"], summary["precision_reason"]) == ("fp32", "CPU default")  # as every trainer records it
+    assert (summary["compile"], summary["compile_reason"], summary["compile_seconds"]) == (False, "forced", 0.0)
     assert curve[-1] < 0.8 * curve[0]  # from ~1 (zero output: MSE of the noise itself)
 
 

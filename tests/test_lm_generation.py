@@ -10,7 +10,7 @@ from lm_generation import extract_codes, sample as sample_cli
 from lm_generation.config import lm_config
 from lm_generation.model import CodeLayout, build_lm, count_parameters, sequences, targets
 from lm_generation.pipeline import ARPipeline
-from lm_generation.sampling import draw, filter_logits, sample_codes
+from lm_generation.sampling import decode_choices, draw, filter_logits, sample_codes
 from lm_generation.train import train
 from shared.extraction import EMBEDDED_SEED, ExtractionError, ShardDataset
 from tokenizer import OmniTokenizer
@@ -174,6 +174,29 @@ def test_cached_sampling_gives_the_tokens_of_uncached_sampling():
     assert not torch.equal(sample_codes(model, labels, seed=5), sample_codes(model, labels, seed=6))
 
 
+def test_compiled_decoding_gives_the_eager_samplers_codes():
+    """Decode steps compiled over a static cache: the eager sampler's codes for greedy decoding and for seeded draws
+    with guidance on the doubled batch; frame prediction's given codes fill the cache in one call (one compiled
+    graph for all of it: every batch here has 8 rows and every sequence 10 tokens)."""
+    model, labels = random_lm(IMAGE), torch.tensor([0, 1, 2, 3])
+    for kw in ({"top_k": 1}, {"top_k": 8, "temperature": 0.7}, {"top_p": 0.9}):
+        eager = sample_codes(model, labels, guidance_scale=2.0, seed=5, **kw)
+        assert torch.equal(sample_codes(model, labels, guidance_scale=2.0, seed=5, compile=True, **kw), eager)
+    sample_codes(model, labels, guidance_scale=2.0, seed=5, compile="auto")  # measured once for 8 rows, recorded
+    (rows, choice), = decode_choices(model).items()
+    assert rows == "8 rows, float32" and choice["reason"].startswith("a decode step measured at ")
+    frames = CodeLayout(codebook_size=32, num_classes=4, grid=(3, 1, 3), size=(9, 4, 12), cond_frames=1)
+    given = torch.randint(0, 32, (8, 3))
+    lm = random_lm(frames)
+    compiled = sample_codes(lm, None, given, seed=2, compile=True)
+    assert torch.equal(compiled, sample_codes(lm, None, given, seed=2))
+    assert torch.equal(compiled.reshape(8, -1)[:, :3], given)
+    with pytest.raises(ValueError, match="compile must be true, false or 'auto', got 'yes'"):
+        sample_codes(model, labels, compile="yes")
+    with pytest.raises(ValueError, match="needs use_cache=True"):
+        sample_codes(model, labels, compile=True, use_cache=False)
+
+
 def test_guidance_scale_one_equals_plain_conditional_sampling():
     model = random_lm(IMAGE)
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
@@ -268,6 +291,7 @@ def test_loss_falls_on_a_tiny_dataset(image_codes, tmp_path):
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     assert summary["steps"] == 40 and (tmp_path / "run" / "validation" / "step_00000040" / "grid.png").is_file()
     assert (summary["precision"], summary["precision_reason"]) == ("fp32", "CPU default")  # as every trainer records it
+    assert (summary["compile"], summary["compile_reason"], summary["compile_seconds"]) == (False, "forced", 0.0)
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
 
 
@@ -300,6 +324,28 @@ def test_killed_and_resumed_training_equals_uninterrupted(image_codes, tmp_path)
     train(cfg, image_codes, tmp_path / "killed", "image", stop_at=7)
     with pytest.raises(ValueError, match="different configuration"):
         train(other, image_codes, tmp_path / "killed", "image")
+
+
+@pytest.mark.slow  # compiles the LM's step (tens of seconds on a CPU with a cold compile cache)
+def test_a_compiled_run_killed_and_resumed_equals_the_compiled_run_uninterrupted(image_codes, tmp_path):
+    cfg = lm_config("tiny", ["train.steps=12", "train.checkpoint_every=100", "train.compile=true"])
+    straight = train(cfg, image_codes, tmp_path / "straight", "image")
+    assert straight["compile"] is True and straight["compile_reason"] == "forced" and straight["compile_seconds"] > 0
+    assert train(cfg, image_codes, tmp_path / "resumed", "image", stop_at=5) == {"stopped_at": 5}
+    resumed = train(cfg, image_codes, tmp_path / "resumed", "image")
+    a = load_file(str(tmp_path / "straight" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = {name: [(r["step"], r["loss"]) for r in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())]
+            for name in ("straight", "resumed")}
+    assert rows["resumed"] == rows["straight"]
+    assert resumed["compile"] is True
+    # the compiled step computes the eager step's function: the same first losses to float rounding
+    eager = train(lm_config("tiny", ["train.steps=5", "train.checkpoint_every=100"]), image_codes, tmp_path / "eager",
+                  "image")
+    assert eager["compile"] is False
+    first = [json.loads(line)["loss"] for line in (tmp_path / "eager" / "metrics.jsonl").read_text().splitlines()]
+    assert first[0] == pytest.approx(rows["straight"][0][1], rel=1e-4)
 
 
 def test_a_finished_run_is_reused_only_with_its_own_final_folder(image_codes, tmp_path):

@@ -277,13 +277,13 @@ def test_discard_run_removes_what_the_trainer_and_sampler_wrote_and_keeps_the_re
     discard_run(tmp_path / "missing")  # nothing there: nothing to do
 
 
-def _toy_run(folder, nan_at=(), stop_at=None, validated=None):
+def _toy_run(folder, nan_at=(), stop_at=None, validated=None, compile=False):
     """A linear model trained by the shared loop on a fixed regression; its loss is NaN at the steps in nan_at."""
     from shared.training import Step, make_accelerator, run_loop, start_run
     from shared.training.config import TrainerConfig
 
     cfg = TrainerConfig(steps=6, batch_size=4, lr=0.05, log_every=2, checkpoint_every=2, validate_every=4,
-                        max_nonfinite_in_row=2)
+                        max_nonfinite_in_row=2, compile=compile)
     accelerator = make_accelerator()
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
@@ -291,16 +291,19 @@ def _toy_run(folder, nan_at=(), stop_at=None, validated=None):
     run = start_run(accelerator, folder, cfg, {"toy": 1}, {"model": model}, {"opt": opt}, stop_at=stop_at)
     x = torch.linspace(-1, 1, 12).reshape(4, 3)
 
-    def forward(step, batch):
+    def inputs(step, batch):
+        return batch, torch.tensor(float("nan") if step in nan_at else 1.0)
+
+    def loss(batch, factor):
         loss = ((model(x + torch.randn_like(x) * 0.1) - batch) ** 2).mean()  # the step's noise: seeded by the loop
-        return (loss * float("nan") if step in nan_at else loss), {"scale": model.weight.abs().mean()}
+        return loss * factor, {"scale": model.weight.abs().mean()}
 
     def validate(step, out):
         (out / "weights.txt").write_text(str(model.weight.tolist()))
         (validated if validated is not None else []).append(step)
 
     batches = (torch.full((4, 1), float(s % 3)) for s in range(run.start, run.stop))  # one batch per step
-    return run_loop(accelerator, run, Step(forward, model, opt, grad_clip=1.0), batches, validate), model, opt
+    return run_loop(accelerator, run, Step(inputs, loss, model, opt, grad_clip=1.0), batches, validate), model, opt
 
 
 def test_the_loop_skips_a_non_finite_step_whole_and_resumes_exactly(tmp_path):
@@ -325,3 +328,47 @@ def test_the_loop_skips_a_non_finite_step_whole_and_resumes_exactly(tmp_path):
     with pytest.raises(RuntimeError, match=r"2 non-finite losses in a row at step 4"):
         _toy_run(tmp_path / "c", nan_at={3, 4})
     assert (tmp_path / "c" / "checkpoints" / "step_00000004").is_dir()
+
+
+def test_a_compiled_run_computes_the_eager_function_and_resumes_exactly(tmp_path):
+    """train.compile=true: the loss the loop steps with is torch.compile'd (warmed up before the first step, with the
+    weights, buffers and random state put back), draws torch's own random numbers, and a compiled run killed and
+    resumed writes the weights and rows of the compiled run uninterrupted."""
+    eager, eager_model, _ = _toy_run(tmp_path / "eager", nan_at={2})
+    assert eager.compile == {"compile": False, "compile_reason": "forced", "compile_seconds": 0.0}
+    straight, model, _ = _toy_run(tmp_path / "a", nan_at={2}, compile=True)
+    assert straight.compile["compile"] is True and straight.compile["compile_seconds"] > 0
+    assert straight.nonfinite_skipped == 1
+    torch.testing.assert_close(model.weight, eager_model.weight)  # the same noise each step, the same updates
+    killed = _toy_run(tmp_path / "b", nan_at={2}, stop_at=3, compile=True)[0]
+    assert killed.stopped_at == 3
+    resumed, again, _ = _toy_run(tmp_path / "b", nan_at={2}, compile=True)
+    assert torch.equal(again.weight, model.weight)
+    strip = lambda d: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                       for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "b") == strip(tmp_path / "a")
+    assert resumed.compile["compile"] is True  # compile seconds: both processes' (as training seconds are)
+    assert resumed.compile["compile_seconds"] > killed.compile["compile_seconds"] > 0
+
+
+def test_auto_compile_measures_records_and_a_resume_keeps_the_recorded_choice(tmp_path):
+    from shared.training import latest_checkpoint
+
+    first = _toy_run(tmp_path / "run", stop_at=2, compile="auto")[0]
+    assert first.compile["compile_reason"].startswith("a step measured at ")  # "...: 1.30x eager compiled (...)"
+    meta_file = latest_checkpoint(tmp_path / "run" / "checkpoints") / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert {k: meta[k] for k in first.compile} == first.compile
+    # the resumed run takes the choice its checkpoints record, whatever this machine would measure now
+    meta.update(compile=False, compile_reason="recorded", compile_seconds=5.0)
+    meta_file.write_text(json.dumps(meta))
+    resumed = _toy_run(tmp_path / "run", compile="auto")[0]
+    assert resumed.compile == {"compile": False, "compile_reason": "recorded", "compile_seconds": 5.0}
+    with pytest.raises(ValueError, match="compile must be true, false or 'auto', got 'yes'"):
+        _toy_run(tmp_path / "other", compile="yes")
+    from shared.training.config import TrainerConfig
+
+    with pytest.raises(ConfigError, match=r"train: compile: must be one of \['auto', True, False\], got 'yes'"):
+        build(TrainerConfig, {"compile": "yes"}, "train")
+    with pytest.raises(ValueError, match="compile must be true, false or 'auto', got 1"):
+        build(TrainerConfig, {"compile": 1}, "train")

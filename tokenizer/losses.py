@@ -60,9 +60,10 @@ class TokenizerLoss(nn.Module):
     (videos) + the head's VQ or KL term + perceptual_weight * LPIPS (one random frame per
     video) + gan_weight * hinge + feature_matching_weight * feature matching, the last two from `disc_start` on.
     Discriminators: hinge on real vs reconstructed, a 2-D PatchGAN for images and a 3-D one for videos.
-    Call it inside the accelerator's autocast: `loss_fn(x, x_hat, enc, step)` for the generator,
-    `loss_fn(x, x_hat.detach(), None, step, discriminator=True)` for the discriminators (a forward call each, so
-    that DDP sees both).
+    Call it inside the accelerator's autocast: `loss_fn(x, x_hat, enc, loss_fn.gan_on(step))` for the generator,
+    `loss_fn(x, x_hat.detach(), None, discriminator=True)` for the discriminators (a forward call each, so that DDP
+    sees both). The generator's call takes whether the GAN terms are on, not the step, so that a compiled step is
+    one graph before disc_start and one after, not one per step.
     """
 
     def __init__(self, cfg: LossConfig):
@@ -89,7 +90,7 @@ class TokenizerLoss(nn.Module):
             return self.disc3d(torch.cat([x, x_hat]))
         return self.disc2d(torch.cat([x[:, :, 0], x_hat[:, :, 0]]))
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, enc, step: int,
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, enc, gan: bool = False,
                 discriminator: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss, named terms) of the generator, or of the discriminators when `discriminator`."""
         cfg, n = self.cfg, x.shape[0]
@@ -110,7 +111,7 @@ class TokenizerLoss(nn.Module):
             a, b = video_frames_for_perceptual(x_hat, x) if x.shape[2] > 1 else (x_hat[:, :, 0], x[:, :, 0])
             terms["perceptual"] = self.perceptual(a.float(), b)
             loss = loss + cfg.perceptual_weight * terms["perceptual"]
-        if self.gan_on(step):
+        if gan:
             logits, feats = self._disc(x, x_hat)
             terms["gan_g"] = hinge_g_loss(logits[n:].float())
             terms["feature_matching"] = feature_matching_loss([f[:n] for f in feats], [f[n:] for f in feats])

@@ -32,6 +32,7 @@ from accelerate import Accelerator
 from shared.atomic import atomic_write_json
 from shared.training import Run, Step, locks_run_folder, make_accelerator, precision_record, run_loop, start_run
 from shared.training.checkpoint import as_record, config_difference
+from shared.training.compile import compiled
 from shared.training.config import TrainerConfig
 from shared.data import StepSchedule, open_dataset, step_loader
 from shared.data.transforms import as_size
@@ -136,7 +137,7 @@ def stage_schedule(cfg: TokenizerTrainConfig, stage: StageConfig) -> TrainerConf
                          warmup_steps=stage.warmup_steps, decay="cosine", log_every=cfg.log_every,
                          checkpoint_every=cfg.checkpoint_every, keep_checkpoints=cfg.keep_checkpoints,
                          validate_every=stage.steps, max_nonfinite_in_row=cfg.max_nonfinite_in_row,
-                         precision=cfg.precision)
+                         precision=cfg.precision, compile=cfg.compile)
 
 
 def stage_batches(cfg: TokenizerTrainConfig, stage: StageConfig, accelerator: Accelerator, run: Run):
@@ -156,13 +157,15 @@ def gan_step(model, loss_fn, opt_g, opt_d, stage: StageConfig, accelerator: Acce
     """A stage's step (prepared model, loss and optimizers): the generator's loss (reconstruction, codebook or KL,
     perceptual, GAN) steps opt_g in the training loop; then, once the GAN is on, the discriminators' hinge loss on
     the same batch steps opt_d. Unreadable items replaced in a batch are counted in `unreadable`."""
-    raw_loss, pair = accelerator.unwrap_model(loss_fn), {}
+    raw, raw_loss, pair = accelerator.unwrap_model(model), accelerator.unwrap_model(loss_fn), {}
 
-    def forward(step: int, batch: dict):
+    def inputs(step: int, batch: dict):
         count_unreadable(unreadable, batch["unreadable"], f"stage {stage.name}, step {step}", accelerator)
-        x = batch["pixels"].to(accelerator.device)
+        return batch["pixels"].to(accelerator.device), raw_loss.gan_on(step)
+
+    def generator(x: torch.Tensor, gan: bool):  # the part of a step train.compile compiles
         x_hat, enc = model(x)
-        loss, terms = loss_fn(x, x_hat, enc, step)
+        loss, terms = loss_fn(x, x_hat, enc, gan)
         pair.update(x=x, x_hat=x_hat.detach())  # for the discriminators, after the generator's update
         return loss, {**terms, **enc.stats}
 
@@ -171,14 +174,33 @@ def gan_step(model, loss_fn, opt_g, opt_d, stage: StageConfig, accelerator: Acce
         if not raw_loss.gan_on(step):
             return None
         with accelerator.autocast():
-            _, d_terms = loss_fn(x, x_hat, None, step, discriminator=True)
+            _, d_terms = loss_fn(x, x_hat, None, discriminator=True)
         opt_d.zero_grad(set_to_none=True)
         accelerator.backward(d_terms["gan_d"])
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
         return d_terms
 
-    return Step(forward, model, opt_g, stage.grad_clip or None, after=discriminators)
+    def compiled_stacks():
+        """The generator's loss with the encoder and decoder stacks compiled (the transformer blocks: the step's
+        FLOPs). Not the whole loss: the quantizer writes its codebook in its forward (initialisation, dead-code
+        restarts), which compiled autograd refuses ("modified by an inplace operation" in the backward, measured),
+        and decides on data (codes to restart) where compiled code would break its graph."""
+        stacks = {stack: compiled(stack.forward) for stack in (raw.encoder, raw.decoder)}
+
+        def loss(x: torch.Tensor, gan: bool):
+            for stack, forward in stacks.items():
+                stack.forward = forward
+            try:
+                return generator(x, gan)
+            finally:
+                for stack in stacks:
+                    del stack.forward
+
+        return loss
+
+    return Step(inputs, generator, model, opt_g, stage.grad_clip or None, after=discriminators,
+                compiled=compiled_stacks)
 
 
 def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage: StageConfig, out: Path,
@@ -220,7 +242,7 @@ def train_stage(cfg: TokenizerTrainConfig, model_cfg: OmniTokenizerConfig, stage
     checksum = torch.tensor([sum(p.double().sum().item() for p in raw.parameters())], device=device)
     summary = {"stage": stage.name, "quantizer": stage.quantizer, "steps": stage.steps,
                "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
-               "wall_seconds": trained.seconds, **precision_record(accelerator),
+               "wall_seconds": trained.seconds, **precision_record(accelerator), **trained.compile,
                "nonfinite_skipped": trained.nonfinite_skipped,
                "unreadable_skipped": int(accelerator.reduce(torch.tensor([unreadable["count"]], device=device), "sum").item()),
                "unreadable_first": unreadable["first"],  # this rank's; every rank logs its own

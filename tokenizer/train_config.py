@@ -14,9 +14,11 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from shared.config import ConfigError, apply_overrides, build, read_yaml, scale_file
 from shared.paths import model_dir, other_run_stage, seeded, tokenizer_run_parts
+from shared.training.compile import check_compile
 
 from .config import CONFIG_DIR, OmniTokenizerConfig
 
@@ -97,6 +99,12 @@ class TokenizerTrainConfig:
     eval_max_tokens: int | None = 65536
     # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
     precision: str | None = None
+    # torch.compile over each stage's model and generator loss: true, false, or "auto": where a measurement at a stage's
+    # start shows it faster (shared.training.compile); recorded in the stage's checkpoints and summary
+    compile: Literal["auto", True, False] = False
+
+    def __post_init__(self):
+        check_compile(self.compile)
 
     def stage_loss(self, stage: StageConfig) -> LossConfig:
         return build(LossConfig, {**dataclasses.asdict(self.loss), **stage.loss}, f"stage {stage.name} loss")

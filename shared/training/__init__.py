@@ -3,6 +3,8 @@ models, data, loss and validation and runs them through loop.py.
 
 - loop.py          the training loop: step order, the non-finite guard rule, the loss window, checkpoints and
                    resume, validation into <run>/validation/step_<N>/ (samples/ is left to the samplers), training time
+- compile.py       train.compile: torch.compile over a trainer's model and loss, forced or chosen by a measurement at
+                   start-up, recorded in checkpoints and the summary
 - accelerator.py   Accelerator set-up (bf16 autocast on CUDA; DDP through `accelerate launch`; the trainers save
                    checkpoints from the main process's full state dict, so FSDP sharding is not supported yet)
 - schedule.py      per-step seeding (per rank, or one draw for the global batch sliced per rank), warm-up + cosine

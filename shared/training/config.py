@@ -7,6 +7,7 @@ from typing import Literal, Optional
 
 from shared.config import at_least, check_finite, check_seed
 
+from .compile import check_compile
 from .schedule import lr_at
 
 
@@ -26,11 +27,15 @@ class TrainerConfig:
     max_nonfinite_in_row: int = 8  # steps with a non-finite loss skipped in a row before the run stops
     # None: bf16 autocast on CUDA, fp32 on a CPU; "auto": also the CPU's bf16 where it measures faster; "fp32"/"bf16"
     precision: Optional[str] = None
+    # torch.compile over the model and loss: true, false, or "auto": where a measurement at start-up shows it faster
+    # (compile.py); recorded in checkpoints and the summary
+    compile: Literal["auto", True, False] = False
 
     def __post_init__(self):
         at_least(self, steps=1, batch_size=1, log_every=1, checkpoint_every=1, keep_checkpoints=1, validate_every=1,
                  max_nonfinite_in_row=1, warmup_steps=0)
         check_seed(self.seed)
+        check_compile(self.compile)
         for name in ("lr", "min_lr"):
             check_finite(name, getattr(self, name))
         if self.lr <= 0 or self.min_lr < 0:

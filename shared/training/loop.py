@@ -3,21 +3,23 @@ models, optimizers, data, loss and validation, and calls two functions:
 
     run = start_run(accelerator, out, cfg, record, {"model": model, "ema": ema.model}, {"opt": opt}, stop_at=stop_at)
     model, opt = accelerator.prepare(model, opt)       # after start_run, which loads a checkpoint into the raw ones
-    trained = run_loop(accelerator, run, Step(forward, model, opt, after=...), batches, validate)
+    trained = run_loop(accelerator, run, Step(inputs, loss, model, opt, after=...), batches, validate)
 
-then writes its final folder and summary. The loop owns the order of a step, the non-finite guard, the loss window,
-metrics.jsonl, checkpoints and resume, the validation folders and the training time.
+then writes its final folder and summary (with trained.compile beside the precision). The loop owns the order of a
+step, the non-finite guard, the loss window, metrics.jsonl, checkpoints and resume, the validation folders, the
+training time, and whether the trainer's loss runs compiled (cfg.compile, compile.py: decided before the first
+step, on its inputs).
 
 A step s of [start, stop):
   1. torch's generator seeded from (seed, s, rank); every optimizer's lr set (cfg.lr_at(s) x its ratio);
-  2. the trainer's forward under autocast: (loss, terms);
+  2. the trainer's inputs(s, batch), then its loss on them under autocast (compiled or not): (loss, terms);
   3. the guard (below); on a good step: backward, gradient clipping, the optimizer's step, then the trainer's
      `after` (an EMA's update, a discriminator's own update), whose terms join the step's;
   4. the loss window: each row of metrics.jsonl (every log_every steps and at the last) holds the mean of every term
      over the window's good steps, lr, nonfinite_skipped and seconds (training time), and the trainer's extras;
-  5. a checkpoint every checkpoint_every steps and at stop (the window in progress, the guard's count, the precision
-     and the trainer's `state` go with it, so that a resumed run writes the rows and weights of an uninterrupted one;
-     make_accelerator(run=...) takes the precision back);
+  5. a checkpoint every checkpoint_every steps and at stop (the window in progress, the guard's count, the precision,
+     the compile choice and the trainer's `state` go with it, so that a resumed run writes the rows and weights of an
+     uninterrupted one; make_accelerator(run=...) takes the precision back, run_loop the compile choice);
   6. validation every validate_every steps and at the last: the trainer's validate(step, folder) on the main process,
      into <run>/validation/step_<N>/ (not training time; a run resumed after its last step validates again).
 
@@ -48,6 +50,7 @@ from shared.atomic import remove_temporary_files
 
 from .accelerator import precision_record
 from .checkpoint import resume, save_checkpoint
+from .compile import choose_compile
 from .config import TrainerConfig
 from .guard import NonFiniteGuard
 from .metrics_log import MetricsLog
@@ -55,6 +58,7 @@ from .schedule import seed_step, set_lr
 
 log = logging.getLogger(__name__)
 VALIDATION = "validation"
+COMPILE_RECORD = ("compile", "compile_reason", "compile_seconds")
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Run:
     skipped: int = 0  # non-finite steps skipped before this process
     window: dict[str, list] = field(default_factory=dict)  # the loss window in progress: term -> [sum, count]
     state: dict = field(default_factory=dict)  # the trainer's own values, kept in checkpoints
+    compiled: dict | None = None  # the compile choice the checkpoints record (None: not made yet)
 
 
 def start_run(accelerator: Accelerator, folder: str | Path, cfg: TrainerConfig, record: dict,
@@ -93,7 +98,8 @@ def start_run(accelerator: Accelerator, folder: str | Path, cfg: TrainerConfig, 
     run = Run(folder, cfg, record, modules, optimizers, lr_ratios or {}, what, start=meta.get("step", 0),
               stop=cfg.steps if stop_at is None else min(stop_at, cfg.steps), seconds=meta.get("elapsed", 0.0),
               skipped=meta.get("nonfinite_skipped", 0), state=state,
-              window={k: list(v) for k, v in meta.get("log_window", {}).items()})
+              window={k: list(v) for k, v in meta.get("log_window", {}).items()},
+              compiled={k: meta[k] for k in COMPILE_RECORD} if "compile" in meta else None)
     if meta and accelerator.is_main_process:
         log.info("%s: resuming from %s (step %d)", what, meta["path"], run.start)
     return run
@@ -101,37 +107,60 @@ def start_run(accelerator: Accelerator, folder: str | Path, cfg: TrainerConfig, 
 
 @dataclass
 class Step:
-    """A trainer's step. forward(step, batch) -> (loss, {name: scalar tensor}) runs under autocast; `optimizer` (the
-    prepared one) steps on the loss, after clipping the gradients of `model`'s parameters to grad_clip (None: no
-    clipping) from step grad_clip_from on; after(step) runs after that update on good steps and may return terms."""
-    forward: Callable[[int, Any], tuple[torch.Tensor, dict]]
+    """A trainer's step. inputs(step, batch) -> a tuple: the step's tensors on the device (its data, its random draws
+    from step generators), computed eagerly; loss(*inputs) -> (loss, {name: scalar tensor}): the model and the loss
+    on them, under autocast, and what cfg.compile compiles (so: tensors in, nothing that changes from step to step but
+    them). `optimizer` (the prepared one) steps on the loss, after clipping the gradients of `model`'s parameters to
+    grad_clip (None: no clipping) from step grad_clip_from on; after(step) runs after that update on good steps and
+    may return terms."""
+    inputs: Callable[[int, Any], tuple]
+    loss: Callable[..., tuple[torch.Tensor, dict]]
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     grad_clip: float | None = None
     grad_clip_from: int = 0
     after: Callable[[int], dict | None] | None = None
+    # what a compiled step runs instead of `loss`, made when the run compiles (None: torch.compile over the whole
+    # loss): for a trainer whose loss cannot be compiled whole, the loss with the parts that can be compiled
+    compiled: Callable[[], Callable[..., tuple[torch.Tensor, dict]]] | None = None
 
 
 @dataclass
 class Trained:
     """What run_loop ends with: training seconds and skipped steps of the whole run, the step where a run left early
-    (stop_at; None when it reached cfg.steps), and the last validation's figures (main process)."""
+    (stop_at; None when it reached cfg.steps), the last validation's figures (main process), and the compile choice
+    (compile, compile_reason, compile_seconds: of the whole run, not training time; for the summary)."""
     seconds: float
     nonfinite_skipped: int
     stopped_at: int | None
     validation: dict | None
+    compile: dict
 
 
 def run_loop(accelerator: Accelerator, run: Run, step: Step, batches: Iterable | None = None,
              validate: Callable[[int, Path], dict | None] | None = None,
              extras: Callable[[int, float], dict] | None = None, desc: str = "") -> Trained:
-    """Train run.start .. run.stop (the module docstring). batches: one per step (None: forward builds its own from
-    the step). validate(step, folder): writes into folder, may return {name: {figure: value}} (TensorBoard
+    """Train run.start .. run.stop (the module docstring). batches: one per step (None: step.inputs builds its own
+    from the step). validate(step, folder): writes into folder, may return {name: {figure: value}} (TensorBoard
     val_<name>/). extras(steps, seconds): fields added to each metrics row, given the row's steps and seconds."""
     cfg, main = run.cfg, accelerator.is_main_process
     guard = NonFiniteGuard(cfg.max_nonfinite_in_row, run.skipped)
     metrics = MetricsLog(run.folder, run.start, enabled=main)
     window, last = run.window, None
+
+    def steps():  # each step's index and inputs, torch's generator seeded from the step first
+        for i, batch in zip(range(run.start, run.stop), itertools.repeat(None) if batches is None else batches):
+            seed_step(cfg.seed, i, accelerator.process_index, accelerator.num_processes)
+            yield i, step.inputs(i, batch)
+
+    todo, loss_fn = steps(), step.loss
+    compiled = run.compiled or {"compile": False, "compile_reason": "no step run", "compile_seconds": 0.0}
+    if run.start < run.stop:  # compiled or not: decided on the first step's inputs, before training time starts
+        first = next(todo)
+        todo = itertools.chain([first], todo)
+        loss_fn, chosen = choose_compile(cfg.compile, run.compiled, step.loss, step.compiled, first[1], run.modules,
+                                         accelerator)
+        compiled = {**chosen, "compile_seconds": chosen["compile_seconds"] + compiled["compile_seconds"]}
     t0, paused = time.perf_counter(), 0.0
 
     def seconds() -> float:  # training time: validation excluded
@@ -144,7 +173,7 @@ def run_loop(accelerator: Accelerator, run: Run, step: Step, batches: Iterable |
             save_checkpoint(run.folder / "checkpoints", done, {k: m.state_dict() for k, m in run.modules.items()},
                             {k: o.state_dict() for k, o in run.optimizers.items()},
                             {"config": run.record, "elapsed": seconds(), "nonfinite_skipped": guard.skipped,
-                             "log_window": window, **precision_record(accelerator), **run.state},
+                             "log_window": window, **precision_record(accelerator), **compiled, **run.state},
                             keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
@@ -172,13 +201,12 @@ def run_loop(accelerator: Accelerator, run: Run, step: Step, batches: Iterable |
 
     bar = tqdm(total=cfg.steps, initial=run.start, desc=desc, disable=not main, dynamic_ncols=True)
     try:
-        for i, batch in zip(range(run.start, run.stop), itertools.repeat(None) if batches is None else batches):
-            seed_step(cfg.seed, i, accelerator.process_index, accelerator.num_processes)
+        for i, inputs in todo:
             lr = cfg.lr_at(i)
             for name, optimizer in run.optimizers.items():
                 set_lr(optimizer, lr * run.lr_ratios.get(name, 1.0))
             with accelerator.autocast():
-                loss, terms = step.forward(i, batch)
+                loss, terms = loss_fn(*inputs)
             bad = guard.is_bad(loss, accelerator)
             if guard.record(bad):
                 checkpoint(i)
@@ -210,4 +238,4 @@ def run_loop(accelerator: Accelerator, run: Run, step: Step, batches: Iterable |
         bar.close()
         metrics.close()
     accelerator.wait_for_everyone()
-    return Trained(seconds(), guard.skipped, run.stop if run.stop < cfg.steps else None, last)
+    return Trained(seconds(), guard.skipped, run.stop if run.stop < cfg.steps else None, last, compiled)

@@ -9,10 +9,11 @@ into every run's checkpoints and summary; a resumed training run continues in th
 from __future__ import annotations
 
 import contextlib
-import time
 from functools import lru_cache
 
 import torch
+
+from shared.timing import best_in_turns
 
 PRECISIONS = ("auto", "fp32", "bf16")
 MIN_SPEEDUP = 1.5
@@ -25,15 +26,14 @@ def cpu_bf16_speedup(n: int = 512, repeats: int = 8, rounds: int = 5) -> float:
     favour either."""
     a = {torch.float32: torch.randn(n, n)}
     a[torch.bfloat16] = a[torch.float32].bfloat16()
-    best = dict.fromkeys(a, float("inf"))
     for m in a.values():
         m @ m
-    for _ in range(rounds):
-        for dtype, m in a.items():
-            t = time.perf_counter()
-            for _ in range(repeats):
-                m @ m
-            best[dtype] = min(best[dtype], time.perf_counter() - t)
+
+    def products(m):
+        for _ in range(repeats):
+            m @ m
+
+    best = best_in_turns({dtype: (lambda m=m: products(m)) for dtype, m in a.items()}, "cpu", rounds)
     return best[torch.float32] / best[torch.bfloat16]
 
 
