@@ -94,12 +94,11 @@ def test_the_protocol_cell_sets_the_paper_figure_beside_ours_only_under_the_same
 
 
 def test_generator_rows_carry_the_protocol_cell(tmp_path):
+    from .generator_results import guidance_entry, write_result
+
     results = tmp_path / "small"
-    results.mkdir()
     record = protocols.run_record(PROTOCOLS["project-image"], True, None, real_split="embedded val", resolution=64)
-    fid = {"value": 2.0, "n": [64, 18], "dim": 2048, "network": "RANDOM-INIT inception", "full_rank_covariance": False}
-    (results / "dit_imagenet.json").write_text(json.dumps({
-        "metrics": {"cfg2": {"guidance_scale": 2.0, "fid": fid, "protocol": record}}, "scale": "small"}))
+    write_result(results, "dit_imagenet", [guidance_entry(2.0, fid=2.0, protocol=record)])
     (row,) = tables.generation_rows(results, next(r for r in experiments.GENERATION_ROWS if r.name == "dit_imagenet"))
     assert len(row) == len(tables.GENERATION_COLUMNS) and tables.GENERATION_COLUMNS[-1] == tables.PROTOCOL_COLUMN
     assert row[-1].startswith("other protocol (project-image; the paper's: adm): network (ours RANDOM-INIT")
