@@ -20,6 +20,7 @@ from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
 from eval.classifier import PRESETS, RealData, load_or_train
 from eval.datasets import video_split
+from eval.frame_prediction import clip_psnr
 from shared.data.collate import collate
 from eval.judge_references import reference_points, reconstruct_items, class_items, score
 from shared.atomic import atomic_write_json, read_json_object
@@ -36,8 +37,7 @@ def future_psnr(x_hat: torch.Tensor, x: torch.Tensor, given: int = GIVEN_FRAMES)
     """Mean PSNR (dB) over items and over the frames from index `given` on, of clips (B, 3, T, H, W)."""
     if x.shape[2] <= given:
         raise ValueError(f"clips of {x.shape[2]} frames have none after the {given} given")
-    b, t = x.shape[0], x.shape[2] - given
-    return float(psnr(x_hat[:, :, given:], x[:, :, given:]).reshape(b, t).mean())
+    return float(clip_psnr(x_hat, x, given).mean())
 
 
 def repeat_last(x: torch.Tensor, given: int = GIVEN_FRAMES) -> torch.Tensor:
