@@ -60,8 +60,8 @@ def measure(scale: str, tokenizers: dict[str, str], per_class: int, cache: str |
     data = RealData("video", "embedded", 64, 17)
     net, record = load_or_train(data, PRESETS[scale]["video"], cache or f"results/{scale}/classifiers")
     known, names = record["known_classes"], record["classes"]
-    refs, space = reference_points(net, data, known, names, per_class)
     clips, labels = class_items(data, known, per_class, draw=0)
+    refs, space = reference_points(net, data, known, names, per_class, items=(clips, labels))
     rows = {name: {"share": r["share"], "weakest": min(r["per_class"], key=lambda c: c["share"]),
                    "frechet": r["feature_distance"]["frechet"]} for name, r in refs.items()}
     # frame prediction's held-out clips: the validation split (held-out photos, the real videos' last part)

@@ -176,10 +176,12 @@ class FeatureSpace:
 
 
 def reference_points(net: ConvClassifier, data: RealData, known: list[int], names: list[str], per_class: int,
-                     tokenizer: str | None = None) -> tuple[dict, FeatureSpace]:
+                     tokenizer: str | None = None,
+                     items: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[dict, FeatureSpace]:
     """Every reference point's share (overall and per class) and judge-feature distance, and the feature space
-    (fitted on one real draw, compared against a second) that generated samples are measured in."""
-    pixels, labels = class_items(data, known, per_class, draw=0)
+    (fitted on one real draw, compared against a second) that generated samples are measured in. `items`: the real
+    draw the points are made of (class_items' draw 0) where the caller already holds it."""
+    pixels, labels = items if items is not None else class_items(data, known, per_class, draw=0)
     other, _ = class_items(data, known, per_class, draw=1)
     space = FeatureSpace(judge_features(net, other), judge_features(net, class_items(data, known, per_class, draw=2)[0]))
     sets = reference_sets(pixels, labels, data.kind, class_items(data, known, max(per_class, AVERAGE_OF), draw=3))

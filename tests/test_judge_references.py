@@ -76,3 +76,7 @@ def test_reference_points_score_every_point_with_the_judge(tmp_path, quantizer):
         assert point["n"] == n and 0 <= point["share"] <= 1 and len(point["per_class"]) == len(record["known_classes"])
         assert point["feature_distance"]["n"] == [n, n] and point["feature_distance"]["frechet"] >= 0
     assert space.dim <= n - 2
+    # the caller's own copy of draw 0 gives the same points as the draw made inside
+    items = class_items(data, record["known_classes"], 2, draw=0)
+    again, _ = reference_points(net, data, record["known_classes"], record["classes"], 2, str(folder), items=items)
+    assert again == points
