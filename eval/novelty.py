@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 from tqdm.auto import tqdm
 
 from shared.atomic import read_json_object
@@ -37,7 +38,7 @@ from shared.data.errors import DataError
 from shared.data.transforms import to_uint8, to_unit_range
 from shared.extraction import ShardDataset
 from shared.guidance import guidance_key
-from shared.provenance import check_sha256
+from shared.provenance import check_sha256, file_sha256
 from shared.sample_folders import checked_folder, read_samples_record
 
 from .class_consistency import list_samples, load_sample
@@ -177,6 +178,20 @@ def fresh_items(data: RealData, known: list[int], per_class: int) -> tuple[torch
     return torch.stack([dataset[k]["pixels"] for k in keys]), what
 
 
+def run_decoders(run: Path, summary: dict) -> set[str]:
+    """The sha256 a samples record may give for the tokenizer that decoded a run's samples: the tokenizer the run was
+    trained on, and a diffusion pipeline's copy of it (final/vae: the same weights, its config's scaling_factor set to
+    the run's latent scale, so its folder hashes apart), once the final folder and the weights are checked."""
+    decoders = {summary["tokenizer_sha256"]}
+    vae = run / "final" / "vae"
+    if vae.is_dir():
+        check_sha256(run / "final", summary["final_sha256"], run / "summary.json")
+        check_sha256(vae / SAFETENSORS_WEIGHTS_NAME, file_sha256(Path(summary["tokenizer"]) / SAFETENSORS_WEIGHTS_NAME),
+                     summary["tokenizer"], remedy="The pipeline's VAE is not the tokenizer the run was trained on")
+        decoders.add(file_sha256(vae))
+    return decoders
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------------------
@@ -189,7 +204,7 @@ def measure(folders: list[tuple[float, str, str | None]], run: Path, scale: str,
     from tokenizer import OmniTokenizer
 
     summary = read_json_object(run / "summary.json", "training summary")
-    if decoded_by is not None and decoded_by != summary["tokenizer_sha256"]:
+    if decoded_by is not None and decoded_by not in run_decoders(run, summary):
         raise ValueError(f"the samples were decoded by tokenizer {decoded_by[:12]}..., {run / 'summary.json'} was "
                          f"trained on the codes or latents of {summary['tokenizer_sha256'][:12]}...: these samples are "
                          f"not of this run; give the run that made them")

@@ -137,6 +137,31 @@ def test_a_replaced_tokenizer_is_refused(tmp_path):
         novelty.measure([(1.0, str(tmp_path), None)], run, "tiny")
 
 
+def test_a_diffusion_pipelines_copy_of_the_tokenizer_decodes_its_runs_samples(tmp_path):
+    """A diffusion pipeline keeps the run's tokenizer in final/vae with the latent scale in its config: its samples,
+    decoded by that copy, are the run's; a pipeline whose VAE has other weights is refused."""
+    from shared.provenance import file_sha256
+    from tokenizer import OmniTokenizer
+
+    tok = OmniTokenizer.from_scale("tiny", quantizer="kl")
+    tok_dir = tok.save_pretrained(tmp_path / "tok")
+    run = tmp_path / "run"
+    tok.register_to_config(scaling_factor=1.3)
+    tok.save_pretrained(run / "final" / "vae")
+    summary = {"tokenizer": str(tok_dir), "tokenizer_sha256": file_sha256(tok_dir),
+               "final_sha256": file_sha256(run / "final")}
+    copy = file_sha256(run / "final" / "vae")
+    assert copy != summary["tokenizer_sha256"]  # the scaling factor alone makes the folders hash apart
+    assert novelty.run_decoders(run, summary) == {summary["tokenizer_sha256"], copy}
+    assert novelty.run_decoders(tmp_path / "lm_run", summary) == {summary["tokenizer_sha256"]}  # no pipeline VAE
+
+    torch.manual_seed(1)
+    OmniTokenizer.from_scale("tiny", quantizer="kl").save_pretrained(run / "final" / "vae")
+    summary["final_sha256"] = file_sha256(run / "final")
+    with pytest.raises(ValueError, match="not the tokenizer the run was trained on"):
+        novelty.run_decoders(run, summary)
+
+
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory):
     """A small data set of one's own: random crops of four embedded photos in the ImageNet layout, train and val."""
