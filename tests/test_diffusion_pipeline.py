@@ -395,7 +395,7 @@ def test_a_corrupt_pipeline_record_is_named(work, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_dit_training_equals_one_process_of_the_same_global_batch(work, tmp_path):
-    """The README's `accelerate launch` of the DiT trainer, on two CPU processes (gloo): both ranks finish, only the
+    """docs/diffusion_generation.md's `accelerate launch` of the DiT trainer, on two CPU processes (gloo): both ranks finish, only the
     main one writes, and the weights are those of one process with the doubled batch."""
     import os
     import subprocess

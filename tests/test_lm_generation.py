@@ -430,7 +430,7 @@ def test_frame_prediction_trains_and_writes_videos_decord_reads(clip_codes, tmp_
 
 @pytest.mark.slow
 def test_two_process_lm_training_equals_one_process_of_the_same_global_batch(image_codes, tmp_path):
-    """The README's CPU launch of the LM trainer (it had failed on both ranks: the tokenizer was loaded onto
+    """The CPU launch of docs/data.md, of the LM trainer (it had failed on both ranks: the tokenizer was loaded onto
     "cpu:0", a device name safetensors refuses), with class dropout: each rank's mask is its share of the global
     batch's."""
     import os
