@@ -79,8 +79,10 @@ tokenizer: $(STAMP)
 
 # the benches' reports behind the docs pages' speed tables, kept beside the pages (make docs draws the tables from them)
 SPEED := docs/results/speed
+# the reference checkouts import timm (the extra `references`); a variable, as a comma inside $(if) would split it
+REFERENCES_INSTALL := $(VENV)/bin/pip install --quiet -e '.[dev,references]'
 bench: $(STAMP)
-	$(if $(RELEASE_REPO)$(DIT_REPO)$(LATTE_REPO),$(VENV)/bin/pip install --quiet -e '.[dev,references]')
+	$(if $(RELEASE_REPO)$(DIT_REPO)$(LATTE_REPO),$(REFERENCES_INSTALL))
 	$(PY) -m bench.tokenizer_speed --out $(SPEED)/tokenizer_speed.json
 	$(PY) -m bench.readme_speed --bench $(SPEED)/tokenizer_speed.json --readme docs/speed.md
 	$(PY) -m bench.lm_speed --tokens-227m 256 --uncached-tokens 32 --train-batch-227m 1 --out $(SPEED)/lm_speed.json \

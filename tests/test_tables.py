@@ -268,6 +268,22 @@ def test_the_makefile_has_a_generator_target_for_each_generation_row(tmp_path):
     assert f"extract_latents --scale tiny --experiment dit --tokenizer {tokenizer}/kl/final" in recipe
 
 
+def test_make_bench_with_a_reference_checkout_installs_the_references_extra_whole():
+    """make -n bench with a reference checkout: the install of the extra `references` is one command, not cut at the
+    comma of '.[dev,references]' (inside $(if) a comma splits the branches)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "-o", ".venv/.stamp", "bench", "DIT_REPO=/nowhere/DiT"], cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "pip install --quiet -e '.[dev,references]'" in done.stdout.splitlines()[0]
+    assert "--dit-repo /nowhere/DiT" in done.stdout
+    plain = subprocess.run(["make", "-n", "-o", ".venv/.stamp", "bench"], cwd=root, capture_output=True, text=True)
+    assert plain.returncode == 0 and "pip install" not in plain.stdout
+
+
 def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
     import dataclasses
 
