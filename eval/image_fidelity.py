@@ -54,7 +54,8 @@ class InceptionFeatures:
             self.net.load_state_dict(self.weights.state_dict)
         else:
             variance_preserving_init(self.net)
-        self.net.to(device).eval()
+        # channels-last convolutions: the same features, measured faster on a CPU
+        self.net.to(device, memory_format=torch.channels_last).eval()
         self.device = device
 
     @torch.no_grad()
