@@ -37,9 +37,8 @@ def data_kind(data: str) -> str:
 
 
 def train_run(generator: str, data: str, scale: str, steps: int, run: Path) -> dict:
-    """Train one budget (reusing a finished run); its summary."""
-    if (run / "summary.json").is_file():
-        return json.loads((run / "summary.json").read_text())
+    """Train one budget; its summary. A finished run in `run` is reused by the trainer once its record (this
+    budget, these data) and its final/ are checked; a run of anything else is refused, never taken for this budget."""
     overrides = [f"train.steps={steps}", f"train.validate_every={steps}"]
     if generator == "lm":
         from lm_generation.config import lm_config

@@ -554,6 +554,14 @@ def test_compute_curve_trains_samples_and_judges_each_budget(image_codes, tmp_pa
         assert r["guidance"] == 2.0
     assert json.loads((tmp_path / "curve.json").read_text())["budgets"] == report["budgets"]
     assert (tmp_path / "curve.png").stat().st_size > 0
+    # a budget's folder holding another budget's run is refused, not reported as this budget
+    import shutil
+
+    shutil.copytree(tmp_path / "runs" / "steps_2", tmp_path / "runs" / "steps_4")
+    with pytest.raises((SystemExit, ValueError), match="steps"):
+        compute_curve.main(["--generator", "lm", "--data", str(image_codes), "--scale", "tiny", "--steps", "4",
+                            "--runs", str(tmp_path / "runs"), "--json", str(tmp_path / "curve4.json"),
+                            "--plot", str(tmp_path / "curve4.png"), "--guidance", "2"])
     with pytest.raises(SystemExit, match="--steps must all be >= 1"):
         compute_curve.main(["--generator", "lm", "--data", str(image_codes), "--steps", "0", "--guidance", "1",
                             "--json", "x", "--plot", "y"])
