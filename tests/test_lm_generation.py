@@ -558,7 +558,7 @@ def test_compute_curve_trains_samples_and_judges_each_budget(image_codes, tmp_pa
     import shutil
 
     shutil.copytree(tmp_path / "runs" / "steps_2", tmp_path / "runs" / "steps_4")
-    with pytest.raises((SystemExit, ValueError), match="steps"):
+    with pytest.raises(ValueError, match=r"another configuration .*train\.steps: 2 -> 4"):
         compute_curve.main(["--generator", "lm", "--data", str(image_codes), "--scale", "tiny", "--steps", "4",
                             "--runs", str(tmp_path / "runs"), "--json", str(tmp_path / "curve4.json"),
                             "--plot", str(tmp_path / "curve4.png"), "--guidance", "2"])

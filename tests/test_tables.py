@@ -1,5 +1,6 @@
 """Evaluation CLI and table builder, end to end on a tiny run."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,8 @@ from shared.data.embedded import load_video
 from tokenizer.train import run
 
 from .generator_results import guidance_entry, judge, per_class, write_result
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -218,22 +221,25 @@ def test_the_experiment_list_drives_make_rules_and_comparisons():
         experiments.row(1, "nobody", "image")
 
 
-def test_the_makefile_has_a_generator_target_for_each_generation_row(tmp_path):
-    """make -n (the venv taken as built: -o its stamp): each row's target runs its generator's chain into the row's
-    result file, and the Makefile has no generator target without a row."""
-    import re
+def make_dry_run(*args: str) -> str:
+    """What `make -n` (the venv taken as built: -o its stamp) would run for these arguments, in the repository."""
     import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "-o", ".venv/.stamp", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_makefile_has_a_generator_target_for_each_generation_row(tmp_path):
+    """make -n: each row's target runs its generator's chain into the row's result file, and the Makefile has no
+    generator target without a row."""
+    import re
 
     def dry_run(target: str, *extra: str) -> str:
-        done = subprocess.run(["make", "-n", "-o", ".venv/.stamp", target, "SCALE=tiny", f"RESULTS={tmp_path}",
-                               *extra], cwd=root, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        return " ".join(done.stdout.replace("\\\n", " ").split())
+        recipe = make_dry_run(target, "SCALE=tiny", f"RESULTS={tmp_path}", *extra)
+        return " ".join(recipe.replace("\\\n", " ").split())
 
-    makefile = (root / "Makefile").read_text()
+    makefile = (REPO_ROOT / "Makefile").read_text()
     targets = dict(re.findall(r"^([a-z0-9-]+): \$\(RESULTS\)/(\w+)\.json$", makefile, re.M))
     assert targets == {row.target: row.name for row in experiments.GENERATION_ROWS}
     for row in experiments.GENERATION_ROWS:
@@ -271,18 +277,11 @@ def test_the_makefile_has_a_generator_target_for_each_generation_row(tmp_path):
 def test_make_bench_with_a_reference_checkout_installs_the_references_extra_whole():
     """make -n bench with a reference checkout: the install of the extra `references` is one command, not cut at the
     comma of '.[dev,references]' (inside $(if) a comma splits the branches)."""
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["make", "-n", "-o", ".venv/.stamp", "bench", "DIT_REPO=/nowhere/DiT"], cwd=root,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    installs = [line.strip() for line in done.stdout.splitlines() if "pip install" in line]
+    recipe = make_dry_run("bench", "DIT_REPO=/nowhere/DiT")
+    installs = [line.strip() for line in recipe.splitlines() if "pip install" in line]
     assert installs == [".venv/bin/pip install --quiet -e '.[dev,references]'"]
-    assert "--dit-repo /nowhere/DiT" in done.stdout
-    plain = subprocess.run(["make", "-n", "-o", ".venv/.stamp", "bench"], cwd=root, capture_output=True, text=True)
-    assert plain.returncode == 0 and "pip install" not in plain.stdout
+    assert "--dit-repo /nowhere/DiT" in recipe
+    assert "pip install" not in make_dry_run("bench")
 
 
 def test_a_seeded_variant_starts_from_the_default_run_of_its_seed():
